@@ -1,0 +1,29 @@
+//! Sluice's shared core: everything the coordinator and the worker must agree on.
+//!
+//! # Layout
+//!
+//! - [`message`]: the SQS message contract (one message per file), versioned.
+//! - [`mapping`]: S3 key -> source table and file kind, following AWS DMS's layout. Pure.
+//! - [`manifest`]: the manifest model (statuses, items, legal transitions). Pure.
+//! - [`store`]: the manifest in DynamoDB: every transition a conditional write.
+//! - [`rules`]: per-table rules from `sluice.toml`.
+//! - [`config`]: settings shared by both binaries, validated once at start-up.
+//! - [`retry`]: the one retry layer for calls the AWS SDK does not already retry.
+//! - [`telemetry`]: logging set-up.
+//! - [`error`]: this crate's error enum, each variant transient or permanent by construction.
+//!
+//! The coordinator and the worker share nothing else: a change here is a change to the contract
+//! between them.
+
+pub mod config;
+pub mod error;
+pub mod manifest;
+pub mod mapping;
+pub mod message;
+pub mod retry;
+pub mod rules;
+pub mod store;
+pub mod telemetry;
+pub mod timefmt;
+
+pub use error::Error;

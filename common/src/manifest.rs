@@ -1,0 +1,313 @@
+//! The manifest model: one item per S3 object version seen, identified by `(key, etag)`, and the
+//! legal moves between its statuses. Pure; the DynamoDB side is in [`crate::store`].
+//!
+//! ```text
+//!   (none) --discover--> discovered --enqueue--> queued --claim--> loading --complete--> loaded
+//!                                                  ^                  |
+//!                                                  +-- enqueue -- failed <--fail--+
+//!                              (attempt limit or permanent error) --give up--> dead
+//!                              operator: retry -> queued, skip -> skipped
+//! ```
+//!
+//! Invariants kept by [`Transition::allowed_from`], which the store turns into DynamoDB
+//! condition expressions so that racing coordinators and workers cannot corrupt an item:
+//! - `loaded` is final for automatic moves: only the ledger in PostgreSQL decides it, and nothing
+//!   but an operator's `reload` leaves it;
+//! - `fail` applies only to the claim that is failing (same status and attempt number), so a
+//!   stale worker waking up late cannot overwrite a newer attempt's state;
+//! - `dead` and `skipped` items leave only through an operator's retry.
+
+use serde::Serialize;
+use std::fmt;
+
+/// Where a file is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Discovered,
+    Queued,
+    Loading,
+    Loaded,
+    Failed,
+    Dead,
+    Skipped,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Discovered,
+        Status::Queued,
+        Status::Loading,
+        Status::Loaded,
+        Status::Failed,
+        Status::Dead,
+        Status::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Discovered => "discovered",
+            Status::Queued => "queued",
+            Status::Loading => "loading",
+            Status::Loaded => "loaded",
+            Status::Failed => "failed",
+            Status::Dead => "dead",
+            Status::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Every status but `loaded` is "open": such items are kept in the sparse `open` index so
+    /// that listing them never reads the (many) loaded items.
+    pub fn is_open(self) -> bool {
+        self != Status::Loaded
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A move of a manifest item, with who makes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Coordinator: a new object version was listed.
+    Discover,
+    /// Coordinator: the message was sent (or sent again).
+    Enqueue,
+    /// Worker: took the file; increments the attempt count.
+    Claim,
+    /// Worker: the data is committed (or the ledger says it already was).
+    Complete,
+    /// Worker: the attempt failed; guarded by the attempt number.
+    Fail,
+    /// Coordinator or worker: the attempt limit is reached; an operator must act.
+    GiveUp,
+    /// Operator: try again, whatever happened before.
+    Retry,
+    /// Operator: do not load this file, recording who and why.
+    Skip,
+}
+
+impl Transition {
+    /// The status an item has after the move.
+    pub fn target(self) -> Status {
+        match self {
+            Transition::Discover => Status::Discovered,
+            Transition::Enqueue | Transition::Retry => Status::Queued,
+            Transition::Claim => Status::Loading,
+            Transition::Complete => Status::Loaded,
+            Transition::Fail => Status::Failed,
+            Transition::GiveUp => Status::Dead,
+            Transition::Skip => Status::Skipped,
+        }
+    }
+
+    /// The statuses the move may start from; `None` stands for "no item yet".
+    pub fn allowed_from(self) -> &'static [Option<Status>] {
+        use Status::*;
+        match self {
+            Transition::Discover => &[None],
+            Transition::Enqueue => &[Some(Discovered), Some(Queued), Some(Failed)],
+            // `None`: a message whose item is missing (deleted by hand) is still loaded and the
+            // item re-created; `Loading`: the previous holder died or is a concurrent duplicate
+            // (the ledger keeps the effect single).
+            Transition::Claim => &[None, Some(Discovered), Some(Queued), Some(Failed), Some(Loading)],
+            Transition::Complete => &[
+                None,
+                Some(Discovered),
+                Some(Queued),
+                Some(Loading),
+                Some(Failed),
+                Some(Dead),
+                Some(Skipped),
+            ],
+            Transition::Fail => &[Some(Loading)],
+            Transition::GiveUp => &[Some(Discovered), Some(Queued), Some(Loading), Some(Failed)],
+            Transition::Retry => &[
+                Some(Discovered),
+                Some(Queued),
+                Some(Failed),
+                Some(Dead),
+                Some(Skipped),
+                Some(Loading),
+            ],
+            Transition::Skip => &[Some(Discovered), Some(Queued), Some(Failed), Some(Dead)],
+        }
+    }
+
+    /// Whether the move may be made from `from`.
+    pub fn allows(self, from: Option<Status>) -> bool {
+        self.allowed_from().contains(&from)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transition::Discover => "discover",
+            Transition::Enqueue => "enqueue",
+            Transition::Claim => "claim",
+            Transition::Complete => "complete",
+            Transition::Fail => "fail",
+            Transition::GiveUp => "give_up",
+            Transition::Retry => "retry",
+            Transition::Skip => "skip",
+        }
+    }
+}
+
+/// A failure as the manifest records it: what an operator needs to find and fix the cause.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FileError {
+    /// One line, lowercase, naming bucket/key/table/record where known. Never holds secrets.
+    pub message: String,
+    /// Stable reason class for grouping and alarms (`unknown_table`, `column_count`, ...).
+    pub class: String,
+    /// True when retrying cannot help until someone changes something.
+    pub permanent: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    /// 1-based record number in the file (data records, header excluded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<u64>,
+    /// 1-based physical line in the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+}
+
+/// Row counts of one load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RowCounts {
+    /// Data records read from the file.
+    pub read: i64,
+    /// Rows inserted, updated or deleted in the target.
+    pub merged: i64,
+    /// Records set aside as rejects.
+    pub rejected: i64,
+}
+
+/// One manifest item as read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ManifestItem {
+    pub key: String,
+    pub etag: String,
+    pub bucket: String,
+    pub size: i64,
+    pub last_modified: String,
+    /// `schema.table` as in the key.
+    pub table: String,
+    pub kind: String,
+    pub status: Option<Status>,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<FileError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<RowCounts>,
+    pub discovered_at: Option<String>,
+    pub enqueued_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub worker: Option<String>,
+    pub message_id: Option<String>,
+    /// Dated events, oldest first: the file's whole story.
+    pub history: Vec<String>,
+}
+
+/// Caps a text stored in the manifest (DynamoDB items are limited to 400 KB), on a char boundary.
+pub fn cap_text(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes cut)", &s[..cut], s.len() - cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Status::*;
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Status::parse("LOADED"), None);
+        assert!(!Loaded.is_open());
+        assert!(Failed.is_open() && Skipped.is_open());
+    }
+
+    #[test]
+    fn discover_only_creates() {
+        assert!(Transition::Discover.allows(None));
+        for s in Status::ALL {
+            assert!(!Transition::Discover.allows(Some(s)), "{s}");
+        }
+    }
+
+    #[test]
+    fn loaded_is_final_for_every_automatic_move() {
+        for t in [
+            Transition::Discover,
+            Transition::Enqueue,
+            Transition::Claim,
+            Transition::Complete,
+            Transition::Fail,
+            Transition::GiveUp,
+            Transition::Skip,
+        ] {
+            assert!(!t.allows(Some(Loaded)), "{} must not leave loaded", t.name());
+        }
+    }
+
+    #[test]
+    fn dead_and_skipped_leave_only_by_operator_or_ledger() {
+        for t in [Transition::Enqueue, Transition::Claim, Transition::Fail, Transition::GiveUp] {
+            assert!(!t.allows(Some(Dead)) && !t.allows(Some(Skipped)), "{}", t.name());
+        }
+        assert!(Transition::Retry.allows(Some(Dead)));
+        assert!(Transition::Retry.allows(Some(Skipped)));
+        // committed data wins over any bookkeeping
+        assert!(Transition::Complete.allows(Some(Dead)));
+    }
+
+    #[test]
+    fn fail_only_from_loading() {
+        for s in Status::ALL {
+            assert_eq!(Transition::Fail.allows(Some(s)), s == Loading, "{s}");
+        }
+        assert!(!Transition::Fail.allows(None));
+    }
+
+    #[test]
+    fn claim_takes_over_dead_holders_and_lost_items() {
+        assert!(Transition::Claim.allows(Some(Loading)));
+        assert!(Transition::Claim.allows(None));
+        assert!(Transition::Claim.allows(Some(Failed)));
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(Transition::Enqueue.target(), Queued);
+        assert_eq!(Transition::Retry.target(), Queued);
+        assert_eq!(Transition::GiveUp.target(), Dead);
+        assert_eq!(Transition::Complete.target(), Loaded);
+    }
+
+    #[test]
+    fn cap_text_respects_char_boundaries() {
+        assert_eq!(cap_text("abc", 5), "abc");
+        let capped = cap_text("ééé", 3);
+        assert!(capped.starts_with("é..."), "{capped}");
+    }
+}

@@ -1,0 +1,778 @@
+//! The manifest in DynamoDB.
+//!
+//! Table layout (created by [`ManifestStore::ensure_table`]):
+//! - base table: partition key `key` (S), sort key `etag` (S): one item per object version, and
+//!   a file's whole story is one `Query` on its key;
+//! - GSI `open-index`: partition key `open` (S), sort key `updated_at` (S). `open` holds the
+//!   status of every item that is not `loaded` and is removed when an item becomes `loaded`, so
+//!   the index is sparse: listing failed or stuck files reads only those, never the millions of
+//!   loaded ones;
+//! - GSI `table-index`: partition key `table` (S), sort key `status_at` (S, `status#updated_at`):
+//!   a table's files, optionally of one status, by key condition.
+//!
+//! Invariant: every status change is one `UpdateItem` whose condition is built from
+//! [`Transition::allowed_from`]; a refused condition is reported as [`Moved::Refused`] with the
+//! item as it now is, never silently overwritten.
+
+use crate::error::{sdk_error_is_transient, sdk_error_text, Error, ItemRef};
+use crate::manifest::{cap_text, FileError, ManifestItem, RowCounts, Status, Transition};
+use crate::timefmt;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
+    TableStatus,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub const OPEN_INDEX: &str = "open-index";
+pub const TABLE_INDEX: &str = "table-index";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// What a new object version looks like when first written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFile {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    pub size: i64,
+    pub last_modified: String,
+    pub table: String,
+    pub kind: String,
+}
+
+/// Extra attributes a transition writes besides the status.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    pub worker: Option<String>,
+    pub message_id: Option<String>,
+    /// Some(Some(e)): record the error; Some(None): clear it.
+    pub error: Option<Option<FileError>>,
+    pub rows: Option<RowCounts>,
+    /// Created from these when the item does not exist yet (claim of a lost item).
+    pub base: Option<NewFile>,
+    /// Only when the item's attempt count equals this (the claim being failed is still current).
+    pub expect_attempt: Option<u32>,
+    /// A free-text note for the history (who and why, for operator moves).
+    pub note: Option<String>,
+}
+
+/// The result of a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moved {
+    /// Applied; the item as it now is.
+    Applied(ManifestItem),
+    /// The condition refused it; the item as it is (None: no such item).
+    Refused(Option<ManifestItem>),
+}
+
+/// The manifest table.
+#[derive(Clone, Debug)]
+pub struct ManifestStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl ManifestStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        ManifestStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    fn err<E, R>(
+        &self,
+        operation: &'static str,
+        item: ItemRef,
+        e: &aws_sdk_dynamodb::error::SdkError<E, R>,
+    ) -> Error
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        Error::Manifest {
+            operation,
+            table: self.table.clone(),
+            item,
+            message: sdk_error_text(e),
+            transient: sdk_error_is_transient(e),
+        }
+    }
+
+    /// Creates the table and its indexes if missing and waits until it is active. Idempotent.
+    pub async fn ensure_table(&self) -> Result<bool, Error> {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute definition is complete")
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("key schema element is complete")
+        };
+        let gsi = |name: &str, hash: &str, range: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(hash, KeyType::Hash))
+                .key_schema(key(range, KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("index definition is complete")
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("key"))
+            .attribute_definitions(attr("etag"))
+            .attribute_definitions(attr("open"))
+            .attribute_definitions(attr("updated_at"))
+            .attribute_definitions(attr("table"))
+            .attribute_definitions(attr("status_at"))
+            .key_schema(key("key", KeyType::Hash))
+            .key_schema(key("etag", KeyType::Range))
+            .global_secondary_indexes(gsi(OPEN_INDEX, "open", "updated_at"))
+            .global_secondary_indexes(gsi(TABLE_INDEX, "table", "status_at"))
+            .send()
+            .await;
+        let created = match created {
+            Ok(_) => true,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_in_use_exception()) =>
+            {
+                false
+            }
+            Err(e) => return Err(self.err("create_table", ItemRef::none(), &e)),
+        };
+        for _ in 0..600 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| self.err("describe_table", ItemRef::none(), &e))?;
+            let status = described.table().and_then(|t| t.table_status().cloned());
+            if status == Some(TableStatus::Active) {
+                return Ok(created);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(Error::Manifest {
+            operation: "describe_table",
+            table: self.table.clone(),
+            item: ItemRef::none(),
+            message: "table did not become active within 5 minutes".to_owned(),
+            transient: true,
+        })
+    }
+
+    /// Writes a newly discovered object version. Ok(false) when it already exists (another
+    /// coordinator won the race), which is not an error.
+    pub async fn record_discovered(&self, file: &NewFile) -> Result<bool, Error> {
+        let now = timefmt::now();
+        let mut item = base_item(file);
+        let status = Status::Discovered;
+        item.insert("status".into(), s(status.as_str()));
+        item.insert("open".into(), s(status.as_str()));
+        item.insert("attempts".into(), n(0));
+        item.insert("discovered_at".into(), s(&now));
+        item.insert("updated_at".into(), s(&now));
+        item.insert("status_at".into(), s(&format!("{status}#{now}")));
+        item.insert(
+            "history".into(),
+            AttributeValue::L(vec![s(&format!("{now} discovered"))]),
+        );
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", "key")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.err("put_item", ItemRef::new(&file.key, &file.etag), &e)),
+        }
+    }
+
+    /// Applies a transition as one conditional update.
+    pub async fn transition(
+        &self,
+        key: &str,
+        etag: &str,
+        transition: Transition,
+        changes: Changes,
+    ) -> Result<Moved, Error> {
+        let now = timefmt::now();
+        let target = transition.target();
+        let mut x = Expr::default();
+        x.set("status", s(target.as_str()));
+        x.set("updated_at", s(&now));
+        x.set("status_at", s(&format!("{target}#{now}")));
+        if target.is_open() {
+            x.set("open", s(target.as_str()));
+        } else {
+            x.remove("open");
+        }
+        match transition {
+            Transition::Enqueue | Transition::Retry => x.set("enqueued_at", s(&now)),
+            Transition::Claim => {
+                x.set("started_at", s(&now));
+                x.remove("finished_at");
+                let a = x.name("attempts");
+                let zero = x.value(n(0));
+                let one = x.value(n(1));
+                x.sets.push(format!("{a} = if_not_exists({a}, {zero}) + {one}"));
+            }
+            Transition::Complete | Transition::Fail | Transition::GiveUp | Transition::Skip => {
+                x.set("finished_at", s(&now))
+            }
+            Transition::Discover => {}
+        }
+        if let Some(worker) = &changes.worker {
+            x.set("worker", s(worker));
+        }
+        if let Some(id) = &changes.message_id {
+            x.set("message_id", s(id));
+        }
+        match &changes.error {
+            Some(Some(e)) => set_error(&mut x, e),
+            Some(None) => {
+                for attr in ERROR_ATTRS {
+                    x.remove(attr);
+                }
+            }
+            None => {}
+        }
+        if let Some(rows) = changes.rows {
+            x.set("rows_read", n(rows.read));
+            x.set("rows_merged", n(rows.merged));
+            x.set("rows_rejected", n(rows.rejected));
+        }
+        if let Some(base) = &changes.base {
+            for (attr, value) in base_item(base) {
+                if attr != "key" && attr != "etag" {
+                    x.set_if_absent(&attr, value);
+                }
+            }
+            x.set_if_absent("discovered_at", s(&now));
+        }
+        let mut event = format!("{now} {target}");
+        if let Some(w) = &changes.worker {
+            event.push_str(&format!(" by {w}"));
+        }
+        if let Some(Some(e)) = &changes.error {
+            event.push_str(&format!(": {}", cap_text(&e.message, 300)));
+        }
+        if let Some(note) = &changes.note {
+            event.push_str(&format!(" ({})", cap_text(note, 300)));
+        }
+        let h = x.name("history");
+        let empty = x.value(AttributeValue::L(vec![]));
+        let ev = x.value(AttributeValue::L(vec![s(&event)]));
+        x.sets.push(format!("{h} = list_append(if_not_exists({h}, {empty}), {ev})"));
+
+        let mut condition = x.transition_condition(transition);
+        if let Some(attempt) = changes.expect_attempt {
+            let a = x.name("attempts");
+            let v = x.value(n(i64::from(attempt)));
+            condition = format!("({condition}) AND {a} = {v}");
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+            .key("etag", s(etag))
+            .update_expression(x.update_expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(x.names))
+            .set_expression_attribute_values(Some(x.values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Moved::Applied(parse_item(out.attributes().unwrap_or(&HashMap::new())))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Moved::Refused(self.get(key, etag).await?))
+            }
+            Err(e) => Err(self.err(transition.name(), ItemRef::new(key, etag), &e)),
+        }
+    }
+
+    /// One item, strongly consistent.
+    pub async fn get(&self, key: &str, etag: &str) -> Result<Option<ManifestItem>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+            .key("etag", s(etag))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.err("get_item", ItemRef::new(key, etag), &e))?;
+        Ok(out.item().map(parse_item))
+    }
+
+    /// Every version of one key: the file's whole story, oldest discovery first.
+    pub async fn history(&self, key: &str) -> Result<Vec<ManifestItem>, Error> {
+        let mut items = self
+            .query(
+                None,
+                "#k = :k",
+                &[("#k", "key")],
+                vec![(":k", s(key))],
+                None,
+                "query",
+            )
+            .await?;
+        items.sort_by(|a, b| a.discovered_at.cmp(&b.discovered_at));
+        Ok(items)
+    }
+
+    /// Statuses of the given `(key, etag)` pairs that exist, read in batches of 100.
+    pub async fn lookup(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<HashMap<(String, String), ManifestItem>, Error> {
+        let mut found = HashMap::new();
+        for chunk in pairs.chunks(100) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|(k, e)| HashMap::from([("key".to_owned(), s(k)), ("etag".to_owned(), s(e))]))
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .expect("keys are set"),
+            );
+            let mut wait = Duration::from_millis(50);
+            while let Some(req) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("batch_get_item", ItemRef::none(), &e))?;
+                if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                    for item in items {
+                        let parsed = parse_item(item);
+                        found.insert((parsed.key.clone(), parsed.etag.clone()), parsed);
+                    }
+                }
+                if let Some(rest) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    if !rest.keys().is_empty() {
+                        // DynamoDB's documented answer to unprocessed keys: back off, ask again.
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                        request = Some(rest.clone());
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The ETags recorded for a key (to tell a changed file from a new one).
+    pub async fn etags_of(&self, key: &str) -> Result<Vec<String>, Error> {
+        Ok(self.history(key).await?.into_iter().map(|i| i.etag).collect())
+    }
+
+    /// Items of one open status (anything but `loaded`), from the sparse index; oldest update first.
+    pub async fn list_open(
+        &self,
+        status: Status,
+        limit: Option<usize>,
+    ) -> Result<Vec<ManifestItem>, Error> {
+        assert!(status.is_open(), "loaded items are not in the open index");
+        self.query(
+            Some(OPEN_INDEX),
+            "#o = :s",
+            &[("#o", "open")],
+            vec![(":s", s(status.as_str()))],
+            limit,
+            "query_open",
+        )
+        .await
+    }
+
+    /// A table's items, optionally of one status, by key condition on the table index.
+    pub async fn list_table(
+        &self,
+        table: &str,
+        status: Option<Status>,
+        limit: Option<usize>,
+    ) -> Result<Vec<ManifestItem>, Error> {
+        match status {
+            Some(st) => {
+                self.query(
+                    Some(TABLE_INDEX),
+                    "#t = :t AND begins_with(#sa, :p)",
+                    &[("#t", "table"), ("#sa", "status_at")],
+                    vec![(":t", s(table)), (":p", s(&format!("{st}#")))],
+                    limit,
+                    "query_table",
+                )
+                .await
+            }
+            None => {
+                self.query(
+                    Some(TABLE_INDEX),
+                    "#t = :t",
+                    &[("#t", "table")],
+                    vec![(":t", s(table))],
+                    limit,
+                    "query_table",
+                )
+                .await
+            }
+        }
+    }
+
+    /// Every item: a full scan. Only for questions no index answers; callers say so.
+    pub async fn scan_all(&self, limit: Option<usize>) -> Result<Vec<ManifestItem>, Error> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err("scan", ItemRef::none(), &e))?;
+            items.extend(out.items().iter().map(parse_item));
+            if limit.is_some_and(|l| items.len() >= l) {
+                items.truncate(limit.unwrap_or(usize::MAX));
+                return Ok(items);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn query(
+        &self,
+        index: Option<&str>,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+        limit: Option<usize>,
+        operation: &'static str,
+    ) -> Result<Vec<ManifestItem>, Error> {
+        let names: HashMap<String, String> = names
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
+        let values: HashMap<String, AttributeValue> =
+            values.into_iter().map(|(a, b)| (a.to_owned(), b)).collect();
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(condition)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err(operation, ItemRef::none(), &e))?;
+            items.extend(out.items().iter().map(parse_item));
+            if let Some(l) = limit {
+                if items.len() >= l {
+                    items.truncate(l);
+                    return Ok(items);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+const ERROR_ATTRS: [&str; 7] = [
+    "error",
+    "error_class",
+    "error_permanent",
+    "error_sqlstate",
+    "error_record",
+    "error_line",
+    "error_column",
+];
+
+fn set_error(x: &mut Expr, e: &FileError) {
+    x.set("error", s(&cap_text(&e.message, 4000)));
+    x.set("error_class", s(&e.class));
+    x.set("error_permanent", AttributeValue::Bool(e.permanent));
+    match &e.sqlstate {
+        Some(v) => x.set("error_sqlstate", s(v)),
+        None => x.remove("error_sqlstate"),
+    }
+    match e.record {
+        Some(v) => x.set("error_record", n(v as i64)),
+        None => x.remove("error_record"),
+    }
+    match e.line {
+        Some(v) => x.set("error_line", n(v as i64)),
+        None => x.remove("error_line"),
+    }
+    match &e.column {
+        Some(v) => x.set("error_column", s(&cap_text(v, 300))),
+        None => x.remove("error_column"),
+    }
+}
+
+fn base_item(file: &NewFile) -> Item {
+    HashMap::from([
+        ("key".to_owned(), s(&file.key)),
+        ("etag".to_owned(), s(&file.etag)),
+        ("bucket".to_owned(), s(&file.bucket)),
+        ("size".to_owned(), n(file.size)),
+        ("last_modified".to_owned(), s(&file.last_modified)),
+        ("table".to_owned(), s(&file.table)),
+        ("kind".to_owned(), s(&file.kind)),
+    ])
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s(item: &Item, attr: &str) -> Option<String> {
+    item.get(attr).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &Item, attr: &str) -> Option<i64> {
+    item.get(attr)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads an item back into the model; missing attributes become defaults.
+pub fn parse_item(item: &Item) -> ManifestItem {
+    let error = get_s(item, "error").map(|message| FileError {
+        message,
+        class: get_s(item, "error_class").unwrap_or_default(),
+        permanent: item
+            .get("error_permanent")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        sqlstate: get_s(item, "error_sqlstate"),
+        record: get_n(item, "error_record").map(|v| v as u64),
+        line: get_n(item, "error_line").map(|v| v as u64),
+        column: get_s(item, "error_column"),
+    });
+    let rows = get_n(item, "rows_read").map(|read| RowCounts {
+        read,
+        merged: get_n(item, "rows_merged").unwrap_or(0),
+        rejected: get_n(item, "rows_rejected").unwrap_or(0),
+    });
+    ManifestItem {
+        key: get_s(item, "key").unwrap_or_default(),
+        etag: get_s(item, "etag").unwrap_or_default(),
+        bucket: get_s(item, "bucket").unwrap_or_default(),
+        size: get_n(item, "size").unwrap_or(0),
+        last_modified: get_s(item, "last_modified").unwrap_or_default(),
+        table: get_s(item, "table").unwrap_or_default(),
+        kind: get_s(item, "kind").unwrap_or_default(),
+        status: get_s(item, "status").as_deref().and_then(Status::parse),
+        attempts: get_n(item, "attempts").unwrap_or(0) as u32,
+        error,
+        rows,
+        discovered_at: get_s(item, "discovered_at"),
+        enqueued_at: get_s(item, "enqueued_at"),
+        started_at: get_s(item, "started_at"),
+        finished_at: get_s(item, "finished_at"),
+        updated_at: get_s(item, "updated_at"),
+        worker: get_s(item, "worker"),
+        message_id: get_s(item, "message_id"),
+        history: item
+            .get("history")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// Builds update and condition expressions with placeholders for every name and value, so no
+/// attribute name collides with DynamoDB's reserved words and no value is spliced in.
+#[derive(Default)]
+struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+    sets: Vec<String>,
+    removes: Vec<String>,
+}
+
+impl Expr {
+    fn name(&mut self, attr: &str) -> String {
+        let placeholder = format!("#{attr}");
+        self.names.insert(placeholder.clone(), attr.to_owned());
+        placeholder
+    }
+
+    fn value(&mut self, v: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), v);
+        placeholder
+    }
+
+    fn set(&mut self, attr: &str, v: AttributeValue) {
+        let name = self.name(attr);
+        let value = self.value(v);
+        self.sets.push(format!("{name} = {value}"));
+    }
+
+    fn set_if_absent(&mut self, attr: &str, v: AttributeValue) {
+        let name = self.name(attr);
+        let value = self.value(v);
+        self.sets.push(format!("{name} = if_not_exists({name}, {value})"));
+    }
+
+    fn remove(&mut self, attr: &str) {
+        let name = self.name(attr);
+        self.removes.push(name);
+    }
+
+    fn update_expression(&self) -> String {
+        let mut e = format!("SET {}", self.sets.join(", "));
+        if !self.removes.is_empty() {
+            e.push_str(&format!(" REMOVE {}", self.removes.join(", ")));
+        }
+        e
+    }
+
+    fn transition_condition(&mut self, t: Transition) -> String {
+        let allowed = t.allowed_from();
+        let mut parts = Vec::new();
+        if allowed.contains(&None) {
+            let k = self.name("key");
+            parts.push(format!("attribute_not_exists({k})"));
+        }
+        let statuses: Vec<Status> = allowed.iter().flatten().copied().collect();
+        if !statuses.is_empty() {
+            let st = self.name("status");
+            let values: Vec<String> = statuses
+                .iter()
+                .map(|s| self.value(AttributeValue::S(s.as_str().to_owned())))
+                .collect();
+            parts.push(format!("{st} IN ({})", values.join(", ")));
+        }
+        parts.join(" OR ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_condition_admits_missing_items_and_listed_statuses() {
+        let mut x = Expr::default();
+        let c = x.transition_condition(Transition::Claim);
+        assert!(c.starts_with("attribute_not_exists(#key) OR #status IN ("), "{c}");
+        let statuses: Vec<&str> = x.values.values().filter_map(|v| v.as_s().ok()).map(String::as_str).collect();
+        for s in ["discovered", "queued", "failed", "loading"] {
+            assert!(statuses.contains(&s), "{s}");
+        }
+        assert!(!statuses.contains(&"loaded"));
+        assert_eq!(x.names["#key"], "key");
+    }
+
+    #[test]
+    fn fail_condition_never_admits_a_missing_item() {
+        let mut x = Expr::default();
+        let c = x.transition_condition(Transition::Fail);
+        assert_eq!(c, "#status IN (:v0)");
+    }
+
+    #[test]
+    fn update_expression_has_set_and_remove() {
+        let mut x = Expr::default();
+        x.set("status", s("loaded"));
+        x.remove("open");
+        x.set_if_absent("size", n(3));
+        assert_eq!(
+            x.update_expression(),
+            "SET #status = :v0, #size = if_not_exists(#size, :v1) REMOVE #open"
+        );
+    }
+
+    #[test]
+    fn items_round_trip_through_attributes() {
+        let file = NewFile {
+            bucket: "b".into(),
+            key: "k".into(),
+            etag: "e".into(),
+            size: 7,
+            last_modified: "2024-01-01T00:00:00.000Z".into(),
+            table: "s.t".into(),
+            kind: "cdc".into(),
+        };
+        let mut item = base_item(&file);
+        item.insert("status".into(), s("failed"));
+        item.insert("attempts".into(), n(2));
+        item.insert("error".into(), s("boom"));
+        item.insert("error_class".into(), s("unknown_table"));
+        item.insert("error_permanent".into(), AttributeValue::Bool(true));
+        item.insert("error_line".into(), n(9));
+        item.insert("rows_read".into(), n(5));
+        let parsed = parse_item(&item);
+        assert_eq!(parsed.key, "k");
+        assert_eq!(parsed.size, 7);
+        assert_eq!(parsed.status, Some(Status::Failed));
+        assert_eq!(parsed.attempts, 2);
+        let e = parsed.error.unwrap();
+        assert!(e.permanent);
+        assert_eq!(e.line, Some(9));
+        assert_eq!(e.record, None);
+        assert_eq!(parsed.rows.unwrap().read, 5);
+    }
+}
