@@ -22,11 +22,18 @@ pub struct FileMessage {
     pub size: i64,
     /// RFC 3339, UTC.
     pub last_modified: String,
-    /// `schema.table` as written in the key.
+    /// Schema folder of the key, verbatim (untrusted).
+    pub schema: String,
+    /// Table folder of the key, verbatim (untrusted).
     pub table: String,
 }
 
 impl FileMessage {
+    /// `schema.table` as written in the key: the manifest's table label and the rules' key.
+    pub fn source_table(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+
     pub fn to_body(&self) -> String {
         serde_json::to_string(self).expect("a FileMessage always serializes")
     }
@@ -70,7 +77,8 @@ mod tests {
             etag: "abc".into(),
             size: 10,
             last_modified: "2024-10-29T11:34:01.000Z".into(),
-            table: "public.orders".into(),
+            schema: "public".into(),
+            table: "orders".into(),
         }
     }
 

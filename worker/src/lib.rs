@@ -1,1 +1,29 @@
-//! placeholder
+//! Sluice's worker: takes file messages off the queue and applies each file to PostgreSQL
+//! exactly once.
+//!
+//! # Layout
+//!
+//! - [`run`]: the receive loop (bounded concurrency, shutdown, drain) and one message's life.
+//! - [`load`]: the transaction that applies one file, with its ledger row.
+//! - [`encode`]: CSV -> `COPY` text, on a blocking thread, with the file's layout.
+//! - [`csv`]: the streaming RFC 4180 reader (quotedness, positions, raw bytes).
+//! - [`sql`]: every SQL text the worker runs; the merge.
+//! - [`target`]: catalog lookup of a target table.
+//! - [`db`]: pool, bookkeeping schema, PostgreSQL error classification.
+//! - [`visibility`]: message visibility heartbeat.
+//! - [`config`]: flags and environment, validated.
+//! - [`error`]: [`error::LoadError`], one file's failure, transient or permanent.
+
+pub mod config;
+pub mod csv;
+pub mod db;
+pub mod encode;
+pub mod error;
+pub mod load;
+pub mod run;
+pub mod sql;
+pub mod target;
+pub mod visibility;
+
+pub use config::{WorkerArgs, WorkerConfig};
+pub use run::{run, RunSummary};

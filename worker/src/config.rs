@@ -1,0 +1,151 @@
+//! The worker's settings: flags with environment equivalents, validated once at start-up.
+
+use clap::Parser;
+use sluice_common::config::redact_url;
+use sluice_common::rules::Rules;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+/// `sluice-worker run`: take files off the queue and load them into PostgreSQL.
+#[derive(Debug, Clone, Parser)]
+pub struct WorkerArgs {
+    /// URL of the work queue.
+    #[arg(long, env = "SLUICE_QUEUE_URL")]
+    pub queue_url: String,
+    /// Name of the DynamoDB manifest table.
+    #[arg(long, env = "SLUICE_MANIFEST_TABLE")]
+    pub manifest_table: String,
+    /// PostgreSQL connection URL (its password is never logged).
+    #[arg(long, env = "SLUICE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Path of a `sluice.toml` with per-table rules; DMS defaults without it.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<String>,
+    /// Files loaded at once.
+    #[arg(long, env = "SLUICE_CONCURRENCY", default_value = "4")]
+    pub concurrency: NonZeroUsize,
+    /// Exit 0 once the queue has stayed empty this many seconds (default: run until SIGTERM).
+    #[arg(long, env = "SLUICE_EXIT_WHEN_IDLE")]
+    pub exit_when_idle: Option<u64>,
+    /// Seconds a received message stays invisible; extended every third of it while loading.
+    #[arg(long, env = "SLUICE_VISIBILITY_TIMEOUT", default_value = "120")]
+    pub visibility_timeout: u64,
+    /// Long-poll wait of each receive, in seconds (0 to 20).
+    #[arg(long, env = "SLUICE_WAIT_TIME", default_value = "20")]
+    pub wait_time: u64,
+    /// Attempts per file before it is marked dead.
+    #[arg(long, env = "SLUICE_MAX_ATTEMPTS", default_value = "5")]
+    pub max_attempts: u32,
+    /// On SIGTERM, seconds to let in-flight files finish before abandoning them.
+    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value = "90")]
+    pub drain_timeout: u64,
+    /// Seconds to keep retrying a file through a database outage before giving it back.
+    #[arg(long, env = "SLUICE_DB_RETRY_FOR", default_value = "300")]
+    pub db_retry_for: u64,
+    /// Name of this worker in the manifest (default: host name and process id).
+    #[arg(long, env = "SLUICE_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// PostgreSQL schema of Sluice's own bookkeeping (the ledger).
+    #[arg(long, env = "SLUICE_STATE_SCHEMA", default_value = "sluice")]
+    pub state_schema: String,
+    /// Largest record accepted, in bytes; a longer one fails its file.
+    #[arg(long, env = "SLUICE_MAX_RECORD_BYTES", default_value = "67108864")]
+    pub max_record_bytes: usize,
+    /// Log format: json, text or auto (text on a terminal).
+    #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "auto")]
+    pub log_format: String,
+}
+
+/// Validated settings.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    pub queue_url: String,
+    pub manifest_table: String,
+    pub database_url: String,
+    pub rules: Rules,
+    pub concurrency: usize,
+    pub exit_when_idle: Option<Duration>,
+    pub visibility_timeout: Duration,
+    pub wait_time: Duration,
+    pub max_attempts: u32,
+    pub drain_timeout: Duration,
+    pub db_retry_for: Duration,
+    pub worker_id: String,
+    pub state_schema: String,
+    pub max_record_bytes: usize,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("queue_url", &self.queue_url)
+            .field("manifest_table", &self.manifest_table)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("concurrency", &self.concurrency)
+            .field("exit_when_idle", &self.exit_when_idle)
+            .field("visibility_timeout", &self.visibility_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("worker_id", &self.worker_id)
+            .field("state_schema", &self.state_schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerArgs {
+    /// Checks every setting; the error names the bad one.
+    pub fn validate(self) -> Result<WorkerConfig, sluice_common::Error> {
+        use sluice_common::config::required;
+        let bad = |setting: &'static str, reason: &str| sluice_common::Error::Config {
+            setting,
+            reason: reason.to_owned(),
+        };
+        let queue_url = required("SLUICE_QUEUE_URL", Some(self.queue_url))?;
+        let manifest_table = required("SLUICE_MANIFEST_TABLE", Some(self.manifest_table))?;
+        let database_url = required("SLUICE_DATABASE_URL", Some(self.database_url))?;
+        if database_url.parse::<tokio_postgres::Config>().is_err() {
+            return Err(bad("SLUICE_DATABASE_URL", "is not a PostgreSQL connection string"));
+        }
+        if !(1..=43200).contains(&self.visibility_timeout) {
+            return Err(bad("SLUICE_VISIBILITY_TIMEOUT", "must be 1 to 43200 seconds"));
+        }
+        if self.wait_time > 20 {
+            return Err(bad("SLUICE_WAIT_TIME", "must be 0 to 20 seconds"));
+        }
+        if self.max_attempts == 0 {
+            return Err(bad("SLUICE_MAX_ATTEMPTS", "must be at least 1"));
+        }
+        if self.state_schema.is_empty() {
+            return Err(bad("SLUICE_STATE_SCHEMA", "must not be empty"));
+        }
+        let rules = match &self.config {
+            Some(path) => Rules::load(path)?,
+            None => Rules::default(),
+        };
+        let worker_id = self.worker_id.unwrap_or_else(default_worker_id);
+        Ok(WorkerConfig {
+            queue_url,
+            manifest_table,
+            database_url,
+            rules,
+            concurrency: self.concurrency.get(),
+            exit_when_idle: self.exit_when_idle.map(Duration::from_secs),
+            visibility_timeout: Duration::from_secs(self.visibility_timeout),
+            wait_time: Duration::from_secs(self.wait_time),
+            max_attempts: self.max_attempts,
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+            db_retry_for: Duration::from_secs(self.db_retry_for),
+            worker_id,
+            state_schema: self.state_schema,
+            max_record_bytes: self.max_record_bytes,
+        })
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
+}

@@ -1,0 +1,197 @@
+//! PostgreSQL plumbing: the connection pool, the bookkeeping schema, and the one place where a
+//! PostgreSQL error becomes a [`LoadError`] (SQLSTATE -> transient or permanent).
+//!
+//! Every connection runs with `TimeZone=UTC` (DMS timestamps carry no zone and are UTC, so
+//! `timestamptz` values never shift with the server's default) and `application_name`.
+
+use crate::error::{sqlstate_is_transient, LoadError};
+use crate::sql;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sluice_common::config::redact_url;
+
+/// Errors setting up the database side, before any file is touched.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("bad database url {url}: {message}")]
+    Url { url: String, message: String },
+    #[error("cannot create the bookkeeping schema {schema}: {message}")]
+    Bootstrap { schema: String, message: String },
+}
+
+/// Builds the pool; connects lazily.
+pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSetupError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        DbSetupError::Url {
+            url: redact_url(url),
+            message: e.to_string(),
+        }
+    })?;
+    config.options("-c TimeZone=UTC");
+    config.application_name(application_name);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| DbSetupError::Url {
+            url: redact_url(url),
+            message: e.to_string(),
+        })
+}
+
+/// Creates the bookkeeping schema and ledger if missing. Safe when many workers start at once:
+/// an advisory lock serialises the `CREATE ... IF NOT EXISTS` statements.
+pub async fn bootstrap(pool: &Pool, state_schema: &str) -> Result<(), DbSetupError> {
+    let err = |message: String| DbSetupError::Bootstrap {
+        schema: state_schema.to_owned(),
+        message,
+    };
+    let mut client = pool.get().await.map_err(|e| err(pool_error_text(&e)))?;
+    let txn = client.transaction().await.map_err(|e| err(error_text(&e)))?;
+    txn.execute("SELECT pg_advisory_xact_lock(hashtext('sluice.bootstrap'))", &[])
+        .await
+        .map_err(|e| err(error_text(&e)))?;
+    txn.batch_execute(&sql::bootstrap_sql(state_schema))
+        .await
+        .map_err(|e| err(error_text(&e)))?;
+    txn.commit().await.map_err(|e| err(error_text(&e)))?;
+    Ok(())
+}
+
+/// A PostgreSQL error's text: the server's message and detail where there is one.
+pub fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({})", db.message(), detail),
+            None => db.message().to_owned(),
+        },
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// A pool error's text; connection errors never include the URL (deadpool does not add it).
+pub fn pool_error_text(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(pg) => error_text(pg),
+        other => other.to_string(),
+    }
+}
+
+/// Turns a PostgreSQL error into a [`LoadError`]. `record_line` maps a `COPY` line (the record
+/// number) to the file's physical line, when known.
+pub fn db_error(
+    e: tokio_postgres::Error,
+    key: &str,
+    table: &str,
+    record_line: Option<&dyn Fn(u64) -> Option<u64>>,
+) -> LoadError {
+    let (sqlstate, transient, record, column) = match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code().to_owned();
+            let (record, column) = db.where_().map(parse_copy_context).unwrap_or((None, None));
+            (Some(code.clone()), sqlstate_is_transient(&code), record, column)
+        }
+        // No server error: the connection broke, timed out or was closed. Try again.
+        None => (None, true, None, None),
+    };
+    let line = record.and_then(|r| record_line.and_then(|f| f(r)));
+    let mut message = error_text(&e);
+    if let Some(r) = record {
+        message = format!("record {r}{}: {message}", line.map(|l| format!(" at line {l}")).unwrap_or_default());
+    }
+    LoadError::Database {
+        key: key.to_owned(),
+        table: table.to_owned(),
+        message,
+        sqlstate,
+        record,
+        line,
+        column,
+        transient,
+    }
+}
+
+/// Reads the record number and column from a `COPY` error context such as
+/// `COPY sluice_stage, line 3, column amount: "abc"`.
+pub fn parse_copy_context(context: &str) -> (Option<u64>, Option<String>) {
+    let Some(rest) = context.strip_prefix("COPY ") else {
+        return (None, None);
+    };
+    let Some((_, after)) = rest.split_once(", line ") else {
+        return (None, None);
+    };
+    let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let record = digits.parse().ok();
+    let column = after[digits.len()..].strip_prefix(", column ").map(|c| {
+        let end = c.find(": ").unwrap_or(c.len());
+        c[..end].to_owned()
+    });
+    (record, column.filter(|c| !c.starts_with('_')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_context_gives_record_and_column() {
+        assert_eq!(
+            parse_copy_context("COPY sluice_stage, line 3, column amount: \"abc\""),
+            (Some(3), Some("amount".to_owned()))
+        );
+        assert_eq!(parse_copy_context("COPY sluice_stage, line 12"), (Some(12), None));
+        assert_eq!(parse_copy_context("SQL statement \"...\""), (None, None));
+        // our own bookkeeping columns are not the user's business
+        assert_eq!(
+            parse_copy_context("COPY sluice_stage, line 2, column _sluice_op: \"xx\""),
+            (Some(2), None)
+        );
+    }
+}
+
+/// [`bootstrap`], retried while the database is unreachable (workers may start before it).
+pub async fn bootstrap_with_retry(
+    pool: &Pool,
+    state_schema: &str,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<(), DbSetupError> {
+    use sluice_common::retry::{retry, Attempt, Policy};
+    let attempt = retry(
+        Policy::patient(std::time::Duration::from_secs(300)),
+        || async {
+            bootstrap(pool, state_schema).await.map_err(|e| {
+                // Privilege and syntax problems will not fix themselves.
+                if e.to_string().contains("permission denied") {
+                    Attempt::Permanent(e)
+                } else {
+                    Attempt::Transient(e)
+                }
+            })
+        },
+        |e, wait| tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "database not ready, retrying"),
+    );
+    tokio::select! {
+        r = attempt => r,
+        _ = shutdown.cancelled() => Err(DbSetupError::Bootstrap {
+            schema: state_schema.to_owned(),
+            message: "shut down before the database was reachable".to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,186 @@
+//! The worker's error enum: everything that can go wrong with one file, each variant carrying
+//! what an operator needs (bucket, key, etag, table, record, line, column, SQLSTATE) and decided
+//! transient or permanent where it is built. [`LoadError::to_file_error`] turns it into the
+//! manifest's record.
+
+use sluice_common::manifest::{cap_text, FileError};
+
+/// One file's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no target table {schema}.{table} in postgresql for key {key} (the table must exist with a primary key)")]
+    UnknownTable { key: String, schema: String, table: String },
+
+    #[error("target table {table} has no primary key; sluice merges by primary key")]
+    NoPrimaryKey { table: String },
+
+    #[error("column {column:?} of {key} is not a column of {table}")]
+    UnknownColumn { key: String, table: String, column: String },
+
+    #[error("{key} does not carry key column {column:?} of {table}")]
+    MissingKeyColumn { key: String, table: String, column: String },
+
+    #[error("record {record} at line {line} of {key} has {found} fields, table {table} expects {expected}")]
+    ColumnCount { key: String, table: String, record: u64, line: u64, expected: usize, found: usize },
+
+    #[error("record {record} at line {line} of {key} has operation {value:?}, expected I, U or D")]
+    BadOperation { key: String, record: u64, line: u64, value: String },
+
+    #[error("{key}: {reason}")]
+    Csv { key: String, reason: String, record: Option<u64>, line: Option<u64>, class: &'static str },
+
+    #[error("record {record} at line {line} of {key}, column {column}: {reason}")]
+    BadBytes { key: String, record: u64, line: u64, column: String, reason: String },
+
+    #[error("object s3://{bucket}/{key} with etag {etag} no longer exists")]
+    ObjectMissing { bucket: String, key: String, etag: String },
+
+    #[error("object s3://{bucket}/{key} changed: etag {etag} is superseded by a newer version")]
+    ObjectChanged { bucket: String, key: String, etag: String },
+
+    #[error("access denied reading s3://{bucket}/{key}: {message}")]
+    AccessDenied { bucket: String, key: String, message: String },
+
+    #[error("reading s3://{bucket}/{key} failed: {message}")]
+    S3 { bucket: String, key: String, message: String, transient: bool },
+
+    #[error("{key} is not a valid gzip stream: {message}")]
+    Gzip { key: String, message: String },
+
+    #[error("postgresql error loading {key} into {table}: {message}")]
+    Database {
+        key: String,
+        table: String,
+        message: String,
+        sqlstate: Option<String>,
+        record: Option<u64>,
+        line: Option<u64>,
+        column: Option<String>,
+        transient: bool,
+    },
+
+    #[error("rules for {key}: {message}")]
+    Rules { key: String, message: String },
+}
+
+impl LoadError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LoadError::S3 { transient, .. } | LoadError::Database { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+
+    /// Stable class for grouping in the manifest and in alarms.
+    pub fn class(&self) -> &'static str {
+        match self {
+            LoadError::UnknownTable { .. } => "unknown_table",
+            LoadError::NoPrimaryKey { .. } => "no_primary_key",
+            LoadError::UnknownColumn { .. } => "unknown_column",
+            LoadError::MissingKeyColumn { .. } => "missing_key_column",
+            LoadError::ColumnCount { .. } => "column_count",
+            LoadError::BadOperation { .. } => "bad_operation",
+            LoadError::Csv { class, .. } => class,
+            LoadError::BadBytes { .. } => "bad_bytes",
+            LoadError::ObjectMissing { .. } => "object_missing",
+            LoadError::ObjectChanged { .. } => "object_superseded",
+            LoadError::AccessDenied { .. } => "access_denied",
+            LoadError::S3 { .. } => "s3",
+            LoadError::Gzip { .. } => "corrupt_gzip",
+            LoadError::Database { sqlstate, transient, .. } => {
+                if *transient {
+                    "database_unavailable"
+                } else {
+                    match sqlstate.as_deref().map(|s| &s[..2.min(s.len())]) {
+                        Some("22") => "bad_value",
+                        Some("23") => "constraint",
+                        Some("42") => "schema",
+                        _ => "database",
+                    }
+                }
+            }
+            LoadError::Rules { .. } => "rules",
+        }
+    }
+
+    /// The manifest's record of this failure.
+    pub fn to_file_error(&self) -> FileError {
+        let (sqlstate, record, line, column) = match self {
+            LoadError::ColumnCount { record, line, .. } | LoadError::BadOperation { record, line, .. } => {
+                (None, Some(*record), Some(*line), None)
+            }
+            LoadError::BadBytes { record, line, column, .. } => {
+                (None, Some(*record), Some(*line), Some(column.clone()))
+            }
+            LoadError::Csv { record, line, .. } => (None, *record, *line, None),
+            LoadError::Database { sqlstate, record, line, column, .. } => {
+                (sqlstate.clone(), *record, *line, column.clone())
+            }
+            _ => (None, None, None, None),
+        };
+        FileError {
+            message: cap_text(&self.to_string(), 3000),
+            class: self.class().to_owned(),
+            permanent: !self.is_transient(),
+            sqlstate,
+            record,
+            line,
+            column,
+        }
+    }
+}
+
+/// Whether a SQLSTATE means "try again later": connection loss, serialization failures and
+/// deadlocks, resource exhaustion, shutdowns and lock timeouts. Everything else (bad data,
+/// constraints, missing objects, privileges) is permanent for this file.
+pub fn sqlstate_is_transient(code: &str) -> bool {
+    matches!(&code[..2.min(code.len())], "08" | "40" | "53" | "58")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "55P03" | "55006" | "57014")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_classified() {
+        for transient in ["08006", "08001", "40001", "40P01", "53300", "57P01", "57P03", "55P03"] {
+            assert!(sqlstate_is_transient(transient), "{transient}");
+        }
+        for permanent in ["22P02", "22003", "23505", "23502", "42P01", "42501", "XX000"] {
+            assert!(!sqlstate_is_transient(permanent), "{permanent}");
+        }
+    }
+
+    #[test]
+    fn file_error_carries_position_and_class() {
+        let e = LoadError::ColumnCount {
+            key: "k".into(),
+            table: "s.t".into(),
+            record: 3,
+            line: 4,
+            expected: 2,
+            found: 5,
+        };
+        let f = e.to_file_error();
+        assert_eq!(f.class, "column_count");
+        assert!(f.permanent);
+        assert_eq!((f.record, f.line), (Some(3), Some(4)));
+        assert!(f.message.contains("record 3 at line 4 of k has 5 fields"), "{}", f.message);
+
+        let db = LoadError::Database {
+            key: "k".into(),
+            table: "s.t".into(),
+            message: "invalid input syntax for type integer: \"x\"".into(),
+            sqlstate: Some("22P02".into()),
+            record: Some(7),
+            line: Some(9),
+            column: Some("amount".into()),
+            transient: false,
+        };
+        let f = db.to_file_error();
+        assert_eq!(f.class, "bad_value");
+        assert_eq!(f.sqlstate.as_deref(), Some("22P02"));
+        assert_eq!(f.column.as_deref(), Some("amount"));
+    }
+}

@@ -1,0 +1,337 @@
+//! One file, applied exactly once: the worker's transaction.
+//!
+//! ```text
+//!   ledger has (bucket, key, etag)?  -> already applied, stop
+//!   GET object (If-Match: etag), streamed
+//!   BEGIN
+//!     INSERT ledger row ON CONFLICT DO NOTHING   -> 0 rows: applied by someone else, ROLLBACK
+//!     resolve target from the catalog            (names from the key are bound, never spliced)
+//!     CREATE TEMP TABLE sluice_stage ... ON COMMIT DROP
+//!     COPY sluice_stage FROM STDIN               <- blocking parser thread, bounded channel
+//!     merge (set-based; see sql.rs)
+//!     UPDATE ledger row with counts
+//!   COMMIT                                      -> if the outcome is unknown, the ledger says
+//! ```
+//!
+//! Invariants: nothing of a file is visible unless all of it is (one transaction); the ledger
+//! row commits with the data, so a replay finds it and does nothing; a `COPY` that is not
+//! finished is aborted (dropping the sink), so abandoning a load at any point is safe.
+
+use crate::db::{db_error, error_text, pool_error_text};
+use crate::encode::{encode, Chunk, EncodeSpec, Parsed, CHANNEL_CHUNKS};
+use crate::error::LoadError;
+use crate::sql;
+use crate::target;
+use deadpool_postgres::Pool;
+use futures_util::SinkExt;
+use sluice_common::mapping::{map_key, Compression};
+use sluice_common::message::FileMessage;
+use sluice_common::rules::Rules;
+use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::io::SyncIoBridge;
+
+/// What a load needs, shared by all files a worker handles.
+#[derive(Clone)]
+pub struct LoadContext {
+    pub pool: Pool,
+    pub s3: aws_sdk_s3::Client,
+    pub rules: Arc<Rules>,
+    pub state_schema: String,
+    pub worker_id: String,
+    pub max_record_bytes: usize,
+}
+
+/// How a load ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadOutcome {
+    /// This worker committed the file.
+    Loaded(LoadStats),
+    /// The ledger already had the file; nothing was applied.
+    AlreadyApplied,
+}
+
+/// Figures of one committed load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    pub target: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    /// Download, parse and COPY run together, streamed.
+    pub copy: Duration,
+    pub merge: Duration,
+    pub commit: Duration,
+}
+
+impl LoadStats {
+    pub fn merged(&self) -> i64 {
+        self.inserted + self.updated + self.deleted
+    }
+}
+
+/// Applies one file. Errors say whether retrying can help.
+pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutcome, LoadError> {
+    let key = msg.key.as_str();
+    let label = msg.source_table();
+    let rules = ctx.rules.for_table(&label);
+    let (schema, table) = rules
+        .target
+        .clone()
+        .unwrap_or_else(|| (msg.schema.clone(), msg.table.clone()));
+    let target_label = format!("{schema}.{table}");
+    let pg = |e: tokio_postgres::Error| db_error(e, key, &target_label, None);
+
+    let mut client = ctx.pool.get().await.map_err(|e| LoadError::Database {
+        key: key.to_owned(),
+        table: target_label.clone(),
+        message: format!("cannot connect: {}", pool_error_text(&e)),
+        sqlstate: None,
+        record: None,
+        line: None,
+        column: None,
+        transient: true,
+    })?;
+    let ledger_args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&msg.bucket, &msg.key, &msg.etag];
+    if !client
+        .query(&sql::ledger_exists_sql(&ctx.state_schema), &ledger_args)
+        .await
+        .map_err(pg)?
+        .is_empty()
+    {
+        return Ok(LoadOutcome::AlreadyApplied);
+    }
+
+    let body = get_object(&ctx.s3, msg).await?;
+
+    let txn = client.transaction().await.map_err(pg)?;
+    let claimed = txn
+        .execute(
+            &sql::ledger_claim_sql(&ctx.state_schema),
+            &[&msg.bucket, &msg.key, &msg.etag, &target_label, &ctx.worker_id],
+        )
+        .await
+        .map_err(pg)?;
+    if claimed == 0 {
+        return Ok(LoadOutcome::AlreadyApplied);
+    }
+    let target = target::resolve(&txn, &schema, &table, key).await?;
+
+    // Parser thread -> bounded channel -> COPY sink.
+    let compression = map_key("", key)
+        .map(|f| f.compression)
+        .unwrap_or(Compression::None);
+    let (tx, mut rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
+    let source_failed = Arc::new(AtomicBool::new(false));
+    let parser = {
+        let target = target.clone();
+        let rules = rules.clone();
+        let key = key.to_owned();
+        let max_record_bytes = ctx.max_record_bytes;
+        let source_failed = source_failed.clone();
+        tokio::task::spawn_blocking(move || {
+            let raw = Tracked {
+                inner: SyncIoBridge::new(body),
+                failed: source_failed,
+            };
+            let input: Box<dyn Read> = match compression {
+                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw))),
+                Compression::None => Box::new(raw),
+            };
+            let spec = EncodeSpec {
+                key: &key,
+                target: &target,
+                rules: &rules,
+                max_record_bytes,
+            };
+            encode(BufReader::with_capacity(1 << 20, input), &spec, &tx)
+        })
+    };
+    let started = Instant::now();
+    let layout = match rx.recv().await {
+        Some(Chunk::Layout(l)) => l,
+        _ => {
+            drop(rx);
+            return Err(parser_result(parser, msg, &source_failed, compression).await.err().unwrap_or_else(|| {
+                LoadError::Csv {
+                    key: key.to_owned(),
+                    reason: "parser ended without a layout".to_owned(),
+                    record: None,
+                    line: None,
+                    class: "internal",
+                }
+            }));
+        }
+    };
+    txn.batch_execute(&sql::create_stage_sql(&target, &layout.columns))
+        .await
+        .map_err(pg)?;
+    let sink = txn
+        .copy_in::<_, bytes::Bytes>(&sql::copy_stage_sql(&target, &layout.columns))
+        .await
+        .map_err(pg)?;
+    futures_util::pin_mut!(sink);
+    let mut send_error = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Chunk::Data(data) = chunk {
+            if let Err(e) = sink.send(data).await {
+                send_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let parsed = parser_result(parser, msg, &source_failed, compression).await;
+    let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
+    let line_of = move |r: u64| lines.line_of(r);
+    let copy_err = |e: tokio_postgres::Error| db_error(e, key, &target.label(), Some(&line_of));
+    if let Some(e) = send_error {
+        return Err(copy_err(e));
+    }
+    // A parse error wins over anything PostgreSQL says after it: the sink is dropped unfinished,
+    // which aborts the COPY, and the transaction rolls back.
+    let parsed = parsed?;
+    sink.as_mut().finish().await.map_err(copy_err)?;
+    let copy = started.elapsed();
+
+    let started = Instant::now();
+    let row = txn
+        .query_one(&sql::merge_sql(&target, &layout.columns), &[])
+        .await
+        .map_err(|e| db_error(e, key, &target.label(), None))?;
+    let (inserted, updated, deleted): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    let merge = started.elapsed();
+    txn.execute(
+        &sql::ledger_counts_sql(&ctx.state_schema),
+        &[&msg.bucket, &msg.key, &msg.etag, &(parsed.records as i64), &inserted, &updated, &deleted],
+    )
+    .await
+    .map_err(pg)?;
+
+    let started = Instant::now();
+    let stats = LoadStats {
+        target: target.label(),
+        records: parsed.records,
+        bytes: parsed.bytes,
+        inserted,
+        updated,
+        deleted,
+        copy,
+        merge,
+        commit: Duration::ZERO,
+    };
+    if let Err(e) = txn.commit().await {
+        // Whether a COMMIT whose answer was lost took effect: the ledger knows.
+        if e.as_db_error().is_none() {
+            if let Ok(true) = ledger_has(ctx, msg).await {
+                return Ok(LoadOutcome::Loaded(LoadStats { commit: started.elapsed(), ..stats }));
+            }
+        }
+        return Err(pg(e));
+    }
+    Ok(LoadOutcome::Loaded(LoadStats { commit: started.elapsed(), ..stats }))
+}
+
+/// Whether the ledger holds the file, asked on a fresh connection.
+pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, String> {
+    let client = ctx.pool.get().await.map_err(|e| pool_error_text(&e))?;
+    let rows = client
+        .query(&sql::ledger_exists_sql(&ctx.state_schema), &[&msg.bucket, &msg.key, &msg.etag])
+        .await
+        .map_err(|e| error_text(&e))?;
+    Ok(!rows.is_empty())
+}
+
+async fn parser_result(
+    parser: tokio::task::JoinHandle<Result<Parsed, LoadError>>,
+    msg: &FileMessage,
+    source_failed: &AtomicBool,
+    compression: Compression,
+) -> Result<Parsed, LoadError> {
+    let result = parser.await.map_err(|e| LoadError::Csv {
+        key: msg.key.clone(),
+        reason: format!("parser thread failed: {e}"),
+        record: None,
+        line: None,
+        class: "internal",
+    })?;
+    match result {
+        Err(LoadError::Csv { reason, class: "read", .. }) => {
+            if source_failed.load(Ordering::SeqCst) || compression == Compression::None {
+                Err(LoadError::S3 {
+                    bucket: msg.bucket.clone(),
+                    key: msg.key.clone(),
+                    message: reason,
+                    transient: true,
+                })
+            } else {
+                Err(LoadError::Gzip {
+                    key: msg.key.clone(),
+                    message: reason,
+                })
+            }
+        }
+        other => other,
+    }
+}
+
+/// Records whether the underlying S3 stream failed, to tell a network error (transient) from
+/// a corrupt gzip stream (permanent) once both have become `io::Error`s.
+struct Tracked<R> {
+    inner: R,
+    failed: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed.store(true, Ordering::SeqCst))
+    }
+}
+
+/// Starts the GET of exactly the message's object version.
+async fn get_object(
+    s3: &aws_sdk_s3::Client,
+    msg: &FileMessage,
+) -> Result<impl tokio::io::AsyncRead + Send + Unpin + 'static, LoadError> {
+    let result = s3
+        .get_object()
+        .bucket(&msg.bucket)
+        .key(&msg.key)
+        .if_match(format!("\"{}\"", msg.etag))
+        .send()
+        .await;
+    match result {
+        Ok(out) => Ok(out.body.into_async_read()),
+        Err(e) => {
+            use aws_sdk_s3::error::ProvideErrorMetadata;
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let code = e.code().unwrap_or_default().to_owned();
+            let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key()) || code == "NoSuchKey" || status == Some(404);
+            let (bucket, key, etag) = (msg.bucket.clone(), msg.key.clone(), msg.etag.clone());
+            if missing {
+                return Err(LoadError::ObjectMissing { bucket, key, etag });
+            }
+            if status == Some(412) || code == "PreconditionFailed" {
+                return Err(LoadError::ObjectChanged { bucket, key, etag });
+            }
+            if status == Some(403) || code == "AccessDenied" {
+                return Err(LoadError::AccessDenied {
+                    bucket,
+                    key,
+                    message: sluice_common::error::sdk_error_text(&e),
+                });
+            }
+            Err(LoadError::S3 {
+                bucket,
+                key,
+                message: sluice_common::error::sdk_error_text(&e),
+                transient: sluice_common::error::sdk_error_is_transient(&e),
+            })
+        }
+    }
+}
