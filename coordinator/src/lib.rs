@@ -1,1 +1,18 @@
-//! placeholder
+//! Sluice's coordinator: lists the lake, diffs it against the manifest, enqueues one message
+//! per new or changed file, and answers the operator's questions.
+//!
+//! # Layout
+//!
+//! - [`plan`]: the diff plan (pure).
+//! - [`scan`]: one pass: list, diff, write manifest, enqueue, mark queued.
+//! - [`bootstrap`]: manifest table and (local) queue creation.
+//! - [`report`]: `manifest list / show / summary`.
+//! - [`cli`]: the command line, validated, and the commands' runners.
+//! - [`error`]: [`error::CoordinatorError`].
+
+pub mod bootstrap;
+pub mod cli;
+pub mod error;
+pub mod plan;
+pub mod report;
+pub mod scan;

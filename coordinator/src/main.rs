@@ -1,1 +1,27 @@
-fn main() {}
+//! `sluice-coordinator`: see the crate docs of `sluice_coordinator`.
+
+use clap::Parser;
+use sluice_common::config::AwsClients;
+use sluice_common::telemetry::{self, LogFormat};
+use sluice_coordinator::cli::{execute, Cli};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(LogFormat::parse(&cli.common.log_format).unwrap_or_else(LogFormat::auto));
+    let aws = AwsClients::from_env().await;
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        token.cancel();
+    });
+    execute(cli, aws, shutdown).await?;
+    Ok(())
+}

@@ -1,1 +1,8 @@
-fn main() {}
+//! Sluice's integration tests: one binary, real services (moto for S3, SQS and DynamoDB over
+//! HTTP through the AWS SDK; a real PostgreSQL). Each test makes its own bucket, queue,
+//! manifest table and schemas, so they run in parallel.
+
+mod support;
+
+mod loader;
+mod failures;

@@ -58,7 +58,8 @@ pub const STAGE: &str = "sluice_stage";
 /// as `text` so that a name longer than PostgreSQL's 63-byte limit never matches a truncated one.
 pub const CATALOG_COLUMNS: &str = "\
 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
-       coalesce(array_position(i.indkey::int2[], a.attnum), 0)::int4 AS key_position \
+       coalesce((SELECT k.ord FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+                  WHERE k.attnum = a.attnum), 0)::int4 AS key_position \
   FROM pg_catalog.pg_class c \
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \

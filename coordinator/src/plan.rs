@@ -1,0 +1,245 @@
+//! The diff plan: what a coordinator pass must do, from the listing and the manifest. Pure.
+//!
+//! Invariants:
+//! - an object version is identified by `(key, etag)`: a known pair costs no write; an unknown
+//!   pair is new, or *changed* when the key is known with other ETags (never silently ignored);
+//! - a key that does not name a loadable file is still recorded (as `dead`, with the reason), so
+//!   the manifest shows every object of the lake; folder markers are the one exception;
+//! - open items are re-enqueued when stuck in `discovered`/`queued`/`loading` longer than
+//!   `requeue_after`, or `failed` (transient) below the attempt limit; `failed` at the limit
+//!   becomes `dead`. Permanent failures wait for an operator.
+
+use sluice_common::manifest::{ManifestItem, Status};
+use sluice_common::mapping::{map_key, SourceFile, Unmapped};
+use sluice_common::timefmt;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// One object from the listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    /// Bare ETag (no quotes).
+    pub etag: String,
+    pub size: i64,
+    /// RFC 3339, UTC.
+    pub last_modified: String,
+}
+
+/// A listed object to write to the manifest and enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub object: Listed,
+    pub file: SourceFile,
+}
+
+/// Thresholds for open items.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub requeue_after: Duration,
+    pub max_attempts: u32,
+}
+
+/// What a pass does.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub new: Vec<Candidate>,
+    pub changed: Vec<Candidate>,
+    /// Not loadable; recorded as dead with the reason.
+    pub unloadable: Vec<(Listed, String)>,
+    pub unchanged: usize,
+    pub folders: usize,
+    pub requeue: Vec<ManifestItem>,
+    pub give_up: Vec<ManifestItem>,
+    /// Open items left alone (in progress, or failed permanently awaiting an operator).
+    pub waiting: usize,
+}
+
+/// Pairs of the listing that the manifest does not hold (the only ones worth a second look).
+pub fn unknown_pairs<'a>(
+    listing: &'a [Listed],
+    known: &HashMap<(String, String), ManifestItem>,
+) -> Vec<&'a Listed> {
+    listing
+        .iter()
+        .filter(|o| !known.contains_key(&(o.key.clone(), o.etag.clone())))
+        .collect()
+}
+
+/// Builds the plan. `keys_with_other_etags`: keys of unknown pairs that the manifest holds
+/// under another ETag. `open`: the manifest's open items (from the sparse index).
+pub fn plan(
+    prefix: &str,
+    listing: &[Listed],
+    known: &HashMap<(String, String), ManifestItem>,
+    keys_with_other_etags: &HashSet<String>,
+    open: &[ManifestItem],
+    now: OffsetDateTime,
+    policy: Policy,
+) -> Plan {
+    let mut p = Plan::default();
+    for object in listing {
+        if known.contains_key(&(object.key.clone(), object.etag.clone())) {
+            p.unchanged += 1;
+            continue;
+        }
+        match map_key(prefix, &object.key) {
+            Err(Unmapped::Folder) => p.folders += 1,
+            Err(reason) => p.unloadable.push((object.clone(), reason.to_string())),
+            Ok(file) => {
+                let c = Candidate { object: object.clone(), file };
+                if keys_with_other_etags.contains(&object.key) {
+                    p.changed.push(c);
+                } else {
+                    p.new.push(c);
+                }
+            }
+        }
+    }
+    for item in open {
+        let Some(status) = item.status else { continue };
+        let age = item
+            .updated_at
+            .as_deref()
+            .and_then(|u| timefmt::age(u, now))
+            .unwrap_or(time::Duration::MAX);
+        let stale = age >= time::Duration::try_from(policy.requeue_after).unwrap_or(time::Duration::MAX);
+        match status {
+            Status::Discovered | Status::Queued | Status::Loading if stale => {
+                if item.attempts >= policy.max_attempts && status != Status::Discovered {
+                    p.give_up.push(item.clone());
+                } else {
+                    p.requeue.push(item.clone());
+                }
+            }
+            Status::Failed => {
+                let permanent = item.error.as_ref().is_some_and(|e| e.permanent);
+                if item.attempts >= policy.max_attempts {
+                    p.give_up.push(item.clone());
+                } else if !permanent && stale {
+                    p.requeue.push(item.clone());
+                } else {
+                    p.waiting += 1;
+                }
+            }
+            _ => p.waiting += 1,
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_common::manifest::FileError;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2024-10-29 12:00 UTC);
+    const POLICY: Policy = Policy {
+        requeue_after: Duration::from_secs(600),
+        max_attempts: 3,
+    };
+
+    fn obj(key: &str, etag: &str) -> Listed {
+        Listed {
+            key: key.into(),
+            etag: etag.into(),
+            size: 1,
+            last_modified: "2024-10-29T11:00:00.000Z".into(),
+        }
+    }
+
+    fn item(key: &str, status: Status, attempts: u32, updated: &str) -> ManifestItem {
+        ManifestItem {
+            key: key.into(),
+            etag: "e".into(),
+            status: Some(status),
+            attempts,
+            updated_at: Some(updated.into()),
+            ..Default::default()
+        }
+    }
+
+    fn known(pairs: &[(&str, &str)]) -> HashMap<(String, String), ManifestItem> {
+        pairs
+            .iter()
+            .map(|(k, e)| (((*k).into(), (*e).into()), ManifestItem::default()))
+            .collect()
+    }
+
+    #[test]
+    fn new_changed_and_unchanged_by_key_and_etag() {
+        let listing = vec![
+            obj("p/s/t/LOAD00000001.csv", "a"),
+            obj("p/s/t/LOAD00000002.csv", "b2"),
+            obj("p/s/t/20241029-110000000.csv", "c"),
+        ];
+        let k = known(&[("p/s/t/LOAD00000001.csv", "a"), ("p/s/t/LOAD00000002.csv", "b1")]);
+        assert_eq!(unknown_pairs(&listing, &k).len(), 2);
+        let others = HashSet::from(["p/s/t/LOAD00000002.csv".to_string()]);
+        let p = plan("p/", &listing, &k, &others, &[], NOW, POLICY);
+        assert_eq!(p.unchanged, 1);
+        assert_eq!(p.changed.len(), 1);
+        assert_eq!(p.changed[0].object.etag, "b2");
+        assert_eq!(p.new.len(), 1);
+        assert_eq!(p.new[0].file.table, "t");
+    }
+
+    #[test]
+    fn unloadable_keys_are_recorded_folders_ignored() {
+        let listing = vec![obj("p/s/", ""), obj("p/readme.txt", "x"), obj("p/s/t/x.parquet", "y")];
+        let p = plan("p/", &listing, &HashMap::new(), &HashSet::new(), &[], NOW, POLICY);
+        assert_eq!(p.folders, 1);
+        assert_eq!(p.unloadable.len(), 2);
+        assert!(p.unloadable[1].1.contains("x.parquet"));
+        assert!(p.new.is_empty());
+    }
+
+    #[test]
+    fn stuck_items_are_requeued_fresh_ones_left_alone() {
+        let open = vec![
+            item("a", Status::Queued, 0, "2024-10-29T11:00:00.000Z"),
+            item("b", Status::Queued, 0, "2024-10-29T11:59:00.000Z"),
+            item("c", Status::Discovered, 0, "2024-10-29T11:00:00.000Z"),
+            item("d", Status::Loading, 1, "2024-10-29T11:00:00.000Z"),
+            item("e", Status::Dead, 3, "2024-10-29T11:00:00.000Z"),
+            item("f", Status::Skipped, 0, "2024-10-29T11:00:00.000Z"),
+        ];
+        let p = plan("", &[], &HashMap::new(), &HashSet::new(), &open, NOW, POLICY);
+        let keys: Vec<&str> = p.requeue.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, vec!["a", "c", "d"]);
+        assert_eq!(p.waiting, 3);
+        assert!(p.give_up.is_empty());
+    }
+
+    #[test]
+    fn failed_items_retry_below_the_limit_and_die_at_it() {
+        let mut permanent = item("p", Status::Failed, 1, "2024-10-29T11:00:00.000Z");
+        permanent.error = Some(FileError {
+            permanent: true,
+            ..Default::default()
+        });
+        let open = vec![
+            item("t", Status::Failed, 1, "2024-10-29T11:00:00.000Z"),
+            item("x", Status::Failed, 3, "2024-10-29T11:00:00.000Z"),
+            item("q", Status::Queued, 3, "2024-10-29T11:00:00.000Z"),
+            permanent,
+        ];
+        let p = plan("", &[], &HashMap::new(), &HashSet::new(), &open, NOW, POLICY);
+        assert_eq!(p.requeue.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), vec!["t"]);
+        assert_eq!(p.give_up.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), vec!["x", "q"]);
+        assert_eq!(p.waiting, 1);
+    }
+
+    #[test]
+    fn zero_requeue_after_requeues_every_stuck_item() {
+        let open = vec![item("b", Status::Queued, 0, "2024-10-29T12:00:00.000Z")];
+        let policy = Policy {
+            requeue_after: Duration::ZERO,
+            ..POLICY
+        };
+        let p = plan("", &[], &HashMap::new(), &HashSet::new(), &open, NOW, policy);
+        assert_eq!(p.requeue.len(), 1);
+    }
+}

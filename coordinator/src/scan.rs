@@ -1,0 +1,269 @@
+//! One coordinator pass: list the lake, diff it against the manifest, write the manifest first,
+//! then enqueue in batches of 10, then mark queued.
+//!
+//! Invariants: a message is sent only for an item already in the manifest (so a crash between
+//! the two leaves a `discovered` item that the next pass re-enqueues); DynamoDB reads are one
+//! batched lookup per listed object plus one query per unknown key, and the open items from
+//! the sparse index; `--dry-run` reads but writes nothing.
+
+use crate::error::CoordinatorError;
+use crate::plan::{plan, unknown_pairs, Candidate, Listed, Plan, Policy};
+use serde::Serialize;
+use sluice_common::config::SourceLocation;
+use sluice_common::manifest::{FileError, ManifestItem, Status, Transition};
+use sluice_common::message::{bare_etag, FileMessage, MESSAGE_VERSION};
+use sluice_common::store::{Changes, ManifestStore, NewFile};
+use sluice_common::timefmt;
+use std::collections::HashSet;
+use tracing::{info, warn};
+
+/// What a pass needs.
+pub struct ScanContext {
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub store: ManifestStore,
+    pub source: SourceLocation,
+    pub queue_url: String,
+    pub policy: Policy,
+}
+
+/// A pass's figures (`--json` prints this).
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct ScanSummary {
+    pub listed: usize,
+    pub new: usize,
+    pub changed: usize,
+    pub requeued: usize,
+    pub unchanged: usize,
+    pub dead: usize,
+    pub unloadable: usize,
+    pub sent: usize,
+    pub send_failed: usize,
+    pub dry_run: bool,
+}
+
+/// Lists every object under the source prefix, paginated.
+pub async fn list(ctx: &ScanContext) -> Result<Vec<Listed>, CoordinatorError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = ctx
+            .s3
+            .list_objects_v2()
+            .bucket(&ctx.source.bucket)
+            .prefix(&ctx.source.prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| CoordinatorError::List {
+                bucket: ctx.source.bucket.clone(),
+                prefix: ctx.source.prefix.clone(),
+                message: sluice_common::error::sdk_error_text(&e),
+            })?;
+        for o in page.contents() {
+            let last_modified = o
+                .last_modified()
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok())
+                .map(timefmt::format)
+                .unwrap_or_default();
+            out.push(Listed {
+                key: o.key().unwrap_or_default().to_owned(),
+                etag: bare_etag(o.e_tag().unwrap_or_default()),
+                size: o.size().unwrap_or(0),
+                last_modified,
+            });
+        }
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Builds the plan from a fresh listing and the manifest.
+pub async fn make_plan(ctx: &ScanContext) -> Result<(Vec<Listed>, Plan), CoordinatorError> {
+    let listing = list(ctx).await?;
+    let pairs: Vec<(String, String)> = listing.iter().map(|o| (o.key.clone(), o.etag.clone())).collect();
+    let known = ctx.store.lookup(&pairs).await?;
+    let mut others = HashSet::new();
+    for o in unknown_pairs(&listing, &known) {
+        if o.key.ends_with('/') {
+            continue;
+        }
+        if ctx.store.etags_of(&o.key).await?.iter().any(|e| *e != o.etag) {
+            others.insert(o.key.clone());
+        }
+    }
+    let mut open = Vec::new();
+    for status in [Status::Discovered, Status::Queued, Status::Loading, Status::Failed] {
+        open.extend(ctx.store.list_open(status, None).await?);
+    }
+    let p = plan(&ctx.source.prefix, &listing, &known, &others, &open, time::OffsetDateTime::now_utc(), ctx.policy);
+    Ok((listing, p))
+}
+
+/// One pass.
+pub async fn scan(ctx: &ScanContext, dry_run: bool) -> Result<(ScanSummary, Plan), CoordinatorError> {
+    let (listing, p) = make_plan(ctx).await?;
+    let mut summary = ScanSummary {
+        listed: listing.len(),
+        new: p.new.len(),
+        changed: p.changed.len(),
+        requeued: p.requeue.len(),
+        unchanged: p.unchanged,
+        dead: p.give_up.len(),
+        unloadable: p.unloadable.len(),
+        dry_run,
+        ..ScanSummary::default()
+    };
+    if dry_run {
+        return Ok((summary, p));
+    }
+
+    // Manifest first.
+    let mut to_send: Vec<FileMessage> = Vec::new();
+    for c in p.new.iter().chain(&p.changed) {
+        if ctx.store.record_discovered(&new_file(ctx, c)).await? {
+            to_send.push(message_for(ctx, c));
+        }
+    }
+    for item in &p.requeue {
+        match message_from_item(ctx, item) {
+            Some(m) => to_send.push(m),
+            None => warn!(key = %item.key, "open item no longer maps to a table; not re-enqueued"),
+        }
+    }
+    for (object, reason) in &p.unloadable {
+        let file = NewFile {
+            bucket: ctx.source.bucket.clone(),
+            key: object.key.clone(),
+            etag: object.etag.clone(),
+            size: object.size,
+            last_modified: object.last_modified.clone(),
+            table: String::new(),
+            kind: "unloadable".to_owned(),
+        };
+        if ctx.store.record_discovered(&file).await? {
+            let error = FileError {
+                message: format!("not loadable: {reason}"),
+                class: "unloadable_key".to_owned(),
+                permanent: true,
+                ..FileError::default()
+            };
+            ctx.store
+                .transition(&object.key, &object.etag, Transition::GiveUp, Changes { error: Some(Some(error)), ..Changes::default() })
+                .await?;
+            warn!(key = %object.key, reason = %reason, "object is not a loadable file; recorded as dead");
+        }
+    }
+    for item in &p.give_up {
+        let last = item.error.as_ref().map(|e| e.message.clone()).unwrap_or_else(|| "none recorded".to_owned());
+        let error = FileError {
+            message: format!("gave up after {} attempts; last error: {last}", item.attempts),
+            class: "attempts_exhausted".to_owned(),
+            permanent: true,
+            ..FileError::default()
+        };
+        ctx.store
+            .transition(&item.key, &item.etag, Transition::GiveUp, Changes { error: Some(Some(error)), ..Changes::default() })
+            .await?;
+        warn!(key = %item.key, etag = %item.etag, attempts = item.attempts, "file is dead");
+    }
+
+    // Then enqueue, 10 per call, then mark queued.
+    for batch in to_send.chunks(10) {
+        let (sent, failed) = send_batch(ctx, batch).await;
+        summary.send_failed += failed;
+        for (m, message_id) in sent {
+            summary.sent += 1;
+            let changes = Changes { message_id: Some(message_id), ..Changes::default() };
+            // Refused means a worker already claimed it: fine.
+            ctx.store.transition(&m.key, &m.etag, Transition::Enqueue, changes).await?;
+        }
+    }
+    info!(
+        listed = summary.listed, new = summary.new, changed = summary.changed, requeued = summary.requeued,
+        unchanged = summary.unchanged, dead = summary.dead, unloadable = summary.unloadable,
+        sent = summary.sent, send_failed = summary.send_failed, "scan pass done"
+    );
+    Ok((summary, p))
+}
+
+fn new_file(ctx: &ScanContext, c: &Candidate) -> NewFile {
+    NewFile {
+        bucket: ctx.source.bucket.clone(),
+        key: c.object.key.clone(),
+        etag: c.object.etag.clone(),
+        size: c.object.size,
+        last_modified: c.object.last_modified.clone(),
+        table: c.file.source_table(),
+        kind: c.file.kind.as_str().to_owned(),
+    }
+}
+
+fn message_for(ctx: &ScanContext, c: &Candidate) -> FileMessage {
+    FileMessage {
+        v: MESSAGE_VERSION,
+        bucket: ctx.source.bucket.clone(),
+        key: c.object.key.clone(),
+        etag: c.object.etag.clone(),
+        size: c.object.size,
+        last_modified: c.object.last_modified.clone(),
+        schema: c.file.schema.clone(),
+        table: c.file.table.clone(),
+    }
+}
+
+fn message_from_item(ctx: &ScanContext, item: &ManifestItem) -> Option<FileMessage> {
+    let file = sluice_common::mapping::map_key(&ctx.source.prefix, &item.key).ok()?;
+    Some(FileMessage {
+        v: MESSAGE_VERSION,
+        bucket: if item.bucket.is_empty() { ctx.source.bucket.clone() } else { item.bucket.clone() },
+        key: item.key.clone(),
+        etag: item.etag.clone(),
+        size: item.size,
+        last_modified: item.last_modified.clone(),
+        schema: file.schema,
+        table: file.table,
+    })
+}
+
+/// Sends up to 10 messages; returns the sent ones with their ids, and the count that failed.
+async fn send_batch(ctx: &ScanContext, batch: &[FileMessage]) -> (Vec<(FileMessage, String)>, usize) {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let entries: Vec<SendMessageBatchRequestEntry> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(m.to_body())
+                .build()
+                .expect("id and body are set")
+        })
+        .collect();
+    let result = ctx
+        .sqs
+        .send_message_batch()
+        .queue_url(&ctx.queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await;
+    match result {
+        Ok(out) => {
+            for f in out.failed() {
+                warn!(entry = f.id(), code = f.code(), message = f.message().unwrap_or_default(), "message not sent; the next pass retries it");
+            }
+            let sent = out
+                .successful()
+                .iter()
+                .filter_map(|s| s.id().parse::<usize>().ok().map(|i| (batch[i].clone(), s.message_id().to_owned())))
+                .collect();
+            (sent, out.failed().len())
+        }
+        Err(e) => {
+            warn!(error = %sluice_common::error::sdk_error_text(&e), count = batch.len(), "batch not sent; the next pass retries it");
+            (Vec::new(), batch.len())
+        }
+    }
+}
