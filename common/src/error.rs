@@ -10,7 +10,10 @@ use std::fmt;
 pub enum Error {
     /// A setting is missing or malformed; the process should stop at start-up.
     #[error("bad setting {setting}: {reason}")]
-    Config { setting: &'static str, reason: String },
+    Config {
+        setting: &'static str,
+        reason: String,
+    },
 
     /// The rules file cannot be read or does not parse.
     #[error("rules file {path}: {reason}")]
@@ -93,7 +96,9 @@ where
 {
     use aws_sdk_dynamodb::error::SdkError;
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
             matches!(

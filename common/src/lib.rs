@@ -10,7 +10,7 @@
 //! - [`config`]: settings shared by both binaries, validated once at start-up.
 //! - [`retry`]: the one retry layer for calls the AWS SDK does not already retry.
 //! - [`telemetry`]: logging set-up.
-//! - [`error`]: this crate's error enum, each variant transient or permanent by construction.
+//! - [`error`]: the crate's error enum, each variant transient or permanent by construction.
 //!
 //! The coordinator and the worker share nothing else: a change here is a change to the contract
 //! between them.

@@ -117,7 +117,13 @@ impl Transition {
             // `None`: a message whose item is missing (deleted by hand) is still loaded and the
             // item re-created; `Loading`: the previous holder died or is a concurrent duplicate
             // (the ledger keeps the effect single).
-            Transition::Claim => &[None, Some(Discovered), Some(Queued), Some(Failed), Some(Loading)],
+            Transition::Claim => &[
+                None,
+                Some(Discovered),
+                Some(Queued),
+                Some(Failed),
+                Some(Loading),
+            ],
             Transition::Complete => &[
                 None,
                 Some(Discovered),
@@ -266,14 +272,27 @@ mod tests {
             Transition::GiveUp,
             Transition::Skip,
         ] {
-            assert!(!t.allows(Some(Loaded)), "{} must not leave loaded", t.name());
+            assert!(
+                !t.allows(Some(Loaded)),
+                "{} must not leave loaded",
+                t.name()
+            );
         }
     }
 
     #[test]
     fn dead_and_skipped_leave_only_by_operator_or_ledger() {
-        for t in [Transition::Enqueue, Transition::Claim, Transition::Fail, Transition::GiveUp] {
-            assert!(!t.allows(Some(Dead)) && !t.allows(Some(Skipped)), "{}", t.name());
+        for t in [
+            Transition::Enqueue,
+            Transition::Claim,
+            Transition::Fail,
+            Transition::GiveUp,
+        ] {
+            assert!(
+                !t.allows(Some(Dead)) && !t.allows(Some(Skipped)),
+                "{}",
+                t.name()
+            );
         }
         assert!(Transition::Retry.allows(Some(Dead)));
         assert!(Transition::Retry.allows(Some(Skipped)));

@@ -171,7 +171,10 @@ mod tests {
         assert_eq!(f.kind, FileKind::FullLoad { sequence: 10 });
         assert_eq!(f.compression, Compression::None);
         assert_eq!(f.source_table(), "public.orders");
-        assert_eq!(file_kind("LOAD00000009"), FileKind::FullLoad { sequence: 9 });
+        assert_eq!(
+            file_kind("LOAD00000009"),
+            FileKind::FullLoad { sequence: 9 }
+        );
     }
 
     #[test]
@@ -206,8 +209,14 @@ mod tests {
     #[test]
     fn unmapped_keys_say_why() {
         assert_eq!(map_key("dms/", "dms/public/"), Err(Unmapped::Folder));
-        assert_eq!(map_key("dms/", "other/a/b/c.csv"), Err(Unmapped::OutsidePrefix));
-        assert_eq!(map_key("dms/", "dms/public/x.csv"), Err(Unmapped::TooShallow));
+        assert_eq!(
+            map_key("dms/", "other/a/b/c.csv"),
+            Err(Unmapped::OutsidePrefix)
+        );
+        assert_eq!(
+            map_key("dms/", "dms/public/x.csv"),
+            Err(Unmapped::TooShallow)
+        );
         assert_eq!(map_key("", "a//b/x.csv"), Err(Unmapped::TooShallow));
         assert_eq!(
             map_key("", "a/b/x.parquet"),

@@ -90,20 +90,31 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_other_versions() {
-        let e = FileMessage::from_body("m1", "hello").unwrap_err().to_string();
+        let e = FileMessage::from_body("m1", "hello")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("m1") && e.contains("not JSON"), "{e}");
         let mut v: serde_json::Value = serde_json::to_value(sample()).unwrap();
         v["v"] = 2.into();
-        let e = FileMessage::from_body("m2", &v.to_string()).unwrap_err().to_string();
+        let e = FileMessage::from_body("m2", &v.to_string())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("version 2"), "{e}");
-        let e = FileMessage::from_body("m3", "{\"v\":1}").unwrap_err().to_string();
+        let e = FileMessage::from_body("m3", "{\"v\":1}")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing field"), "{e}");
-        assert!(!FileMessage::from_body("m4", "{}").unwrap_err().is_transient());
+        assert!(!FileMessage::from_body("m4", "{}")
+            .unwrap_err()
+            .is_transient());
     }
 
     #[test]
     fn etags_are_stored_bare() {
-        assert_eq!(bare_etag("\"d41d8cd98f00b204e9800998ecf8427e\""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            bare_etag("\"d41d8cd98f00b204e9800998ecf8427e\""),
+            "d41d8cd98f00b204e9800998ecf8427e"
+        );
         assert_eq!(bare_etag("abc-2"), "abc-2");
     }
 }

@@ -159,8 +159,12 @@ mod tests {
             max_elapsed: Some(Duration::from_millis(30)),
             ..FAST
         };
-        let out: Result<(), &str> =
-            retry(policy, || async { Err(Attempt::Transient("down")) }, |_, _| {}).await;
+        let out: Result<(), &str> = retry(
+            policy,
+            || async { Err(Attempt::Transient("down")) },
+            |_, _| {},
+        )
+        .await;
         assert_eq!(out, Err("down"));
     }
 

@@ -190,14 +190,20 @@ mod tests {
         .unwrap();
         let o = rules.for_table("src.orders");
         assert_eq!(o.target, Some(("wh".into(), "orders".into())));
-        assert_eq!(o.columns.as_deref(), Some(&["id".to_string(), "name".to_string()][..]));
+        assert_eq!(
+            o.columns.as_deref(),
+            Some(&["id".to_string(), "name".to_string()][..])
+        );
         assert_eq!(o.null, "");
         assert!(o.header);
         assert_eq!(o.delimiter, b'|');
         let other = rules.for_table("src.other");
         assert_eq!(other.null, "");
         assert!(!other.header);
-        assert_eq!(rules.configured_tables().collect::<Vec<_>>(), vec!["src.orders"]);
+        assert_eq!(
+            rules.configured_tables().collect::<Vec<_>>(),
+            vec!["src.orders"]
+        );
     }
 
     #[test]

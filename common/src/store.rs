@@ -248,7 +248,8 @@ impl ManifestStore {
                 let a = x.name("attempts");
                 let zero = x.value(n(0));
                 let one = x.value(n(1));
-                x.sets.push(format!("{a} = if_not_exists({a}, {zero}) + {one}"));
+                x.sets
+                    .push(format!("{a} = if_not_exists({a}, {zero}) + {one}"));
             }
             Transition::Complete | Transition::Fail | Transition::GiveUp | Transition::Skip => {
                 x.set("finished_at", s(&now))
@@ -296,7 +297,9 @@ impl ManifestStore {
         let h = x.name("history");
         let empty = x.value(AttributeValue::L(vec![]));
         let ev = x.value(AttributeValue::L(vec![s(&event)]));
-        x.sets.push(format!("{h} = list_append(if_not_exists({h}, {empty}), {ev})"));
+        x.sets.push(format!(
+            "{h} = list_append(if_not_exists({h}, {empty}), {ev})"
+        ));
 
         let mut condition = x.transition_condition(transition);
         if let Some(attempt) = changes.expect_attempt {
@@ -318,7 +321,9 @@ impl ManifestStore {
             .send()
             .await;
         match result {
-            Ok(out) => Ok(Moved::Applied(parse_item(out.attributes().unwrap_or(&HashMap::new())))),
+            Ok(out) => Ok(Moved::Applied(parse_item(
+                out.attributes().unwrap_or(&HashMap::new()),
+            ))),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
@@ -408,7 +413,12 @@ impl ManifestStore {
 
     /// The ETags recorded for a key (to tell a changed file from a new one).
     pub async fn etags_of(&self, key: &str) -> Result<Vec<String>, Error> {
-        Ok(self.history(key).await?.into_iter().map(|i| i.etag).collect())
+        Ok(self
+            .history(key)
+            .await?
+            .into_iter()
+            .map(|i| i.etag)
+            .collect())
     }
 
     /// Items of one open status (anything but `loaded`), from the sparse index; oldest update first.
@@ -673,7 +683,8 @@ impl Expr {
     fn set_if_absent(&mut self, attr: &str, v: AttributeValue) {
         let name = self.name(attr);
         let value = self.value(v);
-        self.sets.push(format!("{name} = if_not_exists({name}, {value})"));
+        self.sets
+            .push(format!("{name} = if_not_exists({name}, {value})"));
     }
 
     fn remove(&mut self, attr: &str) {
@@ -717,8 +728,16 @@ mod tests {
     fn claim_condition_admits_missing_items_and_listed_statuses() {
         let mut x = Expr::default();
         let c = x.transition_condition(Transition::Claim);
-        assert!(c.starts_with("attribute_not_exists(#key) OR #status IN ("), "{c}");
-        let statuses: Vec<&str> = x.values.values().filter_map(|v| v.as_s().ok()).map(String::as_str).collect();
+        assert!(
+            c.starts_with("attribute_not_exists(#key) OR #status IN ("),
+            "{c}"
+        );
+        let statuses: Vec<&str> = x
+            .values
+            .values()
+            .filter_map(|v| v.as_s().ok())
+            .map(String::as_str)
+            .collect();
         for s in ["discovered", "queued", "failed", "loading"] {
             assert!(statuses.contains(&s), "{s}");
         }

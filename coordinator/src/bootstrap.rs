@@ -2,8 +2,8 @@
 //! Idempotent: creating what exists is not an error.
 
 use crate::error::CoordinatorError;
-use sluice_common::store::ManifestStore;
 use aws_sdk_sqs::types::QueueAttributeName;
+use sluice_common::store::ManifestStore;
 
 /// Settings of a queue created by `bootstrap --create-queue`.
 #[derive(Debug, Clone)]
@@ -21,7 +21,10 @@ pub async fn manifest(store: &ManifestStore) -> Result<bool, CoordinatorError> {
 }
 
 /// Creates (or finds) the queue and its dead-letter queue `<name>-dlq`; returns the queue URL.
-pub async fn queue(sqs: &aws_sdk_sqs::Client, spec: &QueueSpec) -> Result<String, CoordinatorError> {
+pub async fn queue(
+    sqs: &aws_sdk_sqs::Client,
+    spec: &QueueSpec,
+) -> Result<String, CoordinatorError> {
     let err = |operation: &'static str, queue: &str, e: String| CoordinatorError::Queue {
         operation,
         queue: queue.to_owned(),
@@ -35,7 +38,13 @@ pub async fn queue(sqs: &aws_sdk_sqs::Client, spec: &QueueSpec) -> Result<String
         .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
         .send()
         .await
-        .map_err(|e| err("create_queue", &dlq_name, sluice_common::error::sdk_error_text(&e)))?;
+        .map_err(|e| {
+            err(
+                "create_queue",
+                &dlq_name,
+                sluice_common::error::sdk_error_text(&e),
+            )
+        })?;
     let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
     let attrs = sqs
         .get_queue_attributes()
@@ -43,7 +52,13 @@ pub async fn queue(sqs: &aws_sdk_sqs::Client, spec: &QueueSpec) -> Result<String
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| err("get_queue_attributes", &dlq_name, sluice_common::error::sdk_error_text(&e)))?;
+        .map_err(|e| {
+            err(
+                "get_queue_attributes",
+                &dlq_name,
+                sluice_common::error::sdk_error_text(&e),
+            )
+        })?;
     let dlq_arn = attrs
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
@@ -56,11 +71,20 @@ pub async fn queue(sqs: &aws_sdk_sqs::Client, spec: &QueueSpec) -> Result<String
     let q = sqs
         .create_queue()
         .queue_name(&spec.name)
-        .attributes(QueueAttributeName::VisibilityTimeout, spec.visibility_timeout_secs.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            spec.visibility_timeout_secs.to_string(),
+        )
         .attributes(QueueAttributeName::MessageRetentionPeriod, "345600")
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
         .send()
         .await
-        .map_err(|e| err("create_queue", &spec.name, sluice_common::error::sdk_error_text(&e)))?;
+        .map_err(|e| {
+            err(
+                "create_queue",
+                &spec.name,
+                sluice_common::error::sdk_error_text(&e),
+            )
+        })?;
     Ok(q.queue_url().unwrap_or_default().to_owned())
 }

@@ -15,7 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice-coordinator", version, about = "Keeps the manifest and the queue in step with the lake")]
+#[command(
+    name = "sluice-coordinator",
+    version,
+    about = "Keeps the manifest and the queue in step with the lake"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: Common,
@@ -113,7 +117,9 @@ pub enum ManifestCommand {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 10m or 1h"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 10m or 1h"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -142,7 +148,11 @@ pub fn scan_context(common: &Common, aws: &AwsClients) -> Result<ScanContext, Co
     let source = SourceLocation::parse(&required("SLUICE_SOURCE", common.source.clone())?)?;
     let queue_url = required("SLUICE_QUEUE_URL", common.queue_url.clone())?;
     if common.max_attempts == 0 {
-        return Err(sluice_common::Error::Config { setting: "SLUICE_MAX_ATTEMPTS", reason: "must be at least 1".into() }.into());
+        return Err(sluice_common::Error::Config {
+            setting: "SLUICE_MAX_ATTEMPTS",
+            reason: "must be at least 1".into(),
+        }
+        .into());
     }
     Ok(ScanContext {
         s3: aws.s3.clone(),
@@ -150,20 +160,43 @@ pub fn scan_context(common: &Common, aws: &AwsClients) -> Result<ScanContext, Co
         store: store(common, aws)?,
         source,
         queue_url,
-        policy: Policy { requeue_after: common.requeue_after, max_attempts: common.max_attempts },
+        policy: Policy {
+            requeue_after: common.requeue_after,
+            max_attempts: common.max_attempts,
+        },
     })
 }
 
 /// Runs a command; what it prints goes to standard output, logs to standard error.
-pub async fn execute(cli: Cli, aws: AwsClients, shutdown: CancellationToken) -> Result<(), CoordinatorError> {
+pub async fn execute(
+    cli: Cli,
+    aws: AwsClients,
+    shutdown: CancellationToken,
+) -> Result<(), CoordinatorError> {
     let common = &cli.common;
     match cli.command {
-        Command::Bootstrap { create_queue, visibility_timeout, max_receive_count } => {
+        Command::Bootstrap {
+            create_queue,
+            visibility_timeout,
+            max_receive_count,
+        } => {
             let store = store(common, &aws)?;
             let created = bootstrap::manifest(&store).await?;
-            println!("manifest table {}: {}", store.table_name(), if created { "created" } else { "exists" });
+            println!(
+                "manifest table {}: {}",
+                store.table_name(),
+                if created { "created" } else { "exists" }
+            );
             if let Some(name) = create_queue {
-                let url = bootstrap::queue(&aws.sqs, &QueueSpec { name, visibility_timeout_secs: visibility_timeout, max_receive_count }).await?;
+                let url = bootstrap::queue(
+                    &aws.sqs,
+                    &QueueSpec {
+                        name,
+                        visibility_timeout_secs: visibility_timeout,
+                        max_receive_count,
+                    },
+                )
+                .await?;
                 println!("queue: {url}");
             }
         }
@@ -171,7 +204,10 @@ pub async fn execute(cli: Cli, aws: AwsClients, shutdown: CancellationToken) -> 
             let ctx = scan_context(common, &aws)?;
             let (summary, plan) = scan::scan(&ctx, dry_run).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary).expect("summary serializes"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).expect("summary serializes")
+                );
             } else {
                 print_summary(&summary);
                 if dry_run {
@@ -179,10 +215,18 @@ pub async fn execute(cli: Cli, aws: AwsClients, shutdown: CancellationToken) -> 
                         println!("  would enqueue {} ({})", c.object.key, c.object.etag);
                     }
                     for i in &plan.requeue {
-                        println!("  would re-enqueue {} ({}), {}", i.key, i.etag, i.status.map(|s| s.as_str()).unwrap_or("?"));
+                        println!(
+                            "  would re-enqueue {} ({}), {}",
+                            i.key,
+                            i.etag,
+                            i.status.map(|s| s.as_str()).unwrap_or("?")
+                        );
                     }
                     for i in &plan.give_up {
-                        println!("  would mark dead {} ({}) after {} attempts", i.key, i.etag, i.attempts);
+                        println!(
+                            "  would mark dead {} ({}) after {} attempts",
+                            i.key, i.etag, i.attempts
+                        );
                     }
                     for (o, why) in &plan.unloadable {
                         println!("  would record as unloadable {}: {why}", o.key);
@@ -194,9 +238,14 @@ pub async fn execute(cli: Cli, aws: AwsClients, shutdown: CancellationToken) -> 
             let ctx = scan_context(common, &aws)?;
             loop {
                 match scan::scan(&ctx, false).await {
-                    Ok((summary, _)) if json => println!("{}", serde_json::to_string(&summary).expect("summary serializes")),
+                    Ok((summary, _)) if json => println!(
+                        "{}",
+                        serde_json::to_string(&summary).expect("summary serializes")
+                    ),
                     Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "scan pass failed; next pass in one interval"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "scan pass failed; next pass in one interval")
+                    }
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -208,13 +257,22 @@ pub async fn execute(cli: Cli, aws: AwsClients, shutdown: CancellationToken) -> 
         Command::Manifest { command } => {
             let store = store(common, &aws)?;
             match command {
-                ManifestCommand::List { status, table, limit, json } => {
-                    let (items, scanned) = report::list(&store, status, table.as_deref(), limit).await?;
+                ManifestCommand::List {
+                    status,
+                    table,
+                    limit,
+                    json,
+                } => {
+                    let (items, scanned) =
+                        report::list(&store, status, table.as_deref(), limit).await?;
                     if scanned {
                         eprintln!("note: listing loaded files without --table needs a full scan of the manifest");
                     }
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&items).expect("items serialize"));
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&items).expect("items serialize")
+                        );
                     } else {
                         print!("{}", report::format_list(&items));
                         if status.is_none() && table.is_none() {
@@ -225,10 +283,15 @@ pub async fn execute(cli: Cli, aws: AwsClients, shutdown: CancellationToken) -> 
                 ManifestCommand::Show { key, json } => {
                     let items = store.history(&key).await?;
                     if items.is_empty() {
-                        return Err(CoordinatorError::Usage(format!("no manifest item for key {key}")));
+                        return Err(CoordinatorError::Usage(format!(
+                            "no manifest item for key {key}"
+                        )));
                     }
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&items).expect("items serialize"));
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&items).expect("items serialize")
+                        );
                     } else {
                         print!("{}", report::format_show(&items));
                     }
@@ -236,7 +299,10 @@ pub async fn execute(cli: Cli, aws: AwsClients, shutdown: CancellationToken) -> 
                 ManifestCommand::Summary { json } => {
                     let s = report::summary(&store).await?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&s).expect("summary serializes"));
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&s).expect("summary serializes")
+                        );
                     } else {
                         print!("{}", report::format_summary(&s));
                     }
@@ -270,8 +336,32 @@ mod tests {
 
     #[test]
     fn cli_parses() {
-        let cli = Cli::try_parse_from(["sluice-coordinator", "manifest", "list", "--status", "failed", "--json"]).unwrap();
-        assert!(matches!(cli.command, Command::Manifest { command: ManifestCommand::List { status: Some(Status::Failed), json: true, .. } }));
-        assert!(Cli::try_parse_from(["sluice-coordinator", "manifest", "list", "--status", "nope"]).is_err());
+        let cli = Cli::try_parse_from([
+            "sluice-coordinator",
+            "manifest",
+            "list",
+            "--status",
+            "failed",
+            "--json",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Manifest {
+                command: ManifestCommand::List {
+                    status: Some(Status::Failed),
+                    json: true,
+                    ..
+                }
+            }
+        ));
+        assert!(Cli::try_parse_from([
+            "sluice-coordinator",
+            "manifest",
+            "list",
+            "--status",
+            "nope"
+        ])
+        .is_err());
     }
 }

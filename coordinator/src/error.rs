@@ -7,10 +7,18 @@ pub enum CoordinatorError {
     Common(#[from] sluice_common::Error),
 
     #[error("listing s3://{bucket}/{prefix} failed: {message}")]
-    List { bucket: String, prefix: String, message: String },
+    List {
+        bucket: String,
+        prefix: String,
+        message: String,
+    },
 
     #[error("queue {operation} failed for {queue}: {message}")]
-    Queue { operation: &'static str, queue: String, message: String },
+    Queue {
+        operation: &'static str,
+        queue: String,
+        message: String,
+    },
 
     #[error("{0}")]
     Usage(String),

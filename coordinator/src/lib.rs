@@ -8,7 +8,7 @@
 //! - [`bootstrap`]: manifest table and (local) queue creation.
 //! - [`report`]: `manifest list / show / summary`.
 //! - [`cli`]: the command line, validated, and the commands' runners.
-//! - [`error`]: [`error::CoordinatorError`].
+//! - [`error`]: the crate's error enum, `CoordinatorError`.
 
 pub mod bootstrap;
 pub mod cli;

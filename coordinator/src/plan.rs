@@ -88,7 +88,10 @@ pub fn plan(
             Err(Unmapped::Folder) => p.folders += 1,
             Err(reason) => p.unloadable.push((object.clone(), reason.to_string())),
             Ok(file) => {
-                let c = Candidate { object: object.clone(), file };
+                let c = Candidate {
+                    object: object.clone(),
+                    file,
+                };
                 if keys_with_other_etags.contains(&object.key) {
                     p.changed.push(c);
                 } else {
@@ -104,7 +107,8 @@ pub fn plan(
             .as_deref()
             .and_then(|u| timefmt::age(u, now))
             .unwrap_or(time::Duration::MAX);
-        let stale = age >= time::Duration::try_from(policy.requeue_after).unwrap_or(time::Duration::MAX);
+        let stale =
+            age >= time::Duration::try_from(policy.requeue_after).unwrap_or(time::Duration::MAX);
         match status {
             Status::Discovered | Status::Queued | Status::Loading if stale => {
                 if item.attempts >= policy.max_attempts && status != Status::Discovered {
@@ -175,7 +179,10 @@ mod tests {
             obj("p/s/t/LOAD00000002.csv", "b2"),
             obj("p/s/t/20241029-110000000.csv", "c"),
         ];
-        let k = known(&[("p/s/t/LOAD00000001.csv", "a"), ("p/s/t/LOAD00000002.csv", "b1")]);
+        let k = known(&[
+            ("p/s/t/LOAD00000001.csv", "a"),
+            ("p/s/t/LOAD00000002.csv", "b1"),
+        ]);
         assert_eq!(unknown_pairs(&listing, &k).len(), 2);
         let others = HashSet::from(["p/s/t/LOAD00000002.csv".to_string()]);
         let p = plan("p/", &listing, &k, &others, &[], NOW, POLICY);
@@ -188,8 +195,20 @@ mod tests {
 
     #[test]
     fn unloadable_keys_are_recorded_folders_ignored() {
-        let listing = vec![obj("p/s/", ""), obj("p/readme.txt", "x"), obj("p/s/t/x.parquet", "y")];
-        let p = plan("p/", &listing, &HashMap::new(), &HashSet::new(), &[], NOW, POLICY);
+        let listing = vec![
+            obj("p/s/", ""),
+            obj("p/readme.txt", "x"),
+            obj("p/s/t/x.parquet", "y"),
+        ];
+        let p = plan(
+            "p/",
+            &listing,
+            &HashMap::new(),
+            &HashSet::new(),
+            &[],
+            NOW,
+            POLICY,
+        );
         assert_eq!(p.folders, 1);
         assert_eq!(p.unloadable.len(), 2);
         assert!(p.unloadable[1].1.contains("x.parquet"));
@@ -206,7 +225,15 @@ mod tests {
             item("e", Status::Dead, 3, "2024-10-29T11:00:00.000Z"),
             item("f", Status::Skipped, 0, "2024-10-29T11:00:00.000Z"),
         ];
-        let p = plan("", &[], &HashMap::new(), &HashSet::new(), &open, NOW, POLICY);
+        let p = plan(
+            "",
+            &[],
+            &HashMap::new(),
+            &HashSet::new(),
+            &open,
+            NOW,
+            POLICY,
+        );
         let keys: Vec<&str> = p.requeue.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, vec!["a", "c", "d"]);
         assert_eq!(p.waiting, 3);
@@ -226,9 +253,23 @@ mod tests {
             item("q", Status::Queued, 3, "2024-10-29T11:00:00.000Z"),
             permanent,
         ];
-        let p = plan("", &[], &HashMap::new(), &HashSet::new(), &open, NOW, POLICY);
-        assert_eq!(p.requeue.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), vec!["t"]);
-        assert_eq!(p.give_up.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), vec!["x", "q"]);
+        let p = plan(
+            "",
+            &[],
+            &HashMap::new(),
+            &HashSet::new(),
+            &open,
+            NOW,
+            POLICY,
+        );
+        assert_eq!(
+            p.requeue.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+            vec!["t"]
+        );
+        assert_eq!(
+            p.give_up.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+            vec!["x", "q"]
+        );
         assert_eq!(p.waiting, 1);
     }
 
@@ -239,7 +280,15 @@ mod tests {
             requeue_after: Duration::ZERO,
             ..POLICY
         };
-        let p = plan("", &[], &HashMap::new(), &HashSet::new(), &open, NOW, policy);
+        let p = plan(
+            "",
+            &[],
+            &HashMap::new(),
+            &HashSet::new(),
+            &open,
+            NOW,
+            policy,
+        );
         assert_eq!(p.requeue.len(), 1);
     }
 }

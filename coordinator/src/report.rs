@@ -44,7 +44,11 @@ pub async fn list(
 /// One line per item, aligned, for a terminal.
 pub fn format_list(items: &[ManifestItem]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<10} {:>3} {:<28} {:<24} {}", "STATUS", "TRY", "TABLE", "UPDATED", "KEY (ETAG) / ERROR");
+    let _ = writeln!(
+        out,
+        "{:<10} {:>3} {:<28} {:<24} KEY (ETAG) / ERROR",
+        "STATUS", "TRY", "TABLE", "UPDATED"
+    );
     for i in items {
         let _ = writeln!(
             out,
@@ -69,19 +73,37 @@ pub fn format_show(items: &[ManifestItem]) -> String {
     for i in items {
         let _ = writeln!(out, "key:           {}", i.key);
         let _ = writeln!(out, "etag:          {}", i.etag);
-        let _ = writeln!(out, "status:        {}", i.status.map(|s| s.as_str()).unwrap_or("?"));
+        let _ = writeln!(
+            out,
+            "status:        {}",
+            i.status.map(|s| s.as_str()).unwrap_or("?")
+        );
         let _ = writeln!(out, "table:         {}", i.table);
         let _ = writeln!(out, "kind:          {}", i.kind);
-        let _ = writeln!(out, "size:          {} bytes, last modified {}", i.size, i.last_modified);
+        let _ = writeln!(
+            out,
+            "size:          {} bytes, last modified {}",
+            i.size, i.last_modified
+        );
         let _ = writeln!(out, "attempts:      {}", i.attempts);
         if let Some(w) = &i.worker {
             let _ = writeln!(out, "worker:        {w}");
         }
         if let Some(r) = &i.rows {
-            let _ = writeln!(out, "rows:          {} read, {} merged, {} rejected", r.read, r.merged, r.rejected);
+            let _ = writeln!(
+                out,
+                "rows:          {} read, {} merged, {} rejected",
+                r.read, r.merged, r.rejected
+            );
         }
         if let Some(e) = &i.error {
-            let _ = writeln!(out, "error:         [{}{}] {}", e.class, if e.permanent { ", permanent" } else { "" }, e.message);
+            let _ = writeln!(
+                out,
+                "error:         [{}{}] {}",
+                e.class,
+                if e.permanent { ", permanent" } else { "" },
+                e.message
+            );
             if let Some(s) = &e.sqlstate {
                 let _ = writeln!(out, "  sqlstate:    {s}");
             }
@@ -89,7 +111,9 @@ pub fn format_show(items: &[ManifestItem]) -> String {
                 let _ = writeln!(
                     out,
                     "  at:          record {} line {} column {}",
-                    e.record.map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
+                    e.record
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "?".into()),
                     e.line.map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
                     e.column.as_deref().unwrap_or("?")
                 );
@@ -115,19 +139,29 @@ pub fn format_show(items: &[ManifestItem]) -> String {
 }
 
 /// Counts by table and status, from a full scan.
-pub async fn summary(store: &ManifestStore) -> Result<BTreeMap<String, BTreeMap<String, u64>>, CoordinatorError> {
+pub async fn summary(
+    store: &ManifestStore,
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>, CoordinatorError> {
     let mut by_table: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for i in store.scan_all(None).await? {
-        let table = if i.table.is_empty() { "(unloadable)".to_owned() } else { i.table.clone() };
+        let table = if i.table.is_empty() {
+            "(unloadable)".to_owned()
+        } else {
+            i.table.clone()
+        };
         let status = i.status.map(|s| s.as_str()).unwrap_or("?").to_owned();
-        *by_table.entry(table).or_default().entry(status).or_default() += 1;
+        *by_table
+            .entry(table)
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
     }
     Ok(by_table)
 }
 
 pub fn format_summary(s: &BTreeMap<String, BTreeMap<String, u64>>) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<32} {}", "TABLE", "FILES BY STATUS");
+    let _ = writeln!(out, "{:<32} FILES BY STATUS", "TABLE");
     for (table, counts) in s {
         let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "{:<32} {}", table, parts.join(" "));
@@ -148,13 +182,21 @@ mod tests {
             table: "s.t".into(),
             status: Some(Status::Failed),
             attempts: 2,
-            error: Some(FileError { class: "unknown_table".into(), message: "no target table s.t".into(), permanent: true, ..Default::default() }),
+            error: Some(FileError {
+                class: "unknown_table".into(),
+                message: "no target table s.t".into(),
+                permanent: true,
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        let text = format_list(&[item.clone()]);
+        let text = format_list(std::slice::from_ref(&item));
         assert!(text.contains("failed"), "{text}");
         assert!(text.contains("dms/s/t/LOAD00000001.csv (e1)"), "{text}");
-        assert!(text.contains("unknown_table: no target table s.t"), "{text}");
+        assert!(
+            text.contains("unknown_table: no target table s.t"),
+            "{text}"
+        );
         let show = format_show(&[item]);
         assert!(show.contains("[unknown_table, permanent]"), "{show}");
     }

@@ -83,27 +83,52 @@ pub async fn list(ctx: &ScanContext) -> Result<Vec<Listed>, CoordinatorError> {
 /// Builds the plan from a fresh listing and the manifest.
 pub async fn make_plan(ctx: &ScanContext) -> Result<(Vec<Listed>, Plan), CoordinatorError> {
     let listing = list(ctx).await?;
-    let pairs: Vec<(String, String)> = listing.iter().map(|o| (o.key.clone(), o.etag.clone())).collect();
+    let pairs: Vec<(String, String)> = listing
+        .iter()
+        .map(|o| (o.key.clone(), o.etag.clone()))
+        .collect();
     let known = ctx.store.lookup(&pairs).await?;
     let mut others = HashSet::new();
     for o in unknown_pairs(&listing, &known) {
         if o.key.ends_with('/') {
             continue;
         }
-        if ctx.store.etags_of(&o.key).await?.iter().any(|e| *e != o.etag) {
+        if ctx
+            .store
+            .etags_of(&o.key)
+            .await?
+            .iter()
+            .any(|e| *e != o.etag)
+        {
             others.insert(o.key.clone());
         }
     }
     let mut open = Vec::new();
-    for status in [Status::Discovered, Status::Queued, Status::Loading, Status::Failed] {
+    for status in [
+        Status::Discovered,
+        Status::Queued,
+        Status::Loading,
+        Status::Failed,
+    ] {
         open.extend(ctx.store.list_open(status, None).await?);
     }
-    let p = plan(&ctx.source.prefix, &listing, &known, &others, &open, time::OffsetDateTime::now_utc(), ctx.policy);
+    let p = plan(
+        &ctx.source.prefix,
+        &listing,
+        &known,
+        &others,
+        &open,
+        time::OffsetDateTime::now_utc(),
+        ctx.policy,
+    );
     Ok((listing, p))
 }
 
 /// One pass.
-pub async fn scan(ctx: &ScanContext, dry_run: bool) -> Result<(ScanSummary, Plan), CoordinatorError> {
+pub async fn scan(
+    ctx: &ScanContext,
+    dry_run: bool,
+) -> Result<(ScanSummary, Plan), CoordinatorError> {
     let (listing, p) = make_plan(ctx).await?;
     let mut summary = ScanSummary {
         listed: listing.len(),
@@ -151,21 +176,44 @@ pub async fn scan(ctx: &ScanContext, dry_run: bool) -> Result<(ScanSummary, Plan
                 ..FileError::default()
             };
             ctx.store
-                .transition(&object.key, &object.etag, Transition::GiveUp, Changes { error: Some(Some(error)), ..Changes::default() })
+                .transition(
+                    &object.key,
+                    &object.etag,
+                    Transition::GiveUp,
+                    Changes {
+                        error: Some(Some(error)),
+                        ..Changes::default()
+                    },
+                )
                 .await?;
             warn!(key = %object.key, reason = %reason, "object is not a loadable file; recorded as dead");
         }
     }
     for item in &p.give_up {
-        let last = item.error.as_ref().map(|e| e.message.clone()).unwrap_or_else(|| "none recorded".to_owned());
+        let last = item
+            .error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_else(|| "none recorded".to_owned());
         let error = FileError {
-            message: format!("gave up after {} attempts; last error: {last}", item.attempts),
+            message: format!(
+                "gave up after {} attempts; last error: {last}",
+                item.attempts
+            ),
             class: "attempts_exhausted".to_owned(),
             permanent: true,
             ..FileError::default()
         };
         ctx.store
-            .transition(&item.key, &item.etag, Transition::GiveUp, Changes { error: Some(Some(error)), ..Changes::default() })
+            .transition(
+                &item.key,
+                &item.etag,
+                Transition::GiveUp,
+                Changes {
+                    error: Some(Some(error)),
+                    ..Changes::default()
+                },
+            )
             .await?;
         warn!(key = %item.key, etag = %item.etag, attempts = item.attempts, "file is dead");
     }
@@ -176,15 +224,27 @@ pub async fn scan(ctx: &ScanContext, dry_run: bool) -> Result<(ScanSummary, Plan
         summary.send_failed += failed;
         for (m, message_id) in sent {
             summary.sent += 1;
-            let changes = Changes { message_id: Some(message_id), ..Changes::default() };
+            let changes = Changes {
+                message_id: Some(message_id),
+                ..Changes::default()
+            };
             // Refused means a worker already claimed it: fine.
-            ctx.store.transition(&m.key, &m.etag, Transition::Enqueue, changes).await?;
+            ctx.store
+                .transition(&m.key, &m.etag, Transition::Enqueue, changes)
+                .await?;
         }
     }
     info!(
-        listed = summary.listed, new = summary.new, changed = summary.changed, requeued = summary.requeued,
-        unchanged = summary.unchanged, dead = summary.dead, unloadable = summary.unloadable,
-        sent = summary.sent, send_failed = summary.send_failed, "scan pass done"
+        listed = summary.listed,
+        new = summary.new,
+        changed = summary.changed,
+        requeued = summary.requeued,
+        unchanged = summary.unchanged,
+        dead = summary.dead,
+        unloadable = summary.unloadable,
+        sent = summary.sent,
+        send_failed = summary.send_failed,
+        "scan pass done"
     );
     Ok((summary, p))
 }
@@ -218,7 +278,11 @@ fn message_from_item(ctx: &ScanContext, item: &ManifestItem) -> Option<FileMessa
     let file = sluice_common::mapping::map_key(&ctx.source.prefix, &item.key).ok()?;
     Some(FileMessage {
         v: MESSAGE_VERSION,
-        bucket: if item.bucket.is_empty() { ctx.source.bucket.clone() } else { item.bucket.clone() },
+        bucket: if item.bucket.is_empty() {
+            ctx.source.bucket.clone()
+        } else {
+            item.bucket.clone()
+        },
         key: item.key.clone(),
         etag: item.etag.clone(),
         size: item.size,
@@ -229,7 +293,10 @@ fn message_from_item(ctx: &ScanContext, item: &ManifestItem) -> Option<FileMessa
 }
 
 /// Sends up to 10 messages; returns the sent ones with their ids, and the count that failed.
-async fn send_batch(ctx: &ScanContext, batch: &[FileMessage]) -> (Vec<(FileMessage, String)>, usize) {
+async fn send_batch(
+    ctx: &ScanContext,
+    batch: &[FileMessage],
+) -> (Vec<(FileMessage, String)>, usize) {
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
     let entries: Vec<SendMessageBatchRequestEntry> = batch
         .iter()
@@ -252,12 +319,22 @@ async fn send_batch(ctx: &ScanContext, batch: &[FileMessage]) -> (Vec<(FileMessa
     match result {
         Ok(out) => {
             for f in out.failed() {
-                warn!(entry = f.id(), code = f.code(), message = f.message().unwrap_or_default(), "message not sent; the next pass retries it");
+                warn!(
+                    entry = f.id(),
+                    code = f.code(),
+                    message = f.message().unwrap_or_default(),
+                    "message not sent; the next pass retries it"
+                );
             }
             let sent = out
                 .successful()
                 .iter()
-                .filter_map(|s| s.id().parse::<usize>().ok().map(|i| (batch[i].clone(), s.message_id().to_owned())))
+                .filter_map(|s| {
+                    s.id()
+                        .parse::<usize>()
+                        .ok()
+                        .map(|i| (batch[i].clone(), s.message_id().to_owned()))
+                })
                 .collect();
             (sent, out.failed().len())
         }

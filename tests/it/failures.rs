@@ -9,13 +9,17 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_table_fails_with_its_name_and_other_files_load() {
     let tb = TestBed::new("unknown").await;
-    tb.sql("CREATE TABLE {s}.good (id int PRIMARY KEY, v text)").await;
+    tb.sql("CREATE TABLE {s}.good (id int PRIMARY KEY, v text)")
+        .await;
     let good = tb.key("good/LOAD00000001.csv");
     let eg = tb.put(&good, "1,x\n2,y\n").await;
     let bad = tb.key("no_such_table/LOAD00000001.csv");
     let eb = tb.put(&bad, "1,x\n").await;
     // A hostile folder name: must be refused by the catalog lookup, never reach SQL unquoted.
-    let hostile = format!("{}x\"; DROP TABLE {}.good; --/t/LOAD00000001.csv", tb.prefix, tb.schema);
+    let hostile = format!(
+        "{}x\"; DROP TABLE {}.good; --/t/LOAD00000001.csv",
+        tb.prefix, tb.schema
+    );
     let eh = tb.put(&hostile, "1,x\n").await;
     tb.scan().await;
     let run = tb.drain(&[]).await;
@@ -28,26 +32,38 @@ async fn unknown_table_fails_with_its_name_and_other_files_load() {
     let err = item.error.expect("error recorded");
     assert_eq!(err.class, "unknown_table");
     assert!(err.permanent);
-    assert!(err.message.contains(&format!("{}.no_such_table", tb.schema)), "{}", err.message);
+    assert!(
+        err.message
+            .contains(&format!("{}.no_such_table", tb.schema)),
+        "{}",
+        err.message
+    );
     assert!(err.message.contains(&bad), "{}", err.message);
     let h = tb.item(&hostile, &eh).await;
     assert_eq!(h.error.unwrap().class, "unknown_table");
     // Permanent failures are not retried forever: their messages are gone.
     assert_eq!(tb.queue_depth(&tb.queue_url).await, (0, 0));
     // The operator finds them by status without reading loaded items.
-    let (failed, scanned) = sluice_coordinator::report::list(&tb.manifest, Some(Status::Failed), None, None).await.unwrap();
+    let (failed, scanned) =
+        sluice_coordinator::report::list(&tb.manifest, Some(Status::Failed), None, None)
+            .await
+            .unwrap();
     assert!(!scanned);
     assert_eq!(failed.len(), 2);
     assert!(sluice_coordinator::report::format_list(&failed).contains("unknown_table"));
     // A later pass does not re-enqueue a permanent failure.
-    let pass = sluice_coordinator::scan::scan(&tb.scan_context(Duration::ZERO), false).await.unwrap().0;
+    let pass = sluice_coordinator::scan::scan(&tb.scan_context(Duration::ZERO), false)
+        .await
+        .unwrap()
+        .0;
     assert_eq!((pass.requeued, pass.sent), (0, 0), "{pass:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_records_and_values_fail_the_file_with_position() {
     let tb = TestBed::new("badrec").await;
-    tb.sql("CREATE TABLE {s}.n (id int PRIMARY KEY, amount int, note text)").await;
+    tb.sql("CREATE TABLE {s}.n (id int PRIMARY KEY, amount int, note text)")
+        .await;
     let k_count = tb.key("n/LOAD00000001.csv");
     let e_count = tb.put(&k_count, "1,1,a\n2,2,\"two\nlines\"\n3,3\n").await;
     let k_type = tb.key("n/LOAD00000002.csv");
@@ -90,24 +106,38 @@ async fn coordinator_crash_between_manifest_write_and_send_is_repaired() {
     let key = tb.key("c/LOAD00000001.csv");
     let etag = tb.put(&key, "1\n2\n").await;
     // What a coordinator that died right after the manifest write leaves behind.
-    let listed = sluice_coordinator::scan::list(&tb.scan_context(Duration::ZERO)).await.unwrap();
+    let listed = sluice_coordinator::scan::list(&tb.scan_context(Duration::ZERO))
+        .await
+        .unwrap();
     let o = &listed[0];
-    assert!(tb.manifest.record_discovered(&NewFile {
-        bucket: tb.bucket.clone(),
-        key: key.clone(),
-        etag: etag.clone(),
-        size: o.size,
-        last_modified: o.last_modified.clone(),
-        table: format!("{}.c", tb.schema),
-        kind: "full_load".into(),
-    })
-    .await
-    .unwrap());
+    assert!(tb
+        .manifest
+        .record_discovered(&NewFile {
+            bucket: tb.bucket.clone(),
+            key: key.clone(),
+            etag: etag.clone(),
+            size: o.size,
+            last_modified: o.last_modified.clone(),
+            table: format!("{}.c", tb.schema),
+            kind: "full_load".into(),
+        })
+        .await
+        .unwrap());
     assert_eq!(tb.queue_depth(&tb.queue_url).await, (0, 0));
     // A fresh item is left alone (it may be in flight); a stuck one is re-enqueued.
-    let fresh = sluice_coordinator::scan::scan(&tb.scan_context(Duration::from_secs(600)), false).await.unwrap().0;
-    assert_eq!((fresh.requeued, fresh.unchanged, fresh.sent), (0, 1, 0), "{fresh:?}");
-    let pass = sluice_coordinator::scan::scan(&tb.scan_context(Duration::ZERO), false).await.unwrap().0;
+    let fresh = sluice_coordinator::scan::scan(&tb.scan_context(Duration::from_secs(600)), false)
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(
+        (fresh.requeued, fresh.unchanged, fresh.sent),
+        (0, 1, 0),
+        "{fresh:?}"
+    );
+    let pass = sluice_coordinator::scan::scan(&tb.scan_context(Duration::ZERO), false)
+        .await
+        .unwrap()
+        .0;
     assert_eq!((pass.requeued, pass.sent), (1, 1), "{pass:?}");
     tb.drain(&[]).await;
     assert_eq!(tb.status(&key, &etag).await, Some(Status::Loaded));
@@ -117,11 +147,17 @@ async fn coordinator_crash_between_manifest_write_and_send_is_repaired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_killed_mid_file_is_loaded_once_by_another() {
     let tb = TestBed::new("kill").await;
-    tb.sql("CREATE TABLE {s}.big (id bigint PRIMARY KEY, a text, b numeric, c timestamptz)").await;
+    tb.sql("CREATE TABLE {s}.big (id bigint PRIMARY KEY, a text, b numeric, c timestamptz)")
+        .await;
     let rows: u64 = 400_000;
     let mut body = String::with_capacity(rows as usize * 60);
     for i in 1..=rows {
-        body.push_str(&format!("{i},\"row {i}, with comma\",{}.{:02},2024-10-29 11:34:01.{:06}\n", i * 3, i % 100, i % 1_000_000));
+        body.push_str(&format!(
+            "{i},\"row {i}, with comma\",{}.{:02},2024-10-29 11:34:01.{:06}\n",
+            i * 3,
+            i % 100,
+            i % 1_000_000
+        ));
     }
     let key = tb.key("big/LOAD00000001.csv");
     let etag = tb.put(&key, body).await;
@@ -149,7 +185,10 @@ async fn worker_killed_mid_file_is_loaded_once_by_another() {
         if item.status == Some(Status::Loading) && item.worker.as_deref() == Some("doomed") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "worker never claimed the file: {item:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "worker never claimed the file: {item:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -160,10 +199,16 @@ async fn worker_killed_mid_file_is_loaded_once_by_another() {
         0,
         "the worker committed before it was killed; the test needs a bigger file to kill it mid-file"
     );
-    assert_eq!(tb.count("SELECT count(*) FROM {s}.big").await, 0, "a killed load leaves nothing behind");
+    assert_eq!(
+        tb.count("SELECT count(*) FROM {s}.big").await,
+        0,
+        "a killed load leaves nothing behind"
+    );
 
     // Its message comes back after the visibility timeout and another worker takes over.
-    let run = tb.drain(&["--worker-id=survivor", "--exit-when-idle=8"]).await;
+    let run = tb
+        .drain(&["--worker-id=survivor", "--exit-when-idle=8"])
+        .await;
     assert_eq!(run.loaded, 1, "{run:?}");
     let item = tb.item(&key, &etag).await;
     assert_eq!(item.status, Some(Status::Loaded));
@@ -171,5 +216,8 @@ async fn worker_killed_mid_file_is_loaded_once_by_another() {
     assert_eq!(item.worker.as_deref(), Some("survivor"));
     assert_eq!(tb.ledger_count(&key).await, 1);
     assert_eq!(tb.count("SELECT count(*) FROM {s}.big").await, rows as i64);
-    assert_eq!(tb.count("SELECT count(DISTINCT id) FROM {s}.big").await, rows as i64);
+    assert_eq!(
+        tb.count("SELECT count(DISTINCT id) FROM {s}.big").await,
+        rows as i64
+    );
 }

@@ -29,11 +29,23 @@ async fn full_load_then_cdc_for_several_tables() {
     let o = |f: &str| tb.key(&format!("order_lines/{f}"));
     tb.put(&c("LOAD00000001.csv"), "1,Ada,10.50,2024-10-29 11:00:00.000000\n2,Bob,NULL,2024-10-29 11:00:00.000000\n3,Cy,3.00,NULL\n").await;
     // DMS counts full-load files in hexadecimal; gzip on the fly.
-    tb.put(&c("LOAD0000000A.csv.gz"), gzip(b"4,Dee,4.00,2024-10-29 11:00:00.123456\n")).await;
-    tb.put(&o("LOAD00000001.csv"), "100,1,A-1,2\n100,2,B-2,1\n101,1,C-3,5\n").await;
+    tb.put(
+        &c("LOAD0000000A.csv.gz"),
+        gzip(b"4,Dee,4.00,2024-10-29 11:00:00.123456\n"),
+    )
+    .await;
+    tb.put(
+        &o("LOAD00000001.csv"),
+        "100,1,A-1,2\n100,2,B-2,1\n101,1,C-3,5\n",
+    )
+    .await;
 
     let first = tb.scan().await;
-    assert_eq!((first.listed, first.new, first.sent), (3, 3, 3), "{first:?}");
+    assert_eq!(
+        (first.listed, first.new, first.sent),
+        (3, 3, 3),
+        "{first:?}"
+    );
     let run = tb.drain(&["--concurrency=2"]).await;
     assert_eq!(run.loaded, 3, "{run:?}");
 
@@ -43,23 +55,57 @@ async fn full_load_then_cdc_for_several_tables() {
         "I,5,Eve,5.00,2024-10-29 11:34:01.000000\nU,2,Bobby,2.00,2024-10-29 11:34:01.000000\nD,3,NULL,NULL,NULL\nU,5,Eve2,5.50,2024-10-29 11:34:01.000000\n",
     )
     .await;
-    tb.put(&o("20241029/20241029-113401000.csv"), "D,100,2,B-2,1\nU,101,1,C-3,6\nI,102,1,D-4,1\n").await;
+    tb.put(
+        &o("20241029/20241029-113401000.csv"),
+        "D,100,2,B-2,1\nU,101,1,C-3,6\nI,102,1,D-4,1\n",
+    )
+    .await;
     let second = tb.scan().await;
-    assert_eq!((second.new, second.unchanged, second.sent), (2, 3, 2), "{second:?}");
+    assert_eq!(
+        (second.new, second.unchanged, second.sent),
+        (2, 3, 2),
+        "{second:?}"
+    );
     let run = tb.drain(&[]).await;
     assert_eq!(run.loaded, 2, "{run:?}");
 
     assert_eq!(
-        tb.rows("SELECT id::text, name, balance::text, updated_at::text FROM {s}.customers ORDER BY id").await,
+        tb.rows(
+            "SELECT id::text, name, balance::text, updated_at::text FROM {s}.customers ORDER BY id"
+        )
+        .await,
         t(&[
-            &[Some("1"), Some("Ada"), Some("10.50"), Some("2024-10-29 11:00:00+00")],
-            &[Some("2"), Some("Bobby"), Some("2.00"), Some("2024-10-29 11:34:01+00")],
-            &[Some("4"), Some("Dee"), Some("4.00"), Some("2024-10-29 11:00:00.123456+00")],
-            &[Some("5"), Some("Eve2"), Some("5.50"), Some("2024-10-29 11:34:01+00")],
+            &[
+                Some("1"),
+                Some("Ada"),
+                Some("10.50"),
+                Some("2024-10-29 11:00:00+00")
+            ],
+            &[
+                Some("2"),
+                Some("Bobby"),
+                Some("2.00"),
+                Some("2024-10-29 11:34:01+00")
+            ],
+            &[
+                Some("4"),
+                Some("Dee"),
+                Some("4.00"),
+                Some("2024-10-29 11:00:00.123456+00")
+            ],
+            &[
+                Some("5"),
+                Some("Eve2"),
+                Some("5.50"),
+                Some("2024-10-29 11:34:01+00")
+            ],
         ])
     );
     assert_eq!(
-        tb.rows("SELECT order_id::text, line::text, sku, qty::text FROM {s}.order_lines ORDER BY 1, 2").await,
+        tb.rows(
+            "SELECT order_id::text, line::text, sku, qty::text FROM {s}.order_lines ORDER BY 1, 2"
+        )
+        .await,
         t(&[
             &[Some("100"), Some("1"), Some("A-1"), Some("2")],
             &[Some("101"), Some("1"), Some("C-3"), Some("6")],
@@ -67,20 +113,41 @@ async fn full_load_then_cdc_for_several_tables() {
         ])
     );
     // Every file loaded, with its row counts; nothing left in the queue.
-    let items = tb.manifest.list_table(&format!("{}.customers", tb.schema), None, None).await.unwrap();
+    let items = tb
+        .manifest
+        .list_table(&format!("{}.customers", tb.schema), None, None)
+        .await
+        .unwrap();
     assert_eq!(items.len(), 3);
     for i in &items {
         assert_eq!(i.status, Some(Status::Loaded), "{i:?}");
         assert!(i.rows.unwrap().read > 0);
-        assert!(i.history.iter().any(|h| h.contains("queued")), "{:?}", i.history);
+        assert!(
+            i.history.iter().any(|h| h.contains("queued")),
+            "{:?}",
+            i.history
+        );
     }
-    let cdc = tb.item(&c("2024/10/29/20241029-113401000.csv"), &items.iter().find(|i| i.key.ends_with("113401000.csv")).unwrap().etag).await;
+    let cdc = tb
+        .item(
+            &c("2024/10/29/20241029-113401000.csv"),
+            &items
+                .iter()
+                .find(|i| i.key.ends_with("113401000.csv"))
+                .unwrap()
+                .etag,
+        )
+        .await;
     assert_eq!(cdc.rows.unwrap().read, 4);
     assert_eq!(cdc.kind, "cdc");
     assert_eq!(tb.queue_depth(&tb.queue_url).await, (0, 0));
     // A third pass finds nothing to do and writes nothing.
     let third = tb.scan().await;
-    assert_eq!((third.unchanged, third.sent, third.new, third.changed), (5, 0, 0, 0), "{third:?}");
+    assert_eq!(
+        (third.unchanged, third.sent, third.new, third.changed),
+        (5, 0, 0, 0),
+        "{third:?}"
+    );
 }
 
 /// Values that broke the tools Sluice replaces. `None` is SQL NULL.
@@ -109,7 +176,8 @@ fn special_csv(quote_all: bool) -> Vec<u8> {
         match v {
             None => out.extend_from_slice(b"NULL"),
             Some(s) => {
-                let needs = quote_all || s.is_empty() || *s == "NULL" || s.contains([',', '"', '\n', '\r']);
+                let needs =
+                    quote_all || s.is_empty() || *s == "NULL" || s.contains([',', '"', '\n', '\r']);
                 if needs {
                     out.push(b'"');
                     out.extend_from_slice(s.replace('"', "\"\"").as_bytes());
@@ -127,12 +195,21 @@ fn special_csv(quote_all: bool) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn special_characters_round_trip_byte_exact() {
     let tb = TestBed::new("special").await;
-    tb.sql("CREATE TABLE {s}.notes (id int PRIMARY KEY, note text);
+    tb.sql(
+        "CREATE TABLE {s}.notes (id int PRIMARY KEY, note text);
             CREATE TABLE {s}.notes_gz (id int PRIMARY KEY, note text);
-            CREATE TABLE {s}.notes_quoted (id int PRIMARY KEY, note text);").await;
-    tb.put(&tb.key("notes/LOAD00000001.csv"), special_csv(false)).await;
-    tb.put(&tb.key("notes_gz/LOAD00000001.csv.gz"), gzip(&special_csv(false))).await;
-    tb.put(&tb.key("notes_quoted/LOAD00000001.csv"), special_csv(true)).await;
+            CREATE TABLE {s}.notes_quoted (id int PRIMARY KEY, note text);",
+    )
+    .await;
+    tb.put(&tb.key("notes/LOAD00000001.csv"), special_csv(false))
+        .await;
+    tb.put(
+        &tb.key("notes_gz/LOAD00000001.csv.gz"),
+        gzip(&special_csv(false)),
+    )
+    .await;
+    tb.put(&tb.key("notes_quoted/LOAD00000001.csv"), special_csv(true))
+        .await;
     tb.scan().await;
     let run = tb.drain(&[]).await;
     assert_eq!(run.loaded, 3, "{run:?}");
@@ -142,12 +219,21 @@ async fn special_characters_round_trip_byte_exact() {
         .map(|(i, v)| vec![Some((i + 1).to_string()), v.map(str::to_owned)])
         .collect();
     for table in ["notes", "notes_gz", "notes_quoted"] {
-        let got = tb.rows(&format!("SELECT id::text AS i, note FROM {{s}}.{table} ORDER BY id")).await;
+        let got = tb
+            .rows(&format!(
+                "SELECT id::text AS i, note FROM {{s}}.{table} ORDER BY id"
+            ))
+            .await;
         assert_eq!(got, expected, "table {table}");
     }
     // Byte-exact, not just equal after decoding: compare the UTF-8 bytes PostgreSQL stored.
-    let bytes = tb.rows("SELECT encode(convert_to(note, 'UTF8'), 'hex') FROM {s}.notes WHERE id = 8").await;
-    assert_eq!(bytes[0][0].as_deref(), Some(hex("emoji 😀🚀 and ZWJ 👩‍💻").as_str()));
+    let bytes = tb
+        .rows("SELECT encode(convert_to(note, 'UTF8'), 'hex') FROM {s}.notes WHERE id = 8")
+        .await;
+    assert_eq!(
+        bytes[0][0].as_deref(),
+        Some(hex("emoji 😀🚀 and ZWJ 👩‍💻").as_str())
+    );
 }
 
 fn hex(s: &str) -> String {
@@ -178,7 +264,10 @@ async fn duplicates_have_no_duplicate_effect() {
     let first = tb.scan().await;
     assert_eq!(first.sent, 1);
     // The same file enqueued twice: a second pass that treats it as stuck re-sends it.
-    let again = sluice_coordinator::scan::scan(&tb.scan_context(std::time::Duration::ZERO), false).await.unwrap().0;
+    let again = sluice_coordinator::scan::scan(&tb.scan_context(std::time::Duration::ZERO), false)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(again.requeued, 1, "{again:?}");
     // The same message delivered twice more, by hand.
     let item = tb.item(&key, &etag).await;
@@ -194,7 +283,14 @@ async fn duplicates_have_no_duplicate_effect() {
     }
     .to_body();
     for _ in 0..2 {
-        tb.aws.sqs.send_message().queue_url(&tb.queue_url).message_body(&body).send().await.unwrap();
+        tb.aws
+            .sqs
+            .send_message()
+            .queue_url(&tb.queue_url)
+            .message_body(&body)
+            .send()
+            .await
+            .unwrap();
     }
     let run = tb.drain(&["--concurrency=4"]).await;
     assert_eq!(run.loaded, 1, "{run:?}");
@@ -205,13 +301,25 @@ async fn duplicates_have_no_duplicate_effect() {
     assert_eq!(tb.status(&key, &etag).await, Some(Status::Loaded));
 
     // Redelivery long after the load: acknowledged, nothing applied.
-    tb.aws.sqs.send_message().queue_url(&tb.queue_url).message_body(&body).send().await.unwrap();
+    tb.aws
+        .sqs
+        .send_message()
+        .queue_url(&tb.queue_url)
+        .message_body(&body)
+        .send()
+        .await
+        .unwrap();
     let run = tb.drain(&[]).await;
     assert_eq!((run.loaded, run.duplicates), (0, 1), "{run:?}");
     assert_eq!(tb.count("SELECT n FROM {s}.applied").await, 3);
     assert_eq!(
-        tb.rows("SELECT id::text, v FROM {s}.items ORDER BY id").await,
-        t(&[&[Some("1"), Some("a2")], &[Some("2"), Some("b")], &[Some("3"), Some("c")]])
+        tb.rows("SELECT id::text, v FROM {s}.items ORDER BY id")
+            .await,
+        t(&[
+            &[Some("1"), Some("a2")],
+            &[Some("2"), Some("b")],
+            &[Some("3"), Some("c")]
+        ])
     );
     assert_eq!(tb.queue_depth(&tb.queue_url).await, (0, 0));
 }
@@ -219,13 +327,18 @@ async fn duplicates_have_no_duplicate_effect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_file_is_loaded_again_unchanged_never_requeued() {
     let tb = TestBed::new("changed").await;
-    tb.sql("CREATE TABLE {s}.kv (k text PRIMARY KEY, v text)").await;
+    tb.sql("CREATE TABLE {s}.kv (k text PRIMARY KEY, v text)")
+        .await;
     let key = tb.key("kv/LOAD00000001.csv");
     let e1 = tb.put(&key, "a,1\nb,2\n").await;
     tb.scan().await;
     tb.drain(&[]).await;
     let idle = tb.scan().await;
-    assert_eq!((idle.unchanged, idle.sent, idle.requeued), (1, 0, 0), "{idle:?}");
+    assert_eq!(
+        (idle.unchanged, idle.sent, idle.requeued),
+        (1, 0, 0),
+        "{idle:?}"
+    );
 
     let e2 = tb.put(&key, "a,10\nc,3\n").await;
     assert_ne!(e1, e2);
@@ -234,7 +347,11 @@ async fn changed_file_is_loaded_again_unchanged_never_requeued() {
     tb.drain(&[]).await;
     assert_eq!(
         tb.rows("SELECT k, v FROM {s}.kv ORDER BY k").await,
-        t(&[&[Some("a"), Some("10")], &[Some("b"), Some("2")], &[Some("c"), Some("3")]])
+        t(&[
+            &[Some("a"), Some("10")],
+            &[Some("b"), Some("2")],
+            &[Some("c"), Some("3")]
+        ])
     );
     let story = tb.manifest.history(&key).await.unwrap();
     assert_eq!(story.len(), 2);
@@ -248,7 +365,8 @@ async fn changed_file_is_loaded_again_unchanged_never_requeued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_and_header_only_files_load_zero_rows() {
     let tb = TestBed::new("empty").await;
-    tb.sql("CREATE TABLE {s}.e (id int PRIMARY KEY, v text)").await;
+    tb.sql("CREATE TABLE {s}.e (id int PRIMARY KEY, v text)")
+        .await;
     let k1 = tb.key("e/LOAD00000001.csv");
     let e1 = tb.put(&k1, "").await;
     let k2 = tb.key("e/LOAD00000002.csv.gz");

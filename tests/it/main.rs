@@ -4,5 +4,5 @@
 
 mod support;
 
-mod loader;
 mod failures;
+mod loader;

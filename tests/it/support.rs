@@ -47,12 +47,24 @@ impl TestBed {
             "AWS_ENDPOINT_URL is not set: run the tests through .ci/run"
         );
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("it-{label}-{}-{n}-{}", std::process::id(), rand::random::<u16>());
+        let name = format!(
+            "it-{label}-{}-{n}-{}",
+            std::process::id(),
+            rand::random::<u16>()
+        );
         let aws = AwsClients::from_env().await;
         let bucket = name.clone();
-        aws.s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+        aws.s3
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create bucket");
         let manifest = ManifestStore::new(aws.dynamodb.clone(), name.clone());
-        manifest.ensure_table().await.expect("create manifest table");
+        manifest
+            .ensure_table()
+            .await
+            .expect("create manifest table");
         let queue_url = sluice_coordinator::bootstrap::queue(
             &aws.sqs,
             &sluice_coordinator::bootstrap::QueueSpec {
@@ -90,7 +102,10 @@ impl TestBed {
     /// Runs SQL with `{s}` replaced by the test's quoted schema.
     pub async fn sql(&self, sql: &str) {
         let sql = sql.replace("{s}", &format!("\"{}\"", self.schema));
-        self.db.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.db
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     pub fn key(&self, rest: &str) -> String {
@@ -116,7 +131,8 @@ impl TestBed {
             s3: self.aws.s3.clone(),
             sqs: self.aws.sqs.clone(),
             store: self.manifest.clone(),
-            source: SourceLocation::parse(&format!("s3://{}/{}", self.bucket, self.prefix)).unwrap(),
+            source: SourceLocation::parse(&format!("s3://{}/{}", self.bucket, self.prefix))
+                .unwrap(),
             queue_url: self.queue_url.clone(),
             policy: Policy {
                 requeue_after,
@@ -156,7 +172,9 @@ impl TestBed {
     }
 
     pub fn worker_config(&self, extra: &[&str]) -> WorkerConfig {
-        self.worker_args(extra).validate().expect("valid worker config")
+        self.worker_args(extra)
+            .validate()
+            .expect("valid worker config")
     }
 
     /// Runs one in-process worker until the queue stays empty.
@@ -201,14 +219,21 @@ impl TestBed {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        self.rows(sql).await[0][0].as_ref().unwrap().parse().unwrap()
+        self.rows(sql).await[0][0]
+            .as_ref()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     pub async fn ledger_count(&self, key: &str) -> i64 {
         let n: i64 = self
             .db
             .query_one(
-                &format!("SELECT count(*) FROM \"{}\".ledger WHERE key = $1", self.state_schema),
+                &format!(
+                    "SELECT count(*) FROM \"{}\".ledger WHERE key = $1",
+                    self.state_schema
+                ),
                 &[&key],
             )
             .await
@@ -231,7 +256,10 @@ impl TestBed {
             .expect("queue attributes");
         let attrs = out.attributes().cloned().unwrap_or_default();
         let get = |a: A| attrs.get(&a).and_then(|v| v.parse().ok()).unwrap_or(0);
-        (get(A::ApproximateNumberOfMessages), get(A::ApproximateNumberOfMessagesNotVisible))
+        (
+            get(A::ApproximateNumberOfMessages),
+            get(A::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 }
 

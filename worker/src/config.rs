@@ -103,10 +103,16 @@ impl WorkerArgs {
         let manifest_table = required("SLUICE_MANIFEST_TABLE", Some(self.manifest_table))?;
         let database_url = required("SLUICE_DATABASE_URL", Some(self.database_url))?;
         if database_url.parse::<tokio_postgres::Config>().is_err() {
-            return Err(bad("SLUICE_DATABASE_URL", "is not a PostgreSQL connection string"));
+            return Err(bad(
+                "SLUICE_DATABASE_URL",
+                "is not a PostgreSQL connection string",
+            ));
         }
         if !(1..=43200).contains(&self.visibility_timeout) {
-            return Err(bad("SLUICE_VISIBILITY_TIMEOUT", "must be 1 to 43200 seconds"));
+            return Err(bad(
+                "SLUICE_VISIBILITY_TIMEOUT",
+                "must be 1 to 43200 seconds",
+            ));
         }
         if self.wait_time > 20 {
             return Err(bad("SLUICE_WAIT_TIME", "must be 0 to 20 seconds"));
@@ -145,7 +151,11 @@ fn default_worker_id() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .unwrap_or_else(|| "worker".to_owned());
     format!("{host}-{}", std::process::id())
 }

@@ -20,12 +20,12 @@ pub enum DbSetupError {
 
 /// Builds the pool; connects lazily.
 pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSetupError> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-        DbSetupError::Url {
-            url: redact_url(url),
-            message: e.to_string(),
-        }
-    })?;
+    let mut config: tokio_postgres::Config =
+        url.parse()
+            .map_err(|e: tokio_postgres::Error| DbSetupError::Url {
+                url: redact_url(url),
+                message: e.to_string(),
+            })?;
     config.options("-c TimeZone=UTC");
     config.application_name(application_name);
     if config.get_connect_timeout().is_none() {
@@ -55,10 +55,16 @@ pub async fn bootstrap(pool: &Pool, state_schema: &str) -> Result<(), DbSetupErr
         message,
     };
     let mut client = pool.get().await.map_err(|e| err(pool_error_text(&e)))?;
-    let txn = client.transaction().await.map_err(|e| err(error_text(&e)))?;
-    txn.execute("SELECT pg_advisory_xact_lock(hashtext('sluice.bootstrap'))", &[])
+    let txn = client
+        .transaction()
         .await
         .map_err(|e| err(error_text(&e)))?;
+    txn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('sluice.bootstrap'))",
+        &[],
+    )
+    .await
+    .map_err(|e| err(error_text(&e)))?;
     txn.batch_execute(&sql::bootstrap_sql(state_schema))
         .await
         .map_err(|e| err(error_text(&e)))?;
@@ -106,7 +112,12 @@ pub fn db_error(
         Some(db) => {
             let code = db.code().code().to_owned();
             let (record, column) = db.where_().map(parse_copy_context).unwrap_or((None, None));
-            (Some(code.clone()), sqlstate_is_transient(&code), record, column)
+            (
+                Some(code.clone()),
+                sqlstate_is_transient(&code),
+                record,
+                column,
+            )
         }
         // No server error: the connection broke, timed out or was closed. Try again.
         None => (None, true, None, None),
@@ -114,7 +125,10 @@ pub fn db_error(
     let line = record.and_then(|r| record_line.and_then(|f| f(r)));
     let mut message = error_text(&e);
     if let Some(r) = record {
-        message = format!("record {r}{}: {message}", line.map(|l| format!(" at line {l}")).unwrap_or_default());
+        message = format!(
+            "record {r}{}: {message}",
+            line.map(|l| format!(" at line {l}")).unwrap_or_default()
+        );
     }
     LoadError::Database {
         key: key.to_owned(),
@@ -146,26 +160,6 @@ pub fn parse_copy_context(context: &str) -> (Option<u64>, Option<String>) {
     (record, column.filter(|c| !c.starts_with('_')))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_context_gives_record_and_column() {
-        assert_eq!(
-            parse_copy_context("COPY sluice_stage, line 3, column amount: \"abc\""),
-            (Some(3), Some("amount".to_owned()))
-        );
-        assert_eq!(parse_copy_context("COPY sluice_stage, line 12"), (Some(12), None));
-        assert_eq!(parse_copy_context("SQL statement \"...\""), (None, None));
-        // our own bookkeeping columns are not the user's business
-        assert_eq!(
-            parse_copy_context("COPY sluice_stage, line 2, column _sluice_op: \"xx\""),
-            (Some(2), None)
-        );
-    }
-}
-
 /// [`bootstrap`], retried while the database is unreachable (workers may start before it).
 pub async fn bootstrap_with_retry(
     pool: &Pool,
@@ -193,5 +187,28 @@ pub async fn bootstrap_with_retry(
             schema: state_schema.to_owned(),
             message: "shut down before the database was reachable".to_owned(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_context_gives_record_and_column() {
+        assert_eq!(
+            parse_copy_context("COPY sluice_stage, line 3, column amount: \"abc\""),
+            (Some(3), Some("amount".to_owned()))
+        );
+        assert_eq!(
+            parse_copy_context("COPY sluice_stage, line 12"),
+            (Some(12), None)
+        );
+        assert_eq!(parse_copy_context("SQL statement \"...\""), (None, None));
+        // our own bookkeeping columns are not the user's business
+        assert_eq!(
+            parse_copy_context("COPY sluice_stage, line 2, column _sluice_op: \"xx\""),
+            (Some(2), None)
+        );
     }
 }

@@ -12,7 +12,7 @@
 //! without NUL (PostgreSQL refuses both in text); an unquoted field equal to the NULL marker is
 //! `\N`, everything else (a quoted `"NULL"`, an empty quoted field) is data, escaped byte-exact.
 
-use crate::csv::{CsvError, Field, Record, ReaderOptions, RecordReader};
+use crate::csv::{CsvError, Field, ReaderOptions, Record, RecordReader};
 use crate::error::LoadError;
 use crate::sql::TargetTable;
 use bytes::Bytes;
@@ -61,7 +61,10 @@ pub struct LineMap {
 
 impl LineMap {
     fn new() -> Self {
-        LineMap { entries: Vec::new(), complete: true }
+        LineMap {
+            entries: Vec::new(),
+            complete: true,
+        }
     }
 
     fn note(&mut self, record: u64, line: u64) {
@@ -115,7 +118,10 @@ pub fn encode<R: BufRead>(
         ..ReaderOptions::default()
     };
     let mut reader = RecordReader::new(input, options);
-    let mut parsed = Parsed { lines: LineMap::new(), ..Parsed::default() };
+    let mut parsed = Parsed {
+        lines: LineMap::new(),
+        ..Parsed::default()
+    };
     let csv_err = |e: CsvError| csv_error(spec.key, e);
 
     let mut header_layout = None;
@@ -128,11 +134,7 @@ pub fn encode<R: BufRead>(
     let mut layout: Option<Layout> = None;
     let mut data_record: u64 = 0;
     let mut expected_fields = 0usize;
-    loop {
-        let record = match reader.next_record().map_err(csv_err)? {
-            Some(r) => r,
-            None => break,
-        };
+    while let Some(record) = reader.next_record().map_err(csv_err)? {
         data_record += 1;
         let line = record.line();
         parsed.lines.note(data_record, line);
@@ -160,7 +162,10 @@ pub fn encode<R: BufRead>(
         }
         encode_record(spec, l, &record, data_record, &mut out)?;
         if out.len() >= CHUNK_BYTES {
-            let chunk = Bytes::from(std::mem::replace(&mut out, Vec::with_capacity(CHUNK_BYTES + 4096)));
+            let chunk = Bytes::from(std::mem::replace(
+                &mut out,
+                Vec::with_capacity(CHUNK_BYTES + 4096),
+            ));
             if tx.blocking_send(Chunk::Data(chunk)).is_err() {
                 return Ok(parsed);
             }
@@ -184,11 +189,21 @@ pub fn encode<R: BufRead>(
 fn csv_error(key: &str, e: CsvError) -> LoadError {
     let (record, line, class) = match &e {
         CsvError::Io { .. } => (None, None, "read"),
-        CsvError::UnterminatedQuote { record, line } => (Some(*record), Some(*line), "unterminated_quote"),
+        CsvError::UnterminatedQuote { record, line } => {
+            (Some(*record), Some(*line), "unterminated_quote")
+        }
         CsvError::AfterQuote { record, line, .. } => (Some(*record), Some(*line), "csv_syntax"),
-        CsvError::RecordTooLong { record, line, .. } => (Some(*record), Some(*line), "record_too_long"),
+        CsvError::RecordTooLong { record, line, .. } => {
+            (Some(*record), Some(*line), "record_too_long")
+        }
     };
-    LoadError::Csv { key: key.to_owned(), reason: e.to_string(), record, line, class }
+    LoadError::Csv {
+        key: key.to_owned(),
+        reason: e.to_string(),
+        record,
+        line,
+        class,
+    }
 }
 
 /// Column indexes named by the rules, or every column in ordinal order.
@@ -204,7 +219,12 @@ fn find_column(target: &TargetTable, name: &str) -> Option<usize> {
         .columns
         .iter()
         .position(|c| c.name == name)
-        .or_else(|| target.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name)))
+        .or_else(|| {
+            target
+                .columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(name))
+        })
 }
 
 fn named_columns(spec: &EncodeSpec<'_>, names: &[String]) -> Result<Vec<usize>, LoadError> {
@@ -274,12 +294,18 @@ fn layout_by_count(
     let n = columns.len();
     let found = first.len();
     if found == n {
-        return Ok(Layout { columns, has_op: false });
+        return Ok(Layout {
+            columns,
+            has_op: false,
+        });
     }
     if found == n + 1 {
         let op = first.get(0).map(|f| f.value).unwrap_or_default();
         if matches!(op, b"I" | b"U" | b"D") {
-            return Ok(Layout { columns, has_op: true });
+            return Ok(Layout {
+                columns,
+                has_op: true,
+            });
         }
         return Err(LoadError::BadOperation {
             key: spec.key.to_owned(),
@@ -359,7 +385,10 @@ fn encode_field(
         return Err(bad(format!("NUL byte at offset {pos} of the field")));
     }
     if let Err(e) = std::str::from_utf8(v) {
-        return Err(bad(format!("invalid UTF-8 at offset {} of the field", e.valid_up_to())));
+        return Err(bad(format!(
+            "invalid UTF-8 at offset {} of the field",
+            e.valid_up_to()
+        )));
     }
     escape_copy_text(v, out);
     Ok(())
@@ -406,15 +435,27 @@ mod tests {
             name: "t".into(),
             columns: cols
                 .iter()
-                .map(|c| Column { name: (*c).into(), sql_type: "text".into() })
+                .map(|c| Column {
+                    name: (*c).into(),
+                    sql_type: "text".into(),
+                })
                 .collect(),
             key: vec![0],
         }
     }
 
-    fn run(input: &str, target: &TargetTable, rules: &TableRules) -> Result<(Option<Layout>, String, Parsed), LoadError> {
+    fn run(
+        input: &str,
+        target: &TargetTable,
+        rules: &TableRules,
+    ) -> Result<(Option<Layout>, String, Parsed), LoadError> {
         let (tx, mut rx) = mpsc::channel(1024);
-        let spec = EncodeSpec { key: "k.csv", target, rules, max_record_bytes: 1 << 20 };
+        let spec = EncodeSpec {
+            key: "k.csv",
+            target,
+            rules,
+            max_record_bytes: 1 << 20,
+        };
         let parsed = encode(input.as_bytes(), &spec, &tx)?;
         drop(tx);
         let mut layout = None;
@@ -437,7 +478,13 @@ mod tests {
             &TableRules::default(),
         )
         .unwrap();
-        assert_eq!(layout, Some(Layout { columns: vec![0, 1], has_op: false }));
+        assert_eq!(
+            layout,
+            Some(Layout {
+                columns: vec![0, 1],
+                has_op: false
+            })
+        );
         assert_eq!(
             text,
             "1\tI\t1\t\\N\n2\tI\t2\tNULL\n3\tI\t3\t\n4\tI\t4\ta\\tb\\\\c\\r\\nd\n"
@@ -449,7 +496,8 @@ mod tests {
     #[test]
     fn cdc_op_is_detected_by_count() {
         let t = table(&["id", "note"]);
-        let (layout, text, _) = run("I,1,a\nU,1,b\nD,1,NULL\n", &t, &TableRules::default()).unwrap();
+        let (layout, text, _) =
+            run("I,1,a\nU,1,b\nD,1,NULL\n", &t, &TableRules::default()).unwrap();
         assert!(layout.unwrap().has_op);
         assert_eq!(text, "1\tI\t1\ta\n2\tU\t1\tb\n3\tD\t1\t\\N\n");
     }
@@ -458,24 +506,70 @@ mod tests {
     fn bad_op_and_column_counts_are_precise() {
         let t = table(&["id", "note"]);
         let e = run("X,1,a\n", &t, &TableRules::default()).unwrap_err();
-        assert!(matches!(e, LoadError::BadOperation { record: 1, line: 1, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                LoadError::BadOperation {
+                    record: 1,
+                    line: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = run("I,1,a\nI,2\n", &t, &TableRules::default()).unwrap_err();
-        assert!(matches!(e, LoadError::ColumnCount { record: 2, line: 2, expected: 3, found: 2, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                LoadError::ColumnCount {
+                    record: 2,
+                    line: 2,
+                    expected: 3,
+                    found: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = run("1\n", &t, &TableRules::default()).unwrap_err();
-        assert!(matches!(e, LoadError::ColumnCount { expected: 2, found: 1, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                LoadError::ColumnCount {
+                    expected: 2,
+                    found: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = run("I,1,a\nQ,2,b\n", &t, &TableRules::default()).unwrap_err();
-        assert!(matches!(e, LoadError::BadOperation { record: 2, .. }), "{e}");
+        assert!(
+            matches!(e, LoadError::BadOperation { record: 2, .. }),
+            "{e}"
+        );
     }
 
     #[test]
     fn multi_line_records_keep_line_numbers() {
         let t = table(&["id", "note"]);
-        let (_, _, parsed) = run("1,\"a\nb\nc\"\n2,x\n\n3,y\n", &t, &TableRules::default()).unwrap();
+        let (_, _, parsed) =
+            run("1,\"a\nb\nc\"\n2,x\n\n3,y\n", &t, &TableRules::default()).unwrap();
         assert_eq!(parsed.lines.line_of(1), Some(1));
         assert_eq!(parsed.lines.line_of(2), Some(4));
         assert_eq!(parsed.lines.line_of(3), Some(6));
         let e = run("1,\"a\nb\"\n2,x,y\n", &t, &TableRules::default()).unwrap_err();
-        assert!(matches!(e, LoadError::ColumnCount { record: 2, line: 3, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                LoadError::ColumnCount {
+                    record: 2,
+                    line: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -483,9 +577,17 @@ mod tests {
         let t = table(&["id", "note"]);
         let (tx, _rx) = mpsc::channel(16);
         let rules = TableRules::default();
-        let spec = EncodeSpec { key: "k", target: &t, rules: &rules, max_record_bytes: 1024 };
+        let spec = EncodeSpec {
+            key: "k",
+            target: &t,
+            rules: &rules,
+            max_record_bytes: 1024,
+        };
         let e = encode(&b"1,a\x00b\n"[..], &spec, &tx).unwrap_err();
-        assert!(matches!(&e, LoadError::BadBytes { column, .. } if column == "note"), "{e}");
+        assert!(
+            matches!(&e, LoadError::BadBytes { column, .. } if column == "note"),
+            "{e}"
+        );
         let e = encode(&b"1,caf\xe9\n"[..], &spec, &tx).unwrap_err();
         assert!(e.to_string().contains("invalid UTF-8 at offset 3"), "{e}");
     }
@@ -493,9 +595,18 @@ mod tests {
     #[test]
     fn header_maps_columns_by_name_in_any_order() {
         let t = table(&["id", "note", "extra"]);
-        let rules = TableRules { header: true, ..TableRules::default() };
+        let rules = TableRules {
+            header: true,
+            ..TableRules::default()
+        };
         let (layout, text, parsed) = run("Op,note,id\nI,hello,1\n", &t, &rules).unwrap();
-        assert_eq!(layout, Some(Layout { columns: vec![1, 0], has_op: true }));
+        assert_eq!(
+            layout,
+            Some(Layout {
+                columns: vec![1, 0],
+                has_op: true
+            })
+        );
         assert_eq!(text, "1\tI\thello\t1\n");
         assert_eq!(parsed.lines.line_of(1), Some(2));
         let e = run("id,nope\n1,2\n", &t, &rules).unwrap_err();
@@ -510,7 +621,10 @@ mod tests {
         let (layout, text, parsed) = run("", &t, &TableRules::default()).unwrap();
         assert_eq!(layout.unwrap().columns, vec![0, 1]);
         assert_eq!((text.as_str(), parsed.records), ("", 0));
-        let rules = TableRules { header: true, ..TableRules::default() };
+        let rules = TableRules {
+            header: true,
+            ..TableRules::default()
+        };
         let (layout, _, parsed) = run("note,id\n", &t, &rules).unwrap();
         assert_eq!(layout.unwrap().columns, vec![1, 0]);
         assert_eq!(parsed.records, 0);

@@ -9,40 +9,93 @@ use sluice_common::manifest::{cap_text, FileError};
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("no target table {schema}.{table} in postgresql for key {key} (the table must exist with a primary key)")]
-    UnknownTable { key: String, schema: String, table: String },
+    UnknownTable {
+        key: String,
+        schema: String,
+        table: String,
+    },
 
     #[error("target table {table} has no primary key; sluice merges by primary key")]
     NoPrimaryKey { table: String },
 
     #[error("column {column:?} of {key} is not a column of {table}")]
-    UnknownColumn { key: String, table: String, column: String },
+    UnknownColumn {
+        key: String,
+        table: String,
+        column: String,
+    },
 
     #[error("{key} does not carry key column {column:?} of {table}")]
-    MissingKeyColumn { key: String, table: String, column: String },
+    MissingKeyColumn {
+        key: String,
+        table: String,
+        column: String,
+    },
 
     #[error("record {record} at line {line} of {key} has {found} fields, table {table} expects {expected}")]
-    ColumnCount { key: String, table: String, record: u64, line: u64, expected: usize, found: usize },
+    ColumnCount {
+        key: String,
+        table: String,
+        record: u64,
+        line: u64,
+        expected: usize,
+        found: usize,
+    },
 
     #[error("record {record} at line {line} of {key} has operation {value:?}, expected I, U or D")]
-    BadOperation { key: String, record: u64, line: u64, value: String },
+    BadOperation {
+        key: String,
+        record: u64,
+        line: u64,
+        value: String,
+    },
 
     #[error("{key}: {reason}")]
-    Csv { key: String, reason: String, record: Option<u64>, line: Option<u64>, class: &'static str },
+    Csv {
+        key: String,
+        reason: String,
+        record: Option<u64>,
+        line: Option<u64>,
+        class: &'static str,
+    },
 
     #[error("record {record} at line {line} of {key}, column {column}: {reason}")]
-    BadBytes { key: String, record: u64, line: u64, column: String, reason: String },
+    BadBytes {
+        key: String,
+        record: u64,
+        line: u64,
+        column: String,
+        reason: String,
+    },
 
     #[error("object s3://{bucket}/{key} with etag {etag} no longer exists")]
-    ObjectMissing { bucket: String, key: String, etag: String },
+    ObjectMissing {
+        bucket: String,
+        key: String,
+        etag: String,
+    },
 
     #[error("object s3://{bucket}/{key} changed: etag {etag} is superseded by a newer version")]
-    ObjectChanged { bucket: String, key: String, etag: String },
+    ObjectChanged {
+        bucket: String,
+        key: String,
+        etag: String,
+    },
 
     #[error("access denied reading s3://{bucket}/{key}: {message}")]
-    AccessDenied { bucket: String, key: String, message: String },
+    AccessDenied {
+        bucket: String,
+        key: String,
+        message: String,
+    },
 
     #[error("reading s3://{bucket}/{key} failed: {message}")]
-    S3 { bucket: String, key: String, message: String, transient: bool },
+    S3 {
+        bucket: String,
+        key: String,
+        message: String,
+        transient: bool,
+    },
 
     #[error("{key} is not a valid gzip stream: {message}")]
     Gzip { key: String, message: String },
@@ -87,7 +140,11 @@ impl LoadError {
             LoadError::AccessDenied { .. } => "access_denied",
             LoadError::S3 { .. } => "s3",
             LoadError::Gzip { .. } => "corrupt_gzip",
-            LoadError::Database { sqlstate, transient, .. } => {
+            LoadError::Database {
+                sqlstate,
+                transient,
+                ..
+            } => {
                 if *transient {
                     "database_unavailable"
                 } else {
@@ -106,16 +163,24 @@ impl LoadError {
     /// The manifest's record of this failure.
     pub fn to_file_error(&self) -> FileError {
         let (sqlstate, record, line, column) = match self {
-            LoadError::ColumnCount { record, line, .. } | LoadError::BadOperation { record, line, .. } => {
+            LoadError::ColumnCount { record, line, .. }
+            | LoadError::BadOperation { record, line, .. } => {
                 (None, Some(*record), Some(*line), None)
             }
-            LoadError::BadBytes { record, line, column, .. } => {
-                (None, Some(*record), Some(*line), Some(column.clone()))
-            }
+            LoadError::BadBytes {
+                record,
+                line,
+                column,
+                ..
+            } => (None, Some(*record), Some(*line), Some(column.clone())),
             LoadError::Csv { record, line, .. } => (None, *record, *line, None),
-            LoadError::Database { sqlstate, record, line, column, .. } => {
-                (sqlstate.clone(), *record, *line, column.clone())
-            }
+            LoadError::Database {
+                sqlstate,
+                record,
+                line,
+                column,
+                ..
+            } => (sqlstate.clone(), *record, *line, column.clone()),
             _ => (None, None, None, None),
         };
         FileError {
@@ -135,7 +200,10 @@ impl LoadError {
 /// constraints, missing objects, privileges) is permanent for this file.
 pub fn sqlstate_is_transient(code: &str) -> bool {
     matches!(&code[..2.min(code.len())], "08" | "40" | "53" | "58")
-        || matches!(code, "57P01" | "57P02" | "57P03" | "55P03" | "55006" | "57014")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "55P03" | "55006" | "57014"
+        )
 }
 
 #[cfg(test)]
@@ -144,10 +212,14 @@ mod tests {
 
     #[test]
     fn sqlstates_are_classified() {
-        for transient in ["08006", "08001", "40001", "40P01", "53300", "57P01", "57P03", "55P03"] {
+        for transient in [
+            "08006", "08001", "40001", "40P01", "53300", "57P01", "57P03", "55P03",
+        ] {
             assert!(sqlstate_is_transient(transient), "{transient}");
         }
-        for permanent in ["22P02", "22003", "23505", "23502", "42P01", "42501", "XX000"] {
+        for permanent in [
+            "22P02", "22003", "23505", "23502", "42P01", "42501", "XX000",
+        ] {
             assert!(!sqlstate_is_transient(permanent), "{permanent}");
         }
     }
@@ -166,7 +238,11 @@ mod tests {
         assert_eq!(f.class, "column_count");
         assert!(f.permanent);
         assert_eq!((f.record, f.line), (Some(3), Some(4)));
-        assert!(f.message.contains("record 3 at line 4 of k has 5 fields"), "{}", f.message);
+        assert!(
+            f.message.contains("record 3 at line 4 of k has 5 fields"),
+            "{}",
+            f.message
+        );
 
         let db = LoadError::Database {
             key: "k".into(),

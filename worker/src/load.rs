@@ -97,7 +97,8 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         column: None,
         transient: true,
     })?;
-    let ledger_args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&msg.bucket, &msg.key, &msg.etag];
+    let ledger_args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&msg.bucket, &msg.key, &msg.etag];
     if !client
         .query(&sql::ledger_exists_sql(&ctx.state_schema), &ledger_args)
         .await
@@ -113,7 +114,13 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
     let claimed = txn
         .execute(
             &sql::ledger_claim_sql(&ctx.state_schema),
-            &[&msg.bucket, &msg.key, &msg.etag, &target_label, &ctx.worker_id],
+            &[
+                &msg.bucket,
+                &msg.key,
+                &msg.etag,
+                &target_label,
+                &ctx.worker_id,
+            ],
         )
         .await
         .map_err(pg)?;
@@ -140,7 +147,9 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
                 failed: source_failed,
             };
             let input: Box<dyn Read> = match compression {
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw))),
+                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                    BufReader::with_capacity(1 << 16, raw),
+                )),
                 Compression::None => Box::new(raw),
             };
             let spec = EncodeSpec {
@@ -157,15 +166,16 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         Some(Chunk::Layout(l)) => l,
         _ => {
             drop(rx);
-            return Err(parser_result(parser, msg, &source_failed, compression).await.err().unwrap_or_else(|| {
-                LoadError::Csv {
+            return Err(parser_result(parser, msg, &source_failed, compression)
+                .await
+                .err()
+                .unwrap_or_else(|| LoadError::Csv {
                     key: key.to_owned(),
                     reason: "parser ended without a layout".to_owned(),
                     record: None,
                     line: None,
                     class: "internal",
-                }
-            }));
+                }));
         }
     };
     txn.batch_execute(&sql::create_stage_sql(&target, &layout.columns))
@@ -208,7 +218,15 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
     let merge = started.elapsed();
     txn.execute(
         &sql::ledger_counts_sql(&ctx.state_schema),
-        &[&msg.bucket, &msg.key, &msg.etag, &(parsed.records as i64), &inserted, &updated, &deleted],
+        &[
+            &msg.bucket,
+            &msg.key,
+            &msg.etag,
+            &(parsed.records as i64),
+            &inserted,
+            &updated,
+            &deleted,
+        ],
     )
     .await
     .map_err(pg)?;
@@ -229,19 +247,28 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         // Whether a COMMIT whose answer was lost took effect: the ledger knows.
         if e.as_db_error().is_none() {
             if let Ok(true) = ledger_has(ctx, msg).await {
-                return Ok(LoadOutcome::Loaded(LoadStats { commit: started.elapsed(), ..stats }));
+                return Ok(LoadOutcome::Loaded(LoadStats {
+                    commit: started.elapsed(),
+                    ..stats
+                }));
             }
         }
         return Err(pg(e));
     }
-    Ok(LoadOutcome::Loaded(LoadStats { commit: started.elapsed(), ..stats }))
+    Ok(LoadOutcome::Loaded(LoadStats {
+        commit: started.elapsed(),
+        ..stats
+    }))
 }
 
 /// Whether the ledger holds the file, asked on a fresh connection.
 pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, String> {
     let client = ctx.pool.get().await.map_err(|e| pool_error_text(&e))?;
     let rows = client
-        .query(&sql::ledger_exists_sql(&ctx.state_schema), &[&msg.bucket, &msg.key, &msg.etag])
+        .query(
+            &sql::ledger_exists_sql(&ctx.state_schema),
+            &[&msg.bucket, &msg.key, &msg.etag],
+        )
         .await
         .map_err(|e| error_text(&e))?;
     Ok(!rows.is_empty())
@@ -261,7 +288,11 @@ async fn parser_result(
         class: "internal",
     })?;
     match result {
-        Err(LoadError::Csv { reason, class: "read", .. }) => {
+        Err(LoadError::Csv {
+            reason,
+            class: "read",
+            ..
+        }) => {
             if source_failed.load(Ordering::SeqCst) || compression == Compression::None {
                 Err(LoadError::S3 {
                     bucket: msg.bucket.clone(),
@@ -289,7 +320,9 @@ struct Tracked<R> {
 
 impl<R: Read> Read for Tracked<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buf).inspect_err(|_| self.failed.store(true, Ordering::SeqCst))
+        self.inner
+            .read(buf)
+            .inspect_err(|_| self.failed.store(true, Ordering::SeqCst))
     }
 }
 
@@ -311,7 +344,9 @@ async fn get_object(
             use aws_sdk_s3::error::ProvideErrorMetadata;
             let status = e.raw_response().map(|r| r.status().as_u16());
             let code = e.code().unwrap_or_default().to_owned();
-            let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key()) || code == "NoSuchKey" || status == Some(404);
+            let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key())
+                || code == "NoSuchKey"
+                || status == Some(404);
             let (bucket, key, etag) = (msg.bucket.clone(), msg.key.clone(), msg.etag.clone());
             if missing {
                 return Err(LoadError::ObjectMissing { bucket, key, etag });

@@ -7,7 +7,11 @@ use sluice_worker::WorkerArgs;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "sluice-worker", version, about = "Loads files from the queue into PostgreSQL, exactly once")]
+#[command(
+    name = "sluice-worker",
+    version,
+    about = "Loads files from the queue into PostgreSQL, exactly once"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

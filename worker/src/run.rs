@@ -123,7 +123,11 @@ pub async fn run(
             }
             Err(e) => {
                 receive_failures += 1;
-                let wait = redelivery_delay(receive_failures, Duration::from_millis(500), Duration::from_secs(30));
+                let wait = redelivery_delay(
+                    receive_failures,
+                    Duration::from_millis(500),
+                    Duration::from_secs(30),
+                );
                 warn!(error = %e, wait_ms = wait.as_millis() as u64, "receive failed, backing off");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -162,7 +166,10 @@ pub async fn run(
 
     // Drain: let in-flight files finish, then abandon what is left.
     if !tasks.is_empty() {
-        info!(in_flight = tasks.len(), "stopping: finishing in-flight files");
+        info!(
+            in_flight = tasks.len(),
+            "stopping: finishing in-flight files"
+        );
         let deadline = tokio::time::sleep(shared.cfg.drain_timeout);
         tokio::pin!(deadline);
         loop {
@@ -203,7 +210,9 @@ async fn receive(shared: &Shared, max: i32) -> Result<Vec<Message>, String> {
         .max_number_of_messages(max.clamp(1, 10))
         .wait_time_seconds(shared.cfg.wait_time.as_secs() as i32)
         .visibility_timeout(shared.cfg.visibility_timeout.as_secs() as i32)
-        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+        .message_system_attribute_names(
+            aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+        )
         .send()
         .await
         .map_err(|e| sluice_common::error::sdk_error_text(&e))?;
@@ -225,7 +234,9 @@ async fn handle(shared: &Shared, message: Message, abandon: &CancellationToken) 
     };
     let span = info_span!("file", bucket = %msg.bucket, key = %msg.key, etag = %msg.etag,
         table = %msg.source_table(), message_id = %message_id, worker = %shared.cfg.worker_id, attempt = tracing::field::Empty);
-    handle_file(shared, msg, message_id, receipt, abandon).instrument(span).await
+    handle_file(shared, msg, message_id, receipt, abandon)
+        .instrument(span)
+        .await
 }
 
 async fn handle_file(
@@ -335,7 +346,10 @@ async fn handle_file(
                 note: duplicate.then(|| "already in the ledger".to_owned()),
                 ..Changes::default()
             };
-            if let Err(e) = store.transition(&msg.key, &msg.etag, Transition::Complete, changes).await {
+            if let Err(e) = store
+                .transition(&msg.key, &msg.etag, Transition::Complete, changes)
+                .await
+            {
                 // Harmless: the next delivery or the coordinator's pass repairs it from the ledger.
                 warn!(error = %e, "data committed but the manifest update failed");
             }
@@ -353,7 +367,8 @@ async fn handle_file(
             if permanent {
                 delete(shared, &receipt).await;
             } else {
-                let wait = redelivery_delay(attempt, Duration::from_secs(10), Duration::from_secs(900));
+                let wait =
+                    redelivery_delay(attempt, Duration::from_secs(10), Duration::from_secs(900));
                 set_visibility(shared, &receipt, wait).await;
             }
             Outcome::Failed
@@ -410,7 +425,11 @@ async fn record_failure(shared: &Shared, msg: &FileMessage, attempt: u32, e: &Lo
         expect_attempt: Some(attempt),
         ..Changes::default()
     };
-    match shared.store.transition(&msg.key, &msg.etag, Transition::Fail, changes).await {
+    match shared
+        .store
+        .transition(&msg.key, &msg.etag, Transition::Fail, changes)
+        .await
+    {
         Ok(Moved::Applied(_)) => {}
         Ok(Moved::Refused(now)) => {
             info!(status = ?now.and_then(|i| i.status), "a newer attempt owns the file; failure not recorded over it")
@@ -431,7 +450,11 @@ async fn give_up(shared: &Shared, msg: &FileMessage, reason: &str) {
         error: Some(Some(error)),
         ..Changes::default()
     };
-    match shared.store.transition(&msg.key, &msg.etag, Transition::GiveUp, changes).await {
+    match shared
+        .store
+        .transition(&msg.key, &msg.etag, Transition::GiveUp, changes)
+        .await
+    {
         Ok(_) => error!(reason, "file is dead; an operator must retry it"),
         Err(e) => warn!(error = %e, "cannot mark the file dead"),
     }

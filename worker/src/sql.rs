@@ -136,7 +136,11 @@ pub fn create_stage_sql(target: &TargetTable, file_columns: &[usize]) -> String 
 /// `COPY sluice_stage (...) FROM STDIN` in text format.
 pub fn copy_stage_sql(target: &TargetTable, file_columns: &[usize]) -> String {
     let mut cols = vec!["_sluice_rec".to_owned(), "_sluice_op".to_owned()];
-    cols.extend(file_columns.iter().map(|&i| quote_ident(&target.columns[i].name)));
+    cols.extend(
+        file_columns
+            .iter()
+            .map(|&i| quote_ident(&target.columns[i].name)),
+    );
     format!("COPY pg_temp.{STAGE} ({}) FROM STDIN", cols.join(", "))
 }
 
@@ -190,9 +194,18 @@ mod tests {
             schema: "wh".into(),
             name: "or\"ders".into(),
             columns: vec![
-                Column { name: "id".into(), sql_type: "integer".into() },
-                Column { name: "note".into(), sql_type: "text".into() },
-                Column { name: "amount".into(), sql_type: "numeric(12,2)".into() },
+                Column {
+                    name: "id".into(),
+                    sql_type: "integer".into(),
+                },
+                Column {
+                    name: "note".into(),
+                    sql_type: "text".into(),
+                },
+                Column {
+                    name: "amount".into(),
+                    sql_type: "numeric(12,2)".into(),
+                },
             ],
             key: vec![0],
         }
@@ -223,8 +236,14 @@ mod tests {
         let sql = merge_sql(&orders(), &[0, 2]);
         assert!(sql.contains("SELECT DISTINCT ON (\"id\") * FROM pg_temp.sluice_stage ORDER BY \"id\", _sluice_rec DESC"), "{sql}");
         assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING last AS s WHERE s._sluice_op = 'D' AND t.\"id\" = s.\"id\""), "{sql}");
-        assert!(sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\""), "{sql}");
-        assert!(!sql.contains("\"note\""), "columns not in the file stay untouched: {sql}");
+        assert!(
+            sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\""),
+            "{sql}"
+        );
+        assert!(
+            !sql.contains("\"note\""),
+            "columns not in the file stay untouched: {sql}"
+        );
     }
 
     #[test]
@@ -233,8 +252,14 @@ mod tests {
         t.key = vec![0, 1];
         let sql = merge_sql(&t, &[0, 1]);
         assert!(sql.contains("DISTINCT ON (\"id\", \"note\")"), "{sql}");
-        assert!(sql.contains("t.\"id\" = s.\"id\" AND t.\"note\" = s.\"note\""), "{sql}");
-        assert!(sql.contains("ON CONFLICT (\"id\", \"note\") DO NOTHING"), "{sql}");
+        assert!(
+            sql.contains("t.\"id\" = s.\"id\" AND t.\"note\" = s.\"note\""),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("ON CONFLICT (\"id\", \"note\") DO NOTHING"),
+            "{sql}"
+        );
     }
 
     #[test]

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every test of Sluice: formatting, lints, unit tests and the integration tests against the
+# local stack (moto + PostgreSQL), which this script installs and starts when missing.
+# `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# Outside the clone, so repeated runs on one machine stay fast; nothing depends on it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sluice-target}"
+export CARGO_TERM_COLOR=never
+
+infra/local/stack.sh up
+# shellcheck disable=SC1090
+. "$(infra/local/stack.sh envfile)"
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== build binaries (the integration tests start sluice-worker as a process)"
+cargo build --workspace --bins --quiet
+echo "== tests"
+cargo test --workspace --no-fail-fast
