@@ -198,6 +198,15 @@ pub struct RowCounts {
     pub rejected: i64,
 }
 
+/// Time spent in each phase of a load, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PhaseTimings {
+    /// Download, parse and `COPY`, which run together, streamed.
+    pub copy_ms: u64,
+    pub merge_ms: u64,
+    pub commit_ms: u64,
+}
+
 /// One manifest item as read back.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ManifestItem {
@@ -215,6 +224,8 @@ pub struct ManifestItem {
     pub error: Option<FileError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<RowCounts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<PhaseTimings>,
     pub discovered_at: Option<String>,
     pub enqueued_at: Option<String>,
     pub started_at: Option<String>,

@@ -15,7 +15,9 @@
 //! item as it now is, never silently overwritten.
 
 use crate::error::{sdk_error_is_transient, sdk_error_text, Error, ItemRef};
-use crate::manifest::{cap_text, FileError, ManifestItem, RowCounts, Status, Transition};
+use crate::manifest::{
+    cap_text, FileError, ManifestItem, PhaseTimings, RowCounts, Status, Transition,
+};
 use crate::timefmt;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -50,6 +52,7 @@ pub struct Changes {
     /// Some(Some(e)): record the error; Some(None): clear it.
     pub error: Option<Option<FileError>>,
     pub rows: Option<RowCounts>,
+    pub timings: Option<PhaseTimings>,
     /// Created from these when the item does not exist yet (claim of a lost item).
     pub base: Option<NewFile>,
     /// Only when the item's attempt count equals this (the claim being failed is still current).
@@ -275,6 +278,11 @@ impl ManifestStore {
             x.set("rows_read", n(rows.read));
             x.set("rows_merged", n(rows.merged));
             x.set("rows_rejected", n(rows.rejected));
+        }
+        if let Some(t) = changes.timings {
+            x.set("copy_ms", n(t.copy_ms as i64));
+            x.set("merge_ms", n(t.merge_ms as i64));
+            x.set("commit_ms", n(t.commit_ms as i64));
         }
         if let Some(base) = &changes.base {
             for (attr, value) in base_item(base) {
@@ -624,6 +632,11 @@ pub fn parse_item(item: &Item) -> ManifestItem {
         merged: get_n(item, "rows_merged").unwrap_or(0),
         rejected: get_n(item, "rows_rejected").unwrap_or(0),
     });
+    let timings = get_n(item, "copy_ms").map(|copy_ms| PhaseTimings {
+        copy_ms: copy_ms as u64,
+        merge_ms: get_n(item, "merge_ms").unwrap_or(0) as u64,
+        commit_ms: get_n(item, "commit_ms").unwrap_or(0) as u64,
+    });
     ManifestItem {
         key: get_s(item, "key").unwrap_or_default(),
         etag: get_s(item, "etag").unwrap_or_default(),
@@ -636,6 +649,7 @@ pub fn parse_item(item: &Item) -> ManifestItem {
         attempts: get_n(item, "attempts").unwrap_or(0) as u32,
         error,
         rows,
+        timings,
         discovered_at: get_s(item, "discovered_at"),
         enqueued_at: get_s(item, "enqueued_at"),
         started_at: get_s(item, "started_at"),

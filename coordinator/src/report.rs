@@ -96,6 +96,13 @@ pub fn format_show(items: &[ManifestItem]) -> String {
                 r.read, r.merged, r.rejected
             );
         }
+        if let Some(t) = &i.timings {
+            let _ = writeln!(
+                out,
+                "timings:       copy {} ms, merge {} ms, commit {} ms",
+                t.copy_ms, t.merge_ms, t.commit_ms
+            );
+        }
         if let Some(e) = &i.error {
             let _ = writeln!(
                 out,

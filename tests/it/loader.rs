@@ -122,6 +122,8 @@ async fn full_load_then_cdc_for_several_tables() {
     for i in &items {
         assert_eq!(i.status, Some(Status::Loaded), "{i:?}");
         assert!(i.rows.unwrap().read > 0);
+        assert!(i.timings.is_some(), "phase timings recorded: {i:?}");
+        assert!(i.started_at.is_some() && i.finished_at.is_some());
         assert!(
             i.history.iter().any(|h| h.contains("queued")),
             "{:?}",

@@ -18,7 +18,7 @@ use crate::load::{load_file, LoadContext, LoadOutcome};
 use crate::visibility;
 use aws_sdk_sqs::types::Message;
 use sluice_common::config::AwsClients;
-use sluice_common::manifest::{ManifestItem, RowCounts, Status, Transition};
+use sluice_common::manifest::{ManifestItem, PhaseTimings, RowCounts, Status, Transition};
 use sluice_common::message::FileMessage;
 use sluice_common::retry::{redelivery_delay, retry, Attempt, Policy};
 use sluice_common::store::{Changes, ManifestStore, Moved, NewFile};
@@ -317,6 +317,14 @@ async fn handle_file(
 
     match result {
         Some(Ok(outcome)) => {
+            let timings = match &outcome {
+                LoadOutcome::Loaded(stats) => Some(PhaseTimings {
+                    copy_ms: stats.copy.as_millis() as u64,
+                    merge_ms: stats.merge.as_millis() as u64,
+                    commit_ms: stats.commit.as_millis() as u64,
+                }),
+                LoadOutcome::AlreadyApplied => None,
+            };
             let (rows, duplicate) = match &outcome {
                 LoadOutcome::Loaded(stats) => {
                     info!(
@@ -343,6 +351,7 @@ async fn handle_file(
                 worker: Some(shared.cfg.worker_id.clone()),
                 error: Some(None),
                 rows,
+                timings,
                 note: duplicate.then(|| "already in the ledger".to_owned()),
                 ..Changes::default()
             };
