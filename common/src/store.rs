@@ -582,8 +582,10 @@ fn set_error(x: &mut Expr, e: &FileError) {
     }
 }
 
+/// The attributes of a new item. `table` is an index key, so it is left out (not written
+/// empty, which DynamoDB refuses) for objects that name no table.
 fn base_item(file: &NewFile) -> Item {
-    HashMap::from([
+    let mut item = HashMap::from([
         ("key".to_owned(), s(&file.key)),
         ("etag".to_owned(), s(&file.etag)),
         ("bucket".to_owned(), s(&file.bucket)),
@@ -591,7 +593,11 @@ fn base_item(file: &NewFile) -> Item {
         ("last_modified".to_owned(), s(&file.last_modified)),
         ("table".to_owned(), s(&file.table)),
         ("kind".to_owned(), s(&file.kind)),
-    ])
+    ]);
+    if file.table.is_empty() {
+        item.remove("table");
+    }
+    item
 }
 
 fn s(v: &str) -> AttributeValue {

@@ -169,23 +169,8 @@ pub async fn scan(
             kind: "unloadable".to_owned(),
         };
         if ctx.store.record_discovered(&file).await? {
-            let error = FileError {
-                message: format!("not loadable: {reason}"),
-                class: "unloadable_key".to_owned(),
-                permanent: true,
-                ..FileError::default()
-            };
-            ctx.store
-                .transition(
-                    &object.key,
-                    &object.etag,
-                    Transition::GiveUp,
-                    Changes {
-                        error: Some(Some(error)),
-                        ..Changes::default()
-                    },
-                )
-                .await?;
+            let message = format!("not loadable: {reason}");
+            give_up(ctx, &object.key, &object.etag, message, "unloadable_key").await?;
             warn!(key = %object.key, reason = %reason, "object is not a loadable file; recorded as dead");
         }
     }
@@ -195,26 +180,11 @@ pub async fn scan(
             .as_ref()
             .map(|e| e.message.clone())
             .unwrap_or_else(|| "none recorded".to_owned());
-        let error = FileError {
-            message: format!(
-                "gave up after {} attempts; last error: {last}",
-                item.attempts
-            ),
-            class: "attempts_exhausted".to_owned(),
-            permanent: true,
-            ..FileError::default()
-        };
-        ctx.store
-            .transition(
-                &item.key,
-                &item.etag,
-                Transition::GiveUp,
-                Changes {
-                    error: Some(Some(error)),
-                    ..Changes::default()
-                },
-            )
-            .await?;
+        let message = format!(
+            "gave up after {} attempts; last error: {last}",
+            item.attempts
+        );
+        give_up(ctx, &item.key, &item.etag, message, "attempts_exhausted").await?;
         warn!(key = %item.key, etag = %item.etag, attempts = item.attempts, "file is dead");
     }
 
@@ -247,6 +217,30 @@ pub async fn scan(
         "scan pass done"
     );
     Ok((summary, p))
+}
+
+/// Marks an item `dead` with a permanent error of `class`.
+async fn give_up(
+    ctx: &ScanContext,
+    key: &str,
+    etag: &str,
+    message: String,
+    class: &str,
+) -> Result<(), CoordinatorError> {
+    let error = FileError {
+        message,
+        class: class.to_owned(),
+        permanent: true,
+        ..FileError::default()
+    };
+    let changes = Changes {
+        error: Some(Some(error)),
+        ..Changes::default()
+    };
+    ctx.store
+        .transition(key, etag, Transition::GiveUp, changes)
+        .await?;
+    Ok(())
 }
 
 fn new_file(ctx: &ScanContext, c: &Candidate) -> NewFile {

@@ -21,7 +21,19 @@ async fn unknown_table_fails_with_its_name_and_other_files_load() {
         tb.prefix, tb.schema
     );
     let eh = tb.put(&hostile, "1,x\n").await;
-    tb.scan().await;
+    // Objects that are not loadable files are recorded with the reason, never silently skipped.
+    let stray = format!("{}notes.txt", tb.prefix);
+    let es = tb.put(&stray, "hello").await;
+    let pass = tb.scan().await;
+    assert_eq!(
+        (pass.new, pass.unloadable, pass.sent),
+        (3, 1, 3),
+        "{pass:?}"
+    );
+    let s = tb.item(&stray, &es).await;
+    assert_eq!(s.status, Some(Status::Dead));
+    assert_eq!(s.error.as_ref().unwrap().class, "unloadable_key");
+    assert!(s.error.unwrap().message.contains("not <schema>/<table>"));
     let run = tb.drain(&[]).await;
     assert_eq!((run.loaded, run.failed), (1, 2), "{run:?}");
 
@@ -50,6 +62,10 @@ async fn unknown_table_fails_with_its_name_and_other_files_load() {
             .unwrap();
     assert!(!scanned);
     assert_eq!(failed.len(), 2);
+    let (dead, _) = sluice_coordinator::report::list(&tb.manifest, Some(Status::Dead), None, None)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
     assert!(sluice_coordinator::report::format_list(&failed).contains("unknown_table"));
     // A later pass does not re-enqueue a permanent failure.
     let pass = sluice_coordinator::scan::scan(&tb.scan_context(Duration::ZERO), false)
