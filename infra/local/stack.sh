@@ -65,12 +65,13 @@ moto_up() { curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" 2>/de
 
 ensure_moto() {
   if moto_up; then return; fi
-  if ! command -v moto_server >/dev/null || ! python3 -c 'import moto.server, flask_cors' 2>/dev/null; then
+  if ! python3 -c 'import moto.server, flask_cors' 2>/dev/null; then
     log "installing moto[server] from PyPI"
     python3 -m pip install -q 'moto[server]>=5,<6'
   fi
   log "starting moto on 127.0.0.1:$MOTO_PORT"
-  nohup moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE_DIR/moto.log" 2>&1 &
+  # `python3 -m` rather than the `moto_server` script: no dependence on where pip put scripts.
+  nohup python3 -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE_DIR/moto.log" 2>&1 &
   echo $! >"$STATE_DIR/moto.pid"
   for _ in $(seq 1 120); do
     moto_up && return
