@@ -342,6 +342,30 @@ impl ManifestStore {
         }
     }
 
+    /// Marks an item `dead` with a permanent error of `class`: the one way both binaries give up.
+    pub async fn give_up(
+        &self,
+        key: &str,
+        etag: &str,
+        message: String,
+        class: &str,
+        worker: Option<String>,
+    ) -> Result<Moved, Error> {
+        let error = FileError {
+            message,
+            class: class.to_owned(),
+            permanent: true,
+            ..FileError::default()
+        };
+        let changes = Changes {
+            worker,
+            error: Some(Some(error)),
+            ..Changes::default()
+        };
+        self.transition(key, etag, Transition::GiveUp, changes)
+            .await
+    }
+
     /// One item, strongly consistent.
     pub async fn get(&self, key: &str, etag: &str) -> Result<Option<ManifestItem>, Error> {
         let out = self

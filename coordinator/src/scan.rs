@@ -10,7 +10,7 @@ use crate::error::CoordinatorError;
 use crate::plan::{plan, unknown_pairs, Candidate, Listed, Plan, Policy};
 use serde::Serialize;
 use sluice_common::config::SourceLocation;
-use sluice_common::manifest::{FileError, ManifestItem, Status, Transition};
+use sluice_common::manifest::{ManifestItem, Status, Transition};
 use sluice_common::message::{bare_etag, FileMessage, MESSAGE_VERSION};
 use sluice_common::store::{Changes, ManifestStore, NewFile};
 use sluice_common::timefmt;
@@ -170,7 +170,9 @@ pub async fn scan(
         };
         if ctx.store.record_discovered(&file).await? {
             let message = format!("not loadable: {reason}");
-            give_up(ctx, &object.key, &object.etag, message, "unloadable_key").await?;
+            ctx.store
+                .give_up(&object.key, &object.etag, message, "unloadable_key", None)
+                .await?;
             warn!(key = %object.key, reason = %reason, "object is not a loadable file; recorded as dead");
         }
     }
@@ -184,7 +186,9 @@ pub async fn scan(
             "gave up after {} attempts; last error: {last}",
             item.attempts
         );
-        give_up(ctx, &item.key, &item.etag, message, "attempts_exhausted").await?;
+        ctx.store
+            .give_up(&item.key, &item.etag, message, "attempts_exhausted", None)
+            .await?;
         warn!(key = %item.key, etag = %item.etag, attempts = item.attempts, "file is dead");
     }
 
@@ -217,30 +221,6 @@ pub async fn scan(
         "scan pass done"
     );
     Ok((summary, p))
-}
-
-/// Marks an item `dead` with a permanent error of `class`.
-async fn give_up(
-    ctx: &ScanContext,
-    key: &str,
-    etag: &str,
-    message: String,
-    class: &str,
-) -> Result<(), CoordinatorError> {
-    let error = FileError {
-        message,
-        class: class.to_owned(),
-        permanent: true,
-        ..FileError::default()
-    };
-    let changes = Changes {
-        error: Some(Some(error)),
-        ..Changes::default()
-    };
-    ctx.store
-        .transition(key, etag, Transition::GiveUp, changes)
-        .await?;
-    Ok(())
 }
 
 fn new_file(ctx: &ScanContext, c: &Candidate) -> NewFile {

@@ -17,7 +17,7 @@ use crate::error::LoadError;
 use crate::sql::TargetTable;
 use bytes::Bytes;
 use sluice_common::rules::TableRules;
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use tokio::sync::mpsc;
 
 /// Chunks buffered between the parser and the `COPY` sink.
@@ -348,7 +348,8 @@ fn encode_record(
     } else {
         b'I'
     };
-    out.extend_from_slice(itoa_u64(number).as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{number}");
     out.push(b'\t');
     out.push(op);
     let null = spec.rules.null.as_bytes();
@@ -418,10 +419,6 @@ pub fn escape_copy_text(v: &[u8], out: &mut Vec<u8>) {
             }
         }
     }
-}
-
-fn itoa_u64(n: u64) -> String {
-    n.to_string()
 }
 
 #[cfg(test)]

@@ -273,7 +273,7 @@ async fn handle_file(
         .await;
     let attempt = match claim {
         Ok(Moved::Applied(item)) => item.attempts,
-        Ok(Moved::Refused(item)) => return refused_claim(shared, &msg, &receipt, item).await,
+        Ok(Moved::Refused(item)) => return refused_claim(shared, &receipt, item).await,
         Err(e) => {
             // The message comes back after its visibility timeout.
             warn!(error = %e, "cannot claim file in the manifest");
@@ -401,12 +401,7 @@ async fn handle_file(
     }
 }
 
-async fn refused_claim(
-    shared: &Shared,
-    msg: &FileMessage,
-    receipt: &str,
-    item: Option<ManifestItem>,
-) -> Outcome {
+async fn refused_claim(shared: &Shared, receipt: &str, item: Option<ManifestItem>) -> Outcome {
     let status = item.as_ref().and_then(|i| i.status);
     match status {
         Some(Status::Loaded) => {
@@ -421,7 +416,6 @@ async fn refused_claim(
         }
         _ => {
             warn!(status = ?status, "manifest refused the claim; leaving the message");
-            let _ = msg;
             Outcome::Deferred
         }
     }
@@ -448,22 +442,18 @@ async fn record_failure(shared: &Shared, msg: &FileMessage, attempt: u32, e: &Lo
 }
 
 async fn give_up(shared: &Shared, msg: &FileMessage, reason: &str) {
-    let error = sluice_common::manifest::FileError {
-        message: reason.to_owned(),
-        class: "attempts_exhausted".to_owned(),
-        permanent: true,
-        ..Default::default()
-    };
-    let changes = Changes {
-        worker: Some(shared.cfg.worker_id.clone()),
-        error: Some(Some(error)),
-        ..Changes::default()
-    };
-    match shared
+    let worker = Some(shared.cfg.worker_id.clone());
+    let result = shared
         .store
-        .transition(&msg.key, &msg.etag, Transition::GiveUp, changes)
-        .await
-    {
+        .give_up(
+            &msg.key,
+            &msg.etag,
+            reason.to_owned(),
+            "attempts_exhausted",
+            worker,
+        )
+        .await;
+    match result {
         Ok(_) => error!(reason, "file is dead; an operator must retry it"),
         Err(e) => warn!(error = %e, "cannot mark the file dead"),
     }
