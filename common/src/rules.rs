@@ -14,6 +14,10 @@
 //! columns = ["id", "customer", "amount"]
 //! null = ""
 //! header = true
+//! timestamp_column = "dms_ts"       # DMS TimestampColumnName: the row version
+//! nosup_value = "__SLUICE_NOSUP__"  # DMS CsvNoSupValue: this column is unchanged in a U row
+//! soft_delete = "is_deleted"        # keep deleted rows, flagged, instead of removing them
+//! tombstone_retention_hours = 168   # how long a hard delete's tombstone outlives newer data
 //! ```
 //!
 //! Invariant: every table gets a complete [`TableRules`]; a table's own values override the
@@ -37,7 +41,21 @@ pub struct TableRules {
     pub header: bool,
     /// Field delimiter.
     pub delimiter: u8,
+    /// DMS `TimestampColumnName`: the field holding each row's version (`yyyy-MM-dd
+    /// HH:mm:ss.SSSSSS`, UTC). Without a header or column list, DMS writes it as the first
+    /// field after `Op`. None: every row of a file takes the file's own time as its version.
+    pub timestamp_column: Option<String>,
+    /// DMS `CsvNoSupValue`: in a `U` record, a field with this value leaves its column unchanged.
+    pub nosup_value: Option<String>,
+    /// Name of a boolean column that marks deleted rows; None means deletes are hard.
+    pub soft_delete: Option<String>,
+    /// How much newer (in source time) applied data must be than a hard delete's tombstone
+    /// before the tombstone is pruned.
+    pub tombstone_retention_hours: u32,
 }
+
+/// Default of [`TableRules::tombstone_retention_hours`]: a week.
+pub const DEFAULT_TOMBSTONE_RETENTION_HOURS: u32 = 168;
 
 impl Default for TableRules {
     fn default() -> Self {
@@ -47,6 +65,10 @@ impl Default for TableRules {
             null: "NULL".to_owned(),
             header: false,
             delimiter: b',',
+            timestamp_column: None,
+            nosup_value: None,
+            soft_delete: None,
+            tombstone_retention_hours: DEFAULT_TOMBSTONE_RETENTION_HOURS,
         }
     }
 }
@@ -68,6 +90,10 @@ struct RawTable {
     null: Option<String>,
     header: Option<bool>,
     delimiter: Option<String>,
+    timestamp_column: Option<String>,
+    nosup_value: Option<String>,
+    soft_delete: Option<String>,
+    tombstone_retention_hours: Option<u32>,
 }
 
 /// All rules: defaults plus per-table overrides, keyed by `schema.table` as in S3 keys.
@@ -152,6 +178,34 @@ fn apply(base: &TableRules, raw: &RawTable, name: &str) -> Result<TableRules, St
         }
         rules.delimiter = bytes[0];
     }
+    if let Some(c) = &raw.timestamp_column {
+        if c.is_empty() {
+            return Err(format!("{name}: timestamp_column must not be empty"));
+        }
+        rules.timestamp_column = Some(c.clone());
+    }
+    if let Some(v) = &raw.nosup_value {
+        if v.is_empty() {
+            return Err(format!("{name}: nosup_value must not be empty"));
+        }
+        rules.nosup_value = Some(v.clone());
+    }
+    if let Some(c) = &raw.soft_delete {
+        if c.is_empty() || c.starts_with("_sluice_") {
+            return Err(format!(
+                "{name}: soft_delete must name a column, not empty or _sluice_*"
+            ));
+        }
+        rules.soft_delete = Some(c.clone());
+    }
+    if let Some(h) = raw.tombstone_retention_hours {
+        if h == 0 {
+            return Err(format!(
+                "{name}: tombstone_retention_hours must be at least 1"
+            ));
+        }
+        rules.tombstone_retention_hours = h;
+    }
     Ok(rules)
 }
 
@@ -185,6 +239,10 @@ mod tests {
             columns = ["id", "name"]
             header = true
             delimiter = "|"
+            timestamp_column = "dms_ts"
+            nosup_value = "~nosup~"
+            soft_delete = "gone"
+            tombstone_retention_hours = 24
             "#,
         )
         .unwrap();
@@ -197,6 +255,10 @@ mod tests {
         assert_eq!(o.null, "");
         assert!(o.header);
         assert_eq!(o.delimiter, b'|');
+        assert_eq!(o.timestamp_column.as_deref(), Some("dms_ts"));
+        assert_eq!(o.nosup_value.as_deref(), Some("~nosup~"));
+        assert_eq!(o.soft_delete.as_deref(), Some("gone"));
+        assert_eq!(o.tombstone_retention_hours, 24);
         let other = rules.for_table("src.other");
         assert_eq!(other.null, "");
         assert!(!other.header);
@@ -215,6 +277,8 @@ mod tests {
             "[defaults]\ntarget = \"a.b\"",
             "[tables.\"a.b\"]\ndelimiter = \"||\"",
             "[tables.\"a.b\"]\ncolumns = []",
+            "[tables.\"a.b\"]\nsoft_delete = \"_sluice_version\"",
+            "[tables.\"a.b\"]\ntombstone_retention_hours = 0",
         ] {
             let e = Rules::parse("x.toml", text).unwrap_err().to_string();
             assert!(e.starts_with("rules file x.toml"), "{e}");

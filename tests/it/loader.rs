@@ -1,7 +1,7 @@
 //! The core loader end to end: full load plus CDC for several tables, byte-exact special
 //! characters, duplicates of every kind, changed files.
 
-use crate::support::TestBed;
+use crate::support::{cdc_name, TestBed};
 use sluice_common::manifest::Status;
 use std::io::Write;
 
@@ -50,13 +50,16 @@ async fn full_load_then_cdc_for_several_tables() {
     assert_eq!(run.loaded, 3, "{run:?}");
 
     // CDC, in DMS date folders, with the Op column; last operation per key wins within a file.
+    // Named, as DMS names them, by a time after the full load.
+    let cdc = cdc_name(60_000);
+    let folder = format!("{}/{}/{}", &cdc[..4], &cdc[4..6], &cdc[6..8]);
     tb.put(
-        &c("2024/10/29/20241029-113401000.csv"),
+        &c(&format!("{folder}/{cdc}")),
         "I,5,Eve,5.00,2024-10-29 11:34:01.000000\nU,2,Bobby,2.00,2024-10-29 11:34:01.000000\nD,3,NULL,NULL,NULL\nU,5,Eve2,5.50,2024-10-29 11:34:01.000000\n",
     )
     .await;
     tb.put(
-        &o("20241029/20241029-113401000.csv"),
+        &o(&format!("{}/{cdc}", &cdc[..8])),
         "D,100,2,B-2,1\nU,101,1,C-3,6\nI,102,1,D-4,1\n",
     )
     .await;
@@ -132,12 +135,8 @@ async fn full_load_then_cdc_for_several_tables() {
     }
     let cdc = tb
         .item(
-            &c("2024/10/29/20241029-113401000.csv"),
-            &items
-                .iter()
-                .find(|i| i.key.ends_with("113401000.csv"))
-                .unwrap()
-                .etag,
+            &c(&format!("{folder}/{cdc}")),
+            &items.iter().find(|i| i.key.ends_with(&cdc)).unwrap().etag,
         )
         .await;
     assert_eq!(cdc.rows.unwrap().read, 4);

@@ -264,6 +264,22 @@ impl TestBed {
 }
 
 /// Path of a binary built by `cargo build --bins` into the same target directory as this test.
+/// A DMS CDC file name (`YYYYMMDD-HHMMSSmmm.csv`) for `offset_ms` from now: CDC written after
+/// a full load that is being uploaded now must be named after it, as DMS names them.
+pub fn cdc_name(offset_ms: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(offset_ms);
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}{:03}.csv",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
 pub fn binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");

@@ -37,10 +37,30 @@ pub enum Chunk {
 /// The file's shape, known after its first record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    /// Target column indexes, in file order.
+    /// Target column indexes staged, in file order.
     pub columns: Vec<usize>,
     /// Whether each record starts with an `Op` field.
     pub has_op: bool,
+    /// Index, among the fields after `Op`, of the timestamp field that versions each row.
+    pub version_field: Option<usize>,
+    /// Whether that field is only a version (the target has no column of its name).
+    pub version_only: bool,
+}
+
+impl Layout {
+    fn plain(columns: Vec<usize>, has_op: bool) -> Layout {
+        Layout {
+            columns,
+            has_op,
+            version_field: None,
+            version_only: false,
+        }
+    }
+
+    /// Fields every record must have.
+    pub fn field_count(&self) -> usize {
+        self.columns.len() + usize::from(self.has_op) + usize::from(self.version_only)
+    }
 }
 
 /// What the parser read.
@@ -49,6 +69,8 @@ pub struct Parsed {
     pub records: u64,
     pub bytes: u64,
     pub lines: LineMap,
+    /// `U` records with at least one column left unchanged (DMS `CsvNoSupValue`).
+    pub partial: u64,
 }
 
 /// Maps a data record number to its physical line, cheaply: one entry per change of the
@@ -134,6 +156,7 @@ pub fn encode<R: BufRead>(
     let mut layout: Option<Layout> = None;
     let mut data_record: u64 = 0;
     let mut expected_fields = 0usize;
+    let mut keep: Vec<usize> = Vec::new();
     while let Some(record) = reader.next_record().map_err(csv_err)? {
         data_record += 1;
         let line = record.line();
@@ -143,7 +166,7 @@ pub fn encode<R: BufRead>(
                 Some(l) => l.clone(),
                 None => layout_by_count(spec, &record, data_record, line)?,
             };
-            expected_fields = l.columns.len() + usize::from(l.has_op);
+            expected_fields = l.field_count();
             if tx.blocking_send(Chunk::Layout(l.clone())).is_err() {
                 return Ok(parsed);
             }
@@ -160,7 +183,9 @@ pub fn encode<R: BufRead>(
                 found: record.len(),
             });
         }
-        encode_record(spec, l, &record, data_record, &mut out)?;
+        if encode_record(spec, l, &record, data_record, &mut keep, &mut out)? {
+            parsed.partial += 1;
+        }
         if out.len() >= CHUNK_BYTES {
             let chunk = Bytes::from(std::mem::replace(
                 &mut out,
@@ -206,11 +231,12 @@ fn csv_error(key: &str, e: CsvError) -> LoadError {
     }
 }
 
-/// Column indexes named by the rules, or every column in ordinal order.
+/// Every data column in ordinal order (used for files with no records and no header).
 fn default_layout(spec: &EncodeSpec<'_>) -> Layout {
-    Layout {
-        columns: (0..spec.target.columns.len()).collect(),
-        has_op: false,
+    match &spec.rules.columns {
+        Some(list) => named_layout(spec, list, false)
+            .unwrap_or_else(|_| Layout::plain((0..spec.target.columns.len()).collect(), false)),
+        None => Layout::plain((0..spec.target.columns.len()).collect(), false),
     }
 }
 
@@ -227,18 +253,50 @@ fn find_column(target: &TargetTable, name: &str) -> Option<usize> {
         })
 }
 
-fn named_columns(spec: &EncodeSpec<'_>, names: &[String]) -> Result<Vec<usize>, LoadError> {
+/// The layout of a file whose fields (after `Op`) are `names`, in order: each is a target
+/// column, except the timestamp column, which may be a version only.
+fn named_layout(
+    spec: &EncodeSpec<'_>,
+    names: &[String],
+    has_op: bool,
+) -> Result<Layout, LoadError> {
+    let ts = spec.rules.timestamp_column.as_deref();
     let mut columns = Vec::with_capacity(names.len());
-    for name in names {
-        let idx = find_column(spec.target, name).ok_or_else(|| LoadError::UnknownColumn {
+    let mut version_field = None;
+    let mut version_only = false;
+    for (j, name) in names.iter().enumerate() {
+        let is_ts = ts.is_some_and(|t| t == name || t.eq_ignore_ascii_case(name));
+        if is_ts && version_field.is_none() {
+            version_field = Some(j);
+        }
+        match find_column(spec.target, name) {
+            Some(idx) => columns.push(idx),
+            None if is_ts => version_only = true,
+            None => {
+                return Err(LoadError::UnknownColumn {
+                    key: spec.key.to_owned(),
+                    table: spec.target.label(),
+                    column: name.clone(),
+                })
+            }
+        }
+    }
+    if let (Some(ts), None) = (ts, version_field) {
+        return Err(LoadError::Rules {
             key: spec.key.to_owned(),
-            table: spec.target.label(),
-            column: name.clone(),
-        })?;
-        columns.push(idx);
+            message: format!(
+                "timestamp column {ts:?} is not among the file's columns ({})",
+                names.join(", ")
+            ),
+        });
     }
     check_key_columns(spec, &columns)?;
-    Ok(columns)
+    Ok(Layout {
+        columns,
+        has_op,
+        version_field,
+        version_only,
+    })
 }
 
 fn check_key_columns(spec: &EncodeSpec<'_>, columns: &[usize]) -> Result<(), LoadError> {
@@ -270,41 +328,54 @@ fn layout_from_header(spec: &EncodeSpec<'_>, header: &Record<'_>) -> Result<Layo
         .first()
         .is_some_and(|n| n.eq_ignore_ascii_case("op") && find_column(spec.target, n).is_none());
     let data_names = if has_op { &names[1..] } else { &names[..] };
-    let columns = match &spec.rules.columns {
-        Some(list) => named_columns(spec, list)?,
-        None => named_columns(spec, data_names)?,
-    };
-    Ok(Layout { columns, has_op })
+    match &spec.rules.columns {
+        Some(list) => named_layout(spec, list, has_op),
+        None => named_layout(spec, data_names, has_op),
+    }
 }
 
+/// Without a header: the rules' column list, or the target's data columns in ordinal order
+/// (DMS's timestamp column first, where one is configured); `Op` by count.
 fn layout_by_count(
     spec: &EncodeSpec<'_>,
     first: &Record<'_>,
     record: u64,
     line: u64,
 ) -> Result<Layout, LoadError> {
-    let columns = match &spec.rules.columns {
-        Some(list) => named_columns(spec, list)?,
+    let layout = match &spec.rules.columns {
+        Some(list) => named_layout(spec, list, false)?,
         None => {
-            let all = default_layout(spec).columns;
-            check_key_columns(spec, &all)?;
-            all
+            let mut columns: Vec<usize> = (0..spec.target.columns.len()).collect();
+            check_key_columns(spec, &columns)?;
+            match spec.rules.timestamp_column.as_deref() {
+                None => Layout::plain(columns, false),
+                Some(ts) => {
+                    let own = find_column(spec.target, ts);
+                    if let Some(idx) = own {
+                        columns.retain(|&c| c != idx);
+                        columns.insert(0, idx);
+                    }
+                    Layout {
+                        columns,
+                        has_op: false,
+                        version_field: Some(0),
+                        version_only: own.is_none(),
+                    }
+                }
+            }
         }
     };
-    let n = columns.len();
+    let n = layout.field_count();
     let found = first.len();
     if found == n {
-        return Ok(Layout {
-            columns,
-            has_op: false,
-        });
+        return Ok(layout);
     }
     if found == n + 1 {
         let op = first.get(0).map(|f| f.value).unwrap_or_default();
         if matches!(op, b"I" | b"U" | b"D") {
             return Ok(Layout {
-                columns,
                 has_op: true,
+                ..layout
             });
         }
         return Err(LoadError::BadOperation {
@@ -324,16 +395,37 @@ fn layout_by_count(
     })
 }
 
+/// Whether `v` looks like DMS's `yyyy-MM-dd HH:mm:ss[.ffffff]` (PostgreSQL checks the ranges).
+fn is_dms_timestamp(v: &[u8]) -> bool {
+    const SHAPE: &[u8] = b"dddd-dd-dd dd:dd:dd";
+    if v.len() < SHAPE.len() {
+        return false;
+    }
+    let shape_ok = SHAPE.iter().zip(v).all(|(&s, &b)| match s {
+        b'd' => b.is_ascii_digit(),
+        b' ' => b == b' ' || b == b'T',
+        _ => b == s,
+    });
+    let rest = &v[SHAPE.len()..];
+    shape_ok
+        && (rest.is_empty()
+            || (rest[0] == b'.'
+                && (2..=10).contains(&rest.len())
+                && rest[1..].iter().all(u8::is_ascii_digit)))
+}
+
+/// Writes one record as a `COPY` line; returns whether it is a partial `U` image.
 fn encode_record(
     spec: &EncodeSpec<'_>,
     layout: &Layout,
     record: &Record<'_>,
     number: u64,
+    keep: &mut Vec<usize>,
     out: &mut Vec<u8>,
-) -> Result<(), LoadError> {
-    let mut fields = record.iter();
+) -> Result<bool, LoadError> {
+    let first = usize::from(layout.has_op);
     let op = if layout.has_op {
-        let f = fields.next().expect("field count was checked");
+        let f = record.get(0).expect("field count was checked");
         match f.value {
             b"I" | b"U" | b"D" => f.value[0],
             other => {
@@ -352,13 +444,66 @@ fn encode_record(
     let _ = write!(out, "{number}");
     out.push(b'\t');
     out.push(op);
+    out.push(b'\t');
+    match layout.version_field {
+        Some(j) => {
+            let f = record.get(first + j).expect("field count was checked");
+            if !is_dms_timestamp(f.value) {
+                let column = spec.rules.timestamp_column.clone().unwrap_or_default();
+                return Err(LoadError::BadVersion {
+                    key: spec.key.to_owned(),
+                    record: number,
+                    line: record.line(),
+                    column,
+                    value: String::from_utf8_lossy(&f.value[..f.value.len().min(64)]).into_owned(),
+                });
+            }
+            out.extend_from_slice(f.value);
+        }
+        None => out.extend_from_slice(b"\\N"),
+    }
+    out.push(b'\t');
+    // Staged fields: every field after Op except a version-only timestamp field.
+    let staged = (first..record.len())
+        .filter(|&i| !(layout.version_only && Some(i - first) == layout.version_field));
+    keep.clear();
+    if let (b'U', Some(nosup)) = (op, spec.rules.nosup_value.as_deref()) {
+        for (pos, i) in staged.clone().enumerate() {
+            let col = layout.columns[pos];
+            if !spec.target.key.contains(&col)
+                && record.get(i).is_some_and(|f| f.value == nosup.as_bytes())
+            {
+                keep.push(pos + 1);
+            }
+        }
+    }
+    if keep.is_empty() {
+        out.extend_from_slice(b"\\N");
+    } else {
+        out.push(b'{');
+        for (n, pos) in keep.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            let _ = write!(out, "{pos}");
+        }
+        out.push(b'}');
+    }
     let null = spec.rules.null.as_bytes();
-    for (field, &col) in fields.zip(&layout.columns) {
+    let mut kept = keep.iter().peekable();
+    for (pos, i) in staged.enumerate() {
+        let field = record.get(i).expect("field count was checked");
+        let col = layout.columns[pos];
         out.push(b'\t');
+        if kept.peek() == Some(&&(pos + 1)) {
+            kept.next();
+            out.extend_from_slice(b"\\N");
+            continue;
+        }
         encode_field(spec, field, null, col, record, number, out)?;
     }
     out.push(b'\n');
-    Ok(())
+    Ok(!keep.is_empty())
 }
 
 fn encode_field(
@@ -438,6 +583,8 @@ mod tests {
                 })
                 .collect(),
             key: vec![0],
+            oid: 1,
+            present: vec![],
         }
     }
 
@@ -475,16 +622,10 @@ mod tests {
             &TableRules::default(),
         )
         .unwrap();
-        assert_eq!(
-            layout,
-            Some(Layout {
-                columns: vec![0, 1],
-                has_op: false
-            })
-        );
+        assert_eq!(layout, Some(Layout::plain(vec![0, 1], false)));
         assert_eq!(
             text,
-            "1\tI\t1\t\\N\n2\tI\t2\tNULL\n3\tI\t3\t\n4\tI\t4\ta\\tb\\\\c\\r\\nd\n"
+            "1\tI\t\\N\t\\N\t1\t\\N\n2\tI\t\\N\t\\N\t2\tNULL\n3\tI\t\\N\t\\N\t3\t\n4\tI\t\\N\t\\N\t4\ta\\tb\\\\c\\r\\nd\n"
         );
         assert_eq!(parsed.records, 4);
         assert_eq!(parsed.lines.line_of(4), Some(4));
@@ -496,7 +637,10 @@ mod tests {
         let (layout, text, _) =
             run("I,1,a\nU,1,b\nD,1,NULL\n", &t, &TableRules::default()).unwrap();
         assert!(layout.unwrap().has_op);
-        assert_eq!(text, "1\tI\t1\ta\n2\tU\t1\tb\n3\tD\t1\t\\N\n");
+        assert_eq!(
+            text,
+            "1\tI\t\\N\t\\N\t1\ta\n2\tU\t\\N\t\\N\t1\tb\n3\tD\t\\N\t\\N\t1\t\\N\n"
+        );
     }
 
     #[test]
@@ -597,14 +741,8 @@ mod tests {
             ..TableRules::default()
         };
         let (layout, text, parsed) = run("Op,note,id\nI,hello,1\n", &t, &rules).unwrap();
-        assert_eq!(
-            layout,
-            Some(Layout {
-                columns: vec![1, 0],
-                has_op: true
-            })
-        );
-        assert_eq!(text, "1\tI\thello\t1\n");
+        assert_eq!(layout, Some(Layout::plain(vec![1, 0], true)));
+        assert_eq!(text, "1\tI\t\\N\t\\N\thello\t1\n");
         assert_eq!(parsed.lines.line_of(1), Some(2));
         let e = run("id,nope\n1,2\n", &t, &rules).unwrap_err();
         assert!(matches!(e, LoadError::UnknownColumn { .. }), "{e}");
@@ -637,7 +775,111 @@ mod tests {
         };
         let (layout, text, _) = run("1,\n2,\"\"\n", &t, &rules).unwrap();
         assert_eq!(layout.unwrap().columns, vec![0, 2]);
-        assert_eq!(text, "1\tI\t1\t\\N\n2\tI\t2\t\n");
+        assert_eq!(text, "1\tI\t\\N\t\\N\t1\t\\N\n2\tI\t\\N\t\\N\t2\t\n");
+    }
+
+    #[test]
+    fn timestamp_column_versions_rows_first_after_op_or_by_name() {
+        // Not a target column: a version only, DMS's place (first after Op).
+        let t = table(&["id", "note"]);
+        let rules = TableRules {
+            timestamp_column: Some("dms_ts".into()),
+            ..TableRules::default()
+        };
+        let (layout, text, _) = run(
+            "U,2024-10-29 11:34:01.123456,1,a\nD,2024-10-29 11:34:02,1,NULL\n",
+            &t,
+            &rules,
+        )
+        .unwrap();
+        let layout = layout.unwrap();
+        assert_eq!(
+            (layout.version_field, layout.version_only, layout.has_op),
+            (Some(0), true, true)
+        );
+        assert_eq!(layout.columns, vec![0, 1]);
+        assert_eq!(
+            text,
+            "1\tU\t2024-10-29 11:34:01.123456\t\\N\t1\ta\n2\tD\t2024-10-29 11:34:02\t\\N\t1\t\\N\n"
+        );
+        // A target column of that name is loaded too.
+        let t = table(&["id", "note", "dms_ts"]);
+        let (layout, text, _) = run("2024-01-01 00:00:00.5,1,a\n", &t, &rules).unwrap();
+        let layout = layout.unwrap();
+        assert_eq!(
+            (layout.version_only, layout.columns.clone()),
+            (false, vec![2, 0, 1])
+        );
+        assert_eq!(
+            text,
+            "1\tI\t2024-01-01 00:00:00.5\t\\N\t2024-01-01 00:00:00.5\t1\ta\n"
+        );
+        // By name from a header, anywhere.
+        let rules = TableRules {
+            header: true,
+            ..rules
+        };
+        let t = table(&["id", "note"]);
+        let (layout, text, _) =
+            run("Op,id,note,dms_ts\nI,1,a,2024-01-01 00:00:00\n", &t, &rules).unwrap();
+        assert_eq!(layout.unwrap().version_field, Some(2));
+        assert_eq!(text, "1\tI\t2024-01-01 00:00:00\t\\N\t1\ta\n");
+        let e = run("Op,id,note\nI,1,a\n", &t, &rules).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("timestamp column \"dms_ts\" is not among"),
+            "{e}"
+        );
+        let e = run("Op,id,note,dms_ts\nI,1,a,yesterday\n", &t, &rules).unwrap_err();
+        assert!(
+            matches!(&e, LoadError::BadVersion { record: 1, line: 2, value, .. } if value == "yesterday"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dms_timestamps_are_recognised_strictly() {
+        for ok in [
+            "2024-10-29 11:34:01",
+            "2024-10-29 11:34:01.123456",
+            "2024-10-29T11:34:01.1",
+        ] {
+            assert!(is_dms_timestamp(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "NULL",
+            "2024-10-29",
+            "2024-10-29 11:34:01.",
+            "2024-10-29 11:34:01+02",
+            "2024/10/29 11:34:01",
+        ] {
+            assert!(!is_dms_timestamp(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nosup_value_in_u_rows_marks_columns_unchanged() {
+        let t = table(&["id", "note", "blob"]);
+        let rules = TableRules {
+            nosup_value: Some("~ns~".into()),
+            ..TableRules::default()
+        };
+        let (_, text, parsed) = run(
+            "I,1,a,~ns~\nU,1,~ns~,~ns~\nU,~ns~,b,c\nU,2,x,y\n",
+            &t,
+            &rules,
+        )
+        .unwrap();
+        assert_eq!(parsed.partial, 1);
+        assert_eq!(
+            text,
+            "1\tI\t\\N\t\\N\t1\ta\t~ns~\n\
+             2\tU\t\\N\t{2,3}\t1\t\\N\t\\N\n\
+             3\tU\t\\N\t\\N\t~ns~\tb\tc\n\
+             4\tU\t\\N\t\\N\t2\tx\ty\n",
+            "only U rows, never key columns"
+        );
     }
 
     #[test]

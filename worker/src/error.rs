@@ -50,6 +50,15 @@ pub enum LoadError {
         value: String,
     },
 
+    #[error("record {record} at line {line} of {key}: timestamp column {column:?} holds {value:?}, expected yyyy-MM-dd HH:mm:ss.ffffff")]
+    BadVersion {
+        key: String,
+        record: u64,
+        line: u64,
+        column: String,
+        value: String,
+    },
+
     #[error("{key}: {reason}")]
     Csv {
         key: String,
@@ -133,6 +142,7 @@ impl LoadError {
             LoadError::MissingKeyColumn { .. } => "missing_key_column",
             LoadError::ColumnCount { .. } => "column_count",
             LoadError::BadOperation { .. } => "bad_operation",
+            LoadError::BadVersion { .. } => "bad_version",
             LoadError::Csv { class, .. } => class,
             LoadError::BadBytes { .. } => "bad_bytes",
             LoadError::ObjectMissing { .. } => "object_missing",
@@ -168,6 +178,12 @@ impl LoadError {
                 (None, Some(*record), Some(*line), None)
             }
             LoadError::BadBytes {
+                record,
+                line,
+                column,
+                ..
+            }
+            | LoadError::BadVersion {
                 record,
                 line,
                 column,

@@ -2,20 +2,26 @@
 //!
 //! ```text
 //!   ledger has (bucket, key, etag)?  -> already applied, stop
+//!   target prepared? (system columns, tombstone table; once per table and process, own txn)
 //!   GET object (If-Match: etag), streamed
 //!   BEGIN
-//!     INSERT ledger row ON CONFLICT DO NOTHING   -> 0 rows: applied by someone else, ROLLBACK
+//!     INSERT ledger row ON CONFLICT DO NOTHING   -> no file_id: applied by someone else, ROLLBACK
 //!     resolve target from the catalog            (names from the key are bound, never spliced)
 //!     CREATE TEMP TABLE sluice_stage ... ON COMMIT DROP
 //!     COPY sluice_stage FROM STDIN               <- blocking parser thread, bounded channel
-//!     merge (set-based; see sql.rs)
+//!     fill partial U images from earlier records (only if the file has any)
+//!     lock the table's merges (advisory, transaction-scoped)
+//!     version-guarded merge (set-based; see sql.rs), prune old tombstones
 //!     UPDATE ledger row with counts
 //!   COMMIT                                      -> if the outcome is unknown, the ledger says
 //! ```
 //!
 //! Invariants: nothing of a file is visible unless all of it is (one transaction); the ledger
 //! row commits with the data, so a replay finds it and does nothing; a `COPY` that is not
-//! finished is aborted (dropping the sink), so abandoning a load at any point is safe.
+//! finished is aborted (dropping the sink), so abandoning a load at any point is safe; merges
+//! into one table are serialised by its lock, taken after the `COPY` so that the slow part of
+//! loads of one table still runs in parallel; an operation changes a row only if its version
+//! is newer than the row's and its tombstone's, so files may be applied in any order.
 
 use crate::db::{db_error, error_text, pool_error_text};
 use crate::encode::{encode, Chunk, EncodeSpec, Parsed, CHANNEL_CHUNKS};
@@ -24,12 +30,15 @@ use crate::sql;
 use crate::target;
 use deadpool_postgres::Pool;
 use futures_util::SinkExt;
-use sluice_common::mapping::{map_key, Compression};
+use sluice_common::mapping::{map_key, Compression, FileKind};
 use sluice_common::message::FileMessage;
 use sluice_common::rules::Rules;
+use std::collections::HashSet;
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::SystemTime;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
@@ -43,7 +52,12 @@ pub struct LoadContext {
     pub state_schema: String,
     pub worker_id: String,
     pub max_record_bytes: usize,
+    /// Target tables (oid, soft-delete flag) this process has prepared for the version guard.
+    pub prepared: Arc<Mutex<HashSet<PreparedTable>>>,
 }
+
+/// A target table's oid and soft-delete flag, once prepared for the version guard.
+pub type PreparedTable = (u32, Option<String>);
 
 /// How a load ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +77,10 @@ pub struct LoadStats {
     pub inserted: i64,
     pub updated: i64,
     pub deleted: i64,
+    /// Operations not applied because the row (or its tombstone) held a newer version.
+    pub superseded: i64,
+    /// Partial `U` images (columns left unchanged).
+    pub partial: u64,
     /// Download, parse and COPY run together, streamed.
     pub copy: Duration,
     pub merge: Duration,
@@ -108,11 +126,28 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         return Ok(LoadOutcome::AlreadyApplied);
     }
 
+    let file_time = file_time(msg)?;
+    let soft = rules.soft_delete.as_deref();
+    let target = target::resolve(&client, &schema, &table, soft, key).await?;
+    let cache_key = (target.oid, rules.soft_delete.clone());
+    let known = ctx
+        .prepared
+        .lock()
+        .expect("prepared-table cache lock")
+        .contains(&cache_key);
+    if !known {
+        prepare(&mut client, &target, soft, &ctx.state_schema, key).await?;
+        ctx.prepared
+            .lock()
+            .expect("prepared-table cache lock")
+            .insert(cache_key.clone());
+    }
+
     let body = get_object(&ctx.s3, msg).await?;
 
     let txn = client.transaction().await.map_err(pg)?;
     let claimed = txn
-        .execute(
+        .query(
             &sql::ledger_claim_sql(&ctx.state_schema),
             &[
                 &msg.bucket,
@@ -120,14 +155,31 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
                 &msg.etag,
                 &target_label,
                 &ctx.worker_id,
+                &file_time,
             ],
         )
         .await
         .map_err(pg)?;
-    if claimed == 0 {
+    let Some(file_id) = claimed.first().map(|r| r.get::<_, i64>(0)) else {
         return Ok(LoadOutcome::AlreadyApplied);
+    };
+    let target = target::resolve(&txn, &schema, &table, soft, key).await?;
+    if !target.is_prepared(soft) || target.oid != cache_key.0 {
+        ctx.prepared
+            .lock()
+            .expect("prepared-table cache lock")
+            .remove(&cache_key);
+        return Err(LoadError::Database {
+            key: key.to_owned(),
+            table: target.label(),
+            message: "the table changed while the file was being prepared; retrying".to_owned(),
+            sqlstate: None,
+            record: None,
+            line: None,
+            column: None,
+            transient: true,
+        });
     }
-    let target = target::resolve(&txn, &schema, &table, key).await?;
 
     // Parser thread -> bounded channel -> COPY sink.
     let compression = map_key("", key)
@@ -210,22 +262,53 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
     let copy = started.elapsed();
 
     let started = Instant::now();
-    let row = txn
-        .query_one(&sql::merge_sql(&target, &layout.columns), &[])
+    let merge_err = |e: tokio_postgres::Error| db_error(e, key, &target.label(), None);
+    if parsed.partial > 0 {
+        txn.batch_execute(&sql::resolve_partial_sql(&target, &layout.columns))
+            .await
+            .map_err(merge_err)?;
+    }
+    let deletes = match soft {
+        Some(flag) => sql::Deletes::Soft {
+            flag: flag.to_owned(),
+        },
+        None => sql::Deletes::Hard {
+            tombstones: target.tombstones(&ctx.state_schema),
+        },
+    };
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&target.merge_lock()])
         .await
-        .map_err(|e| db_error(e, key, &target.label(), None))?;
-    let (inserted, updated, deleted): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        .map_err(merge_err)?;
+    let merge_sql = sql::merge_sql(&sql::MergeSpec {
+        target: &target,
+        file_columns: &layout.columns,
+        deletes: deletes.clone(),
+        partial: parsed.partial > 0,
+    });
+    let row = txn
+        .query_one(&merge_sql, &[&file_time, &file_id])
+        .await
+        .map_err(merge_err)?;
+    let (inserted, updated, deleted, superseded): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let newest: Option<SystemTime> = row.get(4);
+    if let (sql::Deletes::Hard { tombstones }, Some(newest)) = (&deletes, newest) {
+        let horizon =
+            newest - Duration::from_secs(u64::from(rules.tombstone_retention_hours) * 3600);
+        txn.execute(&sql::prune_tombstones_sql(tombstones), &[&horizon])
+            .await
+            .map_err(merge_err)?;
+    }
     let merge = started.elapsed();
     txn.execute(
         &sql::ledger_counts_sql(&ctx.state_schema),
         &[
-            &msg.bucket,
-            &msg.key,
-            &msg.etag,
+            &file_id,
             &(parsed.records as i64),
             &inserted,
             &updated,
             &deleted,
+            &superseded,
         ],
     )
     .await
@@ -239,6 +322,8 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         inserted,
         updated,
         deleted,
+        superseded,
+        partial: parsed.partial,
         copy,
         merge,
         commit: Duration::ZERO,
@@ -259,6 +344,58 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         commit: started.elapsed(),
         ..stats
     }))
+}
+
+/// The file's own time: the CDC file name's timestamp, else the object's LastModified. It is
+/// the version of every row of a file without a timestamp column, and breaks version ties.
+pub fn file_time(msg: &FileMessage) -> Result<SystemTime, LoadError> {
+    if let Ok(f) = map_key("", &msg.key) {
+        if let FileKind::Cdc { timestamp_ms } = f.kind {
+            if let Ok(ms) = u64::try_from(timestamp_ms) {
+                return Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+            }
+        }
+    }
+    sluice_common::timefmt::parse(&msg.last_modified)
+        .map(SystemTime::from)
+        .ok_or_else(|| LoadError::Rules {
+            key: msg.key.clone(),
+            message: format!(
+                "the message's last_modified {:?} is not an RFC 3339 time",
+                msg.last_modified
+            ),
+        })
+}
+
+/// Adds the system columns, the soft-delete flag or the tombstone table to a target, under
+/// its merge lock, in a transaction of its own. Idempotent.
+async fn prepare(
+    client: &mut deadpool_postgres::Object,
+    target: &sql::TargetTable,
+    soft: Option<&str>,
+    state_schema: &str,
+    key: &str,
+) -> Result<(), LoadError> {
+    let err = |e: tokio_postgres::Error| {
+        let mut e = db_error(e, key, &target.label(), None);
+        if let LoadError::Database { message, .. } = &mut e {
+            message.push_str(&format!(
+                " (while adding sluice's system columns to {}: grant the worker's role ownership \
+                 of the table, or add them as the README shows)",
+                target.label()
+            ));
+        }
+        e
+    };
+    let txn = client.transaction().await.map_err(err)?;
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&target.merge_lock()])
+        .await
+        .map_err(err)?;
+    let current = target::resolve(&txn, &target.schema, &target.name, soft, key).await?;
+    txn.batch_execute(&sql::prepare_sql(&current, soft, state_schema))
+        .await
+        .map_err(err)?;
+    txn.commit().await.map_err(err)
 }
 
 /// Whether the ledger holds the file, asked on a fresh connection.

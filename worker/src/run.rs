@@ -85,6 +85,7 @@ pub async fn run(
             state_schema: cfg.state_schema.clone(),
             worker_id: cfg.worker_id.clone(),
             max_record_bytes: cfg.max_record_bytes,
+            prepared: Default::default(),
         },
         store: ManifestStore::new(aws.dynamodb.clone(), cfg.manifest_table.clone()),
         sqs: aws.sqs.clone(),
@@ -329,7 +330,8 @@ async fn handle_file(
                 LoadOutcome::Loaded(stats) => {
                     info!(
                         target_table = %stats.target, rows_read = stats.records, rows_inserted = stats.inserted,
-                        rows_updated = stats.updated, rows_deleted = stats.deleted, bytes = stats.bytes,
+                        rows_updated = stats.updated, rows_deleted = stats.deleted, rows_superseded = stats.superseded,
+                        partial_images = stats.partial, bytes = stats.bytes,
                         copy_ms = stats.copy.as_millis() as u64, merge_ms = stats.merge.as_millis() as u64,
                         commit_ms = stats.commit.as_millis() as u64, "file loaded"
                     );

@@ -24,14 +24,49 @@ pub struct Column {
     pub sql_type: String,
 }
 
-/// A target table: its columns in ordinal order and its primary key.
+/// The columns Sluice keeps in every target table, in this order. Documented in the README.
+pub const SYSTEM_COLUMNS: [(&str, &str, &str); 4] = [
+    (
+        "_sluice_version",
+        "timestamptz",
+        "sluice: version of the last operation applied to this row (DMS timestamp column, or the file's time)",
+    ),
+    (
+        "_sluice_file_time",
+        "timestamptz",
+        "sluice: time of the file that last wrote this row (CDC file name, or LastModified); breaks version ties",
+    ),
+    (
+        "_sluice_record",
+        "bigint",
+        "sluice: record number, in that file, of the operation that last wrote this row; breaks ties",
+    ),
+    (
+        "_sluice_file",
+        "bigint",
+        "sluice: file_id in the ledger of the file that last wrote this row",
+    ),
+];
+
+/// Whether a column name is reserved for Sluice's own columns.
+pub fn is_system_column(name: &str) -> bool {
+    name.starts_with("_sluice_")
+}
+
+/// A target table: its data columns in ordinal order and its primary key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetTable {
     pub schema: String,
     pub name: String,
+    /// The table's oid: names its tombstone table and its merge lock.
+    pub oid: u32,
+    /// Data columns in ordinal order: every column but Sluice's system columns and the
+    /// soft-delete flag.
     pub columns: Vec<Column>,
     /// Indexes into `columns` of the primary key's columns, in key order.
     pub key: Vec<usize>,
+    /// Names of the system columns and the soft-delete flag the table already has.
+    pub present: Vec<String>,
 }
 
 impl TargetTable {
@@ -43,6 +78,24 @@ impl TargetTable {
     /// `schema.table`, unquoted, for messages.
     pub fn label(&self) -> String {
         format!("{}.{}", self.schema, self.name)
+    }
+
+    /// The table's tombstone table (hard deletes), in the state schema.
+    pub fn tombstones(&self, state_schema: &str) -> String {
+        format!("{}.tombstones_{}", quote_ident(state_schema), self.oid)
+    }
+
+    /// The advisory lock key that serialises merges into this table.
+    pub fn merge_lock(&self) -> i64 {
+        (0x534C_5543_i64 << 32) | i64::from(self.oid)
+    }
+
+    /// Whether the table has every system column, and the flag column where one is asked for.
+    pub fn is_prepared(&self, soft_delete: Option<&str>) -> bool {
+        SYSTEM_COLUMNS
+            .iter()
+            .all(|(c, _, _)| self.present.iter().any(|p| p == c))
+            && soft_delete.is_none_or(|f| self.present.iter().any(|p| p == f))
     }
 }
 
@@ -59,7 +112,7 @@ pub const STAGE: &str = "sluice_stage";
 pub const CATALOG_COLUMNS: &str = "\
 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
        coalesce((SELECT k.ord FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
-                  WHERE k.attnum = a.attnum), 0)::int4 AS key_position \
+                  WHERE k.attnum = a.attnum), 0)::int4 AS key_position, c.oid \
   FROM pg_catalog.pg_class c \
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -86,6 +139,10 @@ CREATE TABLE IF NOT EXISTS {s}.ledger (
     loaded_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (bucket, key, etag)
 );
+ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS file_id bigint GENERATED ALWAYS AS IDENTITY;
+ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS file_time timestamptz;
+ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS rows_superseded bigint NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_file_id ON {s}.ledger (file_id);
 COMMENT ON TABLE {s}.ledger IS 'sluice: one row per applied S3 object version, committed with its data';"
     )
 }
@@ -98,31 +155,115 @@ pub fn ledger_exists_sql(state_schema: &str) -> String {
     )
 }
 
-/// Claims a file inside the load transaction; 0 rows means it was applied already. A concurrent
-/// claim of the same file waits here until the other transaction ends.
+/// Claims a file inside the load transaction and returns its `file_id`; no row means it was
+/// applied already. A concurrent claim of the same file waits here until the other
+/// transaction ends. (`$1..$3` bucket, key, etag; `$4` target; `$5` worker; `$6` file time.)
 pub fn ledger_claim_sql(state_schema: &str) -> String {
     format!(
-        "INSERT INTO {}.ledger (bucket, key, etag, target_table, worker) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (bucket, key, etag) DO NOTHING",
+        "INSERT INTO {}.ledger (bucket, key, etag, target_table, worker, file_time) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (bucket, key, etag) DO NOTHING RETURNING file_id",
         quote_ident(state_schema)
     )
 }
 
-/// Records the counts in the ledger row (`$1..$3` bucket, key, etag; `$4..$7` counts).
+/// Records the counts in the ledger row (`$1` file_id; `$2..$6` read, inserted, updated,
+/// deleted, superseded).
 pub fn ledger_counts_sql(state_schema: &str) -> String {
     format!(
-        "UPDATE {}.ledger SET rows_read = $4, rows_inserted = $5, rows_updated = $6, rows_deleted = $7 \
-         WHERE bucket = $1 AND key = $2 AND etag = $3",
+        "UPDATE {}.ledger SET rows_read = $2, rows_inserted = $3, rows_updated = $4, rows_deleted = $5, \
+         rows_superseded = $6 WHERE file_id = $1",
         quote_ident(state_schema)
     )
 }
+
+/// Adds what the version guard needs to a target table: the system columns (with comments),
+/// the soft-delete flag, or the tombstone table for hard deletes. Idempotent; run under the
+/// table's merge lock, outside any load (adding a column takes a brief exclusive lock).
+pub fn prepare_sql(target: &TargetTable, soft_delete: Option<&str>, state_schema: &str) -> String {
+    let t = target.qualified();
+    let mut sql = String::new();
+    let mut adds = Vec::new();
+    for (name, ty, _) in SYSTEM_COLUMNS {
+        if !target.present.iter().any(|p| p == name) {
+            adds.push(format!(
+                "ADD COLUMN IF NOT EXISTS {} {ty}",
+                quote_ident(name)
+            ));
+        }
+    }
+    if let Some(flag) = soft_delete {
+        if !target.present.iter().any(|p| p == flag) {
+            adds.push(format!(
+                "ADD COLUMN IF NOT EXISTS {} boolean NOT NULL DEFAULT false",
+                quote_ident(flag)
+            ));
+        }
+    }
+    if !adds.is_empty() {
+        sql.push_str(&format!("ALTER TABLE {t} {};\n", adds.join(", ")));
+        for (name, _, comment) in SYSTEM_COLUMNS {
+            if !target.present.iter().any(|p| p == name) {
+                sql.push_str(&format!(
+                    "COMMENT ON COLUMN {t}.{} IS {};\n",
+                    quote_ident(name),
+                    quote_literal(comment)
+                ));
+            }
+        }
+    }
+    if soft_delete.is_none() {
+        let tomb = target.tombstones(state_schema);
+        let mut cols: Vec<String> = target
+            .key
+            .iter()
+            .map(|&i| {
+                let c = &target.columns[i];
+                format!("{} {} NOT NULL", quote_ident(&c.name), c.sql_type)
+            })
+            .collect();
+        cols.push("_sluice_version timestamptz NOT NULL".to_owned());
+        cols.push("_sluice_file_time timestamptz NOT NULL".to_owned());
+        cols.push("_sluice_record bigint NOT NULL".to_owned());
+        cols.push("_sluice_file bigint NOT NULL".to_owned());
+        sql.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {tomb} ({}, PRIMARY KEY ({}));\n\
+             CREATE INDEX IF NOT EXISTS tombstones_{oid}_version ON {tomb} (_sluice_version);\n\
+             COMMENT ON TABLE {tomb} IS {};\n",
+            cols.join(", "),
+            key_list(target),
+            quote_literal(&format!(
+                "sluice: tombstones of rows deleted from {}, so that older operations cannot bring them back",
+                target.qualified()
+            )),
+            oid = target.oid,
+        ));
+    }
+    sql
+}
+
+/// Quotes a string literal for PostgreSQL (only for our own constant texts, e.g. comments).
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn key_list(target: &TargetTable) -> String {
+    target
+        .key
+        .iter()
+        .map(|&i| quote_ident(&target.columns[i].name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The staging table's own columns, before the file's: record number, operation, the
+/// version from the file's timestamp column (NULL: the file's time), and the 1-based positions
+/// (among the file's columns) that a partial `U` image leaves unchanged (NULL: none).
+const STAGE_SYSTEM: &str =
+    "_sluice_rec bigint NOT NULL, _sluice_op \"char\" NOT NULL, _sluice_version timestamptz, _sluice_keep int2[]";
 
 /// `CREATE TEMP TABLE sluice_stage (...)` for the file's columns (indexes into the target).
 pub fn create_stage_sql(target: &TargetTable, file_columns: &[usize]) -> String {
-    let mut cols = vec![
-        "_sluice_rec bigint NOT NULL".to_owned(),
-        "_sluice_op \"char\" NOT NULL".to_owned(),
-    ];
+    let mut cols = vec![STAGE_SYSTEM.to_owned()];
     for &i in file_columns {
         let c = &target.columns[i];
         cols.push(format!("{} {}", quote_ident(&c.name), c.sql_type));
@@ -135,7 +276,7 @@ pub fn create_stage_sql(target: &TargetTable, file_columns: &[usize]) -> String 
 
 /// `COPY sluice_stage (...) FROM STDIN` in text format.
 pub fn copy_stage_sql(target: &TargetTable, file_columns: &[usize]) -> String {
-    let mut cols = vec!["_sluice_rec".to_owned(), "_sluice_op".to_owned()];
+    let mut cols = vec!["_sluice_rec, _sluice_op, _sluice_version, _sluice_keep".to_owned()];
     cols.extend(
         file_columns
             .iter()
@@ -144,45 +285,325 @@ pub fn copy_stage_sql(target: &TargetTable, file_columns: &[usize]) -> String {
     format!("COPY pg_temp.{STAGE} ({}) FROM STDIN", cols.join(", "))
 }
 
-/// The set-based merge of the staged file into the target. Returns one row:
-/// `(inserted bigint, updated bigint, deleted bigint)`.
-pub fn merge_sql(target: &TargetTable, file_columns: &[usize]) -> String {
+/// Fills the columns that partial `U` images leave unchanged from the latest earlier record of
+/// the same key in the same file that carries a value, so that `I` then partial `U` in one file
+/// merges as the source had it. Only run for files with partial images; one `UPDATE` per
+/// non-key column, set-based, over an index on the stage.
+pub fn resolve_partial_sql(target: &TargetTable, file_columns: &[usize]) -> String {
+    let q = |i: usize| quote_ident(&target.columns[i].name);
+    let key: Vec<String> = target.key.iter().map(|&i| q(i)).collect();
+    let key_match = key
+        .iter()
+        .map(|k| format!("p.{k} = s.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let mut sql = format!(
+        "CREATE INDEX ON pg_temp.{STAGE} ({}, _sluice_rec);\nANALYZE pg_temp.{STAGE};\n",
+        key.join(", ")
+    );
+    for (pos, &i) in file_columns.iter().enumerate() {
+        if target.key.contains(&i) {
+            continue;
+        }
+        let pos = pos + 1;
+        let c = q(i);
+        let earlier = format!(
+            "FROM pg_temp.{STAGE} p WHERE {key_match} AND p._sluice_rec < s._sluice_rec \
+             AND NOT ({pos} = ANY(coalesce(p._sluice_keep, '{{}}')))"
+        );
+        sql.push_str(&format!(
+            "UPDATE pg_temp.{STAGE} s SET {c} = (SELECT p.{c} {earlier} ORDER BY p._sluice_rec DESC LIMIT 1), \
+             _sluice_keep = array_remove(s._sluice_keep, {pos}::int2) \
+             WHERE {pos} = ANY(s._sluice_keep) AND EXISTS (SELECT 1 {earlier});\n"
+        ));
+    }
+    sql
+}
+
+/// How deletes are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletes {
+    /// Rows leave the table; a tombstone (this qualified table) keeps their version.
+    Hard { tombstones: String },
+    /// Rows stay, with this boolean column set.
+    Soft { flag: String },
+}
+
+/// What the merge of one file needs to know.
+#[derive(Debug, Clone)]
+pub struct MergeSpec<'a> {
+    pub target: &'a TargetTable,
+    /// Target columns staged, in file order.
+    pub file_columns: &'a [usize],
+    pub deletes: Deletes,
+    /// Whether the file has partial `U` images (adds the patch statements).
+    pub partial: bool,
+}
+
+/// The version triple of a row `r` of the target or the tombstones.
+fn version_of(r: &str) -> String {
+    format!("({r}._sluice_version, {r}._sluice_file_time, {r}._sluice_record)")
+}
+
+/// The version triple of a staged operation `s` (`$1` is the file's time).
+const STAGED_VERSION: &str = "(s._v, $1::timestamptz, s._sluice_rec)";
+
+/// The set-based, version-guarded merge of the staged file into the target. Parameters: `$1`
+/// the file's time (`timestamptz`), `$2` its ledger `file_id`. Returns one row: `(inserted,
+/// updated, deleted, superseded bigint, newest version timestamptz)`.
+///
+/// Every operation has a version `(v, file time, record)`, compared as a row: `v` is the
+/// file's timestamp column or else the file's time. Per key only the newest operation of the
+/// file counts. It is applied only if newer than the row's stored version and than the key's
+/// tombstone; a delete removes the row (or flags it) and records a tombstone. An operation
+/// that loses is *superseded*: counted, not applied. The caller holds the table's merge lock,
+/// so merges of one table never interleave (two statements could otherwise both miss each
+/// other's uncommitted tombstone and row).
+pub fn merge_sql(m: &MergeSpec<'_>) -> String {
+    let target = m.target;
     let t = target.qualified();
     let q = |i: usize| quote_ident(&target.columns[i].name);
     let key: Vec<String> = target.key.iter().map(|&i| q(i)).collect();
     let key_list = key.join(", ");
-    let cols: Vec<String> = file_columns.iter().map(|&i| q(i)).collect();
-    let col_list = cols.join(", ");
-    let key_match = key
-        .iter()
-        .map(|k| format!("t.{k} = s.{k}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let updates: Vec<String> = file_columns
-        .iter()
-        .filter(|i| !target.key.contains(i))
-        .map(|&i| format!("{c} = EXCLUDED.{c}", c = q(i)))
-        .collect();
-    let on_conflict = if updates.is_empty() {
-        "DO NOTHING".to_owned()
-    } else {
-        format!("DO UPDATE SET {}", updates.join(", "))
+    let matching = |a: &str, b: &str| {
+        key.iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
     };
+    let cols: Vec<String> = m.file_columns.iter().map(|&i| q(i)).collect();
+    let s_cols = cols
+        .iter()
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let col_list = cols.join(", ");
+    let sys_list = "_sluice_version, _sluice_file_time, _sluice_record, _sluice_file";
+    let sys_values = "s._v, $1::timestamptz, s._sluice_rec, $2::bigint";
+    let sys_set = "_sluice_version = EXCLUDED._sluice_version, _sluice_file_time = EXCLUDED._sluice_file_time, \
+                   _sluice_record = EXCLUDED._sluice_record, _sluice_file = EXCLUDED._sluice_file";
+    let non_key: Vec<(usize, String)> = m
+        .file_columns
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| !target.key.contains(i))
+        .map(|(pos, &i)| (pos + 1, q(i)))
+        .collect();
+    let row_guard = format!(
+        "(t._sluice_version IS NULL OR {} < {})",
+        version_of("t"),
+        version_of("EXCLUDED")
+    );
+    let tv = version_of("t");
+    let km = matching("t", "s");
+
+    let mut ctes = vec![format!(
+        "last AS MATERIALIZED (
+    SELECT DISTINCT ON ({key_list}) s.*, coalesce(s._sluice_version, $1::timestamptz) AS _v,
+           s._sluice_keep IS NULL OR cardinality(s._sluice_keep) = 0 AS _full
+      FROM pg_temp.{STAGE} AS s
+     ORDER BY {key_list}, coalesce(s._sluice_version, $1::timestamptz) DESC, s._sluice_rec DESC
+)"
+    )];
+    let mut counts_applied = vec!["(SELECT count(*) FROM upserted)".to_owned()];
+    let (inserted, updated, deleted);
+    match &m.deletes {
+        Deletes::Hard { tombstones } => {
+            let xm = matching("x", "s");
+            let xv = version_of("x");
+            let tomb_blocks = format!(
+                "NOT EXISTS (SELECT 1 FROM {tombstones} AS x WHERE {xm} AND {xv} >= {STAGED_VERSION})"
+            );
+            ctes.push(format!(
+                "deleted AS (
+    DELETE FROM {t} AS t USING last AS s
+     WHERE s._sluice_op = 'D' AND {km} AND (t._sluice_version IS NULL OR {tv} < {STAGED_VERSION})
+    RETURNING 1
+)"
+            ));
+            ctes.push(format!(
+                "buried AS (
+    INSERT INTO {tombstones} AS x ({key_list}, {sys_list})
+    SELECT {s_keys}, {sys_values} FROM last AS s
+     WHERE s._sluice_op = 'D'
+       AND NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {km} AND {tv} >= {STAGED_VERSION})
+    ON CONFLICT ({key_list}) DO UPDATE SET {sys_set}
+     WHERE {xv} < {ev}
+    RETURNING 1
+)",
+                s_keys = key
+                    .iter()
+                    .map(|k| format!("s.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ev = version_of("EXCLUDED"),
+            ));
+            ctes.push(format!(
+                "unburied AS (
+    DELETE FROM {tombstones} AS x USING last AS s
+     WHERE s._sluice_op <> 'D' AND {xm} AND {xv} < {STAGED_VERSION}
+    RETURNING 1
+)"
+            ));
+            let updates: Vec<String> = non_key
+                .iter()
+                .map(|(_, c)| format!("{c} = EXCLUDED.{c}"))
+                .chain(std::iter::once(sys_set.to_owned()))
+                .collect();
+            ctes.push(format!(
+                "upserted AS (
+    INSERT INTO {t} AS t ({col_list}, {sys_list})
+    SELECT {s_cols}, {sys_values} FROM last AS s
+     WHERE s._sluice_op <> 'D' AND s._full AND {tomb_blocks}
+     ORDER BY {s_keys}
+    ON CONFLICT ({key_list}) DO UPDATE SET {updates}
+     WHERE {row_guard}
+    RETURNING (t.xmax = 0) AS inserted, false AS gone
+)",
+                s_keys = key
+                    .iter()
+                    .map(|k| format!("s.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                updates = updates.join(", "),
+            ));
+            counts_applied.push("(SELECT count(*) FROM buried)".to_owned());
+            if m.partial {
+                push_patches(
+                    &mut ctes,
+                    &t,
+                    &col_list,
+                    &s_cols,
+                    &non_key,
+                    &km,
+                    &tv,
+                    None,
+                    Some(&tomb_blocks),
+                );
+                counts_applied.push("(SELECT count(*) FROM patched)".to_owned());
+                counts_applied.push("(SELECT count(*) FROM patched_new)".to_owned());
+            }
+            deleted = "(SELECT count(*) FROM deleted)".to_owned();
+        }
+        Deletes::Soft { flag } => {
+            let f = quote_ident(flag);
+            let updates: Vec<String> = non_key
+                .iter()
+                .map(|(_, c)| {
+                    format!("{c} = CASE WHEN EXCLUDED.{f} THEN t.{c} ELSE EXCLUDED.{c} END")
+                })
+                .chain(std::iter::once(format!("{f} = EXCLUDED.{f}")))
+                .chain(std::iter::once(sys_set.to_owned()))
+                .collect();
+            ctes.push(format!(
+                "upserted AS (
+    INSERT INTO {t} AS t ({col_list}, {f}, {sys_list})
+    SELECT {s_cols}, s._sluice_op = 'D', {sys_values} FROM last AS s
+     WHERE s._full OR s._sluice_op = 'D'
+     ORDER BY {s_keys}
+    ON CONFLICT ({key_list}) DO UPDATE SET {updates}
+     WHERE {row_guard}
+    RETURNING (t.xmax = 0) AS inserted, t.{f} AS gone
+)",
+                s_keys = key
+                    .iter()
+                    .map(|k| format!("s.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                updates = updates.join(", "),
+            ));
+            if m.partial {
+                push_patches(
+                    &mut ctes,
+                    &t,
+                    &col_list,
+                    &s_cols,
+                    &non_key,
+                    &km,
+                    &tv,
+                    Some(&f),
+                    None,
+                );
+                counts_applied.push("(SELECT count(*) FROM patched)".to_owned());
+                counts_applied.push("(SELECT count(*) FROM patched_new)".to_owned());
+            }
+            deleted = "(SELECT count(*) FROM upserted WHERE gone)".to_owned();
+        }
+    }
+    if m.partial {
+        inserted = "(SELECT count(*) FROM upserted WHERE inserted AND NOT gone) + (SELECT count(*) FROM patched_new)".to_owned();
+        updated = "(SELECT count(*) FROM upserted WHERE NOT inserted AND NOT gone) + (SELECT count(*) FROM patched)".to_owned();
+    } else {
+        inserted = "(SELECT count(*) FROM upserted WHERE inserted AND NOT gone)".to_owned();
+        updated = "(SELECT count(*) FROM upserted WHERE NOT inserted AND NOT gone)".to_owned();
+    }
     format!(
-        "WITH last AS MATERIALIZED (
-    SELECT DISTINCT ON ({key_list}) * FROM pg_temp.{STAGE} ORDER BY {key_list}, _sluice_rec DESC
-), deleted AS (
-    DELETE FROM {t} AS t USING last AS s WHERE s._sluice_op = 'D' AND {key_match} RETURNING 1
-), upserted AS (
-    INSERT INTO {t} AS t ({col_list})
-    SELECT {col_list} FROM last WHERE _sluice_op <> 'D' ORDER BY {key_list}
-    ON CONFLICT ({key_list}) {on_conflict}
-    RETURNING (xmax = 0) AS inserted
-)
-SELECT (SELECT count(*) FROM upserted WHERE inserted),
-       (SELECT count(*) FROM upserted WHERE NOT inserted),
-       (SELECT count(*) FROM deleted)"
+        "WITH {}
+SELECT {inserted}, {updated}, {deleted},
+       (SELECT count(*) FROM last) - {applied},
+       (SELECT max(_v) FROM last)",
+        ctes.join(",\n"),
+        applied = counts_applied.join(" - "),
     )
+}
+
+/// The two statements of partial `U` images that are still partial after
+/// [`resolve_partial_sql`]: update the row keeping the unchanged columns, or insert it with
+/// those columns NULL when the row does not exist (an older full image may still arrive, and
+/// loses to this newer one: DMS wrote no value for those columns).
+#[allow(clippy::too_many_arguments)]
+fn push_patches(
+    ctes: &mut Vec<String>,
+    t: &str,
+    col_list: &str,
+    s_cols: &str,
+    non_key: &[(usize, String)],
+    km: &str,
+    tv: &str,
+    flag: Option<&str>,
+    tomb_blocks: Option<&str>,
+) {
+    let mut sets: Vec<String> = non_key
+        .iter()
+        .map(|(pos, c)| {
+            format!("{c} = CASE WHEN {pos} = ANY(s._sluice_keep) THEN t.{c} ELSE s.{c} END")
+        })
+        .collect();
+    if let Some(f) = flag {
+        sets.push(format!("{f} = false"));
+    }
+    sets.push(
+        "_sluice_version = s._v, _sluice_file_time = $1::timestamptz, _sluice_record = s._sluice_rec, _sluice_file = $2::bigint"
+            .to_owned(),
+    );
+    ctes.push(format!(
+        "patched AS (
+    UPDATE {t} AS t SET {sets} FROM last AS s
+     WHERE s._sluice_op <> 'D' AND NOT s._full AND {km}
+       AND (t._sluice_version IS NULL OR {tv} < {STAGED_VERSION})
+    RETURNING 1
+)",
+        sets = sets.join(", ")
+    ));
+    let (flag_col, flag_val) = match flag {
+        Some(f) => (format!(", {f}"), ", false".to_owned()),
+        None => (String::new(), String::new()),
+    };
+    ctes.push(format!(
+        "patched_new AS (
+    INSERT INTO {t} AS t ({col_list}{flag_col}, _sluice_version, _sluice_file_time, _sluice_record, _sluice_file)
+    SELECT {s_cols}{flag_val}, s._v, $1::timestamptz, s._sluice_rec, $2::bigint FROM last AS s
+     WHERE s._sluice_op <> 'D' AND NOT s._full
+       AND NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {km}){tomb}
+    RETURNING 1
+)",
+        tomb = tomb_blocks.map(|b| format!("\n       AND {b}")).unwrap_or_default(),
+    ));
+}
+
+/// Prunes a table's tombstones older than `$1`; see the README's rule.
+pub fn prune_tombstones_sql(tombstones: &str) -> String {
+    format!("DELETE FROM {tombstones} WHERE _sluice_version < $1")
 }
 
 #[cfg(test)]
@@ -193,6 +614,7 @@ mod tests {
         TargetTable {
             schema: "wh".into(),
             name: "or\"ders".into(),
+            oid: 16384,
             columns: vec![
                 Column {
                     name: "id".into(),
@@ -208,6 +630,13 @@ mod tests {
                 },
             ],
             key: vec![0],
+            present: vec![],
+        }
+    }
+
+    fn hard() -> Deletes {
+        Deletes::Hard {
+            tombstones: orders().tombstones("st"),
         }
     }
 
@@ -216,6 +645,8 @@ mod tests {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(quote_ident("x; drop table y"), "\"x; drop table y\"");
         assert_eq!(orders().qualified(), "\"wh\".\"or\"\"ders\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(orders().tombstones("s\"t"), "\"s\"\"t\".tombstones_16384");
     }
 
     #[test]
@@ -223,22 +654,38 @@ mod tests {
         let sql = create_stage_sql(&orders(), &[0, 2]);
         assert_eq!(
             sql,
-            "CREATE TEMP TABLE sluice_stage (_sluice_rec bigint NOT NULL, _sluice_op \"char\" NOT NULL, \"id\" integer, \"amount\" numeric(12,2)) ON COMMIT DROP"
+            "CREATE TEMP TABLE sluice_stage (_sluice_rec bigint NOT NULL, _sluice_op \"char\" NOT NULL, _sluice_version timestamptz, _sluice_keep int2[], \"id\" integer, \"amount\" numeric(12,2)) ON COMMIT DROP"
         );
         assert_eq!(
             copy_stage_sql(&orders(), &[0, 2]),
-            "COPY pg_temp.sluice_stage (_sluice_rec, _sluice_op, \"id\", \"amount\") FROM STDIN"
+            "COPY pg_temp.sluice_stage (_sluice_rec, _sluice_op, _sluice_version, _sluice_keep, \"id\", \"amount\") FROM STDIN"
         );
     }
 
     #[test]
-    fn merge_keeps_last_op_per_key_and_updates_only_file_columns() {
-        let sql = merge_sql(&orders(), &[0, 2]);
-        assert!(sql.contains("SELECT DISTINCT ON (\"id\") * FROM pg_temp.sluice_stage ORDER BY \"id\", _sluice_rec DESC"), "{sql}");
-        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING last AS s WHERE s._sluice_op = 'D' AND t.\"id\" = s.\"id\""), "{sql}");
+    fn merge_keeps_the_newest_op_per_key_and_guards_every_write_by_version() {
+        let t = orders();
+        let sql = merge_sql(&MergeSpec {
+            target: &t,
+            file_columns: &[0, 2],
+            deletes: hard(),
+            partial: false,
+        });
+        assert!(sql.contains("SELECT DISTINCT ON (\"id\") s.*, coalesce(s._sluice_version, $1::timestamptz) AS _v"), "{sql}");
+        assert!(sql.contains("ORDER BY \"id\", coalesce(s._sluice_version, $1::timestamptz) DESC, s._sluice_rec DESC"), "{sql}");
+        // Upsert: only newer than the row, and never over a newer tombstone.
+        assert!(sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\", _sluice_version = EXCLUDED._sluice_version"), "{sql}");
+        assert!(sql.contains("WHERE (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) < (EXCLUDED._sluice_version, EXCLUDED._sluice_file_time, EXCLUDED._sluice_record))"), "{sql}");
+        assert!(sql.contains("NOT EXISTS (SELECT 1 FROM \"st\".tombstones_16384 AS x WHERE x.\"id\" = s.\"id\" AND (x._sluice_version, x._sluice_file_time, x._sluice_record) >= (s._v, $1::timestamptz, s._sluice_rec))"), "{sql}");
+        // Delete: only an older row; the tombstone only where no newer row exists.
+        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING last AS s\n     WHERE s._sluice_op = 'D' AND t.\"id\" = s.\"id\" AND (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) < (s._v, $1::timestamptz, s._sluice_rec))"), "{sql}");
         assert!(
-            sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\""),
+            sql.contains("INSERT INTO \"st\".tombstones_16384 AS x"),
             "{sql}"
+        );
+        assert!(
+            !sql.contains("patched"),
+            "no partial images, no patch statements: {sql}"
         );
         assert!(
             !sql.contains("\"note\""),
@@ -247,19 +694,96 @@ mod tests {
     }
 
     #[test]
+    fn soft_deletes_flag_the_row_and_keep_its_values() {
+        let t = orders();
+        let sql = merge_sql(&MergeSpec {
+            target: &t,
+            file_columns: &[0, 1, 2],
+            deletes: Deletes::Soft {
+                flag: "gone".into(),
+            },
+            partial: true,
+        });
+        assert!(!sql.contains("tombstones"), "{sql}");
+        assert!(
+            sql.contains("SELECT s.\"id\", s.\"note\", s.\"amount\", s._sluice_op = 'D'"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(
+                "\"note\" = CASE WHEN EXCLUDED.\"gone\" THEN t.\"note\" ELSE EXCLUDED.\"note\" END"
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains("\"amount\" = CASE WHEN 3 = ANY(s._sluice_keep) THEN t.\"amount\" ELSE s.\"amount\" END"), "{sql}");
+        assert!(sql.contains("\"gone\" = false"), "{sql}");
+    }
+
+    #[test]
     fn merge_with_composite_key_and_only_key_columns() {
         let mut t = orders();
         t.key = vec![0, 1];
-        let sql = merge_sql(&t, &[0, 1]);
+        let sql = merge_sql(&MergeSpec {
+            target: &t,
+            file_columns: &[0, 1],
+            deletes: hard(),
+            partial: false,
+        });
         assert!(sql.contains("DISTINCT ON (\"id\", \"note\")"), "{sql}");
         assert!(
             sql.contains("t.\"id\" = s.\"id\" AND t.\"note\" = s.\"note\""),
             "{sql}"
         );
         assert!(
-            sql.contains("ON CONFLICT (\"id\", \"note\") DO NOTHING"),
+            sql.contains("ON CONFLICT (\"id\", \"note\") DO UPDATE SET _sluice_version"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn partial_images_are_filled_from_earlier_records_of_the_file() {
+        let sql = resolve_partial_sql(&orders(), &[0, 1, 2]);
+        assert!(
+            sql.starts_with("CREATE INDEX ON pg_temp.sluice_stage (\"id\", _sluice_rec);"),
+            "{sql}"
+        );
+        assert!(sql.contains("SET \"note\" = (SELECT p.\"note\" FROM pg_temp.sluice_stage p WHERE p.\"id\" = s.\"id\" AND p._sluice_rec < s._sluice_rec AND NOT (2 = ANY(coalesce(p._sluice_keep, '{}'))) ORDER BY p._sluice_rec DESC LIMIT 1)"), "{sql}");
+        assert!(
+            sql.contains("array_remove(s._sluice_keep, 3::int2)"),
+            "{sql}"
+        );
+        assert!(
+            !sql.contains("SET \"id\""),
+            "key columns are never partial: {sql}"
+        );
+    }
+
+    #[test]
+    fn prepare_adds_only_what_is_missing() {
+        let mut t = orders();
+        let sql = prepare_sql(&t, None, "st");
+        assert!(sql.contains("ALTER TABLE \"wh\".\"or\"\"ders\" ADD COLUMN IF NOT EXISTS \"_sluice_version\" timestamptz, "), "{sql}");
+        assert!(sql.contains("CREATE TABLE IF NOT EXISTS \"st\".tombstones_16384 (\"id\" integer NOT NULL, _sluice_version timestamptz NOT NULL"), "{sql}");
+        assert!(
+            sql.contains(
+                "COMMENT ON COLUMN \"wh\".\"or\"\"ders\".\"_sluice_file\" IS 'sluice: file_id"
+            ),
+            "{sql}"
+        );
+        t.present = SYSTEM_COLUMNS.iter().map(|c| c.0.to_owned()).collect();
+        assert!(t.is_prepared(None));
+        assert!(!t.is_prepared(Some("gone")));
+        let sql = prepare_sql(&t, Some("gone"), "st");
+        assert_eq!(sql, "ALTER TABLE \"wh\".\"or\"\"ders\" ADD COLUMN IF NOT EXISTS \"gone\" boolean NOT NULL DEFAULT false;\n");
+    }
+
+    #[test]
+    fn merge_locks_are_per_table() {
+        let mut a = orders();
+        let b = a.clone();
+        a.oid = 16385;
+        assert_ne!(a.merge_lock(), b.merge_lock());
+        assert!(a.merge_lock() > 0);
     }
 
     #[test]
@@ -270,6 +794,7 @@ mod tests {
     #[test]
     fn ledger_sql_uses_the_quoted_state_schema() {
         assert!(ledger_claim_sql("st\"x").starts_with("INSERT INTO \"st\"\"x\".ledger"));
+        assert!(ledger_claim_sql("s").ends_with("RETURNING file_id"));
         assert!(bootstrap_sql("sluice").contains("PRIMARY KEY (bucket, key, etag)"));
     }
 }

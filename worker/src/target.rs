@@ -4,14 +4,16 @@
 //! the catalog query; the names used in SQL afterwards are the catalog's own, quoted.
 
 use crate::error::LoadError;
-use crate::sql::{Column, TargetTable, CATALOG_COLUMNS};
+use crate::sql::{is_system_column, Column, TargetTable, CATALOG_COLUMNS};
 use deadpool_postgres::GenericClient;
 
-/// Looks the table up; `key` only labels errors.
+/// Looks the table up; `key` only labels errors. Sluice's system columns (`_sluice_*`) and the
+/// soft-delete flag are not data columns: they are listed in `present` instead.
 pub async fn resolve<C: GenericClient>(
     client: &C,
     schema: &str,
     table: &str,
+    soft_delete: Option<&str>,
     key: &str,
 ) -> Result<TargetTable, LoadError> {
     let rows = client
@@ -26,16 +28,32 @@ pub async fn resolve<C: GenericClient>(
         });
     }
     let mut columns = Vec::with_capacity(rows.len());
+    let mut present = Vec::new();
     let mut key_cols: Vec<(i32, usize)> = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
+    let oid: u32 = rows[0].get(3);
+    for row in &rows {
+        let name: String = row.get(0);
+        let pos: i32 = row.get(2);
+        if is_system_column(&name) || soft_delete == Some(name.as_str()) {
+            if pos > 0 {
+                return Err(LoadError::Rules {
+                    key: key.to_owned(),
+                    message: format!(
+                        "column {name:?} of {schema}.{table} is part of the primary key; \
+                         _sluice_* columns and the soft-delete flag are sluice's own"
+                    ),
+                });
+            }
+            present.push(name);
+            continue;
+        }
+        if pos > 0 {
+            key_cols.push((pos, columns.len()));
+        }
         columns.push(Column {
-            name: row.get(0),
+            name,
             sql_type: row.get(1),
         });
-        let pos: i32 = row.get(2);
-        if pos > 0 {
-            key_cols.push((pos, i));
-        }
     }
     if key_cols.is_empty() {
         return Err(LoadError::NoPrimaryKey {
@@ -46,7 +64,9 @@ pub async fn resolve<C: GenericClient>(
     Ok(TargetTable {
         schema: schema.to_owned(),
         name: table.to_owned(),
+        oid,
         columns,
         key: key_cols.into_iter().map(|(_, i)| i).collect(),
+        present,
     })
 }
