@@ -6,3 +6,4 @@ mod support;
 
 mod failures;
 mod loader;
+mod order;

@@ -7,11 +7,15 @@
 
 use sluice_common::config::{AwsClients, SourceLocation};
 use sluice_common::manifest::{ManifestItem, Status};
+use sluice_common::message::FileMessage;
+use sluice_common::rules::Rules;
 use sluice_common::store::ManifestStore;
 use sluice_coordinator::plan::Policy;
 use sluice_coordinator::scan::{self, ScanContext, ScanSummary};
+use sluice_worker::load::{load_file, LoadContext, LoadOutcome};
 use sluice_worker::{RunSummary, WorkerArgs, WorkerConfig};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
@@ -242,6 +246,61 @@ impl TestBed {
         n
     }
 
+    /// What a worker needs to apply files directly (no queue, no manifest): for tests that
+    /// choose the order in which files are applied.
+    pub async fn load_context(&self, rules: &str) -> LoadContext {
+        let pool = sluice_worker::db::pool(&database_url(), 8, "sluice-test").expect("pool");
+        sluice_worker::db::bootstrap(&pool, &self.state_schema)
+            .await
+            .expect("bootstrap ledger");
+        LoadContext {
+            pool,
+            s3: self.aws.s3.clone(),
+            rules: Arc::new(Rules::parse("test.toml", rules).expect("rules")),
+            state_schema: self.state_schema.clone(),
+            worker_id: format!("{}-direct", self.name),
+            max_record_bytes: 1 << 20,
+            prepared: Default::default(),
+        }
+    }
+
+    /// The message the coordinator would send for `key` as it is now in S3.
+    pub async fn message(&self, key: &str) -> FileMessage {
+        let head = self
+            .aws
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("head {key}: {e:?}"));
+        let file = sluice_common::mapping::map_key(&self.prefix, key).expect("a loadable key");
+        FileMessage {
+            v: 1,
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            etag: sluice_common::message::bare_etag(head.e_tag().unwrap_or_default()),
+            size: head.content_length().unwrap_or(0),
+            last_modified: head
+                .last_modified()
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok())
+                .map(sluice_common::timefmt::format)
+                .expect("last modified"),
+            schema: file.schema,
+            table: file.table,
+        }
+    }
+
+    /// Uploads `body` at `key` and applies it at once, directly.
+    pub async fn put_and_load(&self, ctx: &LoadContext, key: &str, body: &str) -> LoadOutcome {
+        self.put(key, body.to_owned()).await;
+        let msg = self.message(key).await;
+        load_file(ctx, &msg)
+            .await
+            .unwrap_or_else(|e| panic!("load {key}: {e}"))
+    }
+
     pub async fn queue_depth(&self, url: &str) -> (i64, i64) {
         use aws_sdk_sqs::types::QueueAttributeName as A;
         let out = self
@@ -263,7 +322,6 @@ impl TestBed {
     }
 }
 
-/// Path of a binary built by `cargo build --bins` into the same target directory as this test.
 /// A DMS CDC file name (`YYYYMMDD-HHMMSSmmm.csv`) for `offset_ms` from now: CDC written after
 /// a full load that is being uploaded now must be named after it, as DMS names them.
 pub fn cdc_name(offset_ms: i64) -> String {
@@ -280,6 +338,7 @@ pub fn cdc_name(offset_ms: i64) -> String {
     )
 }
 
+/// Path of a binary built by `cargo build --bins` into the same target directory as this test.
 pub fn binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");

@@ -7,6 +7,7 @@ CDC: timestamp-named files in DMS date folders, first field I/U/D.
 Values carry what breaks other loaders: quotes, commas, embedded newlines, backslashes,
 emoji, CJK text, NULL (unquoted NULL) and empty strings (quoted "").
 """
+import datetime
 import gzip
 import os
 import sys
@@ -48,12 +49,17 @@ def main():
         for n, start in enumerate(range(0, 300, 30), start=1):
             put(f"demo/orders/LOAD{n:08X}.csv", csv(orders[start:start + 30]))
     else:
-        put("demo/customers/2024/10/29/20241029-113401000.csv", csv([
+        # DMS names CDC files (and date folders) by the time it writes them: after the full load.
+        # Sluice orders rows by that time, so a CDC file named before the full load would lose.
+        now = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+        folder = now.strftime("%Y/%m/%d")
+        name = lambda t: t.strftime("%Y%m%d-%H%M%S") + f"{t.microsecond // 1000:03d}.csv"
+        put(f"demo/customers/{folder}/{name(now)}", csv([
             ("I", 5, "Dara\tTab", "dara@example.com", "inserted by CDC", "5.00", "2024-10-29 11:34:01.000000"),
             ("U", 2, "Bob \\ Backslash", "bob@example.com", "updated\r\nwith CRLF", "2.50", "2024-10-29 11:34:01.000000"),
             ("D", 4, "NULL", None, None, None, None),
         ]))
-        put("demo/orders/2024/10/29/20241029-113402000.csv", csv(
+        put(f"demo/orders/{folder}/{name(now + datetime.timedelta(seconds=1))}", csv(
             [("U", 1000 + i, 1 + i % 4, f"{i * 7.25:.2f}", "shipped", "shipped", "2024-10-29 08:00:00.000000") for i in range(1, 101)]
             + [("D", 1000 + i, 1, "0", "x", None, None) for i in range(291, 301)]
         ))
