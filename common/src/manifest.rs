@@ -185,6 +185,10 @@ pub struct FileError {
     pub line: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
+    /// An excerpt of the offending value or record (at most a few hundred characters, invalid
+    /// UTF-8 and control characters escaped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// Row counts of one load.
@@ -196,6 +200,13 @@ pub struct RowCounts {
     pub merged: i64,
     /// Records set aside as rejects.
     pub rejected: i64,
+    /// Operations not applied because the row held a newer version.
+    #[serde(default)]
+    pub superseded: i64,
+    /// Fields whose bytes were changed by the table's byte policy (NUL stripped, invalid
+    /// UTF-8 replaced, or transcoded from the source encoding).
+    #[serde(default)]
+    pub repaired: i64,
 }
 
 /// Time spent in each phase of a load, in milliseconds.

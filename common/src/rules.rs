@@ -18,6 +18,12 @@
 //! nosup_value = "__SLUICE_NOSUP__"  # DMS CsvNoSupValue: this column is unchanged in a U row
 //! soft_delete = "is_deleted"        # keep deleted rows, flagged, instead of removing them
 //! tombstone_retention_hours = 168   # how long a hard delete's tombstone outlives newer data
+//! on_error = "reject_rows"          # or "fail_file" (the default)
+//! max_rejects = 100                 # with reject_rows: beyond this many, the file fails
+//! max_reject_share = 0.01           # ... or beyond this share of the file's records
+//! invalid_bytes = "replace"         # NUL / invalid UTF-8: "reject" (default), "strip", "replace"
+//! encoding = "windows-1252"         # source encoding: "utf-8" (default), "latin1", "windows-1252"
+//! max_field_bytes = 1048576         # a longer field is a bad record
 //! ```
 //!
 //! Invariant: every table gets a complete [`TableRules`]; a table's own values override the
@@ -52,6 +58,49 @@ pub struct TableRules {
     /// How much newer (in source time) applied data must be than a hard delete's tombstone
     /// before the tombstone is pruned.
     pub tombstone_retention_hours: u32,
+    pub on_error: OnError,
+    /// With `RejectRows`: the most rejects a file may have and still load.
+    pub max_rejects: Option<u64>,
+    /// With `RejectRows`: the largest share of a file's records, in millionths, that may be
+    /// rejects.
+    pub max_reject_share_ppm: Option<u32>,
+    pub invalid_bytes: InvalidBytes,
+    pub encoding: Encoding,
+    /// A field longer than this (in source bytes) is a bad record.
+    pub max_field_bytes: Option<usize>,
+}
+
+/// What happens to a file with bad records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// The file fails as a whole; nothing of it is applied.
+    #[default]
+    FailFile,
+    /// Bad records go to the rejects table; the others load.
+    RejectRows,
+}
+
+/// What happens to bytes PostgreSQL refuses in text (NUL, invalid UTF-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvalidBytes {
+    /// The record is bad (and follows `on_error`).
+    #[default]
+    Reject,
+    /// The offending bytes are removed.
+    Strip,
+    /// The offending bytes become U+FFFD.
+    Replace,
+}
+
+/// The character encoding of the source files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    #[default]
+    Utf8,
+    /// ISO 8859-1: every byte is the code point of the same value.
+    Latin1,
+    /// Windows code page 1252 (WHATWG mapping).
+    Windows1252,
 }
 
 /// Default of [`TableRules::tombstone_retention_hours`]: a week.
@@ -69,6 +118,12 @@ impl Default for TableRules {
             nosup_value: None,
             soft_delete: None,
             tombstone_retention_hours: DEFAULT_TOMBSTONE_RETENTION_HOURS,
+            on_error: OnError::FailFile,
+            max_rejects: None,
+            max_reject_share_ppm: None,
+            invalid_bytes: InvalidBytes::Reject,
+            encoding: Encoding::Utf8,
+            max_field_bytes: None,
         }
     }
 }
@@ -94,6 +149,12 @@ struct RawTable {
     nosup_value: Option<String>,
     soft_delete: Option<String>,
     tombstone_retention_hours: Option<u32>,
+    on_error: Option<String>,
+    max_rejects: Option<u64>,
+    max_reject_share: Option<f64>,
+    invalid_bytes: Option<String>,
+    encoding: Option<String>,
+    max_field_bytes: Option<usize>,
 }
 
 /// All rules: defaults plus per-table overrides, keyed by `schema.table` as in S3 keys.
@@ -206,6 +267,63 @@ fn apply(base: &TableRules, raw: &RawTable, name: &str) -> Result<TableRules, St
         }
         rules.tombstone_retention_hours = h;
     }
+    if let Some(v) = &raw.on_error {
+        rules.on_error = match v.as_str() {
+            "fail_file" => OnError::FailFile,
+            "reject_rows" => OnError::RejectRows,
+            other => {
+                return Err(format!(
+                    "{name}: on_error {other:?} must be \"fail_file\" or \"reject_rows\""
+                ))
+            }
+        };
+    }
+    if let Some(n) = raw.max_rejects {
+        rules.max_rejects = Some(n);
+    }
+    if let Some(share) = raw.max_reject_share {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(format!("{name}: max_reject_share must be between 0 and 1"));
+        }
+        rules.max_reject_share_ppm = Some((share * 1e6).round() as u32);
+    }
+    if let Some(v) = &raw.invalid_bytes {
+        rules.invalid_bytes = match v.as_str() {
+            "reject" => InvalidBytes::Reject,
+            "strip" => InvalidBytes::Strip,
+            "replace" => InvalidBytes::Replace,
+            other => {
+                return Err(format!(
+                    "{name}: invalid_bytes {other:?} must be \"reject\", \"strip\" or \"replace\""
+                ))
+            }
+        };
+    }
+    if let Some(v) = &raw.encoding {
+        rules.encoding = match v.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Encoding::Utf8,
+            "latin1" | "latin-1" | "iso-8859-1" => Encoding::Latin1,
+            "windows-1252" | "cp1252" => Encoding::Windows1252,
+            other => {
+                return Err(format!(
+                    "{name}: encoding {other:?} must be \"utf-8\", \"latin1\" or \"windows-1252\""
+                ))
+            }
+        };
+    }
+    if let Some(n) = raw.max_field_bytes {
+        if n == 0 {
+            return Err(format!("{name}: max_field_bytes must be at least 1"));
+        }
+        rules.max_field_bytes = Some(n);
+    }
+    if rules.on_error == OnError::FailFile
+        && (raw.max_rejects.is_some() || raw.max_reject_share.is_some())
+    {
+        return Err(format!(
+            "{name}: max_rejects and max_reject_share need on_error = \"reject_rows\""
+        ));
+    }
     Ok(rules)
 }
 
@@ -243,6 +361,12 @@ mod tests {
             nosup_value = "~nosup~"
             soft_delete = "gone"
             tombstone_retention_hours = 24
+            on_error = "reject_rows"
+            max_rejects = 10
+            max_reject_share = 0.05
+            invalid_bytes = "replace"
+            encoding = "Windows-1252"
+            max_field_bytes = 4096
             "#,
         )
         .unwrap();
@@ -259,6 +383,14 @@ mod tests {
         assert_eq!(o.nosup_value.as_deref(), Some("~nosup~"));
         assert_eq!(o.soft_delete.as_deref(), Some("gone"));
         assert_eq!(o.tombstone_retention_hours, 24);
+        assert_eq!(o.on_error, OnError::RejectRows);
+        assert_eq!(
+            (o.max_rejects, o.max_reject_share_ppm),
+            (Some(10), Some(50_000))
+        );
+        assert_eq!(o.invalid_bytes, InvalidBytes::Replace);
+        assert_eq!(o.encoding, Encoding::Windows1252);
+        assert_eq!(o.max_field_bytes, Some(4096));
         let other = rules.for_table("src.other");
         assert_eq!(other.null, "");
         assert!(!other.header);
@@ -279,6 +411,11 @@ mod tests {
             "[tables.\"a.b\"]\ncolumns = []",
             "[tables.\"a.b\"]\nsoft_delete = \"_sluice_version\"",
             "[tables.\"a.b\"]\ntombstone_retention_hours = 0",
+            "[tables.\"a.b\"]\non_error = \"skip\"",
+            "[tables.\"a.b\"]\nmax_rejects = 5",
+            "[tables.\"a.b\"]\non_error = \"reject_rows\"\nmax_reject_share = 2.0",
+            "[tables.\"a.b\"]\ninvalid_bytes = \"ignore\"",
+            "[tables.\"a.b\"]\nencoding = \"ebcdic\"",
         ] {
             let e = Rules::parse("x.toml", text).unwrap_err().to_string();
             assert!(e.starts_with("rules file x.toml"), "{e}");

@@ -278,6 +278,8 @@ impl ManifestStore {
             x.set("rows_read", n(rows.read));
             x.set("rows_merged", n(rows.merged));
             x.set("rows_rejected", n(rows.rejected));
+            x.set("rows_superseded", n(rows.superseded));
+            x.set("fields_repaired", n(rows.repaired));
         }
         if let Some(t) = changes.timings {
             x.set("copy_ms", n(t.copy_ms as i64));
@@ -574,7 +576,7 @@ impl ManifestStore {
     }
 }
 
-const ERROR_ATTRS: [&str; 7] = [
+const ERROR_ATTRS: [&str; 8] = [
     "error",
     "error_class",
     "error_permanent",
@@ -582,6 +584,7 @@ const ERROR_ATTRS: [&str; 7] = [
     "error_record",
     "error_line",
     "error_column",
+    "error_value",
 ];
 
 fn set_error(x: &mut Expr, e: &FileError) {
@@ -603,6 +606,10 @@ fn set_error(x: &mut Expr, e: &FileError) {
     match &e.column {
         Some(v) => x.set("error_column", s(&cap_text(v, 300))),
         None => x.remove("error_column"),
+    }
+    match &e.value {
+        Some(v) => x.set("error_value", s(&cap_text(v, 600))),
+        None => x.remove("error_value"),
     }
 }
 
@@ -656,11 +663,14 @@ pub fn parse_item(item: &Item) -> ManifestItem {
         record: get_n(item, "error_record").map(|v| v as u64),
         line: get_n(item, "error_line").map(|v| v as u64),
         column: get_s(item, "error_column"),
+        value: get_s(item, "error_value"),
     });
     let rows = get_n(item, "rows_read").map(|read| RowCounts {
         read,
         merged: get_n(item, "rows_merged").unwrap_or(0),
         rejected: get_n(item, "rows_rejected").unwrap_or(0),
+        superseded: get_n(item, "rows_superseded").unwrap_or(0),
+        repaired: get_n(item, "fields_repaired").unwrap_or(0),
     });
     let timings = get_n(item, "copy_ms").map(|copy_ms| PhaseTimings {
         copy_ms: copy_ms as u64,

@@ -108,20 +108,20 @@ pub fn db_error(
     table: &str,
     record_line: Option<&dyn Fn(u64) -> Option<u64>>,
 ) -> LoadError {
-    let (sqlstate, transient, record, column) = match e.as_db_error() {
+    let (sqlstate, transient, context) = match e.as_db_error() {
         Some(db) => {
             let code = db.code().code().to_owned();
-            let (record, column) = db.where_().map(parse_copy_context).unwrap_or((None, None));
-            (
-                Some(code.clone()),
-                sqlstate_is_transient(&code),
-                record,
-                column,
-            )
+            let context = db.where_().map(parse_copy_context).unwrap_or_default();
+            (Some(code.clone()), sqlstate_is_transient(&code), context)
         }
         // No server error: the connection broke, timed out or was closed. Try again.
-        None => (None, true, None, None),
+        None => (None, true, CopyContext::default()),
     };
+    let CopyContext {
+        record,
+        column,
+        value,
+    } = context;
     let line = record.and_then(|r| record_line.and_then(|f| f(r)));
     let mut message = error_text(&e);
     if let Some(r) = record {
@@ -138,26 +138,54 @@ pub fn db_error(
         record,
         line,
         column,
+        value,
         transient,
     }
 }
 
-/// Reads the record number and column from a `COPY` error context such as
+/// Where a `COPY` failed, from its error context.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CopyContext {
+    /// The `COPY` line: the record number on the fast path, the line of the statement on the
+    /// slow path.
+    pub record: Option<u64>,
+    pub column: Option<String>,
+    /// The refused value, as PostgreSQL quotes it (it may cut long values).
+    pub value: Option<String>,
+}
+
+/// Reads the line, column and value from a `COPY` error context such as
 /// `COPY sluice_stage, line 3, column amount: "abc"`.
-pub fn parse_copy_context(context: &str) -> (Option<u64>, Option<String>) {
+pub fn parse_copy_context(context: &str) -> CopyContext {
     let Some(rest) = context.strip_prefix("COPY ") else {
-        return (None, None);
+        return CopyContext::default();
     };
     let Some((_, after)) = rest.split_once(", line ") else {
-        return (None, None);
+        return CopyContext::default();
     };
     let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
     let record = digits.parse().ok();
-    let column = after[digits.len()..].strip_prefix(", column ").map(|c| {
-        let end = c.find(": ").unwrap_or(c.len());
-        c[..end].to_owned()
-    });
-    (record, column.filter(|c| !c.starts_with('_')))
+    let (column, value) = match after[digits.len()..].strip_prefix(", column ") {
+        Some(c) => match c.split_once(": ") {
+            Some((name, v)) => (
+                Some(name.to_owned()),
+                Some(
+                    v.strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(v)
+                        .to_owned(),
+                ),
+            ),
+            None => (Some(c.to_owned()), None),
+        },
+        None => (None, None),
+    };
+    let ours = column.as_deref().is_some_and(|c| c.starts_with('_'));
+    CopyContext {
+        record,
+        column: column.filter(|_| !ours),
+        value: value.filter(|_| !ours),
+    }
 }
 
 /// [`bootstrap`], retried while the database is unreachable (workers may start before it).
@@ -195,20 +223,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copy_context_gives_record_and_column() {
+    fn copy_context_gives_record_column_and_value() {
         assert_eq!(
             parse_copy_context("COPY sluice_stage, line 3, column amount: \"abc\""),
-            (Some(3), Some("amount".to_owned()))
+            CopyContext {
+                record: Some(3),
+                column: Some("amount".to_owned()),
+                value: Some("abc".to_owned())
+            }
         );
         assert_eq!(
             parse_copy_context("COPY sluice_stage, line 12"),
-            (Some(12), None)
+            CopyContext {
+                record: Some(12),
+                ..CopyContext::default()
+            }
         );
-        assert_eq!(parse_copy_context("SQL statement \"...\""), (None, None));
+        assert_eq!(
+            parse_copy_context("SQL statement \"...\""),
+            CopyContext::default()
+        );
         // our own bookkeeping columns are not the user's business
         assert_eq!(
             parse_copy_context("COPY sluice_stage, line 2, column _sluice_op: \"xx\""),
-            (Some(2), None)
+            CopyContext {
+                record: Some(2),
+                ..CopyContext::default()
+            }
         );
     }
 }

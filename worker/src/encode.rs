@@ -9,15 +9,28 @@
 //!   (one more field than columns). Full-load files without it are all inserts.
 //!
 //! Invariants: every record has exactly the layout's field count; each field is valid UTF-8
-//! without NUL (PostgreSQL refuses both in text); an unquoted field equal to the NULL marker is
-//! `\N`, everything else (a quoted `"NULL"`, an empty quoted field) is data, escaped byte-exact.
+//! without NUL (PostgreSQL refuses both in text) after the table's byte policy (strip, replace,
+//! or the record is bad) or transcoding from its source encoding; an unquoted field equal to the
+//! NULL marker is `\N`, everything else (a quoted `"NULL"`, an empty quoted field) is data,
+//! escaped byte-exact.
+//!
+//! Bad records: with `on_error = fail_file` the first one is the error. With `reject_rows` a bad
+//! record becomes a stage row with operation `R`, its reason, position and original bytes, and
+//! the parse goes on. Structural errors (unterminated quote, garbage after a closing quote, a
+//! record beyond the size limit) leave no way to know where the next record starts: they fail
+//! the file in either mode.
+//!
+//! Segments: for the slow path of `reject_rows` (PostgreSQL refused a value), records are sent
+//! in [`Segment`]s that keep each record's `COPY` line and original bytes, so the loader can
+//! set aside exactly the record PostgreSQL refused and send the rest again.
 
 use crate::csv::{CsvError, Field, ReaderOptions, Record, RecordReader};
 use crate::error::LoadError;
 use crate::sql::TargetTable;
 use bytes::Bytes;
-use sluice_common::rules::TableRules;
+use sluice_common::rules::{Encoding, InvalidBytes, OnError, TableRules};
 use std::io::{BufRead, Write};
+use std::ops::Range;
 use tokio::sync::mpsc;
 
 /// Chunks buffered between the parser and the `COPY` sink.
@@ -27,11 +40,37 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// record need one); beyond this, lines of later records are not reported.
 const LINE_MAP_LIMIT: usize = 1 << 20;
 
-/// What the parser sends: the layout once, then data chunks.
+/// Records per segment on the slow path: the most a refused value makes the loader send again.
+const SEGMENT_RECORDS: usize = 1000;
+/// Records rejected before the file's layout is known (a file whose first records are all bad).
+const PENDING_REJECTS_LIMIT: usize = 10_000;
+
+/// What the parser sends: the layout once, then data chunks (or segments).
 #[derive(Debug)]
 pub enum Chunk {
     Layout(Layout),
     Data(Bytes),
+    Segment(Segment),
+}
+
+/// Records of the slow path: their `COPY` text and, per record, its position and original bytes.
+#[derive(Debug, Default)]
+pub struct Segment {
+    pub text: Vec<u8>,
+    pub raw: Vec<u8>,
+    pub records: Vec<SegmentRecord>,
+}
+
+/// One record of a [`Segment`].
+#[derive(Debug, Clone)]
+pub struct SegmentRecord {
+    pub number: u64,
+    pub line: u64,
+    pub offset: u64,
+    /// Its `COPY` line (terminator included) in [`Segment::text`].
+    pub text: Range<usize>,
+    /// Its original bytes in [`Segment::raw`].
+    pub raw: Range<usize>,
 }
 
 /// The file's shape, known after its first record.
@@ -71,6 +110,10 @@ pub struct Parsed {
     pub lines: LineMap,
     /// `U` records with at least one column left unchanged (DMS `CsvNoSupValue`).
     pub partial: u64,
+    /// Records the parser set aside as rejects (`reject_rows`).
+    pub rejected: u64,
+    /// Fields whose bytes the byte policy or the source encoding changed.
+    pub repaired: u64,
 }
 
 /// Maps a data record number to its physical line, cheaply: one entry per change of the
@@ -125,6 +168,104 @@ pub struct EncodeSpec<'a> {
     pub target: &'a TargetTable,
     pub rules: &'a TableRules,
     pub max_record_bytes: usize,
+    /// Send [`Chunk::Segment`]s instead of plain data (the slow path of `reject_rows`).
+    pub segmented: bool,
+}
+
+impl EncodeSpec<'_> {
+    fn rejects(&self) -> bool {
+        self.rules.on_error == OnError::RejectRows
+    }
+}
+
+/// A record set aside before the layout was known.
+struct PendingReject {
+    number: u64,
+    line: u64,
+    offset: u64,
+    raw: Vec<u8>,
+    error: LoadError,
+}
+
+/// Whether an error concerns one record only (and may be set aside as a reject).
+pub fn is_record_error(e: &LoadError) -> bool {
+    matches!(
+        e,
+        LoadError::ColumnCount { .. }
+            | LoadError::BadOperation { .. }
+            | LoadError::BadBytes { .. }
+            | LoadError::BadVersion { .. }
+            | LoadError::NullNotAllowed { .. }
+            | LoadError::FieldTooLong { .. }
+    )
+}
+
+/// The column a record error names, if any.
+fn error_column(e: &LoadError) -> Option<&str> {
+    match e {
+        LoadError::BadBytes { column, .. }
+        | LoadError::BadVersion { column, .. }
+        | LoadError::NullNotAllowed { column, .. }
+        | LoadError::FieldTooLong { column, .. } => Some(column),
+        _ => None,
+    }
+}
+
+/// The output being built: plain chunks, or segments with per-record bookkeeping.
+struct Output<'t> {
+    tx: &'t mpsc::Sender<Chunk>,
+    segmented: bool,
+    seg: Segment,
+    out: Vec<u8>,
+}
+
+impl Output<'_> {
+    /// Records one record that was just written at `start..`; sends when full. False when the
+    /// receiver is gone.
+    fn record_done(
+        &mut self,
+        start: usize,
+        number: u64,
+        line: u64,
+        offset: u64,
+        raw: &[u8],
+    ) -> bool {
+        if self.segmented {
+            let r = self.seg.raw.len();
+            self.seg.raw.extend_from_slice(raw);
+            self.seg.records.push(SegmentRecord {
+                number,
+                line,
+                offset,
+                text: start..self.out.len(),
+                raw: r..self.seg.raw.len(),
+            });
+            if self.seg.records.len() >= SEGMENT_RECORDS || self.out.len() >= CHUNK_BYTES {
+                return self.flush();
+            }
+        } else if self.out.len() >= CHUNK_BYTES {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        let text = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK_BYTES + 4096));
+        if self.segmented {
+            if self.seg.records.is_empty() {
+                return true;
+            }
+            let mut seg = std::mem::take(&mut self.seg);
+            seg.text = text;
+            self.tx.blocking_send(Chunk::Segment(seg)).is_ok()
+        } else {
+            text.is_empty()
+                || self
+                    .tx
+                    .blocking_send(Chunk::Data(Bytes::from(text)))
+                    .is_ok()
+        }
+    }
 }
 
 /// Parses `input` and sends the layout, then `COPY` text chunks, to `tx`. Stops early (Ok) if
@@ -152,63 +293,201 @@ pub fn encode<R: BufRead>(
             header_layout = Some(layout_from_header(spec, &header)?);
         }
     }
-    let mut out = Vec::with_capacity(CHUNK_BYTES + 4096);
+    let mut output = Output {
+        tx,
+        segmented: spec.segmented,
+        seg: Segment::default(),
+        out: Vec::with_capacity(CHUNK_BYTES + 4096),
+    };
     let mut layout: Option<Layout> = None;
+    let mut pending: Vec<PendingReject> = Vec::new();
     let mut data_record: u64 = 0;
-    let mut expected_fields = 0usize;
     let mut keep: Vec<usize> = Vec::new();
     while let Some(record) = reader.next_record().map_err(csv_err)? {
         data_record += 1;
         let line = record.line();
         parsed.lines.note(data_record, line);
         if layout.is_none() {
-            let l = match &header_layout {
-                Some(l) => l.clone(),
-                None => layout_by_count(spec, &record, data_record, line)?,
+            let found = match &header_layout {
+                Some(l) => Ok(l.clone()),
+                None => layout_by_count(spec, &record, data_record, line),
             };
-            expected_fields = l.field_count();
-            if tx.blocking_send(Chunk::Layout(l.clone())).is_err() {
-                return Ok(parsed);
+            match found {
+                Ok(l) => {
+                    if tx.blocking_send(Chunk::Layout(l.clone())).is_err() {
+                        return Ok(parsed);
+                    }
+                    if !write_pending(spec, &l, &mut pending, &mut output, &mut parsed) {
+                        return Ok(parsed);
+                    }
+                    layout = Some(l);
+                }
+                Err(e) if spec.rejects() && is_record_error(&e) => {
+                    if pending.len() >= PENDING_REJECTS_LIMIT {
+                        return Err(e);
+                    }
+                    pending.push(PendingReject {
+                        number: data_record,
+                        line,
+                        offset: record.byte_offset(),
+                        raw: record.raw().to_vec(),
+                        error: e,
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
-            layout = Some(l);
         }
         let l = layout.as_ref().expect("layout is set above");
-        if record.len() != expected_fields {
-            return Err(LoadError::ColumnCount {
+        let start = output.out.len();
+        let result = if record.len() != l.field_count() {
+            Err(LoadError::ColumnCount {
                 key: spec.key.to_owned(),
                 table: spec.target.label(),
                 record: data_record,
                 line,
-                expected: expected_fields,
+                expected: l.field_count(),
                 found: record.len(),
-            });
-        }
-        if encode_record(spec, l, &record, data_record, &mut keep, &mut out)? {
-            parsed.partial += 1;
-        }
-        if out.len() >= CHUNK_BYTES {
-            let chunk = Bytes::from(std::mem::replace(
-                &mut out,
-                Vec::with_capacity(CHUNK_BYTES + 4096),
-            ));
-            if tx.blocking_send(Chunk::Data(chunk)).is_err() {
-                return Ok(parsed);
+                value: excerpt(record.raw()),
+            })
+        } else {
+            encode_record(spec, l, &record, data_record, &mut keep, &mut output.out)
+        };
+        match result {
+            Ok(done) => {
+                parsed.partial += u64::from(done.partial);
+                parsed.repaired += done.repaired;
             }
+            Err(e) if spec.rejects() && is_record_error(&e) => {
+                output.out.truncate(start);
+                write_reject(
+                    &mut output.out,
+                    l,
+                    data_record,
+                    line,
+                    record.byte_offset(),
+                    record.raw(),
+                    &e,
+                );
+                parsed.rejected += 1;
+            }
+            Err(e) => return Err(e),
         }
-    }
-    if layout.is_none() {
-        // No data records: the layout still has to be announced so the stage can be made.
-        let l = header_layout.unwrap_or_else(|| default_layout(spec));
-        if tx.blocking_send(Chunk::Layout(l)).is_err() {
+        if !output.record_done(start, data_record, line, record.byte_offset(), record.raw()) {
             return Ok(parsed);
         }
     }
-    if !out.is_empty() && tx.blocking_send(Chunk::Data(Bytes::from(out))).is_err() {
+    if layout.is_none() {
+        // No good data record: the layout still has to be announced so the stage can be made.
+        let l = header_layout.unwrap_or_else(|| default_layout(spec));
+        if tx.blocking_send(Chunk::Layout(l.clone())).is_err() {
+            return Ok(parsed);
+        }
+        if !write_pending(spec, &l, &mut pending, &mut output, &mut parsed) {
+            return Ok(parsed);
+        }
+    }
+    if !output.flush() {
         return Ok(parsed);
     }
     parsed.records = data_record;
     parsed.bytes = reader.bytes_read();
     Ok(parsed)
+}
+
+/// Writes the records rejected before the layout was known.
+fn write_pending(
+    spec: &EncodeSpec<'_>,
+    layout: &Layout,
+    pending: &mut Vec<PendingReject>,
+    output: &mut Output<'_>,
+    parsed: &mut Parsed,
+) -> bool {
+    let _ = spec;
+    for p in pending.drain(..) {
+        let start = output.out.len();
+        write_reject(
+            &mut output.out,
+            layout,
+            p.number,
+            p.line,
+            p.offset,
+            &p.raw,
+            &p.error,
+        );
+        parsed.rejected += 1;
+        if !output.record_done(start, p.number, p.line, p.offset, &p.raw) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A rejected record's stage row: `R`, reason, class, column, line, byte offset, original
+/// bytes (hex `bytea`), and NULL data columns.
+fn write_reject(
+    out: &mut Vec<u8>,
+    layout: &Layout,
+    number: u64,
+    line: u64,
+    offset: u64,
+    raw: &[u8],
+    error: &LoadError,
+) {
+    let _ = write!(out, "{number}\tR\t\\N\t\\N\t");
+    escape_copy_text(error.to_string().as_bytes(), out);
+    out.push(b'\t');
+    out.extend_from_slice(error.class().as_bytes());
+    out.push(b'\t');
+    match error_column(error) {
+        Some(c) => escape_copy_text(c.as_bytes(), out),
+        None => out.extend_from_slice(b"\\N"),
+    }
+    let _ = write!(out, "\t{line}\t{offset}\t\\\\x");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(raw.len() * 2);
+    for &b in raw {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+    for _ in 0..layout.columns.len() {
+        out.extend_from_slice(b"\t\\N");
+    }
+    out.push(b'\n');
+}
+
+/// An excerpt of a value for an error message: at most 120 characters, with control
+/// characters and bytes that are not UTF-8 escaped.
+pub fn excerpt(v: &[u8]) -> String {
+    const MAX: usize = 120;
+    let mut s = String::new();
+    let mut n = 0;
+    for chunk in v.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if n >= MAX {
+                s.push('…');
+                return s;
+            }
+            match c {
+                '\n' => s.push_str("\\n"),
+                '\r' => s.push_str("\\r"),
+                '\t' => s.push_str("\\t"),
+                '\0' => s.push_str("\\0"),
+                c if c.is_control() => s.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => s.push(c),
+            }
+            n += 1;
+        }
+        for b in chunk.invalid() {
+            if n >= MAX {
+                s.push('…');
+                return s;
+            }
+            s.push_str(&format!("\\x{b:02x}"));
+            n += 1;
+        }
+    }
+    s
 }
 
 fn csv_error(key: &str, e: CsvError) -> LoadError {
@@ -382,7 +661,7 @@ fn layout_by_count(
             key: spec.key.to_owned(),
             record,
             line,
-            value: String::from_utf8_lossy(op).into_owned(),
+            value: excerpt(op),
         });
     }
     Err(LoadError::ColumnCount {
@@ -392,6 +671,7 @@ fn layout_by_count(
         line,
         expected: n,
         found,
+        value: excerpt(first.raw()),
     })
 }
 
@@ -414,7 +694,16 @@ fn is_dms_timestamp(v: &[u8]) -> bool {
                 && rest[1..].iter().all(u8::is_ascii_digit)))
 }
 
-/// Writes one record as a `COPY` line; returns whether it is a partial `U` image.
+/// What writing one record did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Done {
+    /// A partial `U` image.
+    partial: bool,
+    /// Fields whose bytes were changed.
+    repaired: u64,
+}
+
+/// Writes one record as a `COPY` line.
 fn encode_record(
     spec: &EncodeSpec<'_>,
     layout: &Layout,
@@ -422,7 +711,7 @@ fn encode_record(
     number: u64,
     keep: &mut Vec<usize>,
     out: &mut Vec<u8>,
-) -> Result<bool, LoadError> {
+) -> Result<Done, LoadError> {
     let first = usize::from(layout.has_op);
     let op = if layout.has_op {
         let f = record.get(0).expect("field count was checked");
@@ -433,7 +722,7 @@ fn encode_record(
                     key: spec.key.to_owned(),
                     record: number,
                     line: record.line(),
-                    value: String::from_utf8_lossy(other).into_owned(),
+                    value: excerpt(other),
                 })
             }
         }
@@ -455,7 +744,7 @@ fn encode_record(
                     record: number,
                     line: record.line(),
                     column,
-                    value: String::from_utf8_lossy(&f.value[..f.value.len().min(64)]).into_owned(),
+                    value: excerpt(f.value),
                 });
             }
             out.extend_from_slice(f.value);
@@ -489,8 +778,15 @@ fn encode_record(
         }
         out.push(b'}');
     }
+    if spec.rejects() {
+        out.extend_from_slice(b"\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N");
+    }
     let null = spec.rules.null.as_bytes();
     let mut kept = keep.iter().peekable();
+    let mut done = Done {
+        partial: !keep.is_empty(),
+        repaired: 0,
+    };
     for (pos, i) in staged.enumerate() {
         let field = record.get(i).expect("field count was checked");
         let col = layout.columns[pos];
@@ -500,45 +796,132 @@ fn encode_record(
             out.extend_from_slice(b"\\N");
             continue;
         }
-        encode_field(spec, field, null, col, record, number, out)?;
+        if encode_field(spec, field, null, col, op, record, number, out)? {
+            done.repaired += 1;
+        }
     }
     out.push(b'\n');
-    Ok(!keep.is_empty())
+    Ok(done)
 }
 
+/// Writes one field; returns whether its bytes were changed (byte policy, transcoding).
+#[allow(clippy::too_many_arguments)]
 fn encode_field(
     spec: &EncodeSpec<'_>,
     field: Field<'_>,
     null: &[u8],
     col: usize,
+    op: u8,
     record: &Record<'_>,
     number: u64,
     out: &mut Vec<u8>,
-) -> Result<(), LoadError> {
+) -> Result<bool, LoadError> {
     let v = field.value;
+    let column = &spec.target.columns[col];
     if !field.quoted && v == null {
+        // A delete needs only its key; any other operation must give NOT NULL columns a value.
+        if column.not_null && (op != b'D' || spec.target.key.contains(&col)) {
+            return Err(LoadError::NullNotAllowed {
+                key: spec.key.to_owned(),
+                table: spec.target.label(),
+                record: number,
+                line: record.line(),
+                column: column.name.clone(),
+            });
+        }
         out.extend_from_slice(b"\\N");
-        return Ok(());
+        return Ok(false);
     }
+    if let Some(limit) = spec.rules.max_field_bytes {
+        if v.len() > limit {
+            return Err(LoadError::FieldTooLong {
+                key: spec.key.to_owned(),
+                record: number,
+                line: record.line(),
+                column: column.name.clone(),
+                length: v.len(),
+                limit,
+                value: excerpt(v),
+            });
+        }
+    }
+    let has_nul = memchr::memchr(0, v).is_some();
+    let clean = !has_nul
+        && match spec.rules.encoding {
+            Encoding::Utf8 => std::str::from_utf8(v).is_ok(),
+            Encoding::Latin1 | Encoding::Windows1252 => v.is_ascii(),
+        };
+    if clean {
+        escape_copy_text(v, out);
+        return Ok(false);
+    }
+    let policy = spec.rules.invalid_bytes;
     let bad = |reason: String| LoadError::BadBytes {
         key: spec.key.to_owned(),
         record: number,
         line: record.line(),
-        column: spec.target.columns[col].name.clone(),
+        column: column.name.clone(),
         reason,
+        value: excerpt(v),
     };
-    if let Some(pos) = memchr::memchr(0, v) {
-        return Err(bad(format!("NUL byte at offset {pos} of the field")));
+    let mut text = String::with_capacity(v.len() + 8);
+    let push_nul = |text: &mut String, at: usize| -> Result<(), LoadError> {
+        match policy {
+            InvalidBytes::Reject => Err(bad(format!("NUL byte at offset {at} of the field"))),
+            InvalidBytes::Strip => Ok(()),
+            InvalidBytes::Replace => {
+                text.push('\u{FFFD}');
+                Ok(())
+            }
+        }
+    };
+    match spec.rules.encoding {
+        Encoding::Utf8 => {
+            let mut at = 0;
+            for chunk in v.utf8_chunks() {
+                for (i, c) in chunk.valid().char_indices() {
+                    if c == '\0' {
+                        push_nul(&mut text, at + i)?;
+                    } else {
+                        text.push(c);
+                    }
+                }
+                at += chunk.valid().len();
+                if !chunk.invalid().is_empty() {
+                    match policy {
+                        InvalidBytes::Reject => {
+                            return Err(bad(format!("invalid UTF-8 at offset {at} of the field")))
+                        }
+                        InvalidBytes::Strip => {}
+                        InvalidBytes::Replace => text.push('\u{FFFD}'),
+                    }
+                    at += chunk.invalid().len();
+                }
+            }
+        }
+        Encoding::Latin1 | Encoding::Windows1252 => {
+            let cp1252 = spec.rules.encoding == Encoding::Windows1252;
+            for (i, &b) in v.iter().enumerate() {
+                match b {
+                    0 => push_nul(&mut text, i)?,
+                    0x80..=0x9f if cp1252 => text.push(WINDOWS_1252_80_9F[usize::from(b - 0x80)]),
+                    b => text.push(char::from(b)),
+                }
+            }
+        }
     }
-    if let Err(e) = std::str::from_utf8(v) {
-        return Err(bad(format!(
-            "invalid UTF-8 at offset {} of the field",
-            e.valid_up_to()
-        )));
-    }
-    escape_copy_text(v, out);
-    Ok(())
+    escape_copy_text(text.as_bytes(), out);
+    Ok(true)
 }
+
+/// Windows-1252's 0x80..=0x9F (WHATWG's mapping: the five unassigned bytes map to the C1
+/// controls of the same value); the rest of the code page is Latin-1.
+const WINDOWS_1252_80_9F: [char; 32] = [
+    '\u{20AC}', '\u{0081}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
+    '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{008D}', '\u{017D}', '\u{008F}',
+    '\u{0090}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
+    '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{009D}', '\u{017E}', '\u{0178}',
+];
 
 /// Escapes a value for `COPY ... FROM STDIN` text format: backslash, tab, LF and CR.
 pub fn escape_copy_text(v: &[u8], out: &mut Vec<u8>) {
@@ -580,6 +963,7 @@ mod tests {
                 .map(|c| Column {
                     name: (*c).into(),
                     sql_type: "text".into(),
+                    not_null: false,
                 })
                 .collect(),
             key: vec![0],
@@ -599,6 +983,7 @@ mod tests {
             target,
             rules,
             max_record_bytes: 1 << 20,
+            segmented: false,
         };
         let parsed = encode(input.as_bytes(), &spec, &tx)?;
         drop(tx);
@@ -608,6 +993,7 @@ mod tests {
             match c {
                 Chunk::Layout(l) => layout = Some(l),
                 Chunk::Data(d) => text.extend_from_slice(&d),
+                Chunk::Segment(s) => text.extend_from_slice(&s.text),
             }
         }
         Ok((layout, String::from_utf8(text).unwrap(), parsed))
@@ -723,6 +1109,7 @@ mod tests {
             target: &t,
             rules: &rules,
             max_record_bytes: 1024,
+            segmented: false,
         };
         let e = encode(&b"1,a\x00b\n"[..], &spec, &tx).unwrap_err();
         assert!(
@@ -880,6 +1267,211 @@ mod tests {
              4\tU\t\\N\t\\N\t2\tx\ty\n",
             "only U rows, never key columns"
         );
+    }
+
+    fn collect(rx: &mut mpsc::Receiver<Chunk>) -> (Vec<u8>, Vec<Segment>) {
+        let mut text = Vec::new();
+        let mut segments = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            match c {
+                Chunk::Layout(_) => {}
+                Chunk::Data(d) => text.extend_from_slice(&d),
+                Chunk::Segment(s) => {
+                    text.extend_from_slice(&s.text);
+                    segments.push(s);
+                }
+            }
+        }
+        (text, segments)
+    }
+
+    fn reject_rules() -> TableRules {
+        TableRules {
+            on_error: OnError::RejectRows,
+            ..TableRules::default()
+        }
+    }
+
+    #[test]
+    fn rejected_records_become_r_rows_with_their_original_bytes() {
+        let mut t = table(&["id", "note"]);
+        t.columns[1].not_null = true;
+        let rules = reject_rules();
+        let spec = EncodeSpec {
+            key: "k",
+            target: &t,
+            rules: &rules,
+            max_record_bytes: 1024,
+            segmented: false,
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        // A bad first record (wrong count), NUL, NULL into NOT NULL, then good ones.
+        let parsed = encode(
+            &b"1,a,extra\n2,b\x00c\n3,NULL\n4,\"ok\"\r\n"[..],
+            &spec,
+            &tx,
+        )
+        .unwrap();
+        assert_eq!((parsed.records, parsed.rejected), (4, 3));
+        let (text, _) = collect(&mut rx);
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[0].starts_with("1\tR\t\\N\t\\N\trecord 1 at line 1 of k has operation \"1\""),
+            "{text}"
+        );
+        assert!(
+            lines[0].ends_with("\tbad_operation\t\\N\t1\t0\t\\\\x312c612c6578747261\t\\N\t\\N"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("\tbad_bytes\tnote\t2\t10\t\\\\x322c620063\t"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("\tnull_not_allowed\tnote\t3\t16\t"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[3],
+            "4\tI\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t4\tok"
+        );
+        // Without reject_rows, the first bad record is the error.
+        let rules = TableRules::default();
+        let spec = EncodeSpec {
+            rules: &rules,
+            ..spec
+        };
+        let e = encode(&b"1,a\n2,NULL\n"[..], &spec, &tx).unwrap_err();
+        assert!(
+            matches!(e, LoadError::NullNotAllowed { record: 2, .. }),
+            "{e}"
+        );
+        // A delete needs only its key.
+        let (_, text, _) = run("D,1,NULL\n", &t, &rules).unwrap();
+        assert!(text.ends_with("\t1\t\\N\n"), "{text}");
+    }
+
+    #[test]
+    fn byte_policies_strip_replace_or_reject_and_count() {
+        let t = table(&["id", "note"]);
+        let input = &b"1,a\x00b\n2,caf\xe9\n3,plain\n"[..];
+        let mut rules = TableRules {
+            invalid_bytes: InvalidBytes::Strip,
+            ..TableRules::default()
+        };
+        let encode_with = |rules: &TableRules| {
+            let (tx, mut rx) = mpsc::channel(64);
+            let spec = EncodeSpec {
+                key: "k",
+                target: &t,
+                rules,
+                max_record_bytes: 1024,
+                segmented: false,
+            };
+            let parsed = encode(input, &spec, &tx);
+            parsed.map(|p| (p.repaired, String::from_utf8(collect(&mut rx).0).unwrap()))
+        };
+        let (repaired, text) = encode_with(&rules).unwrap();
+        assert_eq!(repaired, 2);
+        assert!(
+            text.contains("\t1\tab\n") && text.contains("\t2\tcaf\n"),
+            "{text}"
+        );
+        rules.invalid_bytes = InvalidBytes::Replace;
+        let (_, text) = encode_with(&rules).unwrap();
+        assert!(
+            text.contains("\t1\ta\u{FFFD}b\n") && text.contains("\t2\tcaf\u{FFFD}\n"),
+            "{text}"
+        );
+        rules.invalid_bytes = InvalidBytes::Reject;
+        let e = encode_with(&rules).unwrap_err();
+        assert!(
+            e.to_string().contains("NUL byte at offset 1") && e.to_string().contains("a\\0b"),
+            "{e}"
+        );
+        // A source encoding transcodes instead; NUL still follows the policy.
+        rules.encoding = Encoding::Latin1;
+        rules.invalid_bytes = InvalidBytes::Strip;
+        let (repaired, text) = encode_with(&rules).unwrap();
+        assert_eq!(repaired, 2);
+        assert!(text.contains("\t2\tcafé\n"), "{text}");
+        rules.encoding = Encoding::Windows1252;
+        let (tx, mut rx) = mpsc::channel(64);
+        let spec = EncodeSpec {
+            key: "k",
+            target: &t,
+            rules: &rules,
+            max_record_bytes: 1024,
+            segmented: false,
+        };
+        encode(&b"1,\x80 \x93quoted\x94 \xe9\x81\n"[..], &spec, &tx).unwrap();
+        let text = String::from_utf8(collect(&mut rx).0).unwrap();
+        assert!(text.ends_with("\t1\t€ “quoted” é\u{81}\n"), "{text}");
+    }
+
+    #[test]
+    fn long_fields_are_bad_records() {
+        let t = table(&["id", "note"]);
+        let rules = TableRules {
+            max_field_bytes: Some(4),
+            ..TableRules::default()
+        };
+        let e = run("1,abcd\n2,abcde\n", &t, &rules).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                LoadError::FieldTooLong {
+                    record: 2,
+                    length: 5,
+                    limit: 4,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn segments_keep_each_records_line_and_original_bytes() {
+        let t = table(&["id", "note"]);
+        let rules = reject_rules();
+        let spec = EncodeSpec {
+            key: "k",
+            target: &t,
+            rules: &rules,
+            max_record_bytes: 1 << 20,
+            segmented: true,
+        };
+        let mut input = String::new();
+        for i in 1..=2500 {
+            input.push_str(&format!("{i},\"v\n{i}\"\n"));
+        }
+        let (tx, mut rx) = mpsc::channel(64);
+        let parsed = encode(input.as_bytes(), &spec, &tx).unwrap();
+        assert_eq!(parsed.records, 2500);
+        let (_, segments) = collect(&mut rx);
+        assert_eq!(
+            segments.iter().map(|s| s.records.len()).collect::<Vec<_>>(),
+            vec![1000, 1000, 500]
+        );
+        let r = &segments[1].records[5];
+        assert_eq!((r.number, r.line), (1006, 2011));
+        assert_eq!(&segments[1].raw[r.raw.clone()], b"1006,\"v\n1006\"");
+        assert_eq!(
+            &segments[1].text[r.text.clone()],
+            b"1006\tI\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t1006\tv\\n1006\n"
+        );
+    }
+
+    #[test]
+    fn excerpts_escape_and_cut() {
+        assert_eq!(excerpt(b"a\tb\x00\xff\n"), "a\\tb\\0\\xff\\n");
+        let long = "é".repeat(200);
+        let e = excerpt(long.as_bytes());
+        assert_eq!(e.chars().count(), 121);
+        assert!(e.ends_with('…'));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub enum LoadError {
         column: String,
     },
 
-    #[error("record {record} at line {line} of {key} has {found} fields, table {table} expects {expected}")]
+    #[error("record {record} at line {line} of {key} has {found} fields, table {table} expects {expected}: {value}")]
     ColumnCount {
         key: String,
         table: String,
@@ -40,9 +40,11 @@ pub enum LoadError {
         line: u64,
         expected: usize,
         found: usize,
+        /// Excerpt of the record.
+        value: String,
     },
 
-    #[error("record {record} at line {line} of {key} has operation {value:?}, expected I, U or D")]
+    #[error("record {record} at line {line} of {key} has operation \"{value}\", expected I, U or D")]
     BadOperation {
         key: String,
         record: u64,
@@ -50,7 +52,7 @@ pub enum LoadError {
         value: String,
     },
 
-    #[error("record {record} at line {line} of {key}: timestamp column {column:?} holds {value:?}, expected yyyy-MM-dd HH:mm:ss.ffffff")]
+    #[error("record {record} at line {line} of {key}: timestamp column {column:?} holds \"{value}\", expected yyyy-MM-dd HH:mm:ss.ffffff")]
     BadVersion {
         key: String,
         record: u64,
@@ -68,13 +70,45 @@ pub enum LoadError {
         class: &'static str,
     },
 
-    #[error("record {record} at line {line} of {key}, column {column}: {reason}")]
+    #[error(
+        "record {record} at line {line} of {key}, column {column}: {reason} (value \"{value}\")"
+    )]
     BadBytes {
         key: String,
         record: u64,
         line: u64,
         column: String,
         reason: String,
+        /// Excerpt of the field, bytes that are not UTF-8 escaped.
+        value: String,
+    },
+
+    #[error("record {record} at line {line} of {key}: column {column} of {table} is NOT NULL and the record has NULL")]
+    NullNotAllowed {
+        key: String,
+        table: String,
+        record: u64,
+        line: u64,
+        column: String,
+    },
+
+    #[error("record {record} at line {line} of {key}: field for column {column} has {length} bytes, the limit is {limit}")]
+    FieldTooLong {
+        key: String,
+        record: u64,
+        line: u64,
+        column: String,
+        length: usize,
+        limit: usize,
+        value: String,
+    },
+
+    #[error("{key}: {rejected} of {read} records rejected, more than the table allows ({limit}); nothing of the file was applied")]
+    TooManyRejects {
+        key: String,
+        rejected: u64,
+        read: u64,
+        limit: String,
     },
 
     #[error("object s3://{bucket}/{key} with etag {etag} no longer exists")]
@@ -118,6 +152,8 @@ pub enum LoadError {
         record: Option<u64>,
         line: Option<u64>,
         column: Option<String>,
+        /// The refused value, from `COPY`'s error context.
+        value: Option<String>,
         transient: bool,
     },
 
@@ -143,6 +179,9 @@ impl LoadError {
             LoadError::ColumnCount { .. } => "column_count",
             LoadError::BadOperation { .. } => "bad_operation",
             LoadError::BadVersion { .. } => "bad_version",
+            LoadError::NullNotAllowed { .. } => "null_not_allowed",
+            LoadError::FieldTooLong { .. } => "field_too_long",
+            LoadError::TooManyRejects { .. } => "too_many_rejects",
             LoadError::Csv { class, .. } => class,
             LoadError::BadBytes { .. } => "bad_bytes",
             LoadError::ObjectMissing { .. } => "object_missing",
@@ -172,32 +211,68 @@ impl LoadError {
 
     /// The manifest's record of this failure.
     pub fn to_file_error(&self) -> FileError {
-        let (sqlstate, record, line, column) = match self {
-            LoadError::ColumnCount { record, line, .. }
-            | LoadError::BadOperation { record, line, .. } => {
-                (None, Some(*record), Some(*line), None)
+        let (sqlstate, record, line, column, value) = match self {
+            LoadError::ColumnCount {
+                record,
+                line,
+                value,
+                ..
             }
+            | LoadError::BadOperation {
+                record,
+                line,
+                value,
+                ..
+            } => (None, Some(*record), Some(*line), None, Some(value.clone())),
             LoadError::BadBytes {
                 record,
                 line,
                 column,
+                value,
                 ..
             }
             | LoadError::BadVersion {
                 record,
                 line,
                 column,
+                value,
                 ..
-            } => (None, Some(*record), Some(*line), Some(column.clone())),
-            LoadError::Csv { record, line, .. } => (None, *record, *line, None),
+            }
+            | LoadError::FieldTooLong {
+                record,
+                line,
+                column,
+                value,
+                ..
+            } => (
+                None,
+                Some(*record),
+                Some(*line),
+                Some(column.clone()),
+                Some(value.clone()),
+            ),
+            LoadError::NullNotAllowed {
+                record,
+                line,
+                column,
+                ..
+            } => (None, Some(*record), Some(*line), Some(column.clone()), None),
+            LoadError::Csv { record, line, .. } => (None, *record, *line, None, None),
             LoadError::Database {
                 sqlstate,
                 record,
                 line,
                 column,
+                value,
                 ..
-            } => (sqlstate.clone(), *record, *line, column.clone()),
-            _ => (None, None, None, None),
+            } => (
+                sqlstate.clone(),
+                *record,
+                *line,
+                column.clone(),
+                value.clone(),
+            ),
+            _ => (None, None, None, None, None),
         };
         FileError {
             message: cap_text(&self.to_string(), 3000),
@@ -207,6 +282,7 @@ impl LoadError {
             record,
             line,
             column,
+            value,
         }
     }
 }
@@ -249,6 +325,7 @@ mod tests {
             line: 4,
             expected: 2,
             found: 5,
+            value: "1,2,3,4,5".into(),
         };
         let f = e.to_file_error();
         assert_eq!(f.class, "column_count");
@@ -268,6 +345,7 @@ mod tests {
             record: Some(7),
             line: Some(9),
             column: Some("amount".into()),
+            value: Some("x".into()),
             transient: false,
         };
         let f = db.to_file_error();

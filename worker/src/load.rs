@@ -24,7 +24,7 @@
 //! is newer than the row's and its tombstone's, so files may be applied in any order.
 
 use crate::db::{db_error, error_text, pool_error_text};
-use crate::encode::{encode, Chunk, EncodeSpec, Parsed, CHANNEL_CHUNKS};
+use crate::encode::{encode, Chunk, EncodeSpec, Layout, Parsed, Segment, CHANNEL_CHUNKS};
 use crate::error::LoadError;
 use crate::sql;
 use crate::target;
@@ -32,7 +32,7 @@ use deadpool_postgres::Pool;
 use futures_util::SinkExt;
 use sluice_common::mapping::{map_key, Compression, FileKind};
 use sluice_common::message::FileMessage;
-use sluice_common::rules::Rules;
+use sluice_common::rules::{OnError, Rules, TableRules};
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +81,10 @@ pub struct LoadStats {
     pub superseded: i64,
     /// Partial `U` images (columns left unchanged).
     pub partial: u64,
+    /// Records set aside in the rejects table.
+    pub rejected: u64,
+    /// Fields whose bytes the byte policy or the source encoding changed.
+    pub repaired: u64,
     /// Download, parse and COPY run together, streamed.
     pub copy: Duration,
     pub merge: Duration,
@@ -113,6 +117,7 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         record: None,
         line: None,
         column: None,
+        value: None,
         transient: true,
     })?;
     let ledger_args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
@@ -177,6 +182,7 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
             record: None,
             line: None,
             column: None,
+            value: None,
             transient: true,
         });
     }
@@ -185,80 +191,82 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
     let compression = map_key("", key)
         .map(|f| f.compression)
         .unwrap_or(Compression::None);
-    let (tx, mut rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
-    let source_failed = Arc::new(AtomicBool::new(false));
-    let parser = {
-        let target = target.clone();
-        let rules = rules.clone();
-        let key = key.to_owned();
-        let max_record_bytes = ctx.max_record_bytes;
-        let source_failed = source_failed.clone();
-        tokio::task::spawn_blocking(move || {
-            let raw = Tracked {
-                inner: SyncIoBridge::new(body),
-                failed: source_failed,
-            };
-            let input: Box<dyn Read> = match compression {
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                    BufReader::with_capacity(1 << 16, raw),
-                )),
-                Compression::None => Box::new(raw),
-            };
-            let spec = EncodeSpec {
-                key: &key,
-                target: &target,
-                rules: &rules,
-                max_record_bytes,
-            };
-            encode(BufReader::with_capacity(1 << 20, input), &spec, &tx)
-        })
-    };
+    let rejects = rules.on_error == OnError::RejectRows;
     let started = Instant::now();
-    let layout = match rx.recv().await {
-        Some(Chunk::Layout(l)) => l,
-        _ => {
-            drop(rx);
-            return Err(parser_result(parser, msg, &source_failed, compression)
-                .await
-                .err()
-                .unwrap_or_else(|| LoadError::Csv {
-                    key: key.to_owned(),
-                    reason: "parser ended without a layout".to_owned(),
-                    record: None,
-                    line: None,
-                    class: "internal",
-                }));
-        }
-    };
-    txn.batch_execute(&sql::create_stage_sql(&target, &layout.columns))
+    let mut run = start_parse(ctx, msg, body, compression, &target, &rules, false);
+    let layout = run.layout(msg, compression).await?;
+    txn.batch_execute(&sql::create_stage_sql(&target, &layout.columns, rejects))
         .await
         .map_err(pg)?;
-    let sink = txn
-        .copy_in::<_, bytes::Bytes>(&sql::copy_stage_sql(&target, &layout.columns))
+    if rejects {
+        txn.execute(
+            &sql::clear_rejects_sql(&ctx.state_schema),
+            &[&msg.bucket, &msg.key, &msg.etag],
+        )
         .await
         .map_err(pg)?;
-    futures_util::pin_mut!(sink);
-    let mut send_error = None;
-    while let Some(chunk) = rx.recv().await {
-        if let Chunk::Data(data) = chunk {
-            if let Err(e) = sink.send(data).await {
-                send_error = Some(e);
-                break;
+        txn.batch_execute("SAVEPOINT sluice_copy")
+            .await
+            .map_err(pg)?;
+    }
+    let copy_sql = sql::copy_stage_sql(&target, &layout.columns, rejects);
+    let (parsed, refused) = match copy_fast(&txn, &copy_sql, &mut run).await {
+        Err(e) => return Err(pg(e)),
+        Ok(copy_result) => {
+            let parsed = run.finish(msg, compression).await;
+            let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
+            let line_of = move |r: u64| lines.line_of(r);
+            // A parse error wins over anything PostgreSQL says after it: the sink was dropped
+            // unfinished, which aborts the COPY, and the transaction rolls back.
+            let parsed = parsed?;
+            match copy_result {
+                Ok(()) => (parsed, 0),
+                Err(e) if rejects && is_data_error(&e) => {
+                    // The slow path: PostgreSQL refused a value. Read the file again in
+                    // segments, and set aside exactly the records it refuses.
+                    txn.batch_execute("ROLLBACK TO SAVEPOINT sluice_copy")
+                        .await
+                        .map_err(pg)?;
+                    let body = get_object(&ctx.s3, msg).await?;
+                    let mut run = start_parse(ctx, msg, body, compression, &target, &rules, true);
+                    run.layout(msg, compression).await?;
+                    let mut refused = 0;
+                    let mut failure = None;
+                    while let Some(chunk) = run.rx.recv().await {
+                        if let Chunk::Segment(seg) = chunk {
+                            match copy_segment(ctx, &txn, msg, &target, &copy_sql, &seg).await {
+                                Ok(n) => refused += n,
+                                Err(e) => {
+                                    failure = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let parsed = run.finish(msg, compression).await?;
+                    if let Some(e) = failure {
+                        return Err(e);
+                    }
+                    (parsed, refused)
+                }
+                Err(e) => {
+                    return Err(db_error(e, key, &target.label(), Some(&line_of)));
+                }
             }
         }
+    };
+    let rejected = parsed.rejected + refused;
+    if rejects {
+        if parsed.rejected > 0 {
+            txn.execute(
+                &sql::save_staged_rejects_sql(&ctx.state_schema),
+                &[&msg.bucket, &msg.key, &msg.etag, &target.label()],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        check_reject_limits(&rules, key, rejected, parsed.records)?;
     }
-    drop(rx);
-    let parsed = parser_result(parser, msg, &source_failed, compression).await;
-    let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
-    let line_of = move |r: u64| lines.line_of(r);
-    let copy_err = |e: tokio_postgres::Error| db_error(e, key, &target.label(), Some(&line_of));
-    if let Some(e) = send_error {
-        return Err(copy_err(e));
-    }
-    // A parse error wins over anything PostgreSQL says after it: the sink is dropped unfinished,
-    // which aborts the COPY, and the transaction rolls back.
-    let parsed = parsed?;
-    sink.as_mut().finish().await.map_err(copy_err)?;
     let copy = started.elapsed();
 
     let started = Instant::now();
@@ -324,6 +332,8 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         deleted,
         superseded,
         partial: parsed.partial,
+        rejected,
+        repaired: parsed.repaired,
         copy,
         merge,
         commit: Duration::ZERO,
@@ -411,8 +421,269 @@ pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, St
     Ok(!rows.is_empty())
 }
 
-async fn parser_result(
+/// A running parse: the parser thread and the channel it fills.
+struct ParseRun {
+    rx: mpsc::Receiver<Chunk>,
     parser: tokio::task::JoinHandle<Result<Parsed, LoadError>>,
+    source_failed: Arc<AtomicBool>,
+}
+
+/// Starts parsing an object's body on a blocking thread.
+fn start_parse(
+    ctx: &LoadContext,
+    msg: &FileMessage,
+    body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    compression: Compression,
+    target: &sql::TargetTable,
+    rules: &TableRules,
+    segmented: bool,
+) -> ParseRun {
+    let (tx, rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
+    let source_failed = Arc::new(AtomicBool::new(false));
+    let target = target.clone();
+    let rules = rules.clone();
+    let key = msg.key.clone();
+    let max_record_bytes = ctx.max_record_bytes;
+    let failed = source_failed.clone();
+    let parser = tokio::task::spawn_blocking(move || {
+        let raw = Tracked {
+            inner: SyncIoBridge::new(body),
+            failed,
+        };
+        let input: Box<dyn Read> = match compression {
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(1 << 16, raw),
+            )),
+            Compression::None => Box::new(raw),
+        };
+        let spec = EncodeSpec {
+            key: &key,
+            target: &target,
+            rules: &rules,
+            max_record_bytes,
+            segmented,
+        };
+        encode(BufReader::with_capacity(1 << 20, input), &spec, &tx)
+    });
+    ParseRun {
+        rx,
+        parser,
+        source_failed,
+    }
+}
+
+impl ParseRun {
+    /// The file's layout, which the parser sends first.
+    async fn layout(
+        &mut self,
+        msg: &FileMessage,
+        compression: Compression,
+    ) -> Result<Layout, LoadError> {
+        match self.rx.recv().await {
+            Some(Chunk::Layout(l)) => Ok(l),
+            _ => {
+                self.rx.close();
+                Err(
+                    parser_result(&mut self.parser, msg, &self.source_failed, compression)
+                        .await
+                        .err()
+                        .unwrap_or_else(|| LoadError::Csv {
+                            key: msg.key.clone(),
+                            reason: "parser ended without a layout".to_owned(),
+                            record: None,
+                            line: None,
+                            class: "internal",
+                        }),
+                )
+            }
+        }
+    }
+
+    /// Stops the channel and waits for the parser's result.
+    async fn finish(
+        mut self,
+        msg: &FileMessage,
+        compression: Compression,
+    ) -> Result<Parsed, LoadError> {
+        self.rx.close();
+        // Unblock a parser waiting to send: what it still had is not needed.
+        while self.rx.recv().await.is_some() {}
+        parser_result(&mut self.parser, msg, &self.source_failed, compression).await
+    }
+}
+
+/// The fast path: every chunk into one `COPY`. The outer error is a failure to start the
+/// `COPY`; the inner one is PostgreSQL's answer to the data.
+async fn copy_fast(
+    txn: &deadpool_postgres::Transaction<'_>,
+    copy_sql: &str,
+    run: &mut ParseRun,
+) -> Result<Result<(), tokio_postgres::Error>, tokio_postgres::Error> {
+    let sink = txn.copy_in::<_, bytes::Bytes>(copy_sql).await?;
+    futures_util::pin_mut!(sink);
+    while let Some(chunk) = run.rx.recv().await {
+        if let Chunk::Data(data) = chunk {
+            if let Err(e) = sink.send(data).await {
+                run.rx.close();
+                return Ok(Err(e));
+            }
+        }
+    }
+    Ok(sink.as_mut().finish().await.map(|_| ()))
+}
+
+/// Whether PostgreSQL refused a value (SQLSTATE class 22, data exception): a record's fault.
+fn is_data_error(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| db.code().code().starts_with("22"))
+}
+
+/// The slow path for one segment: `COPY` it under a savepoint; when PostgreSQL refuses a
+/// record, roll back to the savepoint, set exactly that record aside (with its original
+/// bytes) and send the rest again. Returns how many records were set aside.
+async fn copy_segment(
+    ctx: &LoadContext,
+    txn: &deadpool_postgres::Transaction<'_>,
+    msg: &FileMessage,
+    target: &sql::TargetTable,
+    copy_sql: &str,
+    seg: &Segment,
+) -> Result<u64, LoadError> {
+    let pg = |e: tokio_postgres::Error| db_error(e, &msg.key, &target.label(), None);
+    let mut alive: Vec<usize> = (0..seg.records.len()).collect();
+    let mut refused = 0u64;
+    while !alive.is_empty() {
+        txn.batch_execute("SAVEPOINT sluice_segment")
+            .await
+            .map_err(pg)?;
+        let text = if refused == 0 {
+            bytes::Bytes::copy_from_slice(&seg.text)
+        } else {
+            let mut t = Vec::with_capacity(seg.text.len());
+            for &i in &alive {
+                t.extend_from_slice(&seg.text[seg.records[i].text.clone()]);
+            }
+            bytes::Bytes::from(t)
+        };
+        let result = async {
+            let sink = txn.copy_in::<_, bytes::Bytes>(copy_sql).await?;
+            futures_util::pin_mut!(sink);
+            sink.send(text).await?;
+            sink.as_mut().finish().await
+        }
+        .await;
+        let e = match result {
+            Ok(_) => {
+                txn.batch_execute("RELEASE SAVEPOINT sluice_segment")
+                    .await
+                    .map_err(pg)?;
+                return Ok(refused);
+            }
+            Err(e) => e,
+        };
+        let at = e
+            .as_db_error()
+            .and_then(|db| db.where_())
+            .map(crate::db::parse_copy_context)
+            .and_then(|c| c.record)
+            .and_then(|line| usize::try_from(line).ok())
+            .filter(|&line| line >= 1 && line <= alive.len());
+        let Some(at) = at.filter(|_| is_data_error(&e)) else {
+            return Err(pg(e));
+        };
+        txn.batch_execute("ROLLBACK TO SAVEPOINT sluice_segment")
+            .await
+            .map_err(pg)?;
+        let rec = &seg.records[alive.remove(at - 1)];
+        let refusal = match db_error(e, &msg.key, &target.label(), None) {
+            LoadError::Database {
+                key,
+                table,
+                message,
+                sqlstate,
+                column,
+                value,
+                transient,
+                ..
+            } => LoadError::Database {
+                key,
+                table,
+                // `message` starts with the statement's line; say the file's record instead.
+                message: format!(
+                    "record {} at line {}: {}",
+                    rec.number,
+                    rec.line,
+                    message
+                        .split_once(": ")
+                        .map_or(message.as_str(), |(_, m)| m)
+                ),
+                sqlstate,
+                record: Some(rec.number),
+                line: Some(rec.line),
+                column,
+                value,
+                transient,
+            },
+            other => other,
+        };
+        let column = match &refusal {
+            LoadError::Database { column, .. } => column.clone(),
+            _ => None,
+        };
+        txn.execute(
+            &sql::insert_reject_sql(&ctx.state_schema),
+            &[
+                &msg.bucket,
+                &msg.key,
+                &msg.etag,
+                &(rec.number as i64),
+                &(rec.line as i64),
+                &(rec.offset as i64),
+                &column,
+                &refusal.class(),
+                &refusal.to_string(),
+                &&seg.raw[rec.raw.clone()],
+                &target.label(),
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        refused += 1;
+    }
+    Ok(refused)
+}
+
+/// Fails the file when it has more rejects than its rules allow.
+fn check_reject_limits(
+    rules: &TableRules,
+    key: &str,
+    rejected: u64,
+    read: u64,
+) -> Result<(), LoadError> {
+    let too_many = |limit: String| LoadError::TooManyRejects {
+        key: key.to_owned(),
+        rejected,
+        read,
+        limit,
+    };
+    if let Some(max) = rules.max_rejects {
+        if rejected > max {
+            return Err(too_many(format!("max_rejects = {max}")));
+        }
+    }
+    if let Some(ppm) = rules.max_reject_share_ppm {
+        if u128::from(rejected) * 1_000_000 > u128::from(ppm) * u128::from(read) {
+            return Err(too_many(format!(
+                "max_reject_share = {}",
+                f64::from(ppm) / 1e6
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn parser_result(
+    parser: &mut tokio::task::JoinHandle<Result<Parsed, LoadError>>,
     msg: &FileMessage,
     source_failed: &AtomicBool,
     compression: Compression,

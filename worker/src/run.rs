@@ -331,6 +331,7 @@ async fn handle_file(
                     info!(
                         target_table = %stats.target, rows_read = stats.records, rows_inserted = stats.inserted,
                         rows_updated = stats.updated, rows_deleted = stats.deleted, rows_superseded = stats.superseded,
+                        rows_rejected = stats.rejected, fields_repaired = stats.repaired,
                         partial_images = stats.partial, bytes = stats.bytes,
                         copy_ms = stats.copy.as_millis() as u64, merge_ms = stats.merge.as_millis() as u64,
                         commit_ms = stats.commit.as_millis() as u64, "file loaded"
@@ -339,7 +340,9 @@ async fn handle_file(
                         Some(RowCounts {
                             read: stats.records as i64,
                             merged: stats.merged(),
-                            rejected: 0,
+                            rejected: stats.rejected as i64,
+                            superseded: stats.superseded,
+                            repaired: stats.repaired as i64,
                         }),
                         false,
                     )
@@ -394,6 +397,7 @@ async fn handle_file(
                 record: None,
                 line: None,
                 column: None,
+                value: None,
                 transient: true,
             };
             record_failure(shared, &msg, attempt, &e).await;

@@ -22,6 +22,8 @@ pub struct Column {
     pub name: String,
     /// `format_type(atttypid, atttypmod)`: a type name from the catalog, e.g. `numeric(12,2)`.
     pub sql_type: String,
+    /// `NOT NULL` in the catalog.
+    pub not_null: bool,
 }
 
 /// The columns Sluice keeps in every target table, in this order. Documented in the README.
@@ -112,7 +114,7 @@ pub const STAGE: &str = "sluice_stage";
 pub const CATALOG_COLUMNS: &str = "\
 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
        coalesce((SELECT k.ord FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
-                  WHERE k.attnum = a.attnum), 0)::int4 AS key_position, c.oid \
+                  WHERE k.attnum = a.attnum), 0)::int4 AS key_position, c.oid, a.attnotnull \
   FROM pg_catalog.pg_class c \
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -143,6 +145,22 @@ ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS file_id bigint GENERATED ALWAYS 
 ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS file_time timestamptz;
 ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS rows_superseded bigint NOT NULL DEFAULT 0;
 CREATE UNIQUE INDEX IF NOT EXISTS ledger_file_id ON {s}.ledger (file_id);
+CREATE TABLE IF NOT EXISTS {s}.rejects (
+    bucket        text        NOT NULL,
+    key           text        NOT NULL,
+    etag          text        NOT NULL,
+    record        bigint      NOT NULL,
+    line          bigint,
+    byte_offset   bigint,
+    column_name   text,
+    class         text        NOT NULL,
+    reason        text        NOT NULL,
+    raw           bytea       NOT NULL,
+    target_table  text        NOT NULL,
+    rejected_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (bucket, key, etag, record)
+);
+COMMENT ON TABLE {s}.rejects IS 'sluice: records set aside by on_error = reject_rows, with their original bytes';
 COMMENT ON TABLE {s}.ledger IS 'sluice: one row per applied S3 object version, committed with its data';"
     )
 }
@@ -261,9 +279,19 @@ fn key_list(target: &TargetTable) -> String {
 const STAGE_SYSTEM: &str =
     "_sluice_rec bigint NOT NULL, _sluice_op \"char\" NOT NULL, _sluice_version timestamptz, _sluice_keep int2[]";
 
+/// With `on_error = reject_rows`, a rejected record is a stage row with `_sluice_op = 'R'`, NULL
+/// data columns, and these: why, where, and its original bytes.
+const STAGE_REJECT: &str = "_sluice_reject text, _sluice_class text, _sluice_column text, \
+     _sluice_line bigint, _sluice_offset bigint, _sluice_raw bytea";
+const STAGE_REJECT_NAMES: &str =
+    "_sluice_reject, _sluice_class, _sluice_column, _sluice_line, _sluice_offset, _sluice_raw";
+
 /// `CREATE TEMP TABLE sluice_stage (...)` for the file's columns (indexes into the target).
-pub fn create_stage_sql(target: &TargetTable, file_columns: &[usize]) -> String {
+pub fn create_stage_sql(target: &TargetTable, file_columns: &[usize], rejects: bool) -> String {
     let mut cols = vec![STAGE_SYSTEM.to_owned()];
+    if rejects {
+        cols.push(STAGE_REJECT.to_owned());
+    }
     for &i in file_columns {
         let c = &target.columns[i];
         cols.push(format!("{} {}", quote_ident(&c.name), c.sql_type));
@@ -275,8 +303,11 @@ pub fn create_stage_sql(target: &TargetTable, file_columns: &[usize]) -> String 
 }
 
 /// `COPY sluice_stage (...) FROM STDIN` in text format.
-pub fn copy_stage_sql(target: &TargetTable, file_columns: &[usize]) -> String {
+pub fn copy_stage_sql(target: &TargetTable, file_columns: &[usize], rejects: bool) -> String {
     let mut cols = vec!["_sluice_rec, _sluice_op, _sluice_version, _sluice_keep".to_owned()];
+    if rejects {
+        cols.push(STAGE_REJECT_NAMES.to_owned());
+    }
     cols.extend(
         file_columns
             .iter()
@@ -309,7 +340,7 @@ pub fn resolve_partial_sql(target: &TargetTable, file_columns: &[usize]) -> Stri
         let c = q(i);
         let earlier = format!(
             "FROM pg_temp.{STAGE} p WHERE {key_match} AND p._sluice_rec < s._sluice_rec \
-             AND NOT ({pos} = ANY(coalesce(p._sluice_keep, '{{}}')))"
+             AND p._sluice_op <> 'R' AND NOT ({pos} = ANY(coalesce(p._sluice_keep, '{{}}')))"
         );
         sql.push_str(&format!(
             "UPDATE pg_temp.{STAGE} s SET {c} = (SELECT p.{c} {earlier} ORDER BY p._sluice_rec DESC LIMIT 1), \
@@ -402,6 +433,7 @@ pub fn merge_sql(m: &MergeSpec<'_>) -> String {
     SELECT DISTINCT ON ({key_list}) s.*, coalesce(s._sluice_version, $1::timestamptz) AS _v,
            s._sluice_keep IS NULL OR cardinality(s._sluice_keep) = 0 AS _full
       FROM pg_temp.{STAGE} AS s
+     WHERE s._sluice_op <> 'R'
      ORDER BY {key_list}, coalesce(s._sluice_version, $1::timestamptz) DESC, s._sluice_rec DESC
 )"
     )];
@@ -601,6 +633,36 @@ fn push_patches(
     ));
 }
 
+/// Removes a file's earlier rejects (`$1..$3` bucket, key, etag): a file loaded again replaces
+/// them.
+pub fn clear_rejects_sql(state_schema: &str) -> String {
+    format!(
+        "DELETE FROM {}.rejects WHERE bucket = $1 AND key = $2 AND etag = $3",
+        quote_ident(state_schema)
+    )
+}
+
+/// Moves the rejects the parser wrote into the stage to the rejects table (`$1..$3` bucket, key,
+/// etag; `$4` target label).
+pub fn save_staged_rejects_sql(state_schema: &str) -> String {
+    format!(
+        "INSERT INTO {}.rejects (bucket, key, etag, record, line, byte_offset, column_name, class, reason, raw, target_table) \
+         SELECT $1, $2, $3, _sluice_rec, _sluice_line, _sluice_offset, _sluice_column, _sluice_class, _sluice_reject, _sluice_raw, $4 \
+           FROM pg_temp.{STAGE} WHERE _sluice_op = 'R'",
+        quote_ident(state_schema)
+    )
+}
+
+/// One reject found by PostgreSQL (`$1..$3` bucket, key, etag; `$4` record; `$5` line; `$6`
+/// byte offset; `$7` column; `$8` class; `$9` reason; `$10` raw bytes; `$11` target).
+pub fn insert_reject_sql(state_schema: &str) -> String {
+    format!(
+        "INSERT INTO {}.rejects (bucket, key, etag, record, line, byte_offset, column_name, class, reason, raw, target_table) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        quote_ident(state_schema)
+    )
+}
+
 /// Prunes a table's tombstones older than `$1`; see the README's rule.
 pub fn prune_tombstones_sql(tombstones: &str) -> String {
     format!("DELETE FROM {tombstones} WHERE _sluice_version < $1")
@@ -619,14 +681,17 @@ mod tests {
                 Column {
                     name: "id".into(),
                     sql_type: "integer".into(),
+                    not_null: true,
                 },
                 Column {
                     name: "note".into(),
                     sql_type: "text".into(),
+                    not_null: false,
                 },
                 Column {
                     name: "amount".into(),
                     sql_type: "numeric(12,2)".into(),
+                    not_null: false,
                 },
             ],
             key: vec![0],
@@ -651,15 +716,18 @@ mod tests {
 
     #[test]
     fn stage_is_typed_like_the_target() {
-        let sql = create_stage_sql(&orders(), &[0, 2]);
+        let sql = create_stage_sql(&orders(), &[0, 2], false);
         assert_eq!(
             sql,
             "CREATE TEMP TABLE sluice_stage (_sluice_rec bigint NOT NULL, _sluice_op \"char\" NOT NULL, _sluice_version timestamptz, _sluice_keep int2[], \"id\" integer, \"amount\" numeric(12,2)) ON COMMIT DROP"
         );
         assert_eq!(
-            copy_stage_sql(&orders(), &[0, 2]),
+            copy_stage_sql(&orders(), &[0, 2], false),
             "COPY pg_temp.sluice_stage (_sluice_rec, _sluice_op, _sluice_version, _sluice_keep, \"id\", \"amount\") FROM STDIN"
         );
+        let with_rejects = create_stage_sql(&orders(), &[0], true);
+        assert!(with_rejects.contains("_sluice_keep int2[], _sluice_reject text, _sluice_class text, _sluice_column text, _sluice_line bigint, _sluice_offset bigint, _sluice_raw bytea, \"id\" integer"), "{with_rejects}");
+        assert!(copy_stage_sql(&orders(), &[0], true).contains("_sluice_keep, _sluice_reject, _sluice_class, _sluice_column, _sluice_line, _sluice_offset, _sluice_raw, \"id\")"));
     }
 
     #[test]
@@ -673,6 +741,10 @@ mod tests {
         });
         assert!(sql.contains("SELECT DISTINCT ON (\"id\") s.*, coalesce(s._sluice_version, $1::timestamptz) AS _v"), "{sql}");
         assert!(sql.contains("ORDER BY \"id\", coalesce(s._sluice_version, $1::timestamptz) DESC, s._sluice_rec DESC"), "{sql}");
+        assert!(
+            sql.contains("WHERE s._sluice_op <> 'R'"),
+            "rejects never merge: {sql}"
+        );
         // Upsert: only newer than the row, and never over a newer tombstone.
         assert!(sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\", _sluice_version = EXCLUDED._sluice_version"), "{sql}");
         assert!(sql.contains("WHERE (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) < (EXCLUDED._sluice_version, EXCLUDED._sluice_file_time, EXCLUDED._sluice_record))"), "{sql}");
@@ -747,7 +819,7 @@ mod tests {
             sql.starts_with("CREATE INDEX ON pg_temp.sluice_stage (\"id\", _sluice_rec);"),
             "{sql}"
         );
-        assert!(sql.contains("SET \"note\" = (SELECT p.\"note\" FROM pg_temp.sluice_stage p WHERE p.\"id\" = s.\"id\" AND p._sluice_rec < s._sluice_rec AND NOT (2 = ANY(coalesce(p._sluice_keep, '{}'))) ORDER BY p._sluice_rec DESC LIMIT 1)"), "{sql}");
+        assert!(sql.contains("SET \"note\" = (SELECT p.\"note\" FROM pg_temp.sluice_stage p WHERE p.\"id\" = s.\"id\" AND p._sluice_rec < s._sluice_rec AND p._sluice_op <> 'R' AND NOT (2 = ANY(coalesce(p._sluice_keep, '{}'))) ORDER BY p._sluice_rec DESC LIMIT 1)"), "{sql}");
         assert!(
             sql.contains("array_remove(s._sluice_keep, 3::int2)"),
             "{sql}"

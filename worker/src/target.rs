@@ -53,6 +53,7 @@ pub async fn resolve<C: GenericClient>(
         columns.push(Column {
             name,
             sql_type: row.get(1),
+            not_null: row.get(4),
         });
     }
     if key_cols.is_empty() {
