@@ -4,6 +4,7 @@
 
 mod support;
 
+mod badinput;
 mod failures;
 mod loader;
 mod order;

@@ -157,7 +157,8 @@ pub struct CopyContext {
 /// Reads the line, column and value from a `COPY` error context such as
 /// `COPY sluice_stage, line 3, column amount: "abc"`.
 pub fn parse_copy_context(context: &str) -> CopyContext {
-    let Some(rest) = context.strip_prefix("COPY ") else {
+    // The context has one line per level; input functions (json) add theirs above COPY's.
+    let Some(rest) = context.lines().find_map(|l| l.strip_prefix("COPY ")) else {
         return CopyContext::default();
     };
     let Some((_, after)) = rest.split_once(", line ") else {
@@ -237,6 +238,16 @@ mod tests {
             CopyContext {
                 record: Some(12),
                 ..CopyContext::default()
+            }
+        );
+        assert_eq!(
+            parse_copy_context(
+                "JSON data, line 1: {not...\nCOPY sluice_stage, line 5, column doc: \"{not json\""
+            ),
+            CopyContext {
+                record: Some(5),
+                column: Some("doc".to_owned()),
+                value: Some("{not json".to_owned())
             }
         );
         assert_eq!(

@@ -44,7 +44,9 @@ pub enum LoadError {
         value: String,
     },
 
-    #[error("record {record} at line {line} of {key} has operation \"{value}\", expected I, U or D")]
+    #[error(
+        "record {record} at line {line} of {key} has operation \"{value}\", expected I, U or D"
+    )]
     BadOperation {
         key: String,
         record: u64,
