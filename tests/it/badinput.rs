@@ -653,3 +653,63 @@ async fn memory_stays_bounded_on_a_huge_record_and_a_gzip_bomb() {
     assert!(peak < 320, "worker peak RSS {peak} MiB");
     println!("worker peak RSS: {peak} MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_on_a_1_gib_file() {
+    let tb = TestBed::new("gib").await;
+    tb.sql("CREATE TABLE {s}.blob (id int PRIMARY KEY, body text)")
+        .await;
+    // 1 GiB of CSV as 128 gzip members of the same 8 MiB of records (gzip allows members one
+    // after another; DMS's files are read the same way): 10,240 records of 100 KiB.
+    let mut chunk = Vec::with_capacity(8 << 20);
+    for id in 1..=80 {
+        chunk.extend_from_slice(format!("{id},").as_bytes());
+        while chunk.len() % (100 << 10) != (100 << 10) - 1 {
+            chunk.push(b'a' + (chunk.len() % 26) as u8);
+        }
+        chunk.push(b'\n');
+    }
+    assert_eq!(chunk.len(), 80 * (100 << 10));
+    let member = gzip(&chunk);
+    let body: Vec<u8> = std::iter::repeat_n(&member, 128)
+        .flatten()
+        .copied()
+        .collect();
+    let key = tb.key("blob/LOAD00000001.csv.gz");
+    let etag = tb.put(&key, body).await;
+    tb.scan().await;
+    let mut child = std::process::Command::new(binary("sluice-worker"))
+        .arg("run")
+        .args([
+            format!("--queue-url={}", tb.queue_url),
+            format!("--manifest-table={}", tb.name),
+            format!("--state-schema={}", tb.state_schema),
+            "--wait-time=1".into(),
+            "--exit-when-idle=600".into(),
+            "--concurrency=1".into(),
+        ])
+        .env("SLUICE_DATABASE_URL", database_url())
+        .env("SLUICE_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start worker");
+    let started = Instant::now();
+    let peak = loop {
+        if let Some(Status::Loaded | Status::Failed) = tb.status(&key, &etag).await {
+            break peak_rss_mib(child.id()).expect("worker still running");
+        }
+        assert!(started.elapsed() < Duration::from_secs(600));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let item = tb.item(&key, &etag).await;
+    assert_eq!(item.status, Some(Status::Loaded), "{:?}", item.error);
+    assert_eq!(item.rows.unwrap().read, 10_240);
+    assert_eq!(tb.count("SELECT count(*) FROM {s}.blob").await, 80);
+    println!(
+        "1 GiB file: worker peak RSS {peak} MiB, {:?}",
+        started.elapsed()
+    );
+    assert!(peak < 128, "worker peak RSS {peak} MiB");
+}
