@@ -385,8 +385,10 @@ const STAGED_VERSION: &str = "(s._v, $1::timestamptz, s._sluice_rec)";
 ///
 /// Every operation has a version `(v, file time, record)`, compared as a row: `v` is the
 /// file's timestamp column or else the file's time. Per key only the newest operation of the
-/// file counts. It is applied only if newer than the row's stored version and than the key's
-/// tombstone; a delete removes the row (or flags it) and records a tombstone. An operation
+/// file counts. It is applied only if it is not older than the row's stored version (an equal
+/// version is the same operation applied again, as an operator's reload does: it restores the
+/// row) and newer than the key's tombstone; a delete removes the row (or flags it) and records
+/// a tombstone. An operation
 /// that loses is *superseded*: counted, not applied. The caller holds the table's merge lock,
 /// so merges of one table never interleave (two statements could otherwise both miss each
 /// other's uncommitted tombstone and row).
@@ -421,7 +423,7 @@ pub fn merge_sql(m: &MergeSpec<'_>) -> String {
         .map(|(pos, &i)| (pos + 1, q(i)))
         .collect();
     let row_guard = format!(
-        "(t._sluice_version IS NULL OR {} < {})",
+        "(t._sluice_version IS NULL OR {} <= {})",
         version_of("t"),
         version_of("EXCLUDED")
     );
@@ -449,7 +451,7 @@ pub fn merge_sql(m: &MergeSpec<'_>) -> String {
             ctes.push(format!(
                 "deleted AS (
     DELETE FROM {t} AS t USING last AS s
-     WHERE s._sluice_op = 'D' AND {km} AND (t._sluice_version IS NULL OR {tv} < {STAGED_VERSION})
+     WHERE s._sluice_op = 'D' AND {km} AND (t._sluice_version IS NULL OR {tv} <= {STAGED_VERSION})
     RETURNING 1
 )"
             ));
@@ -458,7 +460,7 @@ pub fn merge_sql(m: &MergeSpec<'_>) -> String {
     INSERT INTO {tombstones} AS x ({key_list}, {sys_list})
     SELECT {s_keys}, {sys_values} FROM last AS s
      WHERE s._sluice_op = 'D'
-       AND NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {km} AND {tv} >= {STAGED_VERSION})
+       AND NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {km} AND {tv} > {STAGED_VERSION})
     ON CONFLICT ({key_list}) DO UPDATE SET {sys_set}
      WHERE {xv} < {ev}
     RETURNING 1
@@ -612,7 +614,7 @@ fn push_patches(
         "patched AS (
     UPDATE {t} AS t SET {sets} FROM last AS s
      WHERE s._sluice_op <> 'D' AND NOT s._full AND {km}
-       AND (t._sluice_version IS NULL OR {tv} < {STAGED_VERSION})
+       AND (t._sluice_version IS NULL OR {tv} <= {STAGED_VERSION})
     RETURNING 1
 )",
         sets = sets.join(", ")
@@ -747,10 +749,10 @@ mod tests {
         );
         // Upsert: only newer than the row, and never over a newer tombstone.
         assert!(sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\", _sluice_version = EXCLUDED._sluice_version"), "{sql}");
-        assert!(sql.contains("WHERE (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) < (EXCLUDED._sluice_version, EXCLUDED._sluice_file_time, EXCLUDED._sluice_record))"), "{sql}");
+        assert!(sql.contains("WHERE (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (EXCLUDED._sluice_version, EXCLUDED._sluice_file_time, EXCLUDED._sluice_record))"), "{sql}");
         assert!(sql.contains("NOT EXISTS (SELECT 1 FROM \"st\".tombstones_16384 AS x WHERE x.\"id\" = s.\"id\" AND (x._sluice_version, x._sluice_file_time, x._sluice_record) >= (s._v, $1::timestamptz, s._sluice_rec))"), "{sql}");
         // Delete: only an older row; the tombstone only where no newer row exists.
-        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING last AS s\n     WHERE s._sluice_op = 'D' AND t.\"id\" = s.\"id\" AND (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) < (s._v, $1::timestamptz, s._sluice_rec))"), "{sql}");
+        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING last AS s\n     WHERE s._sluice_op = 'D' AND t.\"id\" = s.\"id\" AND (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (s._v, $1::timestamptz, s._sluice_rec))"), "{sql}");
         assert!(
             sql.contains("INSERT INTO \"st\".tombstones_16384 AS x"),
             "{sql}"
