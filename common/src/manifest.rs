@@ -246,6 +246,19 @@ pub struct ManifestItem {
     pub message_id: Option<String>,
     /// Dated events, oldest first: the file's whole story.
     pub history: Vec<String>,
+    /// `LOAD` files: the full-load generation the file belongs to (its start, or
+    /// `refresh@<time>` for an operator's refresh).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
+    /// A generation's first file only: when the coordinator asked for the replacement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replace_sent_at: Option<String>,
+    /// A generation's first file only: when a worker replaced the table's rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_at: Option<String>,
+    /// A generation's first file only: rows the replacement removed (or flagged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_removed: Option<i64>,
 }
 
 /// Caps a text stored in the manifest (DynamoDB items are limited to 400 KB), on a char boundary.

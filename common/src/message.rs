@@ -60,6 +60,82 @@ impl FileMessage {
     }
 }
 
+/// "A table's full-load generation is complete: remove the rows it did not contain." Sent by
+/// the coordinator once every `LOAD` file of the generation is loaded and the generation has
+/// been quiet for a while; `kind` is `"replace"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplaceMessage {
+    pub v: u32,
+    pub kind: String,
+    pub bucket: String,
+    /// Schema and table folders of the key, verbatim (untrusted).
+    pub schema: String,
+    pub table: String,
+    /// Key prefix of the table's folder (`<prefix><schema>/<table>/`).
+    pub folder: String,
+    /// The generation's name: its start, or `refresh@<time>` for an operator's refresh.
+    pub generation: String,
+    /// RFC 3339: the generation's start. Rows last written by a file older than this, that the
+    /// generation did not write again, are gone from the source.
+    pub start: String,
+    /// How many `LOAD` files (distinct keys) the generation has.
+    pub files: u64,
+    /// The generation's first file (`LOAD00000001`), whose manifest item records the outcome.
+    pub head_key: String,
+    pub head_etag: String,
+}
+
+impl ReplaceMessage {
+    pub fn source_table(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a ReplaceMessage always serializes")
+    }
+}
+
+/// Any message on the work queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    File(FileMessage),
+    Replace(ReplaceMessage),
+}
+
+impl Message {
+    /// Parses a body: a file message (no `kind`, or `"file"`) or a replace message.
+    pub fn from_body(message_id: &str, body: &str) -> Result<Self, Error> {
+        let bad = |reason: String| Error::BadMessage {
+            message_id: message_id.to_owned(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+        match value.get("kind").and_then(|k| k.as_str()) {
+            None | Some("file") => FileMessage::from_body(message_id, body).map(Message::File),
+            Some("replace") => {
+                match value.get("v").and_then(|v| v.as_u64()) {
+                    Some(v) if v == u64::from(MESSAGE_VERSION) => {}
+                    other => {
+                        return Err(bad(format!(
+                            "message version {other:?}, this build reads 1"
+                        )))
+                    }
+                }
+                let m: ReplaceMessage =
+                    serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+                if m.bucket.is_empty() || m.folder.is_empty() || m.head_key.is_empty() {
+                    return Err(bad(
+                        "bucket, folder and head_key must not be empty".to_owned()
+                    ));
+                }
+                Ok(Message::Replace(m))
+            }
+            Some(other) => Err(bad(format!("unknown message kind {other:?}"))),
+        }
+    }
+}
+
 /// S3 returns ETags wrapped in double quotes; the manifest and messages store them bare.
 pub fn bare_etag(etag: &str) -> String {
     etag.trim_matches('"').to_owned()
@@ -107,6 +183,36 @@ mod tests {
         assert!(!FileMessage::from_body("m4", "{}")
             .unwrap_err()
             .is_transient());
+    }
+
+    #[test]
+    fn messages_of_both_kinds_parse_and_unknown_kinds_are_refused() {
+        let file = sample();
+        assert_eq!(
+            Message::from_body("m", &file.to_body()).unwrap(),
+            Message::File(file)
+        );
+        let replace = ReplaceMessage {
+            v: 1,
+            kind: "replace".into(),
+            bucket: "lake".into(),
+            schema: "public".into(),
+            table: "orders".into(),
+            folder: "dms/public/orders/".into(),
+            generation: "2024-10-29T11:00:00.000Z".into(),
+            start: "2024-10-29T11:00:00.000Z".into(),
+            files: 3,
+            head_key: "dms/public/orders/LOAD00000001.csv".into(),
+            head_etag: "e".into(),
+        };
+        assert_eq!(
+            Message::from_body("m", &replace.to_body()).unwrap(),
+            Message::Replace(replace)
+        );
+        let e = Message::from_body("m", "{\"v\":1,\"kind\":\"drop\"}").unwrap_err();
+        assert!(e.to_string().contains("unknown message kind"), "{e}");
+        let e = Message::from_body("m", "{\"v\":2,\"kind\":\"replace\"}").unwrap_err();
+        assert!(e.to_string().contains("version"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! invalid_bytes = "replace"         # NUL / invalid UTF-8: "reject" (default), "strip", "replace"
 //! encoding = "windows-1252"         # source encoding: "utf-8" (default), "latin1", "windows-1252"
 //! max_field_bytes = 1048576         # a longer field is a bad record
+//! full_load = "merge"               # or "replace" (default): see the README's generations
 //! ```
 //!
 //! Invariant: every table gets a complete [`TableRules`]; a table's own values override the
@@ -68,6 +69,18 @@ pub struct TableRules {
     pub encoding: Encoding,
     /// A field longer than this (in source bytes) is a bad record.
     pub max_field_bytes: Option<usize>,
+    /// What a completed full-load generation does to rows it did not contain.
+    pub full_load: FullLoad,
+}
+
+/// What a completed full-load generation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FullLoad {
+    /// Rows the generation did not contain, and no newer change wrote, are removed.
+    #[default]
+    Replace,
+    /// Upsert only: rows are never removed by a full load.
+    Merge,
 }
 
 /// What happens to a file with bad records.
@@ -124,6 +137,7 @@ impl Default for TableRules {
             invalid_bytes: InvalidBytes::Reject,
             encoding: Encoding::Utf8,
             max_field_bytes: None,
+            full_load: FullLoad::Replace,
         }
     }
 }
@@ -155,6 +169,7 @@ struct RawTable {
     invalid_bytes: Option<String>,
     encoding: Option<String>,
     max_field_bytes: Option<usize>,
+    full_load: Option<String>,
 }
 
 /// All rules: defaults plus per-table overrides, keyed by `schema.table` as in S3 keys.
@@ -317,6 +332,17 @@ fn apply(base: &TableRules, raw: &RawTable, name: &str) -> Result<TableRules, St
         }
         rules.max_field_bytes = Some(n);
     }
+    if let Some(v) = &raw.full_load {
+        rules.full_load = match v.as_str() {
+            "replace" => FullLoad::Replace,
+            "merge" => FullLoad::Merge,
+            other => {
+                return Err(format!(
+                    "{name}: full_load {other:?} must be \"replace\" or \"merge\""
+                ))
+            }
+        };
+    }
     if rules.on_error == OnError::FailFile
         && (raw.max_rejects.is_some() || raw.max_reject_share.is_some())
     {
@@ -367,6 +393,7 @@ mod tests {
             invalid_bytes = "replace"
             encoding = "Windows-1252"
             max_field_bytes = 4096
+            full_load = "merge"
             "#,
         )
         .unwrap();
@@ -391,6 +418,8 @@ mod tests {
         assert_eq!(o.invalid_bytes, InvalidBytes::Replace);
         assert_eq!(o.encoding, Encoding::Windows1252);
         assert_eq!(o.max_field_bytes, Some(4096));
+        assert_eq!(o.full_load, FullLoad::Merge);
+        assert_eq!(rules.for_table("src.other").full_load, FullLoad::Replace);
         let other = rules.for_table("src.other");
         assert_eq!(other.null, "");
         assert!(!other.header);

@@ -224,6 +224,55 @@ impl ManifestStore {
         }
     }
 
+    /// Sets (`Some`) or removes (`None`) attributes of an existing item without changing its
+    /// status, appending `note` to its history. Only for the generation bookkeeping
+    /// (`generation`, `replace_sent_at`, `replaced_at`, `rows_removed`).
+    pub async fn annotate(
+        &self,
+        key: &str,
+        etag: &str,
+        attrs: &[(&str, Annotation)],
+        note: Option<&str>,
+    ) -> Result<(), Error> {
+        let mut x = Expr::default();
+        let now = timefmt::now();
+        for (attr, value) in attrs {
+            debug_assert!(ANNOTATIONS.contains(attr), "{attr}");
+            match value {
+                Annotation::Text(v) => x.set(attr, s(v)),
+                Annotation::Number(v) => x.set(attr, n(*v)),
+                Annotation::Remove => x.remove(attr),
+            }
+        }
+        if let Some(note) = note {
+            let h = x.name("history");
+            let entry = x.value(AttributeValue::L(vec![s(&format!("{now} {note}"))]));
+            let empty = x.value(AttributeValue::L(vec![]));
+            x.sets.push(format!(
+                "{h} = list_append(if_not_exists({h}, {empty}), {entry})"
+            ));
+        }
+        let k = x.name("key");
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+            .key("etag", s(etag))
+            .update_expression(x.update_expression())
+            .condition_expression(format!("attribute_exists({k})"));
+        for (p, name) in &x.names {
+            req = req.expression_attribute_names(p, name);
+        }
+        for (p, v) in &x.values {
+            req = req.expression_attribute_values(p, v.clone());
+        }
+        req.send()
+            .await
+            .map_err(|e| self.err("update_item", ItemRef::new(key, etag), &e))?;
+        Ok(())
+    }
+
     /// Applies a transition as one conditional update.
     pub async fn transition(
         &self,
@@ -702,8 +751,28 @@ pub fn parse_item(item: &Item) -> ManifestItem {
             .and_then(|v| v.as_l().ok())
             .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
             .unwrap_or_default(),
+        generation: get_s(item, "generation"),
+        replace_sent_at: get_s(item, "replace_sent_at"),
+        replaced_at: get_s(item, "replaced_at"),
+        rows_removed: get_n(item, "rows_removed"),
     }
 }
+
+/// A value [`ManifestStore::annotate`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Annotation {
+    Text(String),
+    Number(i64),
+    Remove,
+}
+
+/// Attributes [`ManifestStore::annotate`] may write.
+const ANNOTATIONS: [&str; 4] = [
+    "generation",
+    "replace_sent_at",
+    "replaced_at",
+    "rows_removed",
+];
 
 /// Builds update and condition expressions with placeholders for every name and value, so no
 /// attribute name collides with DynamoDB's reserved words and no value is spliced in.

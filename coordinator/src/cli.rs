@@ -42,6 +42,10 @@ pub struct Common {
     /// Re-enqueue files stuck in discovered/queued/loading, or failed, this long (30s, 10m, 1h).
     #[arg(long, env = "SLUICE_REQUEUE_AFTER", default_value = "10m", value_parser = parse_duration, global = true)]
     pub requeue_after: Duration,
+    /// How long a table's full load must go without a new LOAD file before it counts as
+    /// complete (and its older rows are replaced).
+    #[arg(long, env = "SLUICE_GENERATION_QUIET", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub generation_quiet: Duration,
     /// Attempts per file before it is marked dead (keep equal to the workers').
     #[arg(long, env = "SLUICE_MAX_ATTEMPTS", default_value = "5", global = true)]
     pub max_attempts: u32,
@@ -163,6 +167,7 @@ pub fn scan_context(common: &Common, aws: &AwsClients) -> Result<ScanContext, Co
         policy: Policy {
             requeue_after: common.requeue_after,
             max_attempts: common.max_attempts,
+            generation_quiet: common.generation_quiet,
         },
     })
 }
@@ -315,9 +320,10 @@ pub async fn execute(
 
 fn print_summary(s: &scan::ScanSummary) {
     println!(
-        "{}listed {} | new {} | changed {} | re-enqueued {} | unchanged {} | dead {} | unloadable {} | sent {} | send failed {}",
+        "{}listed {} | new {} | changed {} | re-enqueued {} | unchanged {} | dead {} | unloadable {} | sent {} | send failed {} | generations in progress {} | replacements asked {}",
         if s.dry_run { "(dry run) " } else { "" },
-        s.listed, s.new, s.changed, s.requeued, s.unchanged, s.dead, s.unloadable, s.sent, s.send_failed
+        s.listed, s.new, s.changed, s.requeued, s.unchanged, s.dead, s.unloadable, s.sent, s.send_failed,
+        s.generations_in_progress, s.replacements_sent
     );
 }
 

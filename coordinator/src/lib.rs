@@ -4,7 +4,9 @@
 //! # Layout
 //!
 //! - [`plan`]: the diff plan (pure).
-//! - [`scan`]: one pass: list, diff, write manifest, enqueue, mark queued.
+//! - [`scan`]: one pass: list, diff, write manifest, enqueue, mark queued, ask for the
+//!   replacement of complete full-load generations.
+//! - [`generation`]: which `LOAD` files form a table's newest full load, and when it is done.
 //! - [`bootstrap`]: manifest table and (local) queue creation.
 //! - [`report`]: `manifest list / show / summary`.
 //! - [`cli`]: the command line, validated, and the commands' runners.
@@ -13,6 +15,7 @@
 pub mod bootstrap;
 pub mod cli;
 pub mod error;
+pub mod generation;
 pub mod plan;
 pub mod report;
 pub mod scan;

@@ -39,6 +39,8 @@ pub struct Candidate {
 pub struct Policy {
     pub requeue_after: Duration,
     pub max_attempts: u32,
+    /// How long a full-load generation must go without a new file before it counts as complete.
+    pub generation_quiet: Duration,
 }
 
 /// What a pass does.
@@ -54,6 +56,8 @@ pub struct Plan {
     pub give_up: Vec<ManifestItem>,
     /// Open items left alone (in progress, or failed permanently awaiting an operator).
     pub waiting: usize,
+    /// Every table's newest full-load generation (filled by the scan, which knows the manifest).
+    pub generations: Vec<crate::generation::GenerationPlan>,
 }
 
 /// Pairs of the listing that the manifest does not hold (the only ones worth a second look).
@@ -141,6 +145,7 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2024-10-29 12:00 UTC);
     const POLICY: Policy = Policy {
+        generation_quiet: Duration::from_secs(300),
         requeue_after: Duration::from_secs(600),
         max_attempts: 3,
     };
@@ -277,6 +282,7 @@ mod tests {
     fn zero_requeue_after_requeues_every_stuck_item() {
         let open = vec![item("b", Status::Queued, 0, "2024-10-29T12:00:00.000Z")];
         let policy = Policy {
+            generation_quiet: Duration::from_secs(300),
             requeue_after: Duration::ZERO,
             ..POLICY
         };

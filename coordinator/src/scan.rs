@@ -7,12 +7,13 @@
 //! the sparse index; `--dry-run` reads but writes nothing.
 
 use crate::error::CoordinatorError;
+use crate::generation::{plan_generations, GenerationPlan};
 use crate::plan::{plan, unknown_pairs, Candidate, Listed, Plan, Policy};
 use serde::Serialize;
 use sluice_common::config::SourceLocation;
 use sluice_common::manifest::{ManifestItem, Status, Transition};
-use sluice_common::message::{bare_etag, FileMessage, MESSAGE_VERSION};
-use sluice_common::store::{Changes, ManifestStore, NewFile};
+use sluice_common::message::{bare_etag, FileMessage, ReplaceMessage, MESSAGE_VERSION};
+use sluice_common::store::{Annotation, Changes, ManifestStore, NewFile};
 use sluice_common::timefmt;
 use std::collections::HashSet;
 use tracing::{info, warn};
@@ -39,6 +40,10 @@ pub struct ScanSummary {
     pub unloadable: usize,
     pub sent: usize,
     pub send_failed: usize,
+    /// Tables whose newest full-load generation is not replaced yet.
+    pub generations_in_progress: usize,
+    /// Replace messages sent for complete generations.
+    pub replacements_sent: usize,
     pub dry_run: bool,
 }
 
@@ -112,14 +117,23 @@ pub async fn make_plan(ctx: &ScanContext) -> Result<(Vec<Listed>, Plan), Coordin
     ] {
         open.extend(ctx.store.list_open(status, None).await?);
     }
-    let p = plan(
+    let now = time::OffsetDateTime::now_utc();
+    let mut p = plan(
         &ctx.source.prefix,
         &listing,
         &known,
         &others,
         &open,
-        time::OffsetDateTime::now_utc(),
+        now,
         ctx.policy,
+    );
+    p.generations = plan_generations(
+        &ctx.source.prefix,
+        &listing,
+        &known,
+        now,
+        ctx.policy.generation_quiet,
+        ctx.policy.requeue_after,
     );
     Ok((listing, p))
 }
@@ -138,6 +152,11 @@ pub async fn scan(
         unchanged: p.unchanged,
         dead: p.give_up.len(),
         unloadable: p.unloadable.len(),
+        generations_in_progress: p
+            .generations
+            .iter()
+            .filter(|g| g.generation.in_progress())
+            .count(),
         dry_run,
         ..ScanSummary::default()
     };
@@ -208,6 +227,7 @@ pub async fn scan(
                 .await?;
         }
     }
+    summary.replacements_sent = generations(ctx, &p.generations).await?;
     info!(
         listed = summary.listed,
         new = summary.new,
@@ -218,9 +238,80 @@ pub async fn scan(
         unloadable = summary.unloadable,
         sent = summary.sent,
         send_failed = summary.send_failed,
+        generations_in_progress = summary.generations_in_progress,
+        replacements_sent = summary.replacements_sent,
         "scan pass done"
     );
     Ok((summary, p))
+}
+
+/// Names each generation's files in the manifest, and asks a worker to replace the rows of
+/// every complete generation (recording when it asked). Returns the messages sent.
+async fn generations(
+    ctx: &ScanContext,
+    plans: &[GenerationPlan],
+) -> Result<usize, CoordinatorError> {
+    let mut sent = 0;
+    for plan in plans {
+        let g = &plan.generation;
+        for (key, etag) in &plan.unlabelled {
+            ctx.store
+                .annotate(
+                    key,
+                    etag,
+                    &[("generation", Annotation::Text(g.label.clone()))],
+                    None,
+                )
+                .await?;
+        }
+        if !plan.send_replace {
+            continue;
+        }
+        let message = ReplaceMessage {
+            v: MESSAGE_VERSION,
+            kind: "replace".to_owned(),
+            bucket: ctx.source.bucket.clone(),
+            schema: g.schema.clone(),
+            table: g.table.clone(),
+            folder: g.folder.clone(),
+            generation: g.label.clone(),
+            start: g.start.clone(),
+            files: g.members.len() as u64,
+            head_key: g.head.key.clone(),
+            head_etag: g.head.etag.clone(),
+        };
+        let result = ctx
+            .sqs
+            .send_message()
+            .queue_url(&ctx.queue_url)
+            .message_body(message.to_body())
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                sent += 1;
+                ctx.store
+                    .annotate(
+                        &g.head.key,
+                        &g.head.etag,
+                        &[("replace_sent_at", Annotation::Text(timefmt::now()))],
+                        Some(&format!(
+                            "generation {} complete ({} files): replacement asked",
+                            g.label,
+                            g.members.len()
+                        )),
+                    )
+                    .await?;
+                info!(table = %g.source_table(), generation = %g.label, files = g.members.len(), "full-load generation complete; replacement asked");
+            }
+            Err(e) => warn!(
+                table = %g.source_table(),
+                error = %sluice_common::error::sdk_error_text(&e),
+                "replace message not sent; the next pass asks again"
+            ),
+        }
+    }
+    Ok(sent)
 }
 
 fn new_file(ctx: &ScanContext, c: &Candidate) -> NewFile {

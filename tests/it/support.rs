@@ -42,6 +42,9 @@ pub struct TestBed {
     /// Schema of sluice's ledger for this test.
     pub state_schema: String,
     pub db: tokio_postgres::Client,
+    /// The coordinator's quiet period for full-load generations: a day unless a test of
+    /// generations sets it, so other tests never see a replacement.
+    pub generation_quiet: Duration,
 }
 
 impl TestBed {
@@ -100,6 +103,7 @@ impl TestBed {
             schema,
             state_schema,
             db,
+            generation_quiet: Duration::from_secs(86_400),
         }
     }
 
@@ -141,6 +145,8 @@ impl TestBed {
             policy: Policy {
                 requeue_after,
                 max_attempts: 5,
+                // Generations complete only where a test says so (see generation_quiet()).
+                generation_quiet: self.generation_quiet,
             },
         }
     }

@@ -31,8 +31,8 @@ use crate::target;
 use deadpool_postgres::Pool;
 use futures_util::SinkExt;
 use sluice_common::mapping::{map_key, Compression, FileKind};
-use sluice_common::message::FileMessage;
-use sluice_common::rules::{OnError, Rules, TableRules};
+use sluice_common::message::{FileMessage, ReplaceMessage};
+use sluice_common::rules::{FullLoad, OnError, Rules, TableRules};
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,20 +133,7 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
 
     let file_time = file_time(msg)?;
     let soft = rules.soft_delete.as_deref();
-    let target = target::resolve(&client, &schema, &table, soft, key).await?;
-    let cache_key = (target.oid, rules.soft_delete.clone());
-    let known = ctx
-        .prepared
-        .lock()
-        .expect("prepared-table cache lock")
-        .contains(&cache_key);
-    if !known {
-        prepare(&mut client, &target, soft, &ctx.state_schema, key).await?;
-        ctx.prepared
-            .lock()
-            .expect("prepared-table cache lock")
-            .insert(cache_key.clone());
-    }
+    let cache_key = prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
 
     let body = get_object(&ctx.s3, msg).await?;
 
@@ -375,6 +362,141 @@ pub fn file_time(msg: &FileMessage) -> Result<SystemTime, LoadError> {
                 msg.last_modified
             ),
         })
+}
+
+/// Resolves a target and makes sure this process has prepared it for the version guard.
+async fn prepared_target(
+    ctx: &LoadContext,
+    client: &mut deadpool_postgres::Object,
+    schema: &str,
+    table: &str,
+    soft: Option<&str>,
+    key: &str,
+) -> Result<PreparedTable, LoadError> {
+    let target = target::resolve(&*client, schema, table, soft, key).await?;
+    let cache_key = (target.oid, soft.map(str::to_owned));
+    let known = ctx
+        .prepared
+        .lock()
+        .expect("prepared-table cache lock")
+        .contains(&cache_key);
+    if !known {
+        prepare(client, &target, soft, &ctx.state_schema, key).await?;
+        ctx.prepared
+            .lock()
+            .expect("prepared-table cache lock")
+            .insert(cache_key.clone());
+    }
+    Ok(cache_key)
+}
+
+/// How a replacement message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplaceOutcome {
+    /// This worker removed (or flagged) the rows the generation did not contain.
+    Replaced { rows_removed: i64 },
+    /// The generation's replacement ran before.
+    AlreadyDone,
+    /// The ledger does not hold every file of the generation yet; nothing was done.
+    Incomplete { found: i64, expected: u64 },
+    /// The table's rules say `full_load = "merge"`: full loads never remove rows.
+    Merge,
+}
+
+/// Ends a full-load generation: removes the table's rows that the generation did not contain
+/// and that no newer change wrote, in one transaction under the table's merge lock, once per
+/// generation (recorded in `<state>.generations`). Readers see the table before or after,
+/// never in between.
+pub async fn apply_replace(
+    ctx: &LoadContext,
+    msg: &ReplaceMessage,
+) -> Result<ReplaceOutcome, LoadError> {
+    let key = msg.head_key.as_str();
+    let rules = ctx.rules.for_table(&msg.source_table());
+    if rules.full_load == FullLoad::Merge {
+        return Ok(ReplaceOutcome::Merge);
+    }
+    let (schema, table) = rules
+        .target
+        .clone()
+        .unwrap_or_else(|| (msg.schema.clone(), msg.table.clone()));
+    let target_label = format!("{schema}.{table}");
+    let pg = |e: tokio_postgres::Error| db_error(e, key, &target_label, None);
+    let start: SystemTime = sluice_common::timefmt::parse(&msg.start)
+        .map(SystemTime::from)
+        .ok_or_else(|| LoadError::Rules {
+            key: key.to_owned(),
+            message: format!("generation start {:?} is not an RFC 3339 time", msg.start),
+        })?;
+    let mut client = ctx.pool.get().await.map_err(|e| LoadError::Database {
+        key: key.to_owned(),
+        table: target_label.clone(),
+        message: format!("cannot connect: {}", pool_error_text(&e)),
+        sqlstate: None,
+        record: None,
+        line: None,
+        column: None,
+        value: None,
+        transient: true,
+    })?;
+    let soft = rules.soft_delete.as_deref();
+    prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
+    let found: i64 = client
+        .query_one(
+            &sql::generation_files_sql(&ctx.state_schema),
+            &[&msg.bucket, &msg.folder, &start],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    if found < msg.files as i64 {
+        return Ok(ReplaceOutcome::Incomplete {
+            found,
+            expected: msg.files,
+        });
+    }
+    let txn = client.transaction().await.map_err(pg)?;
+    let target = target::resolve(&txn, &schema, &table, soft, key).await?;
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&target.merge_lock()])
+        .await
+        .map_err(pg)?;
+    let claimed = txn
+        .query(
+            &sql::generation_claim_sql(&ctx.state_schema),
+            &[
+                &target.label(),
+                &msg.generation,
+                &start,
+                &(msg.files as i64),
+                &ctx.worker_id,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    if claimed.is_empty() {
+        return Ok(ReplaceOutcome::AlreadyDone);
+    }
+    let deletes = match soft {
+        Some(flag) => sql::Deletes::Soft {
+            flag: flag.to_owned(),
+        },
+        None => sql::Deletes::Hard {
+            tombstones: target.tombstones(&ctx.state_schema),
+        },
+    };
+    let rows_removed: i64 = txn
+        .query_one(&sql::replace_sql(&target, &deletes), &[&start])
+        .await
+        .map_err(pg)?
+        .get(0);
+    txn.execute(
+        &sql::generation_done_sql(&ctx.state_schema),
+        &[&target.label(), &msg.generation, &rows_removed],
+    )
+    .await
+    .map_err(pg)?;
+    txn.commit().await.map_err(pg)?;
+    Ok(ReplaceOutcome::Replaced { rows_removed })
 }
 
 /// Adds the system columns, the soft-delete flag or the tombstone table to a target, under

@@ -14,12 +14,12 @@
 use crate::config::WorkerConfig;
 use crate::db;
 use crate::error::LoadError;
-use crate::load::{load_file, LoadContext, LoadOutcome};
+use crate::load::{apply_replace, load_file, LoadContext, LoadOutcome, ReplaceOutcome};
 use crate::visibility;
 use aws_sdk_sqs::types::Message;
 use sluice_common::config::AwsClients;
 use sluice_common::manifest::{ManifestItem, PhaseTimings, RowCounts, Status, Transition};
-use sluice_common::message::FileMessage;
+use sluice_common::message::{FileMessage, Message as QueueMessage, ReplaceMessage};
 use sluice_common::retry::{redelivery_delay, retry, Attempt, Policy};
 use sluice_common::store::{Changes, ManifestStore, Moved, NewFile};
 use std::sync::Arc;
@@ -47,6 +47,8 @@ pub struct RunSummary {
     pub dead: u64,
     pub abandoned: u64,
     pub bad_messages: u64,
+    /// Full-load generations whose replacement this worker ran.
+    pub replaced: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +60,7 @@ enum Outcome {
     Abandoned,
     BadMessage,
     Deferred,
+    Replaced,
 }
 
 struct Shared {
@@ -199,6 +202,7 @@ fn tally(summary: &mut RunSummary, done: Result<Outcome, tokio::task::JoinError>
         Ok(Outcome::Abandoned) => summary.abandoned += 1,
         Ok(Outcome::BadMessage) => summary.bad_messages += 1,
         Ok(Outcome::Deferred) => {}
+        Ok(Outcome::Replaced) => summary.replaced += 1,
         Err(e) => error!(error = %e, "file task panicked"),
     }
 }
@@ -223,8 +227,14 @@ async fn receive(shared: &Shared, max: i32) -> Result<Vec<Message>, String> {
 async fn handle(shared: &Shared, message: Message, abandon: &CancellationToken) -> Outcome {
     let message_id = message.message_id().unwrap_or_default().to_owned();
     let receipt = message.receipt_handle().unwrap_or_default().to_owned();
-    let msg = match FileMessage::from_body(&message_id, message.body().unwrap_or_default()) {
-        Ok(m) => m,
+    let msg = match QueueMessage::from_body(&message_id, message.body().unwrap_or_default()) {
+        Ok(QueueMessage::File(m)) => m,
+        Ok(QueueMessage::Replace(m)) => {
+            let span = info_span!("replace", bucket = %m.bucket, key = %m.head_key, etag = %m.head_etag,
+                table = %m.source_table(), generation = %m.generation, message_id = %message_id,
+                worker = %shared.cfg.worker_id);
+            return handle_replace(shared, m, receipt).instrument(span).await;
+        }
         Err(e) => {
             // Not ours to delete: it stays visible to the dead-letter queue's redrive, at a
             // slow pace instead of a crash loop.
@@ -405,6 +415,101 @@ async fn handle_file(
             Outcome::Abandoned
         }
     }
+}
+
+/// A completed generation's replacement: run it (retrying transient errors while the message
+/// is held), record the outcome on the generation's first file in the manifest, delete the
+/// message. An incomplete generation is left to the coordinator, which asks again later.
+async fn handle_replace(shared: &Shared, msg: ReplaceMessage, receipt: String) -> Outcome {
+    let heartbeat = visibility::start(
+        shared.sqs.clone(),
+        shared.cfg.queue_url.clone(),
+        receipt.clone(),
+        msg.head_key.clone(),
+        shared.cfg.visibility_timeout,
+    );
+    let result = retry(
+        Policy::patient(shared.cfg.db_retry_for),
+        || async {
+            apply_replace(&shared.load, &msg).await.map_err(|e| {
+                if e.is_transient() {
+                    Attempt::Transient(e)
+                } else {
+                    Attempt::Permanent(e)
+                }
+            })
+        },
+        |e, wait| warn!(error = %e, wait_ms = wait.as_millis() as u64, "transient error, retrying"),
+    )
+    .await;
+    drop(heartbeat);
+    use sluice_common::store::Annotation;
+    let (note, rows) = match &result {
+        Ok(ReplaceOutcome::Replaced { rows_removed }) => {
+            info!(rows_removed, "generation replaced the table's older rows");
+            (
+                format!(
+                    "generation {} replaced: {rows_removed} rows removed",
+                    msg.generation
+                ),
+                Some(*rows_removed),
+            )
+        }
+        Ok(ReplaceOutcome::AlreadyDone) => {
+            info!("generation was replaced before");
+            (
+                format!("generation {} was replaced before", msg.generation),
+                None,
+            )
+        }
+        Ok(ReplaceOutcome::Merge) => {
+            info!("table's full loads merge only; nothing removed");
+            (
+                format!(
+                    "generation {} complete; full_load = merge, nothing removed",
+                    msg.generation
+                ),
+                Some(0),
+            )
+        }
+        Ok(ReplaceOutcome::Incomplete { found, expected }) => {
+            warn!(
+                found,
+                expected, "generation incomplete in the ledger; the coordinator will ask again"
+            );
+            delete(shared, &receipt).await;
+            return Outcome::Deferred;
+        }
+        Err(e) => {
+            error!(error = %e, error_class = e.class(), "generation replacement failed");
+            if e.is_transient() {
+                set_visibility(shared, &receipt, Duration::from_secs(60)).await;
+            } else {
+                delete(shared, &receipt).await;
+            }
+            return Outcome::Failed;
+        }
+    };
+    let mut attrs = vec![
+        (
+            "replaced_at",
+            Annotation::Text(sluice_common::timefmt::now()),
+        ),
+        ("generation", Annotation::Text(msg.generation.clone())),
+    ];
+    if let Some(rows) = rows {
+        attrs.push(("rows_removed", Annotation::Number(rows)));
+    }
+    if let Err(e) = shared
+        .store
+        .annotate(&msg.head_key, &msg.head_etag, &attrs, Some(&note))
+        .await
+    {
+        // The coordinator asks again; the replacement will be found done.
+        warn!(error = %e, "replacement done but the manifest update failed");
+    }
+    delete(shared, &receipt).await;
+    Outcome::Replaced
 }
 
 async fn refused_claim(shared: &Shared, receipt: &str, item: Option<ManifestItem>) -> Outcome {

@@ -160,6 +160,17 @@ CREATE TABLE IF NOT EXISTS {s}.rejects (
     rejected_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (bucket, key, etag, record)
 );
+CREATE TABLE IF NOT EXISTS {s}.generations (
+    target_table  text        NOT NULL,
+    generation    text        NOT NULL,
+    start         timestamptz NOT NULL,
+    files         bigint      NOT NULL,
+    rows_removed  bigint      NOT NULL DEFAULT 0,
+    worker        text,
+    replaced_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target_table, generation)
+);
+COMMENT ON TABLE {s}.generations IS 'sluice: full-load generations whose replacement has run, once each';
 COMMENT ON TABLE {s}.rejects IS 'sluice: records set aside by on_error = reject_rows, with their original bytes';
 COMMENT ON TABLE {s}.ledger IS 'sluice: one row per applied S3 object version, committed with its data';"
     )
@@ -665,6 +676,83 @@ pub fn insert_reject_sql(state_schema: &str) -> String {
     )
 }
 
+/// How many `LOAD` files (distinct keys) of a table folder written at or after a generation's
+/// start the ledger holds (`$1` bucket, `$2` folder, `$3` start).
+pub fn generation_files_sql(state_schema: &str) -> String {
+    format!(
+        "SELECT count(DISTINCT key) FROM {}.ledger WHERE bucket = $1 AND starts_with(key, $2) \
+         AND file_time >= $3 AND key ~* '/LOAD[0-9a-f]{{8}}\\.csv(\\.gz)?$'",
+        quote_ident(state_schema)
+    )
+}
+
+/// Records that a generation's replacement runs (`$1` target, `$2` generation, `$3` start, `$4`
+/// files, `$5` worker); no row back means it ran already.
+pub fn generation_claim_sql(state_schema: &str) -> String {
+    format!(
+        "INSERT INTO {}.generations (target_table, generation, start, files, worker) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+        quote_ident(state_schema)
+    )
+}
+
+/// Records how many rows a generation's replacement removed (`$1` target, `$2` generation,
+/// `$3` rows).
+pub fn generation_done_sql(state_schema: &str) -> String {
+    format!(
+        "UPDATE {}.generations SET rows_removed = $3 WHERE target_table = $1 AND generation = $2",
+        quote_ident(state_schema)
+    )
+}
+
+/// The replacement at the end of a full-load generation (`$1` its start): removes the rows
+/// whose last writer is a file older than the generation, that is rows the generation did not
+/// contain and no newer change wrote, and leaves a tombstone at the generation's start so an
+/// older change arriving late cannot bring them back (or flags them, with soft deletes).
+/// Returns one row: the number of rows removed. The caller holds the table's merge lock.
+pub fn replace_sql(target: &TargetTable, deletes: &Deletes) -> String {
+    let t = target.qualified();
+    let stale = "t._sluice_file_time IS NULL OR t._sluice_file_time < $1::timestamptz";
+    match deletes {
+        Deletes::Hard { tombstones } => {
+            let keys = key_list(target);
+            let t_keys = target
+                .key
+                .iter()
+                .map(|&i| format!("t.{}", quote_ident(&target.columns[i].name)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "WITH gone AS (
+    DELETE FROM {t} AS t WHERE {stale} RETURNING {t_keys}
+), buried AS (
+    INSERT INTO {tombstones} AS x ({keys}, _sluice_version, _sluice_file_time, _sluice_record, _sluice_file)
+    SELECT {keys}, $1::timestamptz, $1::timestamptz, 0, 0 FROM gone
+    ON CONFLICT ({keys}) DO UPDATE SET _sluice_version = EXCLUDED._sluice_version,
+        _sluice_file_time = EXCLUDED._sluice_file_time, _sluice_record = 0, _sluice_file = 0
+     WHERE {xv} < {ev}
+    RETURNING 1
+)
+SELECT count(*) FROM gone",
+                xv = version_of("x"),
+                ev = version_of("EXCLUDED"),
+            )
+        }
+        Deletes::Soft { flag } => {
+            let f = quote_ident(flag);
+            format!(
+                "WITH gone AS (
+    UPDATE {t} AS t SET {f} = true, _sluice_version = $1::timestamptz, _sluice_file_time = $1::timestamptz,
+           _sluice_record = 0, _sluice_file = 0
+     WHERE ({stale}) AND NOT t.{f}
+    RETURNING 1
+)
+SELECT count(*) FROM gone"
+            )
+        }
+    }
+}
+
 /// Prunes a table's tombstones older than `$1`; see the README's rule.
 pub fn prune_tombstones_sql(tombstones: &str) -> String {
     format!("DELETE FROM {tombstones} WHERE _sluice_version < $1")
@@ -849,6 +937,27 @@ mod tests {
         assert!(!t.is_prepared(Some("gone")));
         let sql = prepare_sql(&t, Some("gone"), "st");
         assert_eq!(sql, "ALTER TABLE \"wh\".\"or\"\"ders\" ADD COLUMN IF NOT EXISTS \"gone\" boolean NOT NULL DEFAULT false;\n");
+    }
+
+    #[test]
+    fn replacement_removes_rows_older_than_the_generation_and_buries_them() {
+        let sql = replace_sql(&orders(), &hard());
+        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t WHERE t._sluice_file_time IS NULL OR t._sluice_file_time < $1::timestamptz RETURNING t.\"id\""), "{sql}");
+        assert!(
+            sql.contains("INSERT INTO \"st\".tombstones_16384 AS x (\"id\", _sluice_version"),
+            "{sql}"
+        );
+        let soft = replace_sql(
+            &orders(),
+            &Deletes::Soft {
+                flag: "gone".into(),
+            },
+        );
+        assert!(
+            soft.contains("SET \"gone\" = true") && soft.contains("AND NOT t.\"gone\""),
+            "{soft}"
+        );
+        assert!(generation_files_sql("s").contains("starts_with(key, $2) AND file_time >= $3"));
     }
 
     #[test]
