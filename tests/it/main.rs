@@ -4,5 +4,6 @@
 
 mod support;
 
+mod aws_stack;
 mod failures;
 mod loader;
