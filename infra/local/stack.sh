@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Local stack for Sluice: the moto server (S3, SQS, DynamoDB) and PostgreSQL 15, both on loopback.
+# Local stack for Sluice: the moto server (S3, SQS, DynamoDB, and the CloudFormation, IAM and ECS
+# that the AWS template's test needs) and PostgreSQL 15, both on loopback; plus cfn-lint, which
+# infra/local/test.sh runs on infra/aws/*.yaml.
 #
 #   infra/local/stack.sh up     install what is missing, start what is not running, write the env file
 #   infra/local/stack.sh down   stop what `up` started (and nothing else)
@@ -81,6 +83,14 @@ ensure_moto() {
   exit 1
 }
 
+# cfn-lint checks the CloudFormation templates (infra/local/test.sh); its loader also reads the
+# template for infra/aws/test_template.py and infra/aws/moto_stack.py.
+ensure_cfn_lint() {
+  if python3 -c 'import cfnlint.runner' 2>/dev/null; then return; fi
+  log "installing cfn-lint from PyPI"
+  python3 -m pip install -q 'cfn-lint>=1,<2'
+}
+
 write_env() {
   cat >"$ENV_FILE" <<ENV
 export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
@@ -98,6 +108,7 @@ up() {
   ensure_postgres_installed
   ensure_postgres_running
   ensure_moto
+  ensure_cfn_lint
   write_env
   log "up: moto on :$MOTO_PORT, postgresql on :$PG_PORT; env in $ENV_FILE"
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test of Sluice: formatting, lints, unit tests and the integration tests against the
-# local stack (moto + PostgreSQL), which this script installs and starts when missing.
+# Every test of Sluice: the AWS template (cfn-lint, static checks), formatting, lints, unit tests
+# and the integration tests against the local stack (moto + PostgreSQL), which this script
+# installs and starts when missing.
 # `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,6 +12,12 @@ export CARGO_TERM_COLOR=never
 infra/local/stack.sh up
 # shellcheck disable=SC1090
 . "$(infra/local/stack.sh envfile)"
+
+echo "== cfn-lint infra/aws/*.yaml"
+# The cfn-lint command, run through python3 like moto: no dependence on where pip puts scripts.
+python3 -c 'import sys; from cfnlint.runner import main; sys.exit(main())' infra/aws/*.yaml
+echo "== template checks (least privilege against the code, secrets, table, timing, scaling)"
+PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s infra/aws -p 'test_*.py'
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 echo "== cargo fmt --check"

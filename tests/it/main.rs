@@ -4,6 +4,7 @@
 
 mod support;
 
+mod aws_stack;
 mod badinput;
 mod failures;
 mod loader;
