@@ -7,5 +7,6 @@ mod support;
 mod aws_stack;
 mod badinput;
 mod failures;
+mod generations;
 mod loader;
 mod order;
