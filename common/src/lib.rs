@@ -8,6 +8,7 @@
 //! - [`store`]: the manifest in DynamoDB: every transition a conditional write.
 //! - [`rules`]: per-table rules from `sluice.toml`.
 //! - [`config`]: settings shared by both binaries, validated once at start-up.
+//! - [`postgres`]: connection strings and TLS (`sslmode` up to `verify-full`).
 //! - [`retry`]: the one retry layer for calls the AWS SDK does not already retry.
 //! - [`telemetry`]: logging set-up.
 //! - [`error`]: the crate's error enum, each variant transient or permanent by construction.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod manifest;
 pub mod mapping;
 pub mod message;
+pub mod postgres;
 pub mod retry;
 pub mod rules;
 pub mod store;

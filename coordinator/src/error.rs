@@ -11,6 +11,7 @@ pub enum CoordinatorError {
         bucket: String,
         prefix: String,
         message: String,
+        transient: bool,
     },
 
     #[error("queue {operation} failed for {queue}: {message}")]
@@ -22,4 +23,16 @@ pub enum CoordinatorError {
 
     #[error("{0}")]
     Usage(String),
+}
+
+impl CoordinatorError {
+    /// Whether the next pass may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CoordinatorError::Common(e) => e.is_transient(),
+            CoordinatorError::List { transient, .. } => *transient,
+            CoordinatorError::Queue { .. } => true,
+            CoordinatorError::Usage(_) => false,
+        }
+    }
 }

@@ -64,6 +64,7 @@ pub async fn list(ctx: &ScanContext) -> Result<Vec<Listed>, CoordinatorError> {
                 bucket: ctx.source.bucket.clone(),
                 prefix: ctx.source.prefix.clone(),
                 message: sluice_common::error::sdk_error_text(&e),
+                transient: sluice_common::error::sdk_error_is_transient(&e),
             })?;
         for o in page.contents() {
             let last_modified = o

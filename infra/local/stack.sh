@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local stack for Sluice: the moto server (S3, SQS, DynamoDB, and the CloudFormation, IAM and ECS
 # that the AWS template's test needs) and PostgreSQL 15, both on loopback; plus cfn-lint, which
-# infra/local/test.sh runs on infra/aws/*.yaml.
+# infra/local/test.sh runs on infra/aws/*.yaml. PostgreSQL runs two clusters: `main` for
+# everything, `faults` for the tests that stop and restart it; both offer TLS with a test CA.
 #
 #   infra/local/stack.sh up     install what is missing, start what is not running, write the env file
 #   infra/local/stack.sh down   stop what `up` started (and nothing else)
@@ -19,6 +20,14 @@ PG_PORT="${SLUICE_PG_PORT:-5432}"
 PG_USER=sluice
 PG_PASSWORD="${SLUICE_PG_PASSWORD:-sluice-local-only}"
 PG_DB=sluice
+# A second cluster that the fault tests stop, start and restart at will, so the tests running
+# beside them on the main cluster never notice.
+FAULTS_CLUSTER=faults
+FAULTS_PORT="${SLUICE_FAULTS_PORT:-5433}"
+# A role with nothing but LOGIN: the security tests grant it exactly what the README lists.
+RESTRICTED_USER=sluice_restricted
+RESTRICTED_PASSWORD="${SLUICE_RESTRICTED_PASSWORD:-restricted-local-only}"
+TLS_DIR="$STATE_DIR/tls"
 ENV_FILE="$STATE_DIR/env"
 
 log() { printf 'stack: %s\n' "$*" >&2; }
@@ -37,30 +46,70 @@ ensure_postgres_installed() {
   apt-get install -y -qq "postgresql-$PG_VERSION" postgresql-client >/dev/null
 }
 
-ensure_postgres_running() {
-  if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$PG_VERSION $PG_CLUSTER"; then
-    log "creating cluster $PG_VERSION/$PG_CLUSTER"
-    pg_createcluster "$PG_VERSION" "$PG_CLUSTER" -p "$PG_PORT" >/dev/null
+# A CA and a server certificate for "localhost", made once: the TLS tests verify the server
+# against this CA (sslmode=verify-full), and connecting by another name must fail.
+ensure_tls_files() {
+  if [ -f "$TLS_DIR/server.crt" ]; then return; fi
+  command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+  log "making a test CA and a server certificate for localhost in $TLS_DIR"
+  mkdir -p "$TLS_DIR"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice local test CA" \
+    -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$TLS_DIR/server.ext"
+  openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$TLS_DIR/server.ext" -out "$TLS_DIR/server.crt" 2>/dev/null
+  chmod 0755 "$TLS_DIR"
+  chown postgres:postgres "$TLS_DIR/server.key" "$TLS_DIR/server.crt"
+  chmod 0600 "$TLS_DIR/server.key"
+}
+
+# Creates (if missing) and starts a cluster; prints its port.
+ensure_cluster() {
+  local cluster=$1 port=$2
+  if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$PG_VERSION $cluster"; then
+    log "creating cluster $PG_VERSION/$cluster"
+    pg_createcluster "$PG_VERSION" "$cluster" -p "$port" >/dev/null
   fi
-  if ! pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1==v && $2==c {print $4}' | grep -qx online; then
-    log "starting postgresql $PG_VERSION/$PG_CLUSTER"
-    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start
-    touch "$STATE_DIR/started-postgres"
+  if ! pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$cluster" '$1==v && $2==c {print $4}' | grep -qx online; then
+    log "starting postgresql $PG_VERSION/$cluster"
+    pg_ctlcluster "$PG_VERSION" "$cluster" start
+    touch "$STATE_DIR/started-postgres-$cluster"
   fi
-  PG_PORT="$(pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1==v && $2==c {print $3}')"
+  port="$(pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$cluster" '$1==v && $2==c {print $3}')"
   for _ in $(seq 1 60); do
-    pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
+    pg_isready -q -h 127.0.0.1 -p "$port" && break
     sleep 0.5
   done
-  pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || { log "postgresql did not become ready"; exit 1; }
+  pg_isready -q -h 127.0.0.1 -p "$port" || { log "postgresql $cluster did not become ready"; exit 1; }
+  # TLS on (clients choose; sslmode=disable still works), with the test certificate.
+  as_postgres psql -q -p "$port" -v ON_ERROR_STOP=1 >/dev/null <<SQL
+ALTER SYSTEM SET ssl = on;
+ALTER SYSTEM SET ssl_cert_file = '$TLS_DIR/server.crt';
+ALTER SYSTEM SET ssl_key_file = '$TLS_DIR/server.key';
+SELECT pg_reload_conf();
+SQL
   # A login role that is not a superuser and owns one database: what Sluice needs locally.
-  as_postgres psql -q -p "$PG_PORT" -v ON_ERROR_STOP=1 -v pw="$PG_PASSWORD" >/dev/null <<SQL
+  as_postgres psql -q -p "$port" -v ON_ERROR_STOP=1 -v pw="$PG_PASSWORD" -v rpw="$RESTRICTED_PASSWORD" >/dev/null <<SQL
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '$PG_USER', :'pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER') \gexec
 SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', '$PG_USER', :'pw') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', '$PG_DB', '$PG_USER')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB') \gexec
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '$RESTRICTED_USER', :'rpw')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$RESTRICTED_USER') \gexec
+SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', '$RESTRICTED_USER', :'rpw') \gexec
+REVOKE ALL ON DATABASE $PG_DB FROM PUBLIC;
+GRANT CONNECT ON DATABASE $PG_DB TO $PG_USER;
 SQL
+  echo "$port"
+}
+
+ensure_postgres_running() {
+  ensure_tls_files
+  PG_PORT="$(ensure_cluster "$PG_CLUSTER" "$PG_PORT")"
+  FAULTS_PORT="$(ensure_cluster "$FAULTS_CLUSTER" "$FAULTS_PORT")"
 }
 
 moto_up() { curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" 2>/dev/null; }
@@ -99,6 +148,10 @@ export AWS_ACCESS_KEY_ID=sluice-local
 export AWS_SECRET_ACCESS_KEY=sluice-local-secret
 export SLUICE_DATABASE_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
 export SLUICE_PG_PORT=$PG_PORT
+export SLUICE_TEST_PG_CA=$TLS_DIR/ca.crt
+export SLUICE_TEST_RESTRICTED_URL=postgres://$RESTRICTED_USER:$RESTRICTED_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
+export SLUICE_TEST_FAULTS_CLUSTER="$PG_VERSION $FAULTS_CLUSTER"
+export SLUICE_TEST_FAULTS_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$FAULTS_PORT/$PG_DB
 ENV
 }
 
@@ -110,7 +163,7 @@ up() {
   ensure_moto
   ensure_cfn_lint
   write_env
-  log "up: moto on :$MOTO_PORT, postgresql on :$PG_PORT; env in $ENV_FILE"
+  log "up: moto on :$MOTO_PORT, postgresql on :$PG_PORT (fault tests: :$FAULTS_PORT); env in $ENV_FILE"
 }
 
 down() {
@@ -119,11 +172,13 @@ down() {
     rm -f "$STATE_DIR/moto.pid"
     log "stopped moto"
   fi
-  if [ -f "$STATE_DIR/started-postgres" ]; then
-    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" stop || true
-    rm -f "$STATE_DIR/started-postgres"
-    log "stopped postgresql"
-  fi
+  for cluster in "$PG_CLUSTER" "$FAULTS_CLUSTER"; do
+    if [ -f "$STATE_DIR/started-postgres-$cluster" ]; then
+      pg_ctlcluster "$PG_VERSION" "$cluster" stop || true
+      rm -f "$STATE_DIR/started-postgres-$cluster"
+      log "stopped postgresql $cluster"
+    fi
+  done
 }
 
 case "${1:-up}" in

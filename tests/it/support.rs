@@ -267,6 +267,7 @@ impl TestBed {
             worker_id: format!("{}-direct", self.name),
             max_record_bytes: 1 << 20,
             prepared: Default::default(),
+            schemas: None,
         }
     }
 

@@ -54,6 +54,27 @@ pub struct WorkerArgs {
     /// Log format: json, text or auto (text on a terminal).
     #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "auto")]
     pub log_format: String,
+    /// Target schemas files may load into, comma-separated (default: any the role can write).
+    /// A key naming a table elsewhere fails before any SQL touches it.
+    #[arg(long, env = "SLUICE_SCHEMAS", value_delimiter = ',')]
+    pub schemas: Option<Vec<String>>,
+    /// Seconds a message that is not Sluice's stays invisible before its next receive (the
+    /// queue's redrive policy moves it to the dead-letter queue).
+    #[arg(long, env = "SLUICE_BAD_MESSAGE_DELAY", default_value = "300")]
+    pub bad_message_delay: u64,
+    /// Fault injection for the fault tests only: `exit-after-commit` or `exit-after-manifest`
+    /// make the process exit at once at that point of the first file.
+    #[arg(long, env = "SLUICE_FAULT", hide = true)]
+    pub fault: Option<String>,
+}
+
+/// A point where the fault tests make the worker die.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// After the data is committed, before the manifest says `loaded`.
+    ExitAfterCommit,
+    /// After the manifest says `loaded`, before the message is deleted.
+    ExitAfterManifest,
 }
 
 /// Validated settings.
@@ -73,6 +94,10 @@ pub struct WorkerConfig {
     pub worker_id: String,
     pub state_schema: String,
     pub max_record_bytes: usize,
+    /// Target schemas files may load into; None: any.
+    pub schemas: Option<Vec<String>>,
+    pub bad_message_delay: Duration,
+    pub fault: Option<Fault>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -102,12 +127,7 @@ impl WorkerArgs {
         let queue_url = required("SLUICE_QUEUE_URL", Some(self.queue_url))?;
         let manifest_table = required("SLUICE_MANIFEST_TABLE", Some(self.manifest_table))?;
         let database_url = required("SLUICE_DATABASE_URL", Some(self.database_url))?;
-        if database_url.parse::<tokio_postgres::Config>().is_err() {
-            return Err(bad(
-                "SLUICE_DATABASE_URL",
-                "is not a PostgreSQL connection string",
-            ));
-        }
+        sluice_common::postgres::connection(&database_url)?;
         if !(1..=43200).contains(&self.visibility_timeout) {
             return Err(bad(
                 "SLUICE_VISIBILITY_TIMEOUT",
@@ -128,6 +148,21 @@ impl WorkerArgs {
             None => Rules::default(),
         };
         let worker_id = self.worker_id.unwrap_or_else(default_worker_id);
+        let schemas = self.schemas.map(|v| {
+            v.into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        });
+        if schemas.as_ref().is_some_and(Vec::is_empty) {
+            return Err(bad("SLUICE_SCHEMAS", "names no schema"));
+        }
+        let fault = match self.fault.as_deref() {
+            None | Some("") => None,
+            Some("exit-after-commit") => Some(Fault::ExitAfterCommit),
+            Some("exit-after-manifest") => Some(Fault::ExitAfterManifest),
+            Some(_) => return Err(bad("SLUICE_FAULT", "unknown fault")),
+        };
         Ok(WorkerConfig {
             queue_url,
             manifest_table,
@@ -143,6 +178,9 @@ impl WorkerArgs {
             worker_id,
             state_schema: self.state_schema,
             max_record_bytes: self.max_record_bytes,
+            schemas,
+            bad_message_delay: Duration::from_secs(self.bad_message_delay),
+            fault,
         })
     }
 }

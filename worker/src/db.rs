@@ -18,14 +18,15 @@ pub enum DbSetupError {
     Bootstrap { schema: String, message: String },
 }
 
-/// Builds the pool; connects lazily.
+/// Builds the pool; connects lazily, with TLS as the URL's `sslmode` says (see
+/// `sluice_common::postgres`).
 pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSetupError> {
-    let mut config: tokio_postgres::Config =
-        url.parse()
-            .map_err(|e: tokio_postgres::Error| DbSetupError::Url {
-                url: redact_url(url),
-                message: e.to_string(),
-            })?;
+    let sluice_common::postgres::Connection {
+        mut config, tls, ..
+    } = sluice_common::postgres::connection(url).map_err(|e| DbSetupError::Url {
+        url: redact_url(url),
+        message: e.to_string(),
+    })?;
     config.options("-c TimeZone=UTC");
     config.application_name(application_name);
     if config.get_connect_timeout().is_none() {
@@ -33,7 +34,7 @@ pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSe
     }
     let manager = Manager::from_config(
         config,
-        tokio_postgres::NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -48,20 +49,29 @@ pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSe
 }
 
 /// Creates the bookkeeping schema and ledger if missing. Safe when many workers start at once:
-/// an advisory lock serialises the `CREATE ... IF NOT EXISTS` statements.
+/// an advisory lock (one per state schema) serialises the DDL; when the schema is complete no
+/// DDL runs at all, so a starting worker never waits behind the loads of running ones.
 pub async fn bootstrap(pool: &Pool, state_schema: &str) -> Result<(), DbSetupError> {
     let err = |message: String| DbSetupError::Bootstrap {
         schema: state_schema.to_owned(),
         message,
     };
     let mut client = pool.get().await.map_err(|e| err(pool_error_text(&e)))?;
+    let done: bool = client
+        .query_one(sql::BOOTSTRAP_DONE, &[&state_schema])
+        .await
+        .map_err(|e| err(error_text(&e)))?
+        .get(0);
+    if done {
+        return Ok(());
+    }
     let txn = client
         .transaction()
         .await
         .map_err(|e| err(error_text(&e)))?;
     txn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('sluice.bootstrap'))",
-        &[],
+        "SELECT pg_advisory_xact_lock(hashtext('sluice.bootstrap.' || $1::text))",
+        &[&state_schema],
     )
     .await
     .map_err(|e| err(error_text(&e)))?;

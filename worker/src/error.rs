@@ -15,6 +15,16 @@ pub enum LoadError {
         table: String,
     },
 
+    #[error(
+        "{key} names {schema}.{table}, outside the schemas this worker may load into ({allowed})"
+    )]
+    SchemaNotAllowed {
+        key: String,
+        schema: String,
+        table: String,
+        allowed: String,
+    },
+
     #[error("target table {table} has no primary key; sluice merges by primary key")]
     NoPrimaryKey { table: String },
 
@@ -175,6 +185,7 @@ impl LoadError {
     pub fn class(&self) -> &'static str {
         match self {
             LoadError::UnknownTable { .. } => "unknown_table",
+            LoadError::SchemaNotAllowed { .. } => "schema_not_allowed",
             LoadError::NoPrimaryKey { .. } => "no_primary_key",
             LoadError::UnknownColumn { .. } => "unknown_column",
             LoadError::MissingKeyColumn { .. } => "missing_key_column",
@@ -200,6 +211,7 @@ impl LoadError {
                     "database_unavailable"
                 } else {
                     match sqlstate.as_deref().map(|s| &s[..2.min(s.len())]) {
+                        _ if sqlstate.as_deref() == Some("42501") => "permission_denied",
                         Some("22") => "bad_value",
                         Some("23") => "constraint",
                         Some("42") => "schema",

@@ -54,6 +54,25 @@ pub struct LoadContext {
     pub max_record_bytes: usize,
     /// Target tables (oid, soft-delete flag) this process has prepared for the version guard.
     pub prepared: Arc<Mutex<HashSet<PreparedTable>>>,
+    /// Target schemas files may load into; None: any the role can write.
+    pub schemas: Option<Arc<Vec<String>>>,
+}
+
+impl LoadContext {
+    /// Refuses a target outside the allowed schemas, before any SQL names it.
+    fn check_schema(&self, key: &str, schema: &str, table: &str) -> Result<(), LoadError> {
+        match &self.schemas {
+            Some(allowed) if !allowed.iter().any(|s| s == schema) => {
+                Err(LoadError::SchemaNotAllowed {
+                    key: key.to_owned(),
+                    schema: schema.to_owned(),
+                    table: table.to_owned(),
+                    allowed: allowed.join(", "),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A target table's oid and soft-delete flag, once prepared for the version guard.
@@ -107,6 +126,7 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         .clone()
         .unwrap_or_else(|| (msg.schema.clone(), msg.table.clone()));
     let target_label = format!("{schema}.{table}");
+    ctx.check_schema(key, &schema, &table)?;
     let pg = |e: tokio_postgres::Error| db_error(e, key, &target_label, None);
 
     let mut client = ctx.pool.get().await.map_err(|e| LoadError::Database {
@@ -421,6 +441,7 @@ pub async fn apply_replace(
         .clone()
         .unwrap_or_else(|| (msg.schema.clone(), msg.table.clone()));
     let target_label = format!("{schema}.{table}");
+    ctx.check_schema(key, &schema, &table)?;
     let pg = |e: tokio_postgres::Error| db_error(e, key, &target_label, None);
     let start: SystemTime = sluice_common::timefmt::parse(&msg.start)
         .map(SystemTime::from)

@@ -11,7 +11,7 @@
 //! is not retried forever. On a transient error that outlived the retries: manifest `failed`
 //! and the message comes back after an exponential, jittered delay.
 
-use crate::config::WorkerConfig;
+use crate::config::{Fault, WorkerConfig};
 use crate::db;
 use crate::error::LoadError;
 use crate::load::{apply_replace, load_file, LoadContext, LoadOutcome, ReplaceOutcome};
@@ -89,6 +89,7 @@ pub async fn run(
             worker_id: cfg.worker_id.clone(),
             max_record_bytes: cfg.max_record_bytes,
             prepared: Default::default(),
+            schemas: cfg.schemas.clone().map(Arc::new),
         },
         store: ManifestStore::new(aws.dynamodb.clone(), cfg.manifest_table.clone()),
         sqs: aws.sqs.clone(),
@@ -239,7 +240,7 @@ async fn handle(shared: &Shared, message: Message, abandon: &CancellationToken) 
             // Not ours to delete: it stays visible to the dead-letter queue's redrive, at a
             // slow pace instead of a crash loop.
             error!(message_id = %message_id, error = %e, "refusing message");
-            set_visibility(shared, &receipt, Duration::from_secs(300)).await;
+            set_visibility(shared, &receipt, shared.cfg.bad_message_delay).await;
             return Outcome::BadMessage;
         }
     };
@@ -328,6 +329,9 @@ async fn handle_file(
 
     match result {
         Some(Ok(outcome)) => {
+            if shared.cfg.fault == Some(Fault::ExitAfterCommit) {
+                fault_exit("after commit, before the manifest update");
+            }
             let timings = match &outcome {
                 LoadOutcome::Loaded(stats) => Some(PhaseTimings {
                     copy_ms: stats.copy.as_millis() as u64,
@@ -376,6 +380,9 @@ async fn handle_file(
             {
                 // Harmless: the next delivery or the coordinator's pass repairs it from the ledger.
                 warn!(error = %e, "data committed but the manifest update failed");
+            }
+            if shared.cfg.fault == Some(Fault::ExitAfterManifest) {
+                fault_exit("after the manifest update, before the message delete");
             }
             delete(shared, &receipt).await;
             if duplicate {
@@ -510,6 +517,12 @@ async fn handle_replace(shared: &Shared, msg: ReplaceMessage, receipt: String) -
     }
     delete(shared, &receipt).await;
     Outcome::Replaced
+}
+
+/// The fault tests' crash: exit at once, as a killed process would (no drain, no cleanup).
+fn fault_exit(point: &str) -> ! {
+    error!(point, "SLUICE_FAULT: exiting now");
+    std::process::exit(86)
 }
 
 async fn refused_claim(shared: &Shared, receipt: &str, item: Option<ManifestItem>) -> Outcome {

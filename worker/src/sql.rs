@@ -123,7 +123,17 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
    AND a.attgenerated = '' \
  ORDER BY a.attnum";
 
-/// The bookkeeping schema: the ledger that makes every file's effect happen exactly once.
+/// Whether the bookkeeping schema is complete (`$1` its name): then a starting worker runs no
+/// DDL at all, so it never waits for (or blocks) the loads of running workers.
+pub const BOOTSTRAP_DONE: &str = "\
+SELECT to_regclass(format('%I.generations', $1::text)) IS NOT NULL \
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
+                WHERE attrelid = to_regclass(format('%I.ledger', $1::text)) \
+                  AND attname = 'rows_superseded' AND NOT attisdropped)";
+
+/// The bookkeeping schema: the ledger that makes every file's effect happen exactly once. Run
+/// only when [`BOOTSTRAP_DONE`] says it is needed, under an advisory lock for the schema: its
+/// `ALTER TABLE`s take the ledger's exclusive lock.
 pub fn bootstrap_sql(state_schema: &str) -> String {
     let s = quote_ident(state_schema);
     format!(
