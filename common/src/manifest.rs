@@ -351,7 +351,11 @@ mod tests {
             Transition::Fail,
             Transition::GiveUp,
         ] {
-            assert!(!t.is_operator_move() && !t.restarts_attempts(), "{}", t.name());
+            assert!(
+                !t.is_operator_move() && !t.restarts_attempts(),
+                "{}",
+                t.name()
+            );
         }
         assert!(Transition::Retry.restarts_attempts());
         assert!(Transition::Skip.is_operator_move() && !Transition::Skip.restarts_attempts());

@@ -294,7 +294,8 @@ impl ManifestStore {
                 "{before} = if_not_exists({before}, {zero}) + if_not_exists({a}, {zero})"
             ));
             x.sets.push(format!("{a} = {zero}"));
-            x.sets.push(format!("{r} = if_not_exists({r}, {zero}) + {one}"));
+            x.sets
+                .push(format!("{r} = if_not_exists({r}, {zero}) + {one}"));
             // The last error belongs to the round that ended; the history keeps it.
             if changes.error.is_none() {
                 for attr in ERROR_ATTRS {
@@ -536,7 +537,8 @@ impl ManifestStore {
         to: Option<&str>,
     ) -> Result<Vec<ManifestItem>, Error> {
         assert!(status.is_open(), "loaded items are not in the open index");
-        let (cond, mut values) = range_condition("#u", from.map(str::to_owned), to.map(str::to_owned));
+        let (cond, mut values) =
+            range_condition("#u", from.map(str::to_owned), to.map(str::to_owned));
         values.push((":s", s(status.as_str())));
         self.query(
             Some(OPEN_INDEX),
