@@ -540,10 +540,16 @@ impl ManifestStore {
         let (cond, mut values) =
             range_condition("#u", from.map(str::to_owned), to.map(str::to_owned));
         values.push((":s", s(status.as_str())));
+        // DynamoDB refuses names the expression does not use.
+        let names: &[(&str, &str)] = if cond.is_empty() {
+            &[("#o", "open")]
+        } else {
+            &[("#o", "open"), ("#u", "updated_at")]
+        };
         self.query(
             Some(OPEN_INDEX),
             &format!("#o = :s{cond}"),
-            &[("#o", "open"), ("#u", "updated_at")],
+            names,
             values,
             None,
             "query_open",

@@ -7,4 +7,5 @@ mod support;
 mod badinput;
 mod failures;
 mod loader;
+mod operate;
 mod order;
