@@ -26,6 +26,8 @@ pub struct Ledger {
     schema: String,
     /// As given, for messages.
     schema_name: String,
+    /// The URL with its password replaced, for messages.
+    url: String,
 }
 
 /// One ledger row, as the coordinator reads it.
@@ -87,6 +89,7 @@ impl Ledger {
             pool,
             schema: quote_ident(state_schema),
             schema_name: state_schema.to_owned(),
+            url: redact_url(url),
         })
     }
 
@@ -100,10 +103,14 @@ impl Ledger {
             .await
             .map_err(|e| CoordinatorError::Database {
                 operation: "connect",
-                message: match e {
-                    deadpool_postgres::PoolError::Backend(pg) => pg_text(&pg),
-                    other => other.to_string(),
-                },
+                message: format!(
+                    "{}: {}",
+                    self.url,
+                    match e {
+                        deadpool_postgres::PoolError::Backend(pg) => pg_text(&pg),
+                        other => other.to_string(),
+                    }
+                ),
             })
     }
 
