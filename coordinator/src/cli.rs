@@ -554,10 +554,17 @@ pub async fn execute(
                 full,
             };
             if watch {
-                let terminal = std::io::stdout().is_terminal() && !json;
-                let mut stdout = std::io::stdout();
-                let last =
-                    status::watch(&ops, &opts, interval, terminal, &shutdown, &mut stdout).await?;
+                // With --json the frames go to standard error and the last status, as JSON,
+                // to standard output.
+                let last = if json {
+                    let terminal = std::io::stderr().is_terminal();
+                    let mut err = std::io::stderr();
+                    status::watch(&ops, &opts, interval, terminal, &shutdown, &mut err).await?
+                } else {
+                    let terminal = std::io::stdout().is_terminal();
+                    let mut out = std::io::stdout();
+                    status::watch(&ops, &opts, interval, terminal, &shutdown, &mut out).await?
+                };
                 if json {
                     print_json(&last);
                 }
