@@ -430,10 +430,8 @@ pub fn format(r: &StatusReport) -> String {
             q.delayed,
             match &q.dlq_url {
                 Some(_) if q.dlq_visible + q.dlq_in_flight > 0 => format!(
-                    "{} messages ({} visible, {} in flight): `retry --dlq` moves them back",
-                    q.dlq_visible + q.dlq_in_flight,
-                    q.dlq_visible,
-                    q.dlq_in_flight
+                    "{} visible, {} in flight (`retry --dlq` moves them back)",
+                    q.dlq_visible, q.dlq_in_flight
                 ),
                 Some(_) => "empty".to_owned(),
                 None => "none (the queue has no redrive policy)".to_owned(),

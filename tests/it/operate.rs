@@ -320,7 +320,10 @@ async fn status_figures_match_the_true_counts() {
         (2, 1),
         "what SQS says directly"
     );
-    assert!(text.contains("dead-letter queue: 1 messages"), "{text}");
+    assert!(
+        text.contains("dead-letter queue: 1 visible, 0 in flight"),
+        "{text}"
+    );
     assert!(text.contains("TOTAL"), "{text}");
 
     // Without --full: no loaded bytes, and it says why.
