@@ -36,7 +36,7 @@ pub struct Oldest {
     pub key: String,
     pub etag: String,
     pub status: Status,
-    /// When the manifest first saw it.
+    /// Since when it waits: its discovery, or its last reload.
     pub since: String,
     pub age_secs: u64,
 }
@@ -144,11 +144,7 @@ pub fn compute(inp: &Inputs<'_>) -> (Vec<TableStatus>, TableStatus) {
             l.needs_operator += 1;
         }
         if status != Status::Skipped {
-            let since = i
-                .discovered_at
-                .clone()
-                .or_else(|| i.updated_at.clone())
-                .unwrap_or_default();
+            let since = unloaded_since(i);
             let older = l.oldest_unloaded.as_ref().is_none_or(|o| since < o.since);
             if older {
                 l.oldest_unloaded = Some(Oldest {
@@ -210,6 +206,20 @@ pub fn compute(inp: &Inputs<'_>) -> (Vec<TableStatus>, TableStatus) {
     }
     finish(&mut total, inp.window);
     (tables.into_values().collect(), total)
+}
+
+/// Since when a file has been waiting to load: its discovery, or its last reload (it was
+/// loaded until then).
+fn unloaded_since(i: &ManifestItem) -> String {
+    let discovered = i
+        .discovered_at
+        .clone()
+        .or_else(|| i.updated_at.clone())
+        .unwrap_or_default();
+    match &i.operator {
+        Some(op) if op.action == "reload" && op.at > discovered => op.at.clone(),
+        _ => discovered,
+    }
 }
 
 fn empty_line(name: &str) -> TableStatus {
@@ -678,6 +688,21 @@ mod tests {
         });
         assert!(text.contains("TOTAL"), "{text}");
         assert!(text.contains("1 files need an operator"), "{text}");
+    }
+
+    #[test]
+    fn a_reloaded_file_waits_since_its_reload() {
+        let mut i = item("s.a", 1, Status::Queued, 1);
+        assert_eq!(unloaded_since(&i), "2024-10-29T11:11:00.000Z");
+        i.operator = Some(sluice_common::manifest::OperatorAction {
+            action: "reload".into(),
+            who: "bob".into(),
+            reason: None,
+            at: "2024-10-29T11:50:00.000Z".into(),
+        });
+        assert_eq!(unloaded_since(&i), "2024-10-29T11:50:00.000Z");
+        i.operator.as_mut().unwrap().action = "retry".into();
+        assert_eq!(unloaded_since(&i), "2024-10-29T11:11:00.000Z");
     }
 
     #[test]
