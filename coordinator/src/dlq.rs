@@ -8,7 +8,8 @@
 //! (an operator retry: a fresh round of attempts), then the message is sent to the work queue,
 //! then deleted from the dead-letter queue. A crash in between leaves a duplicate message,
 //! which the ledger makes harmless. A message that is not a Sluice file message stays in the
-//! dead-letter queue and is reported: sending it back would only bring it here again.
+//! dead-letter queue and is reported: sending it back would only bring it here again. A
+//! table's replace message (`"kind": "replace"`, full-load generations) goes back as it is.
 
 use crate::error::CoordinatorError;
 use crate::ops::{Ops, Scope};
@@ -145,8 +146,9 @@ pub struct DlqEntry {
     /// The manifest's status of the file when the message was read (None: no item).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
-    /// What was (or would be) done: `move`, `drop_loaded` (the file is loaded: the message is
-    /// deleted), `keep_unreadable`, `keep_out_of_scope`.
+    /// What was (or would be) done: `move`, `move_replace` (a table's replace message, moved
+    /// as it is), `drop_loaded` (the file is loaded: the message is deleted),
+    /// `keep_unreadable`, `keep_out_of_scope`.
     pub action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -254,6 +256,23 @@ async fn handle(
         action: "move",
         problem: None,
     };
+    if let Some(replace) = replace_message(body) {
+        // A table's "replace" message (full-load generations): it goes back as it is; its
+        // outcome is recorded on its first file's item, so no manifest item moves.
+        entry.key = Some(replace.head_key.clone());
+        entry.etag = Some(replace.head_etag.clone());
+        entry.action = "move_replace";
+        if !scope.holds(&replace.head_key, &replace.table) {
+            entry.action = "keep_out_of_scope";
+            result.kept += 1;
+            return entry;
+        }
+        if !apply {
+            result.moved += 1;
+            return entry;
+        }
+        return send_back(ops, queue_url, dlq, m, body, entry, result).await;
+    }
     let msg = match FileMessage::from_body(&message_id, body) {
         Ok(msg) => msg,
         Err(e) => {
@@ -366,6 +385,72 @@ async fn handle(
     entry
 }
 
+/// The parts of a table's replace message (`"kind": "replace"`) that `retry --dlq` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplaceRef {
+    /// `schema.table` as in the key.
+    pub table: String,
+    pub head_key: String,
+    pub head_etag: String,
+}
+
+/// Recognises a replace message (the work queue's other message kind) without interpreting
+/// it further; None for anything else. Pure.
+pub fn replace_message(body: &str) -> Option<ReplaceRef> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    if v.get("kind")?.as_str()? != "replace" {
+        return None;
+    }
+    let text = |f: &str| v.get(f).and_then(|x| x.as_str()).map(str::to_owned);
+    let head_key = text("head_key").filter(|k| !k.is_empty())?;
+    Some(ReplaceRef {
+        table: format!("{}.{}", text("schema")?, text("table")?),
+        head_key,
+        head_etag: text("head_etag").unwrap_or_default(),
+    })
+}
+
+/// Sends a message's body back to the work queue as it is, then deletes it from the DLQ.
+async fn send_back(
+    ops: &Ops,
+    queue_url: &str,
+    dlq: &str,
+    m: &Message,
+    body: &str,
+    mut entry: DlqEntry,
+    result: &mut DlqResult,
+) -> DlqEntry {
+    let sqs = &ops.aws.sqs;
+    if let Err(e) = sqs
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .send()
+        .await
+    {
+        entry.problem = Some(sluice_common::error::sdk_error_text(&e));
+        result.failed += 1;
+        return entry;
+    }
+    match sqs
+        .delete_message()
+        .queue_url(dlq)
+        .receipt_handle(m.receipt_handle().unwrap_or_default())
+        .send()
+        .await
+    {
+        Ok(_) => result.moved += 1,
+        Err(e) => {
+            entry.problem = Some(format!(
+                "sent, but not deleted from the dead-letter queue: {}",
+                sluice_common::error::sdk_error_text(&e)
+            ));
+            result.failed += 1;
+        }
+    }
+    entry
+}
+
 pub fn format_redrive(r: &DlqResult) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -402,6 +487,22 @@ pub fn format_redrive(r: &DlqResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replace_messages_are_recognised_and_nothing_else() {
+        let body = r#"{"v":1,"kind":"replace","bucket":"lake","schema":"s","table":"t","folder":"dms/s/t/","generation":"g","start":"g","files":2,"head_key":"dms/s/t/LOAD00000001.csv","head_etag":"e"}"#;
+        assert_eq!(
+            replace_message(body),
+            Some(ReplaceRef {
+                table: "s.t".into(),
+                head_key: "dms/s/t/LOAD00000001.csv".into(),
+                head_etag: "e".into(),
+            })
+        );
+        assert_eq!(replace_message(r#"{"v":1,"key":"k","etag":"e"}"#), None);
+        assert_eq!(replace_message(r#"{"kind":"replace"}"#), None);
+        assert_eq!(replace_message("garbage"), None);
+    }
 
     #[test]
     fn the_dead_letter_queue_comes_from_the_redrive_policy() {

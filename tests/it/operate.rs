@@ -6,7 +6,6 @@ use crate::support::TestBed;
 use sluice_common::manifest::{Status, Transition};
 use sluice_common::store::Changes;
 use sluice_coordinator::ops::{self, Scope, Selection};
-use sluice_coordinator::plan::Policy;
 use sluice_coordinator::reconcile::{self, Reason};
 use sluice_coordinator::status;
 use std::time::Duration;
@@ -356,10 +355,8 @@ async fn retry_brings_a_dead_file_back_and_it_loads() {
     let run = tb.drain(&["--max-attempts=1"]).await;
     assert_eq!(run.failed, 1, "{run:?}");
     let mut ctx = tb.scan_context(Duration::ZERO);
-    ctx.policy = Policy {
-        requeue_after: Duration::ZERO,
-        max_attempts: 1,
-    };
+    ctx.policy.requeue_after = Duration::ZERO;
+    ctx.policy.max_attempts = 1;
     let pass = sluice_coordinator::scan::scan(&ctx, false).await.unwrap().0;
     assert_eq!(pass.dead, 1, "{pass:?}");
     assert_eq!(tb.status(&key, &etag).await, Some(Status::Dead));
@@ -714,6 +711,38 @@ async fn retry_dlq_moves_messages_back_and_keeps_unreadable_ones() {
     assert!(sluice_coordinator::dlq::format_redrive(&done).contains("keep_unreadable"));
     assert_eq!(tb.drain(&[]).await.loaded, 1);
     assert_eq!(tb.count("SELECT count(*) FROM {s}.d").await, 2);
+
+    // A table's replace message (the queue's other kind) goes back as it is.
+    let replace = format!(
+        r#"{{"v":1,"kind":"replace","bucket":"{}","schema":"{s}","table":"d","folder":"{p}{s}/d/","generation":"g","start":"g","files":1,"head_key":"{key}","head_etag":"{etag}"}}"#,
+        tb.bucket,
+        s = tb.schema,
+        p = tb.prefix
+    );
+    tb.aws
+        .sqs
+        .send_message()
+        .queue_url(&tb.dlq_url)
+        .message_body(&replace)
+        .send()
+        .await
+        .unwrap();
+    let done = sluice_coordinator::dlq::redrive(&ops_, &Scope::default(), "frank", true)
+        .await
+        .unwrap();
+    assert_eq!((done.moved, done.kept), (1, 1), "{done:?}");
+    assert!(done.entries.iter().any(|e| e.action == "move_replace"));
+    let back = tb
+        .aws
+        .sqs
+        .receive_message()
+        .queue_url(&tb.queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = back.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies, vec![replace.as_str()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -367,10 +367,7 @@ impl TestBed {
                     .expect("ledger pool"),
             ),
             rules: Rules::parse("test.toml", rules).expect("rules"),
-            policy: Policy {
-                requeue_after: Duration::from_secs(600),
-                max_attempts: 5,
-            },
+            policy: self.scan_context(Duration::from_secs(600)).policy,
         }
     }
 
