@@ -7,6 +7,7 @@
 //!                                                  +-- enqueue -- failed <--fail--+
 //!                              (attempt limit or permanent error) --give up--> dead
 //!                              operator: retry -> queued, skip -> skipped
+//!   loaded --reload (operator)--> queued
 //! ```
 //!
 //! Invariants kept by [`Transition::allowed_from`], which the store turns into DynamoDB
@@ -15,7 +16,10 @@
 //!   but an operator's `reload` leaves it;
 //! - `fail` applies only to the claim that is failing (same status and attempt number), so a
 //!   stale worker waking up late cannot overwrite a newer attempt's state;
-//! - `dead` and `skipped` items leave only through an operator's retry.
+//! - `dead` and `skipped` items leave only through an operator's retry;
+//! - operator moves that re-enqueue (`retry`, `reload`) start a fresh round of attempts: the
+//!   attempt count restarts at 0 (the earlier ones are kept in `attempts_before`), so the attempt
+//!   limit does not kill the file again at its first claim.
 
 use serde::Serialize;
 use std::fmt;
@@ -92,6 +96,8 @@ pub enum Transition {
     Retry,
     /// Operator: do not load this file, recording who and why.
     Skip,
+    /// Operator: load a loaded file again (its ledger row was deleted first).
+    Reload,
 }
 
 impl Transition {
@@ -99,7 +105,7 @@ impl Transition {
     pub fn target(self) -> Status {
         match self {
             Transition::Discover => Status::Discovered,
-            Transition::Enqueue | Transition::Retry => Status::Queued,
+            Transition::Enqueue | Transition::Retry | Transition::Reload => Status::Queued,
             Transition::Claim => Status::Loading,
             Transition::Complete => Status::Loaded,
             Transition::Fail => Status::Failed,
@@ -144,6 +150,7 @@ impl Transition {
                 Some(Loading),
             ],
             Transition::Skip => &[Some(Discovered), Some(Queued), Some(Failed), Some(Dead)],
+            Transition::Reload => &[Some(Loaded)],
         }
     }
 
@@ -162,8 +169,33 @@ impl Transition {
             Transition::GiveUp => "give_up",
             Transition::Retry => "retry",
             Transition::Skip => "skip",
+            Transition::Reload => "reload",
         }
     }
+
+    /// Moves only an operator makes (they record who and why).
+    pub fn is_operator_move(self) -> bool {
+        matches!(
+            self,
+            Transition::Retry | Transition::Skip | Transition::Reload
+        )
+    }
+
+    /// Moves that start a fresh round of attempts.
+    pub fn restarts_attempts(self) -> bool {
+        matches!(self, Transition::Retry | Transition::Reload)
+    }
+}
+
+/// The last operator move on an item: what, who, why, when.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OperatorAction {
+    /// `retry`, `reload` or `skip`.
+    pub action: String,
+    pub who: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: String,
 }
 
 /// A failure as the manifest records it: what an operator needs to find and fix the cause.
@@ -230,7 +262,17 @@ pub struct ManifestItem {
     pub table: String,
     pub kind: String,
     pub status: Option<Status>,
+    /// Attempts in the current round (since discovery or the last operator retry or reload).
     pub attempts: u32,
+    /// Attempts of earlier rounds, before operator retries or reloads.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub attempts_before: u32,
+    /// Operator retries and reloads so far.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// The last operator move (a skipped file's who and why are here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<FileError>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -259,6 +301,10 @@ pub struct ManifestItem {
     /// A generation's first file only: rows the replacement removed (or flagged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows_removed: Option<i64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Caps a text stored in the manifest (DynamoDB items are limited to 400 KB), on a char boundary.
@@ -294,6 +340,46 @@ mod tests {
         for s in Status::ALL {
             assert!(!Transition::Discover.allows(Some(s)), "{s}");
         }
+    }
+
+    #[test]
+    fn only_reload_leaves_loaded_and_only_from_loaded() {
+        for s in Status::ALL {
+            assert_eq!(Transition::Reload.allows(Some(s)), s == Loaded, "{s}");
+        }
+        assert!(!Transition::Reload.allows(None));
+        assert_eq!(Transition::Reload.target(), Queued);
+        assert!(Transition::Reload.is_operator_move() && Transition::Reload.restarts_attempts());
+        // retry never touches a loaded file: that is reload's job, which drops the ledger row
+        assert!(!Transition::Retry.allows(Some(Loaded)));
+    }
+
+    #[test]
+    fn operator_moves_are_the_only_ones_that_restart_attempts() {
+        for t in [
+            Transition::Discover,
+            Transition::Enqueue,
+            Transition::Claim,
+            Transition::Complete,
+            Transition::Fail,
+            Transition::GiveUp,
+        ] {
+            assert!(
+                !t.is_operator_move() && !t.restarts_attempts(),
+                "{}",
+                t.name()
+            );
+        }
+        assert!(Transition::Retry.restarts_attempts());
+        assert!(Transition::Skip.is_operator_move() && !Transition::Skip.restarts_attempts());
+    }
+
+    #[test]
+    fn skip_never_takes_a_file_from_a_worker_or_the_ledger() {
+        assert!(!Transition::Skip.allows(Some(Loading)));
+        assert!(!Transition::Skip.allows(Some(Loaded)));
+        assert!(!Transition::Skip.allows(None));
+        assert!(Transition::Skip.allows(Some(Dead)) && Transition::Skip.allows(Some(Failed)));
     }
 
     #[test]

@@ -13,10 +13,18 @@
 //! Invariant: every status change is one `UpdateItem` whose condition is built from
 //! [`Transition::allowed_from`]; a refused condition is reported as [`Moved::Refused`] with the
 //! item as it now is, never silently overwritten.
+//!
+//! Operator moves (`retry`, `reload`, `skip`) record who and why (`operator*` attributes and a
+//! history note), and may be conditioned on the item being unchanged since the operator saw it
+//! ([`Changes::expect_updated_at`]). `retry` and `reload` start a fresh round of attempts:
+//! `attempts` restarts at 0 and the earlier ones are added to `attempts_before`. A failure is
+//! recorded only for the claim that fails: same attempt number *and* same worker, so a worker
+//! still holding an attempt from before an operator's retry cannot overwrite the new round's
+//! attempt that happens to carry the same number.
 
 use crate::error::{sdk_error_is_transient, sdk_error_text, Error, ItemRef};
 use crate::manifest::{
-    cap_text, FileError, ManifestItem, PhaseTimings, RowCounts, Status, Transition,
+    cap_text, FileError, ManifestItem, OperatorAction, PhaseTimings, RowCounts, Status, Transition,
 };
 use crate::timefmt;
 use aws_sdk_dynamodb::types::{
@@ -57,8 +65,19 @@ pub struct Changes {
     pub base: Option<NewFile>,
     /// Only when the item's attempt count equals this (the claim being failed is still current).
     pub expect_attempt: Option<u32>,
-    /// A free-text note for the history (who and why, for operator moves).
+    /// A free-text note for the history.
     pub note: Option<String>,
+    /// Operator moves: who makes the move, and why.
+    pub operator: Option<Operator>,
+    /// Only when the item's `updated_at` still equals this (it has not moved since it was read).
+    pub expect_updated_at: Option<String>,
+}
+
+/// Who makes an operator move, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Operator {
+    pub who: String,
+    pub reason: Option<String>,
 }
 
 /// The result of a transition.
@@ -293,7 +312,11 @@ impl ManifestStore {
             x.remove("open");
         }
         match transition {
-            Transition::Enqueue | Transition::Retry => x.set("enqueued_at", s(&now)),
+            Transition::Enqueue => x.set("enqueued_at", s(&now)),
+            Transition::Retry | Transition::Reload => {
+                x.set("enqueued_at", s(&now));
+                x.remove("finished_at");
+            }
             Transition::Claim => {
                 x.set("started_at", s(&now));
                 x.remove("finished_at");
@@ -307,6 +330,36 @@ impl ManifestStore {
                 x.set("finished_at", s(&now))
             }
             Transition::Discover => {}
+        }
+        if transition.restarts_attempts() {
+            // A fresh round: the attempt limit counts again from zero; the earlier attempts are
+            // kept. Both right-hand sides read the item as it was before this update.
+            let a = x.name("attempts");
+            let before = x.name("attempts_before");
+            let r = x.name("retries");
+            let zero = x.value(n(0));
+            let one = x.value(n(1));
+            x.sets.push(format!(
+                "{before} = if_not_exists({before}, {zero}) + if_not_exists({a}, {zero})"
+            ));
+            x.sets.push(format!("{a} = {zero}"));
+            x.sets
+                .push(format!("{r} = if_not_exists({r}, {zero}) + {one}"));
+            // The last error belongs to the round that ended; the history keeps it.
+            if changes.error.is_none() {
+                for attr in ERROR_ATTRS {
+                    x.remove(attr);
+                }
+            }
+        }
+        if let Some(op) = &changes.operator {
+            x.set("operator_action", s(transition.name()));
+            x.set("operator", s(&cap_text(&op.who, 300)));
+            x.set("operator_at", s(&now));
+            match &op.reason {
+                Some(r) => x.set("operator_reason", s(&cap_text(r, 2000))),
+                None => x.remove("operator_reason"),
+            }
         }
         if let Some(worker) = &changes.worker {
             x.set("worker", s(worker));
@@ -350,6 +403,13 @@ impl ManifestStore {
         if let Some(Some(e)) = &changes.error {
             event.push_str(&format!(": {}", cap_text(&e.message, 300)));
         }
+        if let Some(op) = &changes.operator {
+            let mut text = format!("{} by {}", transition.name(), op.who);
+            if let Some(r) = &op.reason {
+                text.push_str(&format!(": {r}"));
+            }
+            event.push_str(&format!(" ({})", cap_text(&text, 300)));
+        }
         if let Some(note) = &changes.note {
             event.push_str(&format!(" ({})", cap_text(note, 300)));
         }
@@ -360,12 +420,7 @@ impl ManifestStore {
             "{h} = list_append(if_not_exists({h}, {empty}), {ev})"
         ));
 
-        let mut condition = x.transition_condition(transition);
-        if let Some(attempt) = changes.expect_attempt {
-            let a = x.name("attempts");
-            let v = x.value(n(i64::from(attempt)));
-            condition = format!("({condition}) AND {a} = {v}");
-        }
+        let condition = x.condition(transition, &changes);
         let result = self
             .client
             .update_item()
@@ -522,6 +577,92 @@ impl ManifestStore {
         .await
     }
 
+    /// Items of one open status whose last change falls in `[from, to]` (RFC 3339, either bound
+    /// optional), from the sparse index's sort key; oldest first.
+    pub async fn list_open_between(
+        &self,
+        status: Status,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<ManifestItem>, Error> {
+        assert!(status.is_open(), "loaded items are not in the open index");
+        let (cond, mut values) =
+            range_condition("#u", from.map(str::to_owned), to.map(str::to_owned));
+        values.push((":s", s(status.as_str())));
+        // DynamoDB refuses names the expression does not use.
+        let names: &[(&str, &str)] = if cond.is_empty() {
+            &[("#o", "open")]
+        } else {
+            &[("#o", "open"), ("#u", "updated_at")]
+        };
+        self.query(
+            Some(OPEN_INDEX),
+            &format!("#o = :s{cond}"),
+            names,
+            values,
+            None,
+            "query_open",
+        )
+        .await
+    }
+
+    /// A table's items of one status whose last change falls in `[from, to]`, by key condition
+    /// on the table index (`status#updated_at`); oldest first.
+    pub async fn list_table_between(
+        &self,
+        table: &str,
+        status: Status,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<ManifestItem>, Error> {
+        // "#" sorts before the digits of a time and "~" after them.
+        let from = format!("{status}#{}", from.unwrap_or(""));
+        let to = format!("{status}#{}", to.unwrap_or("~"));
+        self.query(
+            Some(TABLE_INDEX),
+            "#t = :t AND #sa BETWEEN :a AND :b",
+            &[("#t", "table"), ("#sa", "status_at")],
+            vec![(":t", s(table)), (":a", s(&from)), (":b", s(&to))],
+            None,
+            "query_table",
+        )
+        .await
+    }
+
+    /// Records the id of the message sent for a `queued` item (no status change, no history).
+    /// Ok(false) when the item is no longer queued: a worker already took the message.
+    pub async fn record_message_id(
+        &self,
+        key: &str,
+        etag: &str,
+        message_id: &str,
+    ) -> Result<bool, Error> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+            .key("etag", s(etag))
+            .update_expression("SET #m = :m")
+            .condition_expression("#s = :q")
+            .expression_attribute_names("#m", "message_id")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":m", s(message_id))
+            .expression_attribute_values(":q", s(Status::Queued.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.err("update_item", ItemRef::new(key, etag), &e)),
+        }
+    }
+
     /// A table's items, optionally of one status, by key condition on the table index.
     pub async fn list_table(
         &self,
@@ -622,6 +763,23 @@ impl ManifestStore {
                 _ => return Ok(items),
             }
         }
+    }
+}
+
+/// A key condition on a sort key `name` between optional bounds, and its values.
+fn range_condition(
+    name: &str,
+    from: Option<String>,
+    to: Option<String>,
+) -> (String, Vec<(&'static str, AttributeValue)>) {
+    match (from, to) {
+        (Some(a), Some(b)) => (
+            format!(" AND {name} BETWEEN :a AND :b"),
+            vec![(":a", s(&a)), (":b", s(&b))],
+        ),
+        (Some(a), None) => (format!(" AND {name} >= :a"), vec![(":a", s(&a))]),
+        (None, Some(b)) => (format!(" AND {name} <= :b"), vec![(":b", s(&b))]),
+        (None, None) => (String::new(), Vec::new()),
     }
 }
 
@@ -736,6 +894,14 @@ pub fn parse_item(item: &Item) -> ManifestItem {
         kind: get_s(item, "kind").unwrap_or_default(),
         status: get_s(item, "status").as_deref().and_then(Status::parse),
         attempts: get_n(item, "attempts").unwrap_or(0) as u32,
+        attempts_before: get_n(item, "attempts_before").unwrap_or(0) as u32,
+        retries: get_n(item, "retries").unwrap_or(0) as u32,
+        operator: get_s(item, "operator").map(|who| OperatorAction {
+            action: get_s(item, "operator_action").unwrap_or_default(),
+            who,
+            reason: get_s(item, "operator_reason"),
+            at: get_s(item, "operator_at").unwrap_or_default(),
+        }),
         error,
         rows,
         timings,
@@ -823,6 +989,30 @@ impl Expr {
         e
     }
 
+    /// The whole condition of a transition: the statuses it may start from, plus the
+    /// expectations the caller set.
+    fn condition(&mut self, t: Transition, changes: &Changes) -> String {
+        let mut condition = self.transition_condition(t);
+        if let Some(attempt) = changes.expect_attempt {
+            let a = self.name("attempts");
+            let v = self.value(n(i64::from(attempt)));
+            condition = format!("({condition}) AND {a} = {v}");
+            // The claim being failed is this worker's: an attempt of the same number made by
+            // another worker after an operator's retry is not overwritten.
+            if let Some(w) = &changes.worker {
+                let name = self.name("worker");
+                let v = self.value(s(w));
+                condition = format!("{condition} AND {name} = {v}");
+            }
+        }
+        if let Some(at) = &changes.expect_updated_at {
+            let u = self.name("updated_at");
+            let v = self.value(s(at));
+            condition = format!("({condition}) AND {u} = {v}");
+        }
+        condition
+    }
+
     fn transition_condition(&mut self, t: Transition) -> String {
         let allowed = t.allowed_from();
         let mut parts = Vec::new();
@@ -873,6 +1063,82 @@ mod tests {
         let mut x = Expr::default();
         let c = x.transition_condition(Transition::Fail);
         assert_eq!(c, "#status IN (:v0)");
+    }
+
+    #[test]
+    fn failing_a_claim_needs_its_attempt_and_its_worker() {
+        let mut x = Expr::default();
+        let changes = Changes {
+            worker: Some("w1".into()),
+            expect_attempt: Some(2),
+            ..Changes::default()
+        };
+        let c = x.condition(Transition::Fail, &changes);
+        assert_eq!(
+            c,
+            "(#status IN (:v0)) AND #attempts = :v1 AND #worker = :v2"
+        );
+        assert_eq!(x.values[":v2"].as_s().unwrap(), "w1");
+    }
+
+    #[test]
+    fn operator_moves_can_require_the_item_unchanged() {
+        let mut x = Expr::default();
+        let changes = Changes {
+            expect_updated_at: Some("2024-10-29T11:00:00.000Z".into()),
+            ..Changes::default()
+        };
+        let c = x.condition(Transition::Reload, &changes);
+        assert_eq!(c, "(#status IN (:v0)) AND #updated_at = :v1");
+        assert_eq!(x.values[":v0"].as_s().unwrap(), "loaded");
+        // no expectation: only the statuses
+        let mut y = Expr::default();
+        assert_eq!(
+            y.condition(Transition::Reload, &Changes::default()),
+            "#status IN (:v0)"
+        );
+    }
+
+    #[test]
+    fn range_conditions() {
+        assert_eq!(range_condition("#u", None, None).0, "");
+        assert_eq!(
+            range_condition("#u", Some("a".into()), None).0,
+            " AND #u >= :a"
+        );
+        assert_eq!(
+            range_condition("#u", None, Some("b".into())).0,
+            " AND #u <= :b"
+        );
+        let (c, v) = range_condition("#u", Some("a".into()), Some("b".into()));
+        assert_eq!(c, " AND #u BETWEEN :a AND :b");
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn operator_attributes_round_trip() {
+        let mut item = base_item(&NewFile {
+            bucket: "b".into(),
+            key: "k".into(),
+            etag: "e".into(),
+            size: 1,
+            last_modified: String::new(),
+            table: "s.t".into(),
+            kind: "cdc".into(),
+        });
+        item.insert("attempts_before".into(), n(5));
+        item.insert("retries".into(), n(1));
+        item.insert("operator".into(), s("alice"));
+        item.insert("operator_action".into(), s("skip"));
+        item.insert("operator_reason".into(), s("vendor resent it"));
+        item.insert("operator_at".into(), s("2024-10-29T11:00:00.000Z"));
+        let parsed = parse_item(&item);
+        assert_eq!((parsed.attempts_before, parsed.retries), (5, 1));
+        let op = parsed.operator.unwrap();
+        assert_eq!(
+            (op.action.as_str(), op.who.as_str(), op.reason.as_deref()),
+            ("skip", "alice", Some("vendor resent it"))
+        );
     }
 
     #[test]

@@ -3,13 +3,17 @@
 
 use crate::bootstrap::{self, QueueSpec};
 use crate::error::CoordinatorError;
+use crate::ledger::Ledger;
+use crate::ops::{self, Ops, Scope, Selection};
 use crate::plan::Policy;
-use crate::report;
 use crate::scan::{self, ScanContext};
+use crate::{dlq, reconcile, report, status};
 use clap::{Args, Parser, Subcommand};
 use sluice_common::config::{required, AwsClients, SourceLocation};
 use sluice_common::manifest::Status;
+use sluice_common::rules::Rules;
 use sluice_common::store::ManifestStore;
+use std::io::IsTerminal;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -52,6 +56,65 @@ pub struct Common {
     /// Log format: json, text or auto (text on a terminal).
     #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "auto", global = true)]
     pub log_format: String,
+    /// PostgreSQL, for the commands that read the ledger (status, skipped, reload); the
+    /// password is never shown.
+    #[arg(
+        long,
+        env = "SLUICE_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: Option<String>,
+    /// Schema of the workers' ledger.
+    #[arg(
+        long,
+        env = "SLUICE_STATE_SCHEMA",
+        default_value = "sluice",
+        global = true
+    )]
+    pub state_schema: String,
+    /// The rules file (`sluice.toml`): its tables are expected in the lake.
+    #[arg(long, env = "SLUICE_CONFIG", global = true)]
+    pub config: Option<String>,
+}
+
+/// Who makes an operator move.
+#[derive(Debug, Clone, Args)]
+pub struct WhoArg {
+    /// Recorded as who made the move (default: $USER, else the AWS caller's ARN).
+    #[arg(long, env = "SLUICE_WHO")]
+    pub who: Option<String>,
+}
+
+/// The part of the lake a command is about.
+#[derive(Debug, Clone, Args)]
+pub struct ScopeArgs {
+    /// Source table, schema.table as in the S3 key.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Key prefix, as in S3 keys (including the lake's prefix).
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> Scope {
+        Scope {
+            table: self.table.clone(),
+            prefix: self.prefix.clone(),
+        }
+    }
+}
+
+/// A time range on the items' last change.
+#[derive(Debug, Clone, Args)]
+pub struct RangeArgs {
+    /// Last changed at or after: RFC 3339 (2024-10-29T11:00:00Z) or an age (30m, 2h).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<String>,
+    /// Last changed at or before: RFC 3339 or an age.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +150,98 @@ pub enum Command {
     Manifest {
         #[command(subcommand)]
         command: ManifestCommand,
+    },
+    /// Files by state, bytes, rows, queues, oldest unloaded file, throughput and time to drain.
+    Status {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Redraw with progress bars until the backlog is empty.
+        #[arg(long)]
+        watch: bool,
+        /// Time between redraws with --watch.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Window for the recent throughput and the ETA.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        window: Duration,
+        /// Also read loaded manifest items for loaded bytes (a full scan without --table).
+        #[arg(long)]
+        full: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every object in the lake that is not loaded, and why (S3 vs manifest vs ledger).
+    Skipped {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Also read every loaded file's manifest item (finds loaded files whose item was deleted).
+        #[arg(long)]
+        check_loaded: bool,
+        /// discovered/queued/loading longer than this is stuck (default: --requeue-after).
+        #[arg(long, value_parser = parse_duration)]
+        stuck_after: Option<Duration>,
+        /// Exit with status 3 when any file is not loaded (deliberate skips excepted).
+        #[arg(long)]
+        fail_if_any: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-enqueue failed, dead (or stuck, or skipped) files; dead files come back only here.
+    Retry {
+        /// Statuses to retry (repeatable; default: failed and dead).
+        #[arg(long, value_parser = parse_status)]
+        status: Vec<Status>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Only files whose error class or message contains this text (case-insensitive).
+        #[arg(long)]
+        error: Option<String>,
+        #[command(flatten)]
+        range: RangeArgs,
+        /// Move the dead-letter queue's messages back to the work queue instead.
+        #[arg(long)]
+        dlq: bool,
+        /// Recorded with the move.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        who: WhoArg,
+        /// Do it (without: show what would be done).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load loaded files again (by table or key prefix): ledger rows deleted, files re-enqueued.
+    Reload {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        range: RangeArgs,
+        /// Recorded with the move.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        who: WhoArg,
+        /// Do it (without: show what would be done).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a file as deliberately not loaded, recording who and why.
+    Skip {
+        key: String,
+        /// Why it is not loaded.
+        #[arg(long)]
+        reason: String,
+        /// Only this version of the key (default: every version that is not loaded).
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        who: WhoArg,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -133,6 +288,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Parses a time as RFC 3339, or an age (`30m`: thirty minutes ago), into the manifest's format.
+pub fn parse_time(s: &str) -> Result<String, String> {
+    if let Some(t) = sluice_common::timefmt::parse(s) {
+        return Ok(sluice_common::timefmt::format(t));
+    }
+    let age = parse_duration(s)
+        .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor an age like 30m or 2h"))?;
+    let age = time::Duration::try_from(age).map_err(|e| e.to_string())?;
+    Ok(sluice_common::timefmt::format(
+        time::OffsetDateTime::now_utc() - age,
+    ))
+}
+
 fn parse_status(s: &str) -> Result<Status, String> {
     Status::parse(s).ok_or_else(|| {
         format!(
@@ -172,12 +340,74 @@ pub fn scan_context(common: &Common, aws: &AwsClients) -> Result<ScanContext, Co
     })
 }
 
-/// Runs a command; what it prints goes to standard output, logs to standard error.
+/// What the operator commands may use; each command checks what it needs when it runs.
+pub fn ops_context(common: &Common, aws: &AwsClients) -> Result<Ops, CoordinatorError> {
+    let source = match &common.source {
+        Some(s) if !s.trim().is_empty() => Some(SourceLocation::parse(s)?),
+        _ => None,
+    };
+    let ledger = match &common.database_url {
+        Some(url) if !url.trim().is_empty() => Some(Ledger::connect(url, &common.state_schema)?),
+        _ => None,
+    };
+    let rules = match &common.config {
+        Some(path) => Rules::load(path)?,
+        None => Rules::default(),
+    };
+    Ok(Ops {
+        aws: aws.clone(),
+        store: store(common, aws)?,
+        source,
+        queue_url: common.queue_url.clone().filter(|q| !q.trim().is_empty()),
+        ledger,
+        rules,
+        policy: Policy {
+            requeue_after: common.requeue_after,
+            max_attempts: common.max_attempts,
+        },
+    })
+}
+
+/// Who makes an operator move: `--who`, else `$USER`, else the AWS caller's ARN.
+pub async fn resolve_who(flag: Option<String>) -> String {
+    if let Some(w) = flag.filter(|w| !w.trim().is_empty()) {
+        return w;
+    }
+    if let Ok(u) = std::env::var("USER") {
+        if !u.trim().is_empty() {
+            return u;
+        }
+    }
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    match aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await
+    {
+        Ok(id) => id.arn().unwrap_or("unknown").to_owned(),
+        Err(e) => {
+            tracing::warn!(error = %sluice_common::error::sdk_error_text(&e), "cannot tell who is calling; recording \"unknown\" (pass --who)");
+            "unknown".to_owned()
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("reports serialize")
+    );
+}
+
+/// Runs a command; what it prints goes to standard output, logs to standard error. Returns
+/// the process's exit status (non-zero only for `skipped --fail-if-any`; errors are `Err`).
 pub async fn execute(
     cli: Cli,
     aws: AwsClients,
     shutdown: CancellationToken,
-) -> Result<(), CoordinatorError> {
+) -> Result<i32, CoordinatorError> {
     let common = &cli.common;
     match cli.command {
         Command::Bootstrap {
@@ -314,6 +544,199 @@ pub async fn execute(
                 }
             }
         }
+        Command::Status {
+            scope,
+            watch,
+            interval,
+            window,
+            full,
+            json,
+        } => {
+            let ops = ops_context(common, &aws)?;
+            let opts = status::Options {
+                scope: scope.scope(),
+                window,
+                full,
+            };
+            if watch {
+                // With --json the frames go to standard error and the last status, as JSON,
+                // to standard output.
+                let last = if json {
+                    let terminal = std::io::stderr().is_terminal();
+                    let mut err = std::io::stderr();
+                    status::watch(&ops, &opts, interval, terminal, &shutdown, &mut err).await?
+                } else {
+                    let terminal = std::io::stdout().is_terminal();
+                    let mut out = std::io::stdout();
+                    status::watch(&ops, &opts, interval, terminal, &shutdown, &mut out).await?
+                };
+                if json {
+                    print_json(&last);
+                }
+            } else {
+                let r = status::collect(&ops, &opts).await?;
+                if json {
+                    print_json(&r);
+                } else {
+                    print!("{}", status::format(&r));
+                }
+            }
+        }
+        Command::Skipped {
+            scope,
+            check_loaded,
+            stuck_after,
+            fail_if_any,
+            json,
+        } => {
+            let ops = ops_context(common, &aws)?;
+            let r = reconcile::report(
+                &ops,
+                &reconcile::Options {
+                    scope: scope.scope(),
+                    check_loaded,
+                    stuck_after: stuck_after.unwrap_or(common.requeue_after),
+                },
+            )
+            .await?;
+            if json {
+                print_json(&r);
+            } else {
+                print!("{}", reconcile::format(&r));
+            }
+            return Ok(reconcile::exit_code(&r, fail_if_any));
+        }
+        Command::Retry {
+            status,
+            scope,
+            error,
+            range,
+            dlq: from_dlq,
+            reason,
+            who,
+            yes,
+            json,
+        } => {
+            let ops = ops_context(common, &aws)?;
+            if from_dlq {
+                if !status.is_empty()
+                    || error.is_some()
+                    || range.since.is_some()
+                    || range.until.is_some()
+                {
+                    return Err(CoordinatorError::Usage(
+                        "retry --dlq takes the dead-letter queue's messages; only --table and --prefix narrow it".to_owned(),
+                    ));
+                }
+                let who = if yes {
+                    resolve_who(who.who).await
+                } else {
+                    String::new()
+                };
+                let r = dlq::redrive(&ops, &scope.scope(), &who, yes).await?;
+                if json {
+                    print_json(&r);
+                } else {
+                    print!("{}", dlq::format_redrive(&r));
+                }
+                return Ok(0);
+            }
+            let sel = Selection {
+                statuses: if status.is_empty() {
+                    ops::RETRY_DEFAULT.to_vec()
+                } else {
+                    status
+                },
+                scope: scope.scope(),
+                error,
+                since: range.since,
+                until: range.until,
+            };
+            let plan = ops::plan_retry(&ops, &sel).await?;
+            move_or_show(&ops, plan, yes, json, who, reason.as_deref()).await?;
+        }
+        Command::Reload {
+            scope,
+            range,
+            reason,
+            who,
+            yes,
+            json,
+        } => {
+            let ops = ops_context(common, &aws)?;
+            let sel = Selection {
+                statuses: vec![Status::Loaded],
+                scope: scope.scope(),
+                error: None,
+                since: range.since,
+                until: range.until,
+            };
+            let plan = ops::plan_reload(&ops, &sel).await?;
+            move_or_show(&ops, plan, yes, json, who, reason.as_deref()).await?;
+        }
+        Command::Skip {
+            key,
+            reason,
+            etag,
+            who,
+            json,
+        } => {
+            let ops = ops_context(common, &aws)?;
+            let who = resolve_who(who.who).await;
+            let r = ops::skip(&ops, &key, etag.as_deref(), &reason, &who).await?;
+            if json {
+                print_json(&r);
+            } else {
+                for i in &r.skipped {
+                    println!("skipped {} ({}) by {who}: {reason}", i.key, i.etag);
+                }
+                for (e, s) in &r.left {
+                    println!(
+                        "left {key} ({e}) as it is: {}",
+                        s.map(|s| s.as_str()).unwrap_or("missing")
+                    );
+                }
+            }
+            if r.skipped.is_empty() {
+                return Err(CoordinatorError::Usage(format!(
+                    "nothing skipped: no version of {key} is discovered, queued, failed or dead"
+                )));
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Shows a plan, or (with `--yes`) applies it and shows the result.
+async fn move_or_show(
+    ops: &Ops,
+    plan: ops::MovePlan,
+    yes: bool,
+    json: bool,
+    who: WhoArg,
+    reason: Option<&str>,
+) -> Result<(), CoordinatorError> {
+    if !yes {
+        if json {
+            print_json(&plan);
+        } else {
+            print!("{}", ops::format_plan(&plan, false));
+            if !plan.files.is_empty() {
+                println!("run again with --yes to do it");
+            }
+        }
+        return Ok(());
+    }
+    let who = resolve_who(who.who).await;
+    let result = match plan.command {
+        "reload" => ops::apply_reload(ops, &plan, &who, reason).await?,
+        _ => ops::apply_retry(ops, &plan, &who, reason).await?,
+    };
+    if json {
+        print_json(&serde_json::json!({ "plan": plan, "result": result }));
+    } else {
+        print!("{}", ops::format_plan(&plan, true));
+        print!("{}", ops::format_result(&plan, &result));
     }
     Ok(())
 }
@@ -369,5 +792,90 @@ mod tests {
             "nope"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn operator_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "sluice-coordinator",
+            "retry",
+            "--status",
+            "dead",
+            "--status",
+            "queued",
+            "--table",
+            "s.t",
+            "--error",
+            "unknown_table",
+            "--since",
+            "2h",
+            "--yes",
+            "--who",
+            "alice",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Retry {
+                status,
+                scope,
+                error,
+                range,
+                yes,
+                who,
+                dlq,
+                ..
+            } => {
+                assert_eq!(status, vec![Status::Dead, Status::Queued]);
+                assert_eq!(scope.table.as_deref(), Some("s.t"));
+                assert_eq!(error.as_deref(), Some("unknown_table"));
+                assert!(range.since.unwrap().ends_with('Z'));
+                assert!(yes && !dlq);
+                assert_eq!(who.who.as_deref(), Some("alice"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // skip needs a reason
+        assert!(Cli::try_parse_from(["sluice-coordinator", "skip", "k"]).is_err());
+        let cli = Cli::try_parse_from([
+            "sluice-coordinator",
+            "--database-url",
+            "postgres://u:p@h/db",
+            "skipped",
+            "--fail-if-any",
+            "--stuck-after",
+            "30m",
+        ])
+        .unwrap();
+        assert_eq!(cli.common.state_schema, "sluice");
+        assert!(matches!(
+            cli.command,
+            Command::Skipped {
+                fail_if_any: true,
+                stuck_after: Some(d),
+                ..
+            } if d == Duration::from_secs(1800)
+        ));
+        let cli = Cli::try_parse_from([
+            "sluice-coordinator",
+            "status",
+            "--watch",
+            "--interval",
+            "2s",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Status { watch: true, .. }));
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_ages() {
+        assert_eq!(
+            parse_time("2024-10-29T11:00:00+02:00").unwrap(),
+            "2024-10-29T09:00:00.000Z"
+        );
+        let ago = parse_time("1h").unwrap();
+        let t = sluice_common::timefmt::parse(&ago).unwrap();
+        let age = time::OffsetDateTime::now_utc() - t;
+        assert!(age >= time::Duration::minutes(59) && age <= time::Duration::minutes(61));
+        assert!(parse_time("yesterday").is_err());
     }
 }

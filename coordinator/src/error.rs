@@ -21,6 +21,12 @@ pub enum CoordinatorError {
         message: String,
     },
 
+    #[error("database {operation} failed: {message}")]
+    Database {
+        operation: &'static str,
+        message: String,
+    },
+
     #[error("{0}")]
     Usage(String),
 }

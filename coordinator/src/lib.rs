@@ -9,13 +9,23 @@
 //! - [`generation`]: which `LOAD` files form a table's newest full load, and when it is done.
 //! - [`bootstrap`]: manifest table and (local) queue creation.
 //! - [`report`]: `manifest list / show / summary`.
+//! - [`status`]: `status` (figures per table, queues, throughput, ETA, `--watch`).
+//! - [`reconcile`]: `skipped` (S3 listing vs manifest vs ledger).
+//! - [`ops`]: `retry`, `reload`, `skip`, and the selections they share.
+//! - [`dlq`]: queue depths and `retry --dlq`.
+//! - [`ledger`]: read (and, for `reload`, delete) access to the workers' ledger in PostgreSQL.
 //! - [`cli`]: the command line, validated, and the commands' runners.
 //! - [`error`]: the crate's error enum, `CoordinatorError`.
 
 pub mod bootstrap;
 pub mod cli;
+pub mod dlq;
 pub mod error;
 pub mod generation;
+pub mod ledger;
+pub mod ops;
 pub mod plan;
+pub mod reconcile;
 pub mod report;
 pub mod scan;
+pub mod status;

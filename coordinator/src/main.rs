@@ -22,6 +22,9 @@ async fn main() -> anyhow::Result<()> {
         }
         token.cancel();
     });
-    execute(cli, aws, shutdown).await?;
+    let code = execute(cli, aws, shutdown).await?;
+    if code != 0 {
+        std::process::exit(code);
+    }
     Ok(())
 }

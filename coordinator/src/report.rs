@@ -85,7 +85,28 @@ pub fn format_show(items: &[ManifestItem]) -> String {
             "size:          {} bytes, last modified {}",
             i.size, i.last_modified
         );
-        let _ = writeln!(out, "attempts:      {}", i.attempts);
+        if i.attempts_before > 0 || i.retries > 0 {
+            let _ = writeln!(
+                out,
+                "attempts:      {} this round, {} before ({} operator retries or reloads)",
+                i.attempts, i.attempts_before, i.retries
+            );
+        } else {
+            let _ = writeln!(out, "attempts:      {}", i.attempts);
+        }
+        if let Some(op) = &i.operator {
+            let _ = writeln!(
+                out,
+                "operator:      {} by {} at {}{}",
+                op.action,
+                op.who,
+                op.at,
+                op.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+        }
         if let Some(w) = &i.worker {
             let _ = writeln!(out, "worker:        {w}");
         }
@@ -204,7 +225,29 @@ mod tests {
             text.contains("unknown_table: no target table s.t"),
             "{text}"
         );
-        let show = format_show(&[item]);
+        let show = format_show(std::slice::from_ref(&item));
         assert!(show.contains("[unknown_table, permanent]"), "{show}");
+        assert!(show.contains("attempts:      2\n"), "{show}");
+        let retried = ManifestItem {
+            attempts: 0,
+            attempts_before: 2,
+            retries: 1,
+            operator: Some(sluice_common::manifest::OperatorAction {
+                action: "retry".into(),
+                who: "alice".into(),
+                reason: Some("table created".into()),
+                at: "2024-10-29T11:00:00.000Z".into(),
+            }),
+            ..item
+        };
+        let show = format_show(&[retried]);
+        assert!(
+            show.contains("0 this round, 2 before (1 operator retries or reloads)"),
+            "{show}"
+        );
+        assert!(
+            show.contains("retry by alice at 2024-10-29T11:00:00.000Z: table created"),
+            "{show}"
+        );
     }
 }

@@ -49,20 +49,28 @@ pub struct ScanSummary {
 
 /// Lists every object under the source prefix, paginated.
 pub async fn list(ctx: &ScanContext) -> Result<Vec<Listed>, CoordinatorError> {
+    list_objects(&ctx.s3, &ctx.source.bucket, &ctx.source.prefix).await
+}
+
+/// Lists every object of `bucket` under `prefix`, paginated.
+pub async fn list_objects(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<Listed>, CoordinatorError> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let page = ctx
-            .s3
+        let page = s3
             .list_objects_v2()
-            .bucket(&ctx.source.bucket)
-            .prefix(&ctx.source.prefix)
+            .bucket(bucket)
+            .prefix(prefix)
             .set_continuation_token(token.take())
             .send()
             .await
             .map_err(|e| CoordinatorError::List {
-                bucket: ctx.source.bucket.clone(),
-                prefix: ctx.source.prefix.clone(),
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
                 message: sluice_common::error::sdk_error_text(&e),
                 transient: sluice_common::error::sdk_error_is_transient(&e),
             })?;
@@ -173,7 +181,7 @@ pub async fn scan(
         }
     }
     for item in &p.requeue {
-        match message_from_item(ctx, item) {
+        match message_for_item(&ctx.source, item) {
             Some(m) => to_send.push(m),
             None => warn!(key = %item.key, "open item no longer maps to a table; not re-enqueued"),
         }
@@ -214,7 +222,7 @@ pub async fn scan(
 
     // Then enqueue, 10 per call, then mark queued.
     for batch in to_send.chunks(10) {
-        let (sent, failed) = send_batch(ctx, batch).await;
+        let (sent, failed) = send_batch(&ctx.sqs, &ctx.queue_url, batch).await;
         summary.send_failed += failed;
         for (m, message_id) in sent {
             summary.sent += 1;
@@ -340,12 +348,14 @@ fn message_for(ctx: &ScanContext, c: &Candidate) -> FileMessage {
     }
 }
 
-fn message_from_item(ctx: &ScanContext, item: &ManifestItem) -> Option<FileMessage> {
-    let file = sluice_common::mapping::map_key(&ctx.source.prefix, &item.key).ok()?;
+/// The message for a manifest item (the same one the first pass sent); None when its key no
+/// longer maps to a table under the lake's prefix.
+pub fn message_for_item(source: &SourceLocation, item: &ManifestItem) -> Option<FileMessage> {
+    let file = sluice_common::mapping::map_key(&source.prefix, &item.key).ok()?;
     Some(FileMessage {
         v: MESSAGE_VERSION,
         bucket: if item.bucket.is_empty() {
-            ctx.source.bucket.clone()
+            source.bucket.clone()
         } else {
             item.bucket.clone()
         },
@@ -359,8 +369,9 @@ fn message_from_item(ctx: &ScanContext, item: &ManifestItem) -> Option<FileMessa
 }
 
 /// Sends up to 10 messages; returns the sent ones with their ids, and the count that failed.
-async fn send_batch(
-    ctx: &ScanContext,
+pub async fn send_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
     batch: &[FileMessage],
 ) -> (Vec<(FileMessage, String)>, usize) {
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -375,10 +386,9 @@ async fn send_batch(
                 .expect("id and body are set")
         })
         .collect();
-    let result = ctx
-        .sqs
+    let result = sqs
         .send_message_batch()
-        .queue_url(&ctx.queue_url)
+        .queue_url(queue_url)
         .set_entries(Some(entries))
         .send()
         .await;

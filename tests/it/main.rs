@@ -11,5 +11,6 @@ mod faults;
 mod generations;
 mod loader;
 mod netfault;
+mod operate;
 mod order;
 mod security;

@@ -357,3 +357,38 @@ pub fn binary(name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+impl TestBed {
+    /// What the coordinator's operator commands use, against this test's services; `rules`
+    /// is the text of a rules file (empty: none).
+    pub fn ops(&self, rules: &str) -> sluice_coordinator::ops::Ops {
+        sluice_coordinator::ops::Ops {
+            aws: self.aws.clone(),
+            store: self.manifest.clone(),
+            source: Some(
+                SourceLocation::parse(&format!("s3://{}/{}", self.bucket, self.prefix)).unwrap(),
+            ),
+            queue_url: Some(self.queue_url.clone()),
+            ledger: Some(
+                sluice_coordinator::ledger::Ledger::connect(&database_url(), &self.state_schema)
+                    .expect("ledger pool"),
+            ),
+            rules: Rules::parse("test.toml", rules).expect("rules"),
+            policy: self.scan_context(Duration::from_secs(600)).policy,
+        }
+    }
+
+    /// Deletes a manifest item behind Sluice's back (as a careless person could).
+    pub async fn delete_item(&self, key: &str, etag: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.aws
+            .dynamodb
+            .delete_item()
+            .table_name(&self.name)
+            .key("key", AttributeValue::S(key.to_owned()))
+            .key("etag", AttributeValue::S(etag.to_owned()))
+            .send()
+            .await
+            .expect("delete manifest item");
+    }
+}

@@ -1,0 +1,310 @@
+//! The coordinator's read (and, for `reload`, delete) access to the workers' ledger in
+//! PostgreSQL: `<state schema>.ledger`, one row per applied object version, primary key
+//! `(bucket, key, etag)`.
+//!
+//! Invariants: connections run with `TimeZone=UTC`, like the workers'; the URL is never shown
+//! unredacted; the state schema is always quoted; keys and ETags are bound as arrays, never
+//! spliced. A ledger that does not exist yet (no worker has started) reads as empty.
+//!
+//! Costs: lookups by `(key, etag)` use the primary key, in chunks; "rows under a key prefix" and
+//! the per-table statistics read the bucket's ledger rows (PostgreSQL has no index on a key
+//! prefix in every collation), which is a sequential read in PostgreSQL, never in DynamoDB.
+
+use crate::error::CoordinatorError;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sluice_common::config::redact_url;
+use std::collections::HashSet;
+
+/// Pairs sent per lookup statement.
+const CHUNK: usize = 5000;
+
+/// The ledger, reached through a small pool.
+#[derive(Clone)]
+pub struct Ledger {
+    pool: Pool,
+    /// Quoted schema name.
+    schema: String,
+    /// As given, for messages.
+    schema_name: String,
+    /// The URL with its password replaced, for messages.
+    url: String,
+}
+
+/// One ledger row, as the coordinator reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub key: String,
+    pub etag: String,
+}
+
+/// Loaded files of one source table, from the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerTableStats {
+    /// `schema.table` as in the key.
+    pub table: String,
+    pub files: u64,
+    pub rows_read: i64,
+    /// Rows inserted, updated or deleted.
+    pub rows_merged: i64,
+    pub rows_superseded: i64,
+    /// Files and rows loaded within the recent window.
+    pub recent_files: u64,
+    pub recent_rows: i64,
+    /// RFC 3339 time of the newest load.
+    pub last_loaded_at: Option<String>,
+}
+
+/// Quotes an identifier for PostgreSQL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl Ledger {
+    /// Builds the pool (connects lazily). `url` is never shown unredacted.
+    pub fn connect(url: &str, state_schema: &str) -> Result<Ledger, CoordinatorError> {
+        let bad = |message: String| CoordinatorError::Database {
+            operation: "connect",
+            message: format!("database url {}: {message}", redact_url(url)),
+        };
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| bad(e.to_string()))?;
+        config.options("-c TimeZone=UTC");
+        config.application_name("sluice-coordinator");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(2)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Ledger {
+            pool,
+            schema: quote_ident(state_schema),
+            schema_name: state_schema.to_owned(),
+            url: redact_url(url),
+        })
+    }
+
+    pub fn schema_name(&self) -> &str {
+        &self.schema_name
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, CoordinatorError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| CoordinatorError::Database {
+                operation: "connect",
+                message: format!(
+                    "{}: {}",
+                    self.url,
+                    match e {
+                        deadpool_postgres::PoolError::Backend(pg) => pg_text(&pg),
+                        other => other.to_string(),
+                    }
+                ),
+            })
+    }
+
+    /// The pairs among `pairs` that have a ledger row in `bucket`.
+    pub async fn present(
+        &self,
+        bucket: &str,
+        pairs: &[(String, String)],
+    ) -> Result<HashSet<(String, String)>, CoordinatorError> {
+        let mut found = HashSet::new();
+        if pairs.is_empty() {
+            return Ok(found);
+        }
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT l.key, l.etag FROM {}.ledger l \
+             JOIN unnest($2::text[], $3::text[]) AS p(key, etag) ON l.key = p.key AND l.etag = p.etag \
+             WHERE l.bucket = $1",
+            self.schema
+        );
+        for chunk in pairs.chunks(CHUNK) {
+            let keys: Vec<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
+            let etags: Vec<&str> = chunk.iter().map(|(_, e)| e.as_str()).collect();
+            match client.query(&sql, &[&bucket, &keys, &etags]).await {
+                Ok(rows) => {
+                    for r in rows {
+                        found.insert((r.get(0), r.get(1)));
+                    }
+                }
+                Err(e) if missing_ledger(&e) => return Ok(found),
+                Err(e) => return Err(self.error("lookup", &e)),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every ledger row of `bucket` whose key starts with `prefix`, in key order.
+    pub async fn under(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<LedgerRow>, CoordinatorError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT key, etag FROM {}.ledger WHERE bucket = $1 AND starts_with(key, $2) ORDER BY key, etag",
+            self.schema
+        );
+        match client.query(&sql, &[&bucket, &prefix]).await {
+            Ok(rows) => Ok(rows
+                .into_iter()
+                .map(|r| LedgerRow {
+                    key: r.get(0),
+                    etag: r.get(1),
+                })
+                .collect()),
+            Err(e) if missing_ledger(&e) => Ok(Vec::new()),
+            Err(e) => Err(self.error("list", &e)),
+        }
+    }
+
+    /// Deletes the ledger rows of `pairs` in one transaction; returns how many existed.
+    pub async fn delete(
+        &self,
+        bucket: &str,
+        pairs: &[(String, String)],
+    ) -> Result<u64, CoordinatorError> {
+        if pairs.is_empty() {
+            return Ok(0);
+        }
+        let mut client = self.client().await?;
+        let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        let etags: Vec<&str> = pairs.iter().map(|(_, e)| e.as_str()).collect();
+        let sql = format!(
+            "DELETE FROM {}.ledger l USING unnest($2::text[], $3::text[]) AS p(key, etag) \
+             WHERE l.bucket = $1 AND l.key = p.key AND l.etag = p.etag",
+            self.schema
+        );
+        let txn = client
+            .transaction()
+            .await
+            .map_err(|e| self.error("delete", &e))?;
+        let n = match txn.execute(&sql, &[&bucket, &keys, &etags]).await {
+            Ok(n) => n,
+            Err(e) if missing_ledger(&e) => return Ok(0),
+            Err(e) => return Err(self.error("delete", &e)),
+        };
+        txn.commit().await.map_err(|e| self.error("delete", &e))?;
+        Ok(n)
+    }
+
+    /// Loaded files and rows per source table (`schema.table` from keys under `prefix`, the
+    /// lake's prefix or a narrower one), with the files and rows loaded in the last
+    /// `window_secs` seconds.
+    pub async fn table_stats(
+        &self,
+        bucket: &str,
+        lake_prefix: &str,
+        prefix: &str,
+        window_secs: f64,
+    ) -> Result<Vec<LedgerTableStats>, CoordinatorError> {
+        let client = self.client().await?;
+        // rest = the key after the lake prefix: <schema>/<table>/.../<file>
+        let sql = format!(
+            "WITH l AS (SELECT substr(key, char_length($2) + 1) AS rest, rows_read, \
+                    rows_inserted + rows_updated + rows_deleted AS merged, rows_superseded, loaded_at \
+               FROM {}.ledger WHERE bucket = $1 AND starts_with(key, $3)) \
+             SELECT split_part(rest, '/', 1) || '.' || split_part(rest, '/', 2) AS source_table, \
+                    count(*), coalesce(sum(rows_read), 0)::bigint, coalesce(sum(merged), 0)::bigint, \
+                    coalesce(sum(rows_superseded), 0)::bigint, \
+                    count(*) FILTER (WHERE loaded_at > now() - $4::float8 * interval '1 second'), \
+                    coalesce(sum(rows_read) FILTER (WHERE loaded_at > now() - $4::float8 * interval '1 second'), 0)::bigint, \
+                    to_char(max(loaded_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+               FROM l GROUP BY 1 ORDER BY 1",
+            self.schema
+        );
+        let prefix = if prefix.starts_with(lake_prefix) {
+            prefix
+        } else {
+            lake_prefix
+        };
+        match client
+            .query(&sql, &[&bucket, &lake_prefix, &prefix, &window_secs])
+            .await
+        {
+            Ok(rows) => Ok(rows
+                .into_iter()
+                .map(|r| LedgerTableStats {
+                    table: r.get(0),
+                    files: r.get::<_, i64>(1) as u64,
+                    rows_read: r.get(2),
+                    rows_merged: r.get(3),
+                    rows_superseded: r.get(4),
+                    recent_files: r.get::<_, i64>(5) as u64,
+                    recent_rows: r.get(6),
+                    last_loaded_at: r.get(7),
+                })
+                .collect()),
+            Err(e) if missing_ledger(&e) => Ok(Vec::new()),
+            Err(e) => Err(self.error("statistics", &e)),
+        }
+    }
+
+    fn error(&self, operation: &'static str, e: &tokio_postgres::Error) -> CoordinatorError {
+        CoordinatorError::Database {
+            operation,
+            message: format!("ledger {}.ledger: {}", self.schema_name, pg_text(e)),
+        }
+    }
+}
+
+/// The ledger (or its schema) does not exist yet: no worker has started.
+fn missing_ledger(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code()
+        .is_some_and(|c| *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME)
+}
+
+/// A PostgreSQL error's text: the server's message and detail, or the error chain.
+fn pg_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(d) => format!("{} ({d})", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("sluice"), "\"sluice\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn a_bad_url_is_reported_without_its_password() {
+        let e = Ledger::connect("postgres://u:s3cret@h:notaport/db", "sluice")
+            .err()
+            .expect("bad port")
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("u:***@h"), "{e}");
+    }
+}
