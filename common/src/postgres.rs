@@ -134,6 +134,39 @@ pub fn connection(url: &str) -> Result<Connection, Error> {
     })
 }
 
+/// A pool of connections for one of Sluice's components: `TimeZone=UTC` on every session (DMS
+/// timestamps carry no zone and are UTC, so `timestamptz` values never shift with the server's
+/// default), the component's `application_name`, a 10 s connect timeout unless the URL sets
+/// one, TLS as [`connection`] says. Connects lazily.
+pub fn pool(
+    url: &str,
+    size: usize,
+    application_name: &str,
+) -> Result<deadpool_postgres::Pool, Error> {
+    let Connection {
+        mut config, tls, ..
+    } = connection(url)?;
+    config.options("-c TimeZone=UTC");
+    config.application_name(application_name);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| Error::Config {
+            setting: "SLUICE_DATABASE_URL",
+            reason: format!("{e} (in {})", redact_url(url)),
+        })
+}
+
 /// Removes `sslmode` and `sslrootcert` from a URL's query or a `key=value` string.
 fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
     let mut mode = None;

@@ -364,6 +364,7 @@ pub fn ops_context(common: &Common, aws: &AwsClients) -> Result<Ops, Coordinator
         policy: Policy {
             requeue_after: common.requeue_after,
             max_attempts: common.max_attempts,
+            generation_quiet: common.generation_quiet,
         },
     })
 }

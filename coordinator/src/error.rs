@@ -37,7 +37,7 @@ impl CoordinatorError {
         match self {
             CoordinatorError::Common(e) => e.is_transient(),
             CoordinatorError::List { transient, .. } => *transient,
-            CoordinatorError::Queue { .. } => true,
+            CoordinatorError::Queue { .. } | CoordinatorError::Database { .. } => true,
             CoordinatorError::Usage(_) => false,
         }
     }

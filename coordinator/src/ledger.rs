@@ -11,7 +11,7 @@
 //! prefix in every collation), which is a sequential read in PostgreSQL, never in DynamoDB.
 
 use crate::error::CoordinatorError;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use sluice_common::config::redact_url;
 use std::collections::HashSet;
 
@@ -66,24 +66,7 @@ impl Ledger {
             operation: "connect",
             message: format!("database url {}: {message}", redact_url(url)),
         };
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| bad(e.to_string()))?;
-        config.options("-c TimeZone=UTC");
-        config.application_name("sluice-coordinator");
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(std::time::Duration::from_secs(10));
-        }
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(2)
-            .build()
+        let pool = sluice_common::postgres::pool(url, 2, "sluice-coordinator")
             .map_err(|e| bad(e.to_string()))?;
         Ok(Ledger {
             pool,

@@ -6,7 +6,7 @@
 
 use crate::error::{sqlstate_is_transient, LoadError};
 use crate::sql;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use sluice_common::config::redact_url;
 
 /// Errors setting up the database side, before any file is touched.
@@ -21,31 +21,10 @@ pub enum DbSetupError {
 /// Builds the pool; connects lazily, with TLS as the URL's `sslmode` says (see
 /// `sluice_common::postgres`).
 pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSetupError> {
-    let sluice_common::postgres::Connection {
-        mut config, tls, ..
-    } = sluice_common::postgres::connection(url).map_err(|e| DbSetupError::Url {
+    sluice_common::postgres::pool(url, size, application_name).map_err(|e| DbSetupError::Url {
         url: redact_url(url),
         message: e.to_string(),
-    })?;
-    config.options("-c TimeZone=UTC");
-    config.application_name(application_name);
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(std::time::Duration::from_secs(10));
-    }
-    let manager = Manager::from_config(
-        config,
-        tls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(size)
-        .build()
-        .map_err(|e| DbSetupError::Url {
-            url: redact_url(url),
-            message: e.to_string(),
-        })
+    })
 }
 
 /// Creates the bookkeeping schema and ledger if missing. Safe when many workers start at once:
