@@ -9,7 +9,9 @@
 //! - [`rules`]: per-table rules from `sluice.toml`.
 //! - [`config`]: settings shared by both binaries, validated once at start-up.
 //! - [`retry`]: the one retry layer for calls the AWS SDK does not already retry.
-//! - [`telemetry`]: logging set-up.
+//! - [`telemetry`]: logging set-up, secret scrubbing.
+//! - [`metrics`]: every metric's definition; Prometheus exposition and CloudWatch EMF lines.
+//! - [`http`]: the optional `/metrics` and `/health` endpoint, and its minimal client.
 //! - [`error`]: the crate's error enum, each variant transient or permanent by construction.
 //!
 //! The coordinator and the worker share nothing else: a change here is a change to the contract
@@ -17,9 +19,11 @@
 
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod manifest;
 pub mod mapping;
 pub mod message;
+pub mod metrics;
 pub mod retry;
 pub mod rules;
 pub mod store;

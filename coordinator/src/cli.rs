@@ -3,6 +3,7 @@
 
 use crate::bootstrap::{self, QueueSpec};
 use crate::error::CoordinatorError;
+use crate::observe::{self, MetricsSettings};
 use crate::plan::Policy;
 use crate::report;
 use crate::scan::{self, ScanContext};
@@ -10,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use sluice_common::config::{required, AwsClients, SourceLocation};
 use sluice_common::manifest::Status;
 use sluice_common::store::ManifestStore;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -52,6 +53,43 @@ pub struct Common {
     /// Log format: json, text or auto (text on a terminal).
     #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "auto", global = true)]
     pub log_format: String,
+    /// `scan` and `run`: serve Prometheus metrics on this address (host:port), at /metrics.
+    #[arg(long, env = "SLUICE_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<String>,
+    /// `scan` and `run`: write metrics to standard output as CloudWatch embedded-metric-format
+    /// lines.
+    #[arg(long, env = "SLUICE_METRICS_EMF", global = true, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_emf: bool,
+    /// Seconds between two EMF flushes.
+    #[arg(
+        long,
+        env = "SLUICE_METRICS_INTERVAL",
+        default_value = "60",
+        global = true
+    )]
+    pub metrics_interval: u64,
+    /// URL of the dead-letter queue, for its depth in the metrics.
+    #[arg(long, env = "SLUICE_DLQ_URL", global = true)]
+    pub dlq_url: Option<String>,
+}
+
+impl Common {
+    /// The metrics flags, checked.
+    pub fn metrics(&self) -> Result<MetricsSettings, CoordinatorError> {
+        if self.metrics_interval == 0 {
+            return Err(sluice_common::Error::Config {
+                setting: "SLUICE_METRICS_INTERVAL",
+                reason: "must be at least 1 second".into(),
+            }
+            .into());
+        }
+        Ok(MetricsSettings {
+            addr: self.metrics_addr.clone().filter(|a| !a.is_empty()),
+            emf: self.metrics_emf,
+            interval: Duration::from_secs(self.metrics_interval),
+            dlq_url: self.dlq_url.clone().filter(|a| !a.is_empty()),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,7 +245,11 @@ pub async fn execute(
         }
         Command::Scan { dry_run, json } => {
             let ctx = scan_context(common, &aws)?;
-            let (summary, plan) = scan::scan(&ctx, dry_run).await?;
+            let obs = observe::start(&common.metrics()?, ctx.store.table_name()).await?;
+            let started = Instant::now();
+            let result = scan::scan(&ctx, dry_run).await;
+            observe::pass(&obs, &ctx, &result, started.elapsed()).await;
+            let (summary, plan) = result?;
             if json {
                 println!(
                     "{}",
@@ -241,8 +283,12 @@ pub async fn execute(
         }
         Command::Run { interval, json } => {
             let ctx = scan_context(common, &aws)?;
+            let obs = observe::start(&common.metrics()?, ctx.store.table_name()).await?;
             loop {
-                match scan::scan(&ctx, false).await {
+                let started = Instant::now();
+                let result = scan::scan(&ctx, false).await;
+                observe::pass(&obs, &ctx, &result, started.elapsed()).await;
+                match result {
                     Ok((summary, _)) if json => println!(
                         "{}",
                         serde_json::to_string(&summary).expect("summary serializes")

@@ -22,4 +22,10 @@ pub enum CoordinatorError {
 
     #[error("{0}")]
     Usage(String),
+
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Endpoint {
+        addr: String,
+        source: std::io::Error,
+    },
 }

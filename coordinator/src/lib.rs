@@ -9,6 +9,7 @@
 //! - [`generation`]: which `LOAD` files form a table's newest full load, and when it is done.
 //! - [`bootstrap`]: manifest table and (local) queue creation.
 //! - [`report`]: `manifest list / show / summary`.
+//! - [`observe`]: metrics of each pass, queue depth, backlog per table (Prometheus, EMF).
 //! - [`cli`]: the command line, validated, and the commands' runners.
 //! - [`error`]: the crate's error enum, `CoordinatorError`.
 
@@ -16,6 +17,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod error;
 pub mod generation;
+pub mod observe;
 pub mod plan;
 pub mod report;
 pub mod scan;

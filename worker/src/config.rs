@@ -54,6 +54,19 @@ pub struct WorkerArgs {
     /// Log format: json, text or auto (text on a terminal).
     #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "auto")]
     pub log_format: String,
+    /// Serve Prometheus metrics on this address (host:port), at /metrics (and /health).
+    #[arg(long, env = "SLUICE_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Serve the health check on this address (host:port), at /health (and /metrics); may be
+    /// the metrics address.
+    #[arg(long, env = "SLUICE_HEALTH_ADDR")]
+    pub health_addr: Option<String>,
+    /// Write metrics to standard output as CloudWatch embedded-metric-format lines.
+    #[arg(long, env = "SLUICE_METRICS_EMF", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_emf: bool,
+    /// Seconds between two EMF flushes.
+    #[arg(long, env = "SLUICE_METRICS_INTERVAL", default_value = "60")]
+    pub metrics_interval: u64,
 }
 
 /// Validated settings.
@@ -73,6 +86,10 @@ pub struct WorkerConfig {
     pub worker_id: String,
     pub state_schema: String,
     pub max_record_bytes: usize,
+    pub metrics_addr: Option<String>,
+    pub health_addr: Option<String>,
+    pub metrics_emf: bool,
+    pub metrics_interval: Duration,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -87,6 +104,9 @@ impl std::fmt::Debug for WorkerConfig {
             .field("max_attempts", &self.max_attempts)
             .field("worker_id", &self.worker_id)
             .field("state_schema", &self.state_schema)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("health_addr", &self.health_addr)
+            .field("metrics_emf", &self.metrics_emf)
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +143,9 @@ impl WorkerArgs {
         if self.state_schema.is_empty() {
             return Err(bad("SLUICE_STATE_SCHEMA", "must not be empty"));
         }
+        if self.metrics_interval == 0 {
+            return Err(bad("SLUICE_METRICS_INTERVAL", "must be at least 1 second"));
+        }
         let rules = match &self.config {
             Some(path) => Rules::load(path)?,
             None => Rules::default(),
@@ -143,6 +166,10 @@ impl WorkerArgs {
             worker_id,
             state_schema: self.state_schema,
             max_record_bytes: self.max_record_bytes,
+            metrics_addr: self.metrics_addr.filter(|a| !a.is_empty()),
+            health_addr: self.health_addr.filter(|a| !a.is_empty()),
+            metrics_emf: self.metrics_emf,
+            metrics_interval: Duration::from_secs(self.metrics_interval),
         })
     }
 }

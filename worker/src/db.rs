@@ -18,8 +18,10 @@ pub enum DbSetupError {
     Bootstrap { schema: String, message: String },
 }
 
-/// Builds the pool; connects lazily.
+/// Builds the pool; connects lazily. Registers the URL's password with the log scrubber
+/// ([`sluice_common::telemetry::add_secret`]) first.
 pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSetupError> {
+    register_password(url);
     let mut config: tokio_postgres::Config =
         url.parse()
             .map_err(|e: tokio_postgres::Error| DbSetupError::Url {
@@ -45,6 +47,23 @@ pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSe
             url: redact_url(url),
             message: e.to_string(),
         })
+}
+
+/// Registers the password of a connection string, as written and as decoded, for scrubbing.
+pub fn register_password(url: &str) {
+    use sluice_common::telemetry::add_secret;
+    if let Ok(config) = url.parse::<tokio_postgres::Config>() {
+        if let Some(p) = config.get_password() {
+            add_secret(&String::from_utf8_lossy(p));
+        }
+    }
+    if let Some((_, rest)) = url.split_once("://") {
+        if let Some((creds, _)) = rest.rsplit_once('@') {
+            if let Some((_, p)) = creds.split_once(':') {
+                add_secret(p);
+            }
+        }
+    }
 }
 
 /// Creates the bookkeeping schema and ledger if missing. Safe when many workers start at once:
@@ -197,6 +216,7 @@ pub async fn bootstrap_with_retry(
 ) -> Result<(), DbSetupError> {
     use sluice_common::retry::{retry, Attempt, Policy};
     let attempt = retry(
+        "db_bootstrap",
         Policy::patient(std::time::Duration::from_secs(300)),
         || async {
             bootstrap(pool, state_schema).await.map_err(|e| {
