@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Receive and load files until SIGTERM (or until idle, with --exit-when-idle).
-    Run(WorkerArgs),
+    Run(Box<WorkerArgs>),
     /// Ask a running worker's /health endpoint; exit 0 when healthy, 1 otherwise (the
     /// container health check: the image has no curl).
     Health(HealthArgs),
@@ -45,7 +45,7 @@ async fn main() -> ExitCode {
             telemetry::init(LogFormat::parse(&args.log_format).unwrap_or_else(LogFormat::auto));
             // Registered before anything can print it.
             sluice_worker::db::register_password(&args.database_url);
-            match run(args).await {
+            match run(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // Through the scrubber, like every log line: library texts may carry anything.
