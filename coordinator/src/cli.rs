@@ -58,7 +58,7 @@ pub struct Common {
     pub metrics_addr: Option<String>,
     /// `scan` and `run`: write metrics to standard output as CloudWatch embedded-metric-format
     /// lines.
-    #[arg(long, env = "SLUICE_METRICS_EMF", global = true, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "SLUICE_METRICS_EMF", global = true, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub metrics_emf: bool,
     /// Seconds between two EMF flushes.
     #[arg(
@@ -415,5 +415,12 @@ mod tests {
             "nope"
         ])
         .is_err());
+        // A bare --metrics-emf before the command does not swallow it.
+        let cli = Cli::try_parse_from(["sluice-coordinator", "--metrics-emf", "scan"]).unwrap();
+        assert!(cli.common.metrics_emf);
+        assert!(matches!(cli.command, Command::Scan { .. }));
+        let cli =
+            Cli::try_parse_from(["sluice-coordinator", "scan", "--metrics-emf=false"]).unwrap();
+        assert!(!cli.common.metrics_emf);
     }
 }

@@ -9,4 +9,6 @@ mod badinput;
 mod failures;
 mod generations;
 mod loader;
+mod observe;
 mod order;
+mod proxy;

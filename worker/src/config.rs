@@ -62,7 +62,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "SLUICE_HEALTH_ADDR")]
     pub health_addr: Option<String>,
     /// Write metrics to standard output as CloudWatch embedded-metric-format lines.
-    #[arg(long, env = "SLUICE_METRICS_EMF", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "SLUICE_METRICS_EMF", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub metrics_emf: bool,
     /// Seconds between two EMF flushes.
     #[arg(long, env = "SLUICE_METRICS_INTERVAL", default_value = "60")]
