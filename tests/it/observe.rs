@@ -591,6 +591,10 @@ async fn no_secret_in_anything_a_failing_run_prints() {
     tb.put(&tb.key("items/LOAD00000001.csv"), "1,a\nx,b\n")
         .await;
     tb.put(&tb.key("missing/LOAD00000001.csv"), "1,a\n").await;
+    // A value that happens to be the password: PostgreSQL quotes it in its error, which goes to
+    // the log and the manifest; the scrubber must catch it there.
+    tb.put(&tb.key("items/LOAD00000002.csv"), format!("{password},c\n"))
+        .await;
     let (status, scan) = Proc::start(with_secret(coordinator(&tb, &["scan", "--metrics-emf"])))
         .wait(Duration::from_secs(60))
         .await;
@@ -659,7 +663,11 @@ async fn no_secret_in_anything_a_failing_run_prints() {
     printed.push(manifest);
 
     let all = printed.join("\n");
-    std::fs::write("/tmp/secrets-dump.txt", &all).unwrap();
+    assert!(
+        all.lines()
+            .any(|l| l.contains("file failed") && l.contains("LOAD00000002") && l.contains("***")),
+        "the failure quoting the password was scrubbed, not lost:\n{all}"
+    );
     assert!(all.len() > 2000, "the runs printed next to nothing:\n{all}");
     for secret in &secrets {
         assert!(
