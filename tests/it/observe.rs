@@ -722,6 +722,9 @@ async fn health_follows_the_database_and_the_container_check_agrees() {
         }
     };
 
+    // Started: the ledger exists and the receive loop runs.
+    w.wait_for_log("worker started", Duration::from_secs(60))
+        .await;
     let body = wait_for(200).await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "ok", "{v}");
