@@ -69,23 +69,74 @@ pub fn required(setting: &'static str, value: Option<String>) -> Result<String, 
 }
 
 /// A connection URL with its password replaced by `***`, for logs and errors.
-/// Handles `scheme://user:password@host/...` and `password=...` key-value strings.
+/// Handles `scheme://user:password@host/...` (and a `password=` query parameter) and
+/// `password=...` key-value strings (quoted values included).
 pub fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((creds, host)) = rest.rsplit_once('@') {
-            if let Some((user, _)) = creds.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
+        // Over-redaction is fine, under-redaction is not: the credentials end at the last '@',
+        // and a `password` parameter is redacted wherever it appears.
+        let params = |s: &str| -> String {
+            let mut out = String::new();
+            for (i, part) in s.split('&').enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                let (lead, param) = match part.rfind('?') {
+                    Some(q) => part.split_at(q + 1),
+                    None => ("", part),
+                };
+                out.push_str(lead);
+                match param.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                        out.push_str(&format!("{k}=***"))
+                    }
+                    _ => out.push_str(param),
+                }
             }
-        }
-        return url.to_owned();
+            out
+        };
+        return match rest.rsplit_once('@') {
+            // An '@' after a '?': where the credentials end is ambiguous; hide it all.
+            Some((creds, _)) if creds.contains('?') => format!("{scheme}://***"),
+            Some((creds, tail)) => match creds.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{}", params(tail)),
+                None => format!("{scheme}://{}@{}", params(creds), params(tail)),
+            },
+            None => format!("{scheme}://{}", params(rest)),
+        };
     }
-    url.split_whitespace()
-        .map(|part| match part.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => part.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    // key=value pairs; a value may be quoted with '...' and contain spaces and \' escapes.
+    let mut out = String::new();
+    let mut rest = url;
+    while let Some(eq) = rest.find('=') {
+        let before = rest[..eq].trim_end();
+        let key_start = before
+            .rfind(char::is_whitespace)
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let key = &before[key_start..];
+        out.push_str(&rest[..=eq]);
+        let value = rest[eq + 1..].trim_start();
+        out.push_str(&rest[eq + 1..rest.len() - value.len()]);
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            let mut i = 0;
+            let bytes = quoted.as_bytes();
+            while i < bytes.len() && bytes[i] != b'\'' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            (i + 2).min(value.len())
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        if key.eq_ignore_ascii_case("password") {
+            out.push_str("***");
+        } else {
+            out.push_str(&value[..end]);
+        }
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The three AWS clients, built from the standard chain (`AWS_REGION`, credentials,
@@ -165,5 +216,20 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
         assert!(!redact_url("postgres://u:p@ss@h/db").contains("p@ss"));
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=disable&password=s3cret&x=1"),
+            "postgres://u@h/db?sslmode=disable&password=***&x=1"
+        );
+        assert_eq!(
+            redact_url("host=h password='a b\\' c' user=u"),
+            "host=h password=*** user=u"
+        );
+        assert_eq!(
+            redact_url("password = s3cret host=h"),
+            "password = *** host=h"
+        );
+        assert!(!redact_url("postgres://u:pa?ss@h/db").contains("ss"));
+        assert!(!redact_url("postgres://h/db?password=x@yz").contains("yz"));
+        assert!(!redact_url("postgres://u:a&b:c@h/db").contains("b:c"));
     }
 }

@@ -10,7 +10,9 @@
 //! - [`config`]: settings shared by both binaries, validated once at start-up.
 //! - [`postgres`]: connection strings and TLS (`sslmode` up to `verify-full`).
 //! - [`retry`]: the one retry layer for calls the AWS SDK does not already retry.
-//! - [`telemetry`]: logging set-up.
+//! - [`telemetry`]: logging set-up, secret scrubbing.
+//! - [`metrics`]: every metric's definition; Prometheus exposition and CloudWatch EMF lines.
+//! - [`http`]: the optional `/metrics` and `/health` endpoint, and its minimal client.
 //! - [`error`]: the crate's error enum, each variant transient or permanent by construction.
 //!
 //! The coordinator and the worker share nothing else: a change here is a change to the contract
@@ -18,9 +20,11 @@
 
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod manifest;
 pub mod mapping;
 pub mod message;
+pub mod metrics;
 pub mod postgres;
 pub mod retry;
 pub mod rules;

@@ -143,6 +143,7 @@ pub fn pool(
     size: usize,
     application_name: &str,
 ) -> Result<deadpool_postgres::Pool, Error> {
+    register_password(url);
     let Connection {
         mut config, tls, ..
     } = connection(url)?;
@@ -165,6 +166,27 @@ pub fn pool(
             setting: "SLUICE_DATABASE_URL",
             reason: format!("{e} (in {})", redact_url(url)),
         })
+}
+
+/// Registers a connection string's password with the log scrubber
+/// ([`crate::telemetry::add_secret`]), as written and as decoded, so no log line, panic or
+/// manifest error can carry it, whichever library writes the text.
+pub fn register_password(url: &str) {
+    use crate::telemetry::add_secret;
+    if let Some((_, rest)) = url.split_once("://") {
+        if let Some((creds, _)) = rest.rsplit_once('@') {
+            if let Some((_, p)) = creds.split_once(':') {
+                add_secret(p);
+                add_secret(&percent_decode(p));
+            }
+        }
+    }
+    let (rest, _, _) = split_tls_params(url);
+    if let Ok(config) = rest.parse::<tokio_postgres::Config>() {
+        if let Some(p) = config.get_password() {
+            add_secret(&String::from_utf8_lossy(p));
+        }
+    }
 }
 
 /// Removes `sslmode` and `sslrootcert` from a URL's query or a `key=value` string.

@@ -68,8 +68,15 @@ impl Policy {
 }
 
 /// Runs `op` until it succeeds, fails permanently, or the policy's time is up. `notify` is
-/// called before each wait with the error and the wait.
-pub async fn retry<T, E, F, Fut, N>(policy: Policy, mut op: F, mut notify: N) -> Result<T, E>
+/// called before each wait with the error and the wait. Each wait counts in the metric
+/// `sluice_retries_total{operation}` ([`crate::metrics::RETRIES`]): `operation` is a fixed name
+/// of what is retried (`load_file`, `replace`, `db_bootstrap`).
+pub async fn retry<T, E, F, Fut, N>(
+    operation: &'static str,
+    policy: Policy,
+    mut op: F,
+    mut notify: N,
+) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Attempt<E>>>,
@@ -91,7 +98,10 @@ where
                 })
             }
         },
-        |e: E, wait| notify(&e, wait),
+        |e: E, wait| {
+            crate::metrics::inc(&crate::metrics::RETRIES, &[operation], 1);
+            notify(&e, wait)
+        },
     )
     .await
 }
@@ -121,6 +131,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let mut notified = 0;
         let out: Result<u32, &str> = retry(
+            "test_op",
             FAST,
             || async {
                 let n = calls.fetch_add(1, Ordering::SeqCst);
@@ -135,12 +146,14 @@ mod tests {
         .await;
         assert_eq!(out, Ok(3));
         assert_eq!(notified, 3);
+        assert!(crate::metrics::render().contains("sluice_retries_total{operation=\"test_op\"} "));
     }
 
     #[tokio::test]
     async fn permanent_errors_stop_at_once() {
         let calls = AtomicU32::new(0);
         let out: Result<(), &str> = retry(
+            "test_op",
             FAST,
             || async {
                 calls.fetch_add(1, Ordering::SeqCst);
@@ -160,6 +173,7 @@ mod tests {
             ..FAST
         };
         let out: Result<(), &str> = retry(
+            "test_op",
             policy,
             || async { Err(Attempt::Transient("down")) },
             |_, _| {},

@@ -26,6 +26,7 @@ use crate::error::{sdk_error_is_transient, sdk_error_text, Error, ItemRef};
 use crate::manifest::{
     cap_text, FileError, ManifestItem, OperatorAction, PhaseTimings, RowCounts, Status, Transition,
 };
+use crate::telemetry::scrub;
 use crate::timefmt;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -265,7 +266,10 @@ impl ManifestStore {
         }
         if let Some(note) = note {
             let h = x.name("history");
-            let entry = x.value(AttributeValue::L(vec![s(&format!("{now} {note}"))]));
+            let entry = x.value(AttributeValue::L(vec![s(&format!(
+                "{now} {}",
+                scrub(note)
+            ))]));
             let empty = x.value(AttributeValue::L(vec![]));
             x.sets.push(format!(
                 "{h} = list_append(if_not_exists({h}, {empty}), {entry})"
@@ -401,7 +405,7 @@ impl ManifestStore {
             event.push_str(&format!(" by {w}"));
         }
         if let Some(Some(e)) = &changes.error {
-            event.push_str(&format!(": {}", cap_text(&e.message, 300)));
+            event.push_str(&format!(": {}", cap_text(&scrub(&e.message), 300)));
         }
         if let Some(op) = &changes.operator {
             let mut text = format!("{} by {}", transition.name(), op.who);
@@ -411,7 +415,7 @@ impl ManifestStore {
             event.push_str(&format!(" ({})", cap_text(&text, 300)));
         }
         if let Some(note) = &changes.note {
-            event.push_str(&format!(" ({})", cap_text(note, 300)));
+            event.push_str(&format!(" ({})", cap_text(&scrub(note), 300)));
         }
         let h = x.name("history");
         let empty = x.value(AttributeValue::L(vec![]));
@@ -663,6 +667,34 @@ impl ManifestStore {
         }
     }
 
+    /// How many items have one open status (a `COUNT` query on the sparse index: no item is
+    /// read).
+    pub async fn count_open(&self, status: Status) -> Result<u64, Error> {
+        assert!(status.is_open(), "loaded items are not in the open index");
+        let mut count = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OPEN_INDEX)
+                .key_condition_expression("#o = :s")
+                .expression_attribute_names("#o", "open")
+                .expression_attribute_values(":s", s(status.as_str()))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err("count_open", ItemRef::none(), &e))?;
+            count += out.count().max(0) as u64;
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(count),
+            }
+        }
+    }
+
     /// A table's items, optionally of one status, by key condition on the table index.
     pub async fn list_table(
         &self,
@@ -795,7 +827,8 @@ const ERROR_ATTRS: [&str; 8] = [
 ];
 
 fn set_error(x: &mut Expr, e: &FileError) {
-    x.set("error", s(&cap_text(&e.message, 4000)));
+    // Library texts may carry anything: secrets never reach the manifest.
+    x.set("error", s(&cap_text(&scrub(&e.message), 4000)));
     x.set("error_class", s(&e.class));
     x.set("error_permanent", AttributeValue::Bool(e.permanent));
     match &e.sqlstate {
@@ -815,7 +848,7 @@ fn set_error(x: &mut Expr, e: &FileError) {
         None => x.remove("error_column"),
     }
     match &e.value {
-        Some(v) => x.set("error_value", s(&cap_text(v, 600))),
+        Some(v) => x.set("error_value", s(&cap_text(&scrub(v), 600))),
         None => x.remove("error_value"),
     }
 }

@@ -4,6 +4,7 @@
 use crate::bootstrap::{self, QueueSpec};
 use crate::error::CoordinatorError;
 use crate::ledger::Ledger;
+use crate::observe::{self, MetricsSettings};
 use crate::ops::{self, Ops, Scope, Selection};
 use crate::plan::Policy;
 use crate::scan::{self, ScanContext};
@@ -14,7 +15,7 @@ use sluice_common::manifest::Status;
 use sluice_common::rules::Rules;
 use sluice_common::store::ManifestStore;
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -76,6 +77,24 @@ pub struct Common {
     /// The rules file (`sluice.toml`): its tables are expected in the lake.
     #[arg(long, env = "SLUICE_CONFIG", global = true)]
     pub config: Option<String>,
+    /// `scan` and `run`: serve Prometheus metrics on this address (host:port), at /metrics.
+    #[arg(long, env = "SLUICE_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<String>,
+    /// `scan` and `run`: write metrics to standard output as CloudWatch embedded-metric-format
+    /// lines.
+    #[arg(long, env = "SLUICE_METRICS_EMF", global = true, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub metrics_emf: bool,
+    /// Seconds between two EMF flushes.
+    #[arg(
+        long,
+        env = "SLUICE_METRICS_INTERVAL",
+        default_value = "60",
+        global = true
+    )]
+    pub metrics_interval: u64,
+    /// URL of the dead-letter queue, for its depth in the metrics.
+    #[arg(long, env = "SLUICE_DLQ_URL", global = true)]
+    pub dlq_url: Option<String>,
 }
 
 /// Who makes an operator move.
@@ -115,6 +134,25 @@ pub struct RangeArgs {
     /// Last changed at or before: RFC 3339 or an age.
     #[arg(long, value_parser = parse_time)]
     pub until: Option<String>,
+}
+
+impl Common {
+    /// The metrics flags, checked.
+    pub fn metrics(&self) -> Result<MetricsSettings, CoordinatorError> {
+        if self.metrics_interval == 0 {
+            return Err(sluice_common::Error::Config {
+                setting: "SLUICE_METRICS_INTERVAL",
+                reason: "must be at least 1 second".into(),
+            }
+            .into());
+        }
+        Ok(MetricsSettings {
+            addr: self.metrics_addr.clone().filter(|a| !a.is_empty()),
+            emf: self.metrics_emf,
+            interval: Duration::from_secs(self.metrics_interval),
+            dlq_url: self.dlq_url.clone().filter(|a| !a.is_empty()),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -438,7 +476,11 @@ pub async fn execute(
         }
         Command::Scan { dry_run, json } => {
             let ctx = scan_context(common, &aws)?;
-            let (summary, plan) = scan::scan(&ctx, dry_run).await?;
+            let obs = observe::start(&common.metrics()?, ctx.store.table_name()).await?;
+            let started = Instant::now();
+            let result = scan::scan(&ctx, dry_run).await;
+            observe::pass(&obs, &ctx, &result, started.elapsed()).await;
+            let (summary, plan) = result?;
             if json {
                 println!(
                     "{}",
@@ -472,8 +514,12 @@ pub async fn execute(
         }
         Command::Run { interval, json } => {
             let ctx = scan_context(common, &aws)?;
+            let obs = observe::start(&common.metrics()?, ctx.store.table_name()).await?;
             loop {
-                match scan::scan(&ctx, false).await {
+                let started = Instant::now();
+                let result = scan::scan(&ctx, false).await;
+                observe::pass(&obs, &ctx, &result, started.elapsed()).await;
+                match result {
                     Ok((summary, _)) if json => println!(
                         "{}",
                         serde_json::to_string(&summary).expect("summary serializes")
@@ -793,6 +839,13 @@ mod tests {
             "nope"
         ])
         .is_err());
+        // A bare --metrics-emf before the command does not swallow it.
+        let cli = Cli::try_parse_from(["sluice-coordinator", "--metrics-emf", "scan"]).unwrap();
+        assert!(cli.common.metrics_emf);
+        assert!(matches!(cli.command, Command::Scan { .. }));
+        let cli =
+            Cli::try_parse_from(["sluice-coordinator", "scan", "--metrics-emf=false"]).unwrap();
+        assert!(!cli.common.metrics_emf);
     }
 
     #[test]

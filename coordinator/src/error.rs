@@ -29,6 +29,12 @@ pub enum CoordinatorError {
 
     #[error("{0}")]
     Usage(String),
+
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Endpoint {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 impl CoordinatorError {
@@ -38,7 +44,7 @@ impl CoordinatorError {
             CoordinatorError::Common(e) => e.is_transient(),
             CoordinatorError::List { transient, .. } => *transient,
             CoordinatorError::Queue { .. } | CoordinatorError::Database { .. } => true,
-            CoordinatorError::Usage(_) => false,
+            CoordinatorError::Usage(_) | CoordinatorError::Endpoint { .. } => false,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`ops`]: `retry`, `reload`, `skip`, and the selections they share.
 //! - [`dlq`]: queue depths and `retry --dlq`.
 //! - [`ledger`]: read (and, for `reload`, delete) access to the workers' ledger in PostgreSQL.
+//! - [`observe`]: metrics of each pass, queue depth, backlog per table (Prometheus, EMF).
 //! - [`cli`]: the command line, validated, and the commands' runners.
 //! - [`error`]: the crate's error enum, `CoordinatorError`.
 
@@ -23,6 +24,7 @@ pub mod dlq;
 pub mod error;
 pub mod generation;
 pub mod ledger;
+pub mod observe;
 pub mod ops;
 pub mod plan;
 pub mod reconcile;

@@ -7,7 +7,7 @@ use sluice_coordinator::cli::{execute, Cli};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(LogFormat::parse(&cli.common.log_format).unwrap_or_else(LogFormat::auto));
     let aws = AwsClients::from_env().await;
@@ -22,9 +22,12 @@ async fn main() -> anyhow::Result<()> {
         }
         token.cancel();
     });
-    let code = execute(cli, aws, shutdown).await?;
-    if code != 0 {
-        std::process::exit(code);
+    match execute(cli, aws, shutdown).await {
+        Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            // Through the scrubber, like every log line: library texts may carry anything.
+            eprintln!("Error: {}", telemetry::scrub(&e.to_string()));
+            std::process::ExitCode::FAILURE
+        }
     }
-    Ok(())
 }

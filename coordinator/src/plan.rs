@@ -12,7 +12,7 @@
 use sluice_common::manifest::{ManifestItem, Status};
 use sluice_common::mapping::{map_key, SourceFile, Unmapped};
 use sluice_common::timefmt;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -58,6 +58,40 @@ pub struct Plan {
     pub waiting: usize,
     /// Every table's newest full-load generation (filled by the scan, which knows the manifest).
     pub generations: Vec<crate::generation::GenerationPlan>,
+    /// Files not loaded yet (filled by the scan from the open items), for the metrics.
+    pub backlog: Backlog,
+}
+
+/// Files not loaded yet, as the open index shows them at a pass.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Backlog {
+    /// Items per status, of those the pass reads (discovered, queued, loading, failed).
+    pub by_status: BTreeMap<Status, usize>,
+    /// Per source table (`schema.table`): age in seconds of its oldest file not loaded, from
+    /// the object's LastModified.
+    pub oldest: BTreeMap<String, f64>,
+}
+
+/// The backlog of `open` items (dead and skipped ones wait for an operator: not counted as
+/// waiting to load).
+pub fn backlog(open: &[ManifestItem], now: OffsetDateTime) -> Backlog {
+    let mut b = Backlog::default();
+    for item in open {
+        let Some(status) = item.status else { continue };
+        if matches!(status, Status::Dead | Status::Skipped | Status::Loaded) {
+            continue;
+        }
+        *b.by_status.entry(status).or_default() += 1;
+        if item.table.is_empty() {
+            continue;
+        }
+        if let Some(age) = timefmt::age(&item.last_modified, now) {
+            let secs = age.as_seconds_f64().max(0.0);
+            let oldest = b.oldest.entry(item.table.clone()).or_insert(secs);
+            *oldest = oldest.max(secs);
+        }
+    }
+    b
 }
 
 /// Pairs of the listing that the manifest does not hold (the only ones worth a second look).
@@ -175,6 +209,38 @@ mod tests {
             .iter()
             .map(|(k, e)| (((*k).into(), (*e).into()), ManifestItem::default()))
             .collect()
+    }
+
+    #[test]
+    fn backlog_counts_open_items_and_the_oldest_per_table() {
+        let mut open = vec![
+            item("a", Status::Queued, 0, "2024-10-29T11:00:00.000Z"),
+            item("b", Status::Failed, 2, "2024-10-29T11:00:00.000Z"),
+            item("c", Status::Loading, 1, "2024-10-29T11:00:00.000Z"),
+            item("d", Status::Dead, 5, "2024-10-29T11:00:00.000Z"),
+        ];
+        let times = [
+            "2024-10-29T11:59:00.000Z",
+            "2024-10-29T11:00:00.000Z",
+            "bad",
+            "2024-10-01T00:00:00.000Z",
+        ];
+        let tables = ["s.t", "s.t", "s.u", "s.t"];
+        for ((i, t), table) in open.iter_mut().zip(times).zip(tables) {
+            i.last_modified = t.into();
+            i.table = table.into();
+        }
+        let b = backlog(&open, NOW);
+        assert_eq!(
+            b.by_status,
+            BTreeMap::from([
+                (Status::Queued, 1),
+                (Status::Loading, 1),
+                (Status::Failed, 1)
+            ])
+        );
+        // the dead file does not count; s.u's time does not parse
+        assert_eq!(b.oldest, BTreeMap::from([("s.t".to_owned(), 3600.0)]));
     }
 
     #[test]

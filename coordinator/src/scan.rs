@@ -136,6 +136,7 @@ pub async fn make_plan(ctx: &ScanContext) -> Result<(Vec<Listed>, Plan), Coordin
         now,
         ctx.policy,
     );
+    p.backlog = crate::plan::backlog(&open, now);
     p.generations = plan_generations(
         &ctx.source.prefix,
         &listing,

@@ -132,6 +132,7 @@ def main() -> int:
             "command": c.get("command", []),
             "environment": {e["name"]: e["value"] for e in c.get("environment", [])},
             "secrets": {s["name"]: s["valueFrom"] for s in c.get("secrets", [])},
+            "health_check": c.get("healthCheck", {}).get("command", []),
             "stop_timeout": c.get("stopTimeout"),
         }
 

@@ -195,11 +195,12 @@ class TemplateTestCase(unittest.TestCase):
 class LeastPrivilege(TemplateTestCase):
     def setUp(self):
         self.worker = component_needs(self.store, rust_sources("worker", "src"))
-        # The coordinator's service runs `run`: pass after pass of scan::scan. `bootstrap` (table
-        # and queues: made by the stack) and the `manifest` reports (operators, own credentials)
-        # do not run under its role.
+        # The coordinator's service runs `run`: pass after pass of scan::scan, and its metrics
+        # (observe.rs). `bootstrap` (table and queues: made by the stack) and the `manifest`
+        # reports (operators, own credentials) do not run under its role.
         self.coordinator = component_needs(
-            self.store, {"scan.rs": read("coordinator", "src", "scan.rs")}
+            self.store,
+            {n: read("coordinator", "src", n) for n in ("scan.rs", "observe.rs")},
         )
 
     def test_code_analysis_finds_the_calls(self):
@@ -210,7 +211,9 @@ class LeastPrivilege(TemplateTestCase):
         self.assertIn("transition", w_methods)
         self.assertIn("s3:ListBucket", c_actions)
         self.assertIn("sqs:SendMessage", c_actions)
+        self.assertIn("sqs:GetQueueAttributes", c_actions)
         self.assertIn("list_open", c_methods)
+        self.assertIn("count_open", c_methods)
         self.assertEqual(c_indexes, {"open-index"})
         # Only store.rs talks to AWS in common/: no call can hide elsewhere.
         for name, src in rust_sources("common", "src").items():
@@ -323,6 +326,9 @@ class LeastPrivilege(TemplateTestCase):
                 self.assertEqual(cond[0], "HasSourcePrefix")
                 self.assertEqual(render(cond[1]["StringLike"]["s3:prefix"]), "${SourcePrefix}*")
                 self.assertTrue(is_no_value(cond[2]))
+            elif action == "sqs:GetQueueAttributes":
+                # Queue depth for the metrics: the work queue and its dead-letter queue.
+                self.assertEqual(resources, ["${WorkQueue.Arn}", "${DeadLetterQueue.Arn}"])
             elif service == "sqs":
                 self.assertEqual(resources, ["${WorkQueue.Arn}"], action)
             elif action == "dynamodb:Query":
@@ -466,19 +472,63 @@ class Scaling(TemplateTestCase):
     def test_operator_alarms(self):
         alarms = {
             (a["Properties"].get("Namespace"), a["Properties"]["MetricName"],
-             render(a["Properties"]["Dimensions"][0]["Value"])): n
+             tuple((d["Name"], render(d["Value"])) for d in a["Properties"]["Dimensions"])): n
             for n, a in self.resources_of("AWS::CloudWatch::Alarm").items()
             if a["Properties"].get("AlarmActions") == [{"Ref": "AlarmTopic"}]
         }
+        table = ("ManifestTable", "${ManifestTable}")
         self.assertEqual(
             set(alarms),
             {
-                ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "${DeadLetterQueue.QueueName}"),
-                ("AWS/SQS", "ApproximateAgeOfOldestMessage", "${WorkQueue.QueueName}"),
-                ("Sluice", "FilesFailed", "${ManifestTable}"),
-                ("Sluice", "FilesDead", "${ManifestTable}"),
+                ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                 (("QueueName", "${DeadLetterQueue.QueueName}"),)),
+                ("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", "${WorkQueue.QueueName}"),)),
+                ("Sluice", "CoordinatorManifestFiles", (table, ("Status", "failed"))),
+                ("Sluice", "CoordinatorManifestFiles", (table, ("Status", "dead"))),
             },
         )
+
+
+def defined_metrics():
+    """CloudWatch name -> dimension names, from the definitions in common/src/metrics.rs."""
+    src = strip_tests(read("common", "src", "metrics.rs"))
+    camel = lambda s: "".join(w[:1].upper() + w[1:] for w in s.split("_"))
+    out = {}
+    for name, labels in re.findall(r'def\(\s*"(sluice_\w+)",\s*\w+,\s*Unit::\w+,\s*&\[([^\]]*)\]', src):
+        out[camel(name[len("sluice_"):])] = ["ManifestTable"] + [camel(l) for l in re.findall(r'"(\w+)"', labels)]
+    return out
+
+
+class Observability(TemplateTestCase):
+    def test_alarms_on_sluice_metrics_use_emitted_names_and_dimensions(self):
+        metrics = defined_metrics()
+        self.assertIn("WorkerFilesLoaded", metrics)
+        self.assertEqual(metrics["CoordinatorManifestFiles"], ["ManifestTable", "Status"])
+        sluice = [a["Properties"] for a in self.resources_of("AWS::CloudWatch::Alarm").values()
+                  if a["Properties"].get("Namespace") == "Sluice"]
+        self.assertEqual(len(sluice), 2)
+        for p in sluice:
+            self.assertIn(p["MetricName"], metrics)
+            # CloudWatch matches a metric on its full dimension set: exactly the emitted one.
+            self.assertEqual([d["Name"] for d in p["Dimensions"]], metrics[p["MetricName"]])
+
+    def test_both_tasks_write_metrics_to_their_log_stream(self):
+        for td in ("WorkerTaskDefinition", "CoordinatorTaskDefinition"):
+            self.assertEqual(self.env(td)["SLUICE_METRICS_EMF"], "true", td)
+            self.assertNotIn("SLUICE_METRICS_ADDR", self.env(td), "no scraper on ECS")
+        self.assertEqual(self.env("CoordinatorTaskDefinition")["SLUICE_DLQ_URL"], {"Ref": "DeadLetterQueue"})
+
+    def test_worker_health_check_asks_its_own_endpoint(self):
+        worker = self.container("WorkerTaskDefinition")
+        addr = self.env("WorkerTaskDefinition")["SLUICE_HEALTH_ADDR"]
+        self.assertTrue(addr.startswith("127.0.0.1:"), "loopback only: no inbound rule needed")
+        check = worker["HealthCheck"]
+        self.assertEqual(check["Command"], ["CMD", "/usr/local/bin/sluice-worker", "health", "--addr", addr])
+        # The image copies the binary there (no shell, no curl in it).
+        self.assertIn("/usr/local/bin/", read("Dockerfile"))
+        self.assertLess(check["Timeout"], check["Interval"])
+        self.assertGreaterEqual(check["Retries"], 3)
+        self.assertNotIn("HealthCheck", self.container("CoordinatorTaskDefinition"))
 
 
 if __name__ == "__main__":

@@ -384,6 +384,29 @@ async fn stack_in_moto_runs_coordinator_and_worker_end_to_end() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // The container health check, run as the task definition says (the image's binary is
+    // this build's): the worker is healthy.
+    let check: Vec<String> = worker_task["health_check"]
+        .as_array()
+        .expect("the worker's health check")
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(
+        check[..2],
+        ["CMD", "/usr/local/bin/sluice-worker"],
+        "{check:?}"
+    );
+    let health = Command::new(binary("sluice-worker"))
+        .args(&check[2..])
+        .output()
+        .expect("run the health check");
+    assert!(
+        health.status.success(),
+        "health check {check:?}: {}",
+        String::from_utf8_lossy(&health.stdout)
+    );
+
     // ECS stops tasks with SIGTERM; both stop cleanly, well within the StopTimeout.
     assert!(stop(&mut worker, Duration::from_secs(30)).await.success());
     assert!(stop(&mut coordinator, Duration::from_secs(30))

@@ -11,6 +11,7 @@ mod faults;
 mod generations;
 mod loader;
 mod netfault;
+mod observe;
 mod operate;
 mod order;
 mod security;

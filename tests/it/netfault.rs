@@ -33,6 +33,7 @@ pub struct Proxy {
     pub faults: Arc<AtomicU64>,
     /// Whether a `COMMIT` was cut.
     pub cut: Arc<AtomicBool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Proxy {
@@ -44,6 +45,7 @@ impl Proxy {
             live: Arc::new(Mutex::new(CancellationToken::new())),
             faults: Arc::new(AtomicU64::new(0)),
             cut: Arc::new(AtomicBool::new(false)),
+            task: Mutex::new(None),
         };
         let (mode, live, faults, cut) = (
             proxy.mode.clone(),
@@ -51,7 +53,7 @@ impl Proxy {
             proxy.faults.clone(),
             proxy.cut.clone(),
         );
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
@@ -80,6 +82,7 @@ impl Proxy {
                 });
             }
         });
+        *proxy.task.lock().unwrap() = Some(task);
         proxy
     }
 
@@ -100,6 +103,33 @@ impl Proxy {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A PostgreSQL URL (`postgres://user:password@host:port/db...`) through the proxy.
+    pub fn pg_url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (creds, after) = rest.rsplit_once('@').expect("a URL with credentials");
+        let tail = after.find('/').map(|i| &after[i..]).unwrap_or("");
+        format!("{scheme}://{creds}@{}{tail}", self.addr)
+    }
+
+    /// Down: refuse new connections and cut the open ones. Up: forward again.
+    pub fn set_down(&self, down: bool) {
+        self.set(if down { Mode::Refuse } else { Mode::Forward });
+    }
+
+    /// Connections or requests answered with a fault so far.
+    pub fn refused(&self) -> u64 {
+        self.faults.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut_all();
+        if let Some(task) = self.task.lock().unwrap().take() {
+            task.abort();
+        }
     }
 }
 

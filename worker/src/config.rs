@@ -66,6 +66,19 @@ pub struct WorkerArgs {
     /// make the process exit at once at that point of the first file.
     #[arg(long, env = "SLUICE_FAULT", hide = true)]
     pub fault: Option<String>,
+    /// Serve Prometheus metrics on this address (host:port), at /metrics (and /health).
+    #[arg(long, env = "SLUICE_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Serve the health check on this address (host:port), at /health (and /metrics); may be
+    /// the metrics address.
+    #[arg(long, env = "SLUICE_HEALTH_ADDR")]
+    pub health_addr: Option<String>,
+    /// Write metrics to standard output as CloudWatch embedded-metric-format lines.
+    #[arg(long, env = "SLUICE_METRICS_EMF", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub metrics_emf: bool,
+    /// Seconds between two EMF flushes.
+    #[arg(long, env = "SLUICE_METRICS_INTERVAL", default_value = "60")]
+    pub metrics_interval: u64,
 }
 
 /// A point where the fault tests make the worker die.
@@ -98,6 +111,10 @@ pub struct WorkerConfig {
     pub schemas: Option<Vec<String>>,
     pub bad_message_delay: Duration,
     pub fault: Option<Fault>,
+    pub metrics_addr: Option<String>,
+    pub health_addr: Option<String>,
+    pub metrics_emf: bool,
+    pub metrics_interval: Duration,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -112,6 +129,9 @@ impl std::fmt::Debug for WorkerConfig {
             .field("max_attempts", &self.max_attempts)
             .field("worker_id", &self.worker_id)
             .field("state_schema", &self.state_schema)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("health_addr", &self.health_addr)
+            .field("metrics_emf", &self.metrics_emf)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +162,9 @@ impl WorkerArgs {
         }
         if self.state_schema.is_empty() {
             return Err(bad("SLUICE_STATE_SCHEMA", "must not be empty"));
+        }
+        if self.metrics_interval == 0 {
+            return Err(bad("SLUICE_METRICS_INTERVAL", "must be at least 1 second"));
         }
         let rules = match &self.config {
             Some(path) => Rules::load(path)?,
@@ -181,6 +204,10 @@ impl WorkerArgs {
             schemas,
             bad_message_delay: Duration::from_secs(self.bad_message_delay),
             fault,
+            metrics_addr: self.metrics_addr.filter(|a| !a.is_empty()),
+            health_addr: self.health_addr.filter(|a| !a.is_empty()),
+            metrics_emf: self.metrics_emf,
+            metrics_interval: Duration::from_secs(self.metrics_interval),
         })
     }
 }

@@ -186,6 +186,7 @@ pub async fn bootstrap_with_retry(
 ) -> Result<(), DbSetupError> {
     use sluice_common::retry::{retry, Attempt, Policy};
     let attempt = retry(
+        "db_bootstrap",
         Policy::patient(std::time::Duration::from_secs(300)),
         || async {
             bootstrap(pool, state_schema).await.map_err(|e| {

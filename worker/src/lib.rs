@@ -11,6 +11,7 @@
 //! - [`target`]: catalog lookup of a target table.
 //! - [`db`]: pool, bookkeeping schema, PostgreSQL error classification.
 //! - [`visibility`]: message visibility heartbeat.
+//! - [`observe`]: metrics of a file's life, the `/metrics` and `/health` endpoint, EMF output.
 //! - [`config`]: flags and environment, validated.
 //! - [`error`]: `LoadError`, one file's failure, transient or permanent.
 
@@ -24,6 +25,7 @@ pub mod db;
 pub mod encode;
 pub mod error;
 pub mod load;
+pub mod observe;
 pub mod run;
 pub mod sql;
 pub mod target;

@@ -15,6 +15,7 @@ use crate::config::{Fault, WorkerConfig};
 use crate::db;
 use crate::error::LoadError;
 use crate::load::{apply_replace, load_file, LoadContext, LoadOutcome, ReplaceOutcome};
+use crate::observe;
 use crate::visibility;
 use aws_sdk_sqs::types::Message;
 use sluice_common::config::AwsClients;
@@ -36,6 +37,11 @@ pub enum WorkerError {
     Config(#[from] sluice_common::Error),
     #[error(transparent)]
     Database(#[from] db::DbSetupError),
+    #[error("cannot serve metrics or health on {addr}: {source}")]
+    Endpoint {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// What one run did, for the exit log line and for tests.
@@ -52,7 +58,7 @@ pub struct RunSummary {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Loaded,
     Duplicate,
     Failed,
@@ -78,6 +84,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<RunSummary, WorkerError> {
     let pool = db::pool(&cfg.database_url, cfg.concurrency + 1, "sluice-worker")?;
+    let observer = observe::start(&cfg, &pool)
+        .await
+        .map_err(|(addr, source)| WorkerError::Endpoint { addr, source })?;
     db::bootstrap_with_retry(&pool, &cfg.state_schema, &shutdown).await?;
     info!(worker = %cfg.worker_id, config = ?cfg, "worker started");
     let shared = Arc::new(Shared {
@@ -106,10 +115,12 @@ pub async fn run(
         while let Some(done) = tasks.try_join_next() {
             tally(&mut summary, done);
         }
+        observer.liveness.waiting_for_slot();
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
         };
+        observer.liveness.slot_taken();
         let mut held = vec![first];
         while held.len() < 10 {
             match permits.clone().try_acquire_owned() {
@@ -123,6 +134,7 @@ pub async fn run(
         };
         let messages = match received {
             Ok(m) => {
+                observer.liveness.received();
                 receive_failures = 0;
                 m
             }
@@ -159,6 +171,7 @@ pub async fn run(
             let shared = shared.clone();
             let abandon = abandon.clone();
             tasks.spawn(async move {
+                let _in_flight = observe::in_flight();
                 let outcome = handle(&shared, message, &abandon).await;
                 drop(permit);
                 outcome
@@ -191,6 +204,7 @@ pub async fn run(
         }
     }
     info!(?summary, "worker stopped");
+    drop(observer);
     Ok(summary)
 }
 
@@ -246,9 +260,12 @@ async fn handle(shared: &Shared, message: Message, abandon: &CancellationToken) 
     };
     let span = info_span!("file", bucket = %msg.bucket, key = %msg.key, etag = %msg.etag,
         table = %msg.source_table(), message_id = %message_id, worker = %shared.cfg.worker_id, attempt = tracing::field::Empty);
-    handle_file(shared, msg, message_id, receipt, abandon)
+    let started = Instant::now();
+    let outcome = handle_file(shared, msg, message_id, receipt, abandon)
         .instrument(span)
-        .await
+        .await;
+    observe::file_done(outcome, started.elapsed());
+    outcome
 }
 
 async fn handle_file(
@@ -309,6 +326,7 @@ async fn handle_file(
     );
     let policy = Policy::patient(shared.cfg.db_retry_for);
     let load = retry(
+        "load_file",
         policy,
         || async {
             load_file(&shared.load, &msg).await.map_err(|e| {
@@ -342,8 +360,9 @@ async fn handle_file(
             };
             let (rows, duplicate) = match &outcome {
                 LoadOutcome::Loaded(stats) => {
+                    observe::loaded(stats);
                     info!(
-                        target_table = %stats.target, rows_read = stats.records, rows_inserted = stats.inserted,
+                        target_table = %stats.target, rows_read = stats.records, rows_merged = stats.merged(), rows_inserted = stats.inserted,
                         rows_updated = stats.updated, rows_deleted = stats.deleted, rows_superseded = stats.superseded,
                         rows_rejected = stats.rejected, fields_repaired = stats.repaired,
                         partial_images = stats.partial, bytes = stats.bytes,
@@ -393,6 +412,7 @@ async fn handle_file(
         }
         Some(Err(e)) => {
             let permanent = !e.is_transient();
+            observe::failed(&e);
             error!(error = %e, error_class = e.class(), permanent, "file failed");
             record_failure(shared, &msg, attempt, &e).await;
             if permanent {
@@ -436,6 +456,7 @@ async fn handle_replace(shared: &Shared, msg: ReplaceMessage, receipt: String) -
         shared.cfg.visibility_timeout,
     );
     let result = retry(
+        "replace",
         Policy::patient(shared.cfg.db_retry_for),
         || async {
             apply_replace(&shared.load, &msg).await.map_err(|e| {
@@ -450,6 +471,7 @@ async fn handle_replace(shared: &Shared, msg: ReplaceMessage, receipt: String) -
     )
     .await;
     drop(heartbeat);
+    observe::replacement(&result);
     use sluice_common::store::Annotation;
     let (note, rows) = match &result {
         Ok(ReplaceOutcome::Replaced { rows_removed }) => {

@@ -1,0 +1,198 @@
+//! The coordinator's metrics (definitions in [`sluice_common::metrics`]): what each pass found
+//! and did, the queues' depth, the manifest's open items per status and the age of each
+//! table's oldest file not loaded. Exposed on `--metrics-addr` (`/metrics`) and as EMF lines
+//! (`--metrics-emf`).
+//!
+//! AWS calls made here, besides the pass's own: `GetQueueAttributes` on the work queue (and on
+//! the dead-letter queue with `--dlq-url`), and two `COUNT` queries on `open-index` (dead and
+//! skipped items, which the pass does not read). Only when a metrics output is on.
+
+use crate::error::CoordinatorError;
+use crate::plan::Plan;
+use crate::scan::{ScanContext, ScanSummary};
+use sluice_common::http::{self, Server};
+use sluice_common::manifest::Status;
+use sluice_common::metrics::{self as m, Component};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// Metrics settings of the coordinator's flags.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    pub addr: Option<String>,
+    pub emf: bool,
+    pub interval: Duration,
+    pub dlq_url: Option<String>,
+}
+
+impl MetricsSettings {
+    pub fn enabled(&self) -> bool {
+        self.addr.is_some() || self.emf
+    }
+}
+
+/// The endpoint and EMF output; dropping it writes the last EMF lines and stops the endpoint.
+pub struct Observer {
+    settings: MetricsSettings,
+    server: Option<Server>,
+    emf: Option<JoinHandle<()>>,
+}
+
+impl Observer {
+    pub fn addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().map(|s| s.addr)
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        if let Some(task) = self.emf.take() {
+            task.abort();
+            m::emf_flush();
+        }
+    }
+}
+
+/// Sets up the metrics and starts what the settings ask for.
+pub async fn start(
+    settings: &MetricsSettings,
+    manifest_table: &str,
+) -> Result<Observer, CoordinatorError> {
+    m::init(Component::Coordinator, manifest_table);
+    let server = match &settings.addr {
+        Some(addr) => {
+            let s = http::serve(addr, None)
+                .await
+                .map_err(|source| CoordinatorError::Endpoint {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            info!(addr = %s.addr, paths = "/metrics", "serving metrics");
+            Some(s)
+        }
+        None => None,
+    };
+    let emf = settings.emf.then(|| m::emf_start(settings.interval));
+    Ok(Observer {
+        settings: settings.clone(),
+        server,
+        emf,
+    })
+}
+
+/// Records a pass (a dry run records nothing: it changed nothing).
+pub async fn pass(
+    obs: &Observer,
+    ctx: &ScanContext,
+    result: &Result<(ScanSummary, Plan), CoordinatorError>,
+    elapsed: Duration,
+) {
+    if !obs.settings.enabled() {
+        return;
+    }
+    let (summary, plan) = match result {
+        Ok((s, _)) if s.dry_run => return,
+        Ok((s, p)) => (s, p),
+        Err(_) => {
+            m::inc(&m::PASSES, &["error"], 1);
+            m::observe_duration(&m::PASS_SECONDS, &[], elapsed);
+            queue_depth(ctx, obs.settings.dlq_url.as_deref()).await;
+            return;
+        }
+    };
+    m::inc(&m::PASSES, &["ok"], 1);
+    m::observe_duration(&m::PASS_SECONDS, &[], elapsed);
+    m::set(&m::OBJECTS_LISTED, &[], summary.listed as f64);
+    m::inc(&m::FILES_NEW, &[], summary.new as u64);
+    m::inc(&m::FILES_CHANGED, &[], summary.changed as u64);
+    m::inc(&m::FILES_REQUEUED, &[], summary.requeued as u64);
+    m::inc(
+        &m::COORDINATOR_FILES_DEAD,
+        &["attempts_exhausted"],
+        summary.dead as u64,
+    );
+    m::inc(
+        &m::COORDINATOR_FILES_DEAD,
+        &["unloadable_key"],
+        summary.unloadable as u64,
+    );
+    m::inc(&m::MESSAGES_SENT, &[], summary.sent as u64);
+    m::inc(&m::SEND_FAILURES, &[], summary.send_failed as u64);
+    m::inc(
+        &m::REPLACEMENTS_ASKED,
+        &[],
+        summary.replacements_sent as u64,
+    );
+
+    // Open items per status: the pass read discovered, queued, loading and failed; dead and
+    // skipped are counted without reading them.
+    let mut statuses: Vec<(Vec<String>, f64)> = Vec::new();
+    for status in [
+        Status::Discovered,
+        Status::Queued,
+        Status::Loading,
+        Status::Failed,
+    ] {
+        let n = plan.backlog.by_status.get(&status).copied().unwrap_or(0);
+        statuses.push((vec![status.as_str().to_owned()], n as f64));
+    }
+    for status in [Status::Dead, Status::Skipped] {
+        match ctx.store.count_open(status).await {
+            Ok(n) => statuses.push((vec![status.as_str().to_owned()], n as f64)),
+            Err(e) => warn!(error = %e, status = %status, "cannot count manifest items"),
+        }
+    }
+    m::set_all(&m::MANIFEST_FILES, &statuses);
+    let oldest: Vec<(Vec<String>, f64)> = plan
+        .backlog
+        .oldest
+        .iter()
+        .map(|(table, secs)| (vec![table.clone()], *secs))
+        .collect();
+    m::set_all(&m::OLDEST_UNLOADED, &oldest);
+    queue_depth(ctx, obs.settings.dlq_url.as_deref()).await;
+}
+
+/// Visible and in-flight messages of the work queue and the dead-letter queue.
+async fn queue_depth(ctx: &ScanContext, dlq_url: Option<&str>) {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let queues = std::iter::once(("work", ctx.queue_url.as_str()))
+        .chain(dlq_url.map(|u| ("dead_letter", u)));
+    for (name, url) in queues {
+        let out = ctx
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let attrs = out.attributes().cloned().unwrap_or_default();
+                let get = |a: A| {
+                    attrs
+                        .get(&a)
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
+                m::set(
+                    &m::QUEUE_MESSAGES,
+                    &[name, "visible"],
+                    get(A::ApproximateNumberOfMessages),
+                );
+                m::set(
+                    &m::QUEUE_MESSAGES,
+                    &[name, "in_flight"],
+                    get(A::ApproximateNumberOfMessagesNotVisible),
+                );
+            }
+            Err(e) => warn!(
+                queue = name,
+                error = %sluice_common::error::sdk_error_text(&e),
+                "cannot read the queue's depth"
+            ),
+        }
+    }
+}
