@@ -23,6 +23,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin sluice
+# The RDS CA bundle, so that sslmode=verify-full (the template's default) verifies an RDS server.
+ADD --chmod=0644 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
 COPY --from=build /out/sluice-coordinator /out/sluice-worker /usr/local/bin/
 COPY --chmod=0755 infra/docker/entrypoint.sh /usr/local/bin/sluice-entrypoint
 USER 10001:10001

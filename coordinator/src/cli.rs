@@ -267,6 +267,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-apply a table's current full load as a new generation (for a table damaged by hand):
+    /// its LOAD files load again, then the rows they do not contain are removed.
+    Refresh {
+        /// Source table, schema.table as in the S3 key.
+        #[arg(long)]
+        table: String,
+        #[command(flatten)]
+        who: WhoArg,
+        /// Do it (without: show what would be done).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Mark a file as deliberately not loaded, recording who and why.
     Skip {
         key: String,
@@ -720,6 +734,28 @@ pub async fn execute(
             };
             let plan = ops::plan_reload(&ops, &sel).await?;
             move_or_show(&ops, plan, yes, json, who, reason.as_deref()).await?;
+        }
+        Command::Refresh {
+            table,
+            who,
+            yes,
+            json,
+        } => {
+            let ops = ops_context(common, &aws)?;
+            let plan = crate::refresh::plan_refresh(&ops, &table).await?;
+            let done = if yes {
+                let who = resolve_who(who.who).await;
+                Some(crate::refresh::apply_refresh(&ops, &plan, &who).await?)
+            } else {
+                None
+            };
+            if json {
+                print_json(
+                    &serde_json::json!({ "plan": plan, "done": done.as_ref().map(|(g, r)| serde_json::json!({"generation": g, "result": r})) }),
+                );
+            } else {
+                print!("{}", crate::refresh::format_refresh(&plan, done.as_ref()));
+            }
         }
         Command::Skip {
             key,

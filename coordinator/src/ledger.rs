@@ -184,6 +184,43 @@ impl Ledger {
         Ok(n)
     }
 
+    /// Rows in a target table now (names quoted; `None` when the table does not exist).
+    pub async fn count_rows(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<i64>, CoordinatorError> {
+        let client = self.client().await?;
+        let exists: bool = client
+            .query_one(
+                "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
+                &[&schema, &table],
+            )
+            .await
+            .map_err(|e| CoordinatorError::Database {
+                operation: "count rows",
+                message: pg_text(&e),
+            })?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT count(*) FROM {}.{}",
+            quote_ident(schema),
+            quote_ident(table)
+        );
+        let n: i64 = client
+            .query_one(&sql, &[])
+            .await
+            .map_err(|e| CoordinatorError::Database {
+                operation: "count rows",
+                message: pg_text(&e),
+            })?
+            .get(0);
+        Ok(Some(n))
+    }
+
     /// Loaded files and rows per source table (`schema.table` from keys under `prefix`, the
     /// lake's prefix or a narrower one), with the files and rows loaded in the last
     /// `window_secs` seconds.

@@ -13,6 +13,7 @@
 //! - [`reconcile`]: `skipped` (S3 listing vs manifest vs ledger).
 //! - [`ops`]: `retry`, `reload`, `skip`, and the selections they share.
 //! - [`dlq`]: queue depths and `retry --dlq`.
+//! - [`refresh`]: `refresh --table T`: re-apply a table's full load as a new generation.
 //! - [`ledger`]: read (and, for `reload`, delete) access to the workers' ledger in PostgreSQL.
 //! - [`observe`]: metrics of each pass, queue depth, backlog per table (Prometheus, EMF).
 //! - [`cli`]: the command line, validated, and the commands' runners.
@@ -28,6 +29,7 @@ pub mod observe;
 pub mod ops;
 pub mod plan;
 pub mod reconcile;
+pub mod refresh;
 pub mod report;
 pub mod scan;
 pub mod status;

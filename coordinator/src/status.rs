@@ -67,6 +67,36 @@ pub struct TableStatus {
     pub eta_secs: Option<u64>,
 }
 
+/// A table's full load that is still loading: files of a full-load generation not yet loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GenerationInProgress {
+    /// Source table.
+    pub table: String,
+    /// The generation's name (its start, or `refresh@...`); `new` until a pass has named it.
+    pub generation: String,
+    /// Its `LOAD` files not loaded yet.
+    pub files_open: u64,
+}
+
+/// Full loads in progress, from the open items (a generation whose files are all loaded is
+/// replaced by the next pass; the pass's summary counts those). Pure.
+pub fn generations_in_progress(open: &[ManifestItem]) -> Vec<GenerationInProgress> {
+    let mut by: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for i in open {
+        if i.kind == "full_load" && i.status.is_some_and(|s| s != Status::Skipped) {
+            let g = i.generation.clone().unwrap_or_else(|| "new".to_owned());
+            *by.entry((i.table.clone(), g)).or_default() += 1;
+        }
+    }
+    by.into_iter()
+        .map(|((table, generation), files_open)| GenerationInProgress {
+            table,
+            generation,
+            files_open,
+        })
+        .collect()
+}
+
 /// The whole status.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusReport {
@@ -80,6 +110,8 @@ pub struct StatusReport {
     pub queue: Option<QueueDepths>,
     /// Whether loaded bytes were read from the manifest (`--full`).
     pub full: bool,
+    /// Full loads (generations) still loading.
+    pub generations: Vec<GenerationInProgress>,
     pub notes: Vec<String>,
 }
 
@@ -344,6 +376,7 @@ pub async fn collect(ops: &Ops, opts: &Options) -> Result<StatusReport, Coordina
         tables,
         queue,
         full: opts.full,
+        generations: generations_in_progress(&open),
         notes,
     })
 }
@@ -446,6 +479,15 @@ pub fn format(r: &StatusReport) -> String {
                 Some(_) => "empty".to_owned(),
                 None => "none (the queue has no redrive policy)".to_owned(),
             }
+        );
+    }
+    for g in &r.generations {
+        let _ = writeln!(
+            out,
+            "full load in progress: {} generation {}, {} LOAD files not loaded yet (its older rows are replaced once all are)",
+            g.table,
+            g.generation,
+            count(g.files_open)
         );
     }
     let _ = writeln!(
@@ -754,5 +796,39 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(count(1000), "1,000");
         assert_eq!(count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn full_loads_in_progress_are_counted_per_table_and_generation() {
+        let item =
+            |table: &str, kind: &str, generation: Option<&str>, status: Status| ManifestItem {
+                table: table.into(),
+                kind: kind.into(),
+                generation: generation.map(str::to_owned),
+                status: Some(status),
+                ..Default::default()
+            };
+        let open = vec![
+            item("s.t", "full_load", Some("g1"), Status::Queued),
+            item("s.t", "full_load", Some("g1"), Status::Loading),
+            item("s.t", "cdc", None, Status::Queued),
+            item("s.u", "full_load", None, Status::Discovered),
+            item("s.u", "full_load", None, Status::Skipped),
+        ];
+        assert_eq!(
+            generations_in_progress(&open),
+            vec![
+                GenerationInProgress {
+                    table: "s.t".into(),
+                    generation: "g1".into(),
+                    files_open: 2
+                },
+                GenerationInProgress {
+                    table: "s.u".into(),
+                    generation: "new".into(),
+                    files_open: 1
+                },
+            ]
+        );
     }
 }

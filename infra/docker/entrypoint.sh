@@ -5,7 +5,7 @@
 #
 # On ECS the database password arrives alone, from Secrets Manager through the task definition's
 # `Secrets` (SLUICE_DB_PASSWORD), next to plain SLUICE_DB_HOST, SLUICE_DB_PORT, SLUICE_DB_NAME and
-# SLUICE_DB_USER. The worker takes one connection URL (SLUICE_DATABASE_URL), so this script
+# SLUICE_DB_USER (and SLUICE_DB_SSLMODE, SLUICE_DB_SSLROOTCERT for TLS). The worker takes one connection URL (SLUICE_DATABASE_URL), so this script
 # assembles it, percent-encoding user, password and database name so that any character in them
 # survives (tokio-postgres decodes them). The URL form also keeps the password out of logs: the
 # worker logs its settings with `postgres://user:***@host/db`. A SLUICE_DATABASE_URL that is
@@ -37,6 +37,11 @@ if [ -z "${SLUICE_DATABASE_URL:-}" ] && [ -n "${SLUICE_DB_PASSWORD+set}" ]; then
     '' | *[!0-9]*) echo "sluice-entrypoint: SLUICE_DB_PORT must be a number" >&2; exit 2 ;;
   esac
   SLUICE_DATABASE_URL="postgres://$(urlencode "$SLUICE_DB_USER"):$(urlencode "$SLUICE_DB_PASSWORD")@${SLUICE_DB_HOST}:${port}/$(urlencode "$SLUICE_DB_NAME")"
+  # TLS (libpq's sslmode and sslrootcert; see the README): verify-full with the RDS bundle on ECS.
+  query=''
+  if [ -n "${SLUICE_DB_SSLMODE:-}" ]; then query+="sslmode=$(urlencode "$SLUICE_DB_SSLMODE")"; fi
+  if [ -n "${SLUICE_DB_SSLROOTCERT:-}" ]; then query+="${query:+&}sslrootcert=$(urlencode "$SLUICE_DB_SSLROOTCERT")"; fi
+  if [ -n "$query" ]; then SLUICE_DATABASE_URL+="?$query"; fi
   export SLUICE_DATABASE_URL
   unset SLUICE_DB_PASSWORD
 fi

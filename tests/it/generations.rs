@@ -360,3 +360,76 @@ async fn merge_tables_and_soft_delete_tables_keep_their_rows_their_way() {
         "soft delete: flagged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_restores_a_table_damaged_by_hand() {
+    let mut tb = TestBed::new("refresh").await;
+    tb.generation_quiet = Duration::ZERO;
+    tb.sql("CREATE TABLE {s}.t (id int PRIMARY KEY, a text, n int)")
+        .await;
+    let key = |f: &str| tb.key(&format!("t/{f}"));
+    let rows: Vec<_> = (1..=200)
+        .map(|id| (id, (format!("row {id}"), id)))
+        .collect();
+    for (i, chunk) in rows.chunks(100).enumerate() {
+        tb.put(&key(&format!("LOAD{:08X}.csv", i + 1)), load_csv(chunk))
+            .await;
+    }
+    // A CDC change after the full load: a refresh must keep it.
+    tb.put(&key(&cdc_name(2_000)), "U,7,\"changed by cdc\",70\n")
+        .await;
+    tb.scan().await;
+    tb.drain(&[]).await;
+    tb.scan().await;
+    assert_eq!(tb.drain(&[]).await.replaced, 1);
+    let before = table_state(&tb).await;
+    assert_eq!(before.len(), 200);
+    assert_eq!(before[&7], ("changed by cdc".to_owned(), 70));
+
+    // Damage by hand: changed, deleted, inserted rows.
+    tb.sql(
+        "UPDATE {s}.t SET a = 'oops' WHERE id IN (1, 2, 7); DELETE FROM {s}.t WHERE id BETWEEN 100 AND 110;
+         INSERT INTO {s}.t (id, a, n) VALUES (9001, 'stray', 0), (9002, 'stray', 0)",
+    )
+    .await;
+    let ops = tb.ops("");
+    let table = format!("{}.t", tb.schema);
+    let plan = sluice_coordinator::refresh::plan_refresh(&ops, &table)
+        .await
+        .unwrap();
+    assert_eq!(
+        (plan.generation_files, plan.files.len(), plan.current_rows),
+        (2, 3, Some(191))
+    );
+    let shown = sluice_coordinator::refresh::format_refresh(&plan, None);
+    assert!(
+        shown.contains("2 LOAD files and 1 CDC files") && shown.contains("191 rows"),
+        "{shown}"
+    );
+    let (label, result) = sluice_coordinator::refresh::apply_refresh(&ops, &plan, "tester")
+        .await
+        .unwrap();
+    assert!(label.starts_with("refresh@"));
+    assert_eq!(
+        (result.ledger_rows_deleted, result.sent),
+        (3, 3),
+        "{result:?}"
+    );
+    assert_eq!(tb.drain(&[]).await.loaded, 3);
+    let pass = tb.scan().await;
+    assert_eq!(pass.replacements_sent, 1, "{pass:?}");
+    assert_eq!(tb.drain(&[]).await.replaced, 1);
+    assert_eq!(
+        table_state(&tb).await,
+        before,
+        "restored exactly, the CDC change kept"
+    );
+    let head = tb.item(&key("LOAD00000001.csv"), &plan.files[0].etag).await;
+    assert_eq!(head.generation.as_deref(), Some(label.as_str()));
+    assert_eq!(head.rows_removed, Some(2));
+    assert!(
+        head.history.iter().any(|h| h.contains("refresh by tester")),
+        "{:?}",
+        head.history
+    );
+}
