@@ -85,6 +85,22 @@ impl fmt::Display for Unmapped {
     }
 }
 
+/// The name DMS gives a CDC file written at `t` (UTC, millisecond precision):
+/// `YYYYMMDD-HHMMSSmmm.csv`. The inverse of what [`map_key`] reads.
+pub fn cdc_file_name(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}{:03}.csv",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
 /// Maps a key under `prefix` (which is empty or ends with `/`) to a source file.
 pub fn map_key(prefix: &str, key: &str) -> Result<SourceFile, Unmapped> {
     if key.ends_with('/') {
@@ -162,6 +178,20 @@ fn cdc_timestamp_ms(stem: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cdc_file_names_round_trip() {
+        let t = time::macros::datetime!(2024-10-29 11:34:01.250 UTC);
+        let name = cdc_file_name(t);
+        assert_eq!(name, "20241029-113401250.csv");
+        let f = map_key("", &format!("s/t/{name}")).unwrap();
+        assert_eq!(
+            f.kind,
+            FileKind::Cdc {
+                timestamp_ms: (t.unix_timestamp_nanos() / 1_000_000) as i64
+            }
+        );
+    }
 
     #[test]
     fn maps_full_load_with_hex_counter() {

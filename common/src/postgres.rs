@@ -168,6 +168,27 @@ pub fn pool(
         })
 }
 
+/// A PostgreSQL error's text: the server's message and detail where there is one, else the
+/// error's chain (connection errors name no URL).
+pub fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({})", db.message(), detail),
+            None => db.message().to_owned(),
+        },
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
 /// Registers a connection string's password with the log scrubber
 /// ([`crate::telemetry::add_secret`]), as written and as decoded, so no log line, panic or
 /// manifest error can carry it, whichever library writes the text.

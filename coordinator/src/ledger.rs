@@ -288,25 +288,7 @@ fn missing_ledger(e: &tokio_postgres::Error) -> bool {
         .is_some_and(|c| *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME)
 }
 
-/// A PostgreSQL error's text: the server's message and detail, or the error chain.
-fn pg_text(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(d) => format!("{} ({d})", db.message()),
-            None => db.message().to_owned(),
-        },
-        None => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
-    }
-}
+use sluice_common::postgres::error_text as pg_text;
 
 #[cfg(test)]
 mod tests {

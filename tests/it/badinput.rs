@@ -3,7 +3,7 @@
 //! whether it went by the fast path or the slow one; hostile keys never reach SQL unquoted;
 //! memory stays bounded on a huge record and a gzip bomb.
 
-use crate::support::{binary, database_url, TestBed};
+use crate::support::{database_url, TestBed, WorkerProcess};
 use sluice_common::manifest::Status;
 use sluice_worker::load::{load_file, LoadOutcome};
 use std::io::Write;
@@ -580,14 +580,6 @@ async fn hostile_and_foreign_names_are_matched_quoted_or_refused() {
     );
 }
 
-/// Peak resident memory (VmHWM) of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_stays_bounded_on_a_huge_record_and_a_gzip_bomb() {
     let tb = TestBed::new("memory").await;
@@ -612,35 +604,24 @@ async fn memory_stays_bounded_on_a_huge_record_and_a_gzip_bomb() {
     let ebomb = tb.put(&bomb_key, bomb.finish().unwrap()).await;
     tb.scan().await;
 
-    let mut child = std::process::Command::new(binary("sluice-worker"))
-        .arg("run")
-        .args([
-            format!("--queue-url={}", tb.queue_url),
-            format!("--manifest-table={}", tb.name),
-            format!("--state-schema={}", tb.state_schema),
-            "--wait-time=1".into(),
-            "--exit-when-idle=600".into(),
-            "--concurrency=1".into(),
-            "--max-record-bytes=67108864".into(),
-        ])
-        .env("SLUICE_DATABASE_URL", database_url())
-        .env("SLUICE_LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start worker");
+    let child = WorkerProcess::start(
+        &tb,
+        &database_url(),
+        &["--concurrency=1", "--max-record-bytes=67108864"],
+        &[],
+    );
     let started = Instant::now();
     let peak = loop {
         let a = tb.status(&big, &eb).await;
         let b = tb.status(&bomb_key, &ebomb).await;
         let done = |s: Option<Status>| matches!(s, Some(Status::Loaded | Status::Failed));
         if done(a) && done(b) {
-            break peak_rss_mib(child.id()).expect("worker still running");
+            break child.peak_rss_mib().expect("worker still running");
         }
         assert!(started.elapsed() < Duration::from_secs(240), "{a:?} {b:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     assert_eq!(tb.status(&big, &eb).await, Some(Status::Loaded));
     assert_eq!(
         tb.count("SELECT length(body) FROM {s}.blob").await,
@@ -678,31 +659,16 @@ async fn memory_stays_bounded_on_a_1_gib_file() {
     let key = tb.key("blob/LOAD00000001.csv.gz");
     let etag = tb.put(&key, body).await;
     tb.scan().await;
-    let mut child = std::process::Command::new(binary("sluice-worker"))
-        .arg("run")
-        .args([
-            format!("--queue-url={}", tb.queue_url),
-            format!("--manifest-table={}", tb.name),
-            format!("--state-schema={}", tb.state_schema),
-            "--wait-time=1".into(),
-            "--exit-when-idle=600".into(),
-            "--concurrency=1".into(),
-        ])
-        .env("SLUICE_DATABASE_URL", database_url())
-        .env("SLUICE_LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start worker");
+    let child = WorkerProcess::start(&tb, &database_url(), &["--concurrency=1"], &[]);
     let started = Instant::now();
     let peak = loop {
         if let Some(Status::Loaded | Status::Failed) = tb.status(&key, &etag).await {
-            break peak_rss_mib(child.id()).expect("worker still running");
+            break child.peak_rss_mib().expect("worker still running");
         }
         assert!(started.elapsed() < Duration::from_secs(600));
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let item = tb.item(&key, &etag).await;
     assert_eq!(item.status, Some(Status::Loaded), "{:?}", item.error);
     assert_eq!(item.rows.unwrap().read, 10_240);

@@ -1,7 +1,7 @@
 //! Failures are recorded, precise and contained: unknown tables, bad records, bad values, a
 //! coordinator that died between the manifest write and the send, a worker killed mid-file.
 
-use crate::support::{binary, database_url, TestBed};
+use crate::support::{database_url, TestBed, WorkerProcess};
 use sluice_common::manifest::Status;
 use sluice_common::store::NewFile;
 use std::time::{Duration, Instant};
@@ -179,21 +179,12 @@ async fn worker_killed_mid_file_is_loaded_once_by_another() {
     let etag = tb.put(&key, body).await;
     tb.scan().await;
 
-    let mut child = std::process::Command::new(binary("sluice-worker"))
-        .arg("run")
-        .args([
-            format!("--queue-url={}", tb.queue_url),
-            format!("--manifest-table={}", tb.name),
-            format!("--state-schema={}", tb.state_schema),
-            "--wait-time=1".into(),
-            "--visibility-timeout=4".into(),
-            "--worker-id=doomed".into(),
-        ])
-        .env("SLUICE_DATABASE_URL", database_url())
-        .env("SLUICE_LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start worker");
+    let child = WorkerProcess::start(
+        &tb,
+        &database_url(),
+        &["--visibility-timeout=4", "--worker-id=doomed"],
+        &[],
+    );
     // Wait until it holds the file, then let it get into the COPY before killing it.
     let started = Instant::now();
     loop {
@@ -208,8 +199,7 @@ async fn worker_killed_mid_file_is_loaded_once_by_another() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    drop(child); // SIGKILL
     assert_eq!(
         tb.ledger_count(&key).await,
         0,

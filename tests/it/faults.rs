@@ -7,7 +7,7 @@
 //! limits, not expectations.
 
 use crate::netfault::{Mode, Proxy};
-use crate::support::{binary, database_url, TestBed};
+use crate::support::{database_url, TestBed, WorkerProcess};
 use sluice_common::manifest::Status;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -95,50 +95,6 @@ async fn wait_loading(tb: &TestBed, key: &str, etag: &str, worker: &str) {
         assert!(started.elapsed() < Duration::from_secs(90), "{item:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// A worker process that is resumed and killed when the test ends, however it ends: a
-/// stopped worker left behind would hold its locks for every later test.
-struct Worker(std::process::Child);
-
-impl Worker {
-    fn id(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn worker_process(
-    tb: &TestBed,
-    url: &str,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> std::process::Child {
-    let mut cmd = Command::new(binary("sluice-worker"));
-    cmd.arg("run")
-        .args([
-            format!("--queue-url={}", tb.queue_url),
-            format!("--manifest-table={}", tb.name),
-            format!("--state-schema={}", tb.state_schema),
-            "--wait-time=1".into(),
-        ])
-        .args(extra)
-        .env("SLUICE_DATABASE_URL", url)
-        .env("SLUICE_LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("start worker")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,13 +296,13 @@ async fn worker_dying_after_commit_or_after_the_manifest_update_changes_nothing_
         let from = n as u64 * 1000 + 1;
         let etag = tb.put(&key, rows_csv(from, from + 999)).await;
         tb.scan().await;
-        let mut child = worker_process(
+        let mut child = WorkerProcess::start(
             &tb,
             &database_url(),
             &["--visibility-timeout=3", "--worker-id=doomed"],
             &[("SLUICE_FAULT", fault)],
         );
-        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
             .await
             .unwrap();
         assert_eq!(
@@ -385,12 +341,12 @@ async fn a_paused_worker_that_wakes_after_another_took_over_has_no_second_effect
     let key = tb.key("t/LOAD00000001.csv");
     let etag = tb.put(&key, rows_csv(1, 200_000)).await;
     tb.scan().await;
-    let sleeper = Worker(worker_process(
+    let sleeper = WorkerProcess::start(
         &tb,
         &database_url(),
         &["--visibility-timeout=3", "--worker-id=sleeper"],
         &[],
-    ));
+    );
     wait_loading(&tb, &key, &etag, "sleeper").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = sleeper.id().to_string();

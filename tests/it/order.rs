@@ -22,16 +22,8 @@ fn stats(outcome: LoadOutcome) -> sluice_worker::load::LoadStats {
 
 /// A CDC file name for a time given as milliseconds since the epoch.
 fn cdc_at(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
-    format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}{:03}.csv",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
+    sluice_common::mapping::cdc_file_name(
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap(),
     )
 }
 

@@ -332,17 +332,57 @@ impl TestBed {
 /// A DMS CDC file name (`YYYYMMDD-HHMMSSmmm.csv`) for `offset_ms` from now: CDC written after
 /// a full load that is being uploaded now must be named after it, as DMS names them.
 pub fn cdc_name(offset_ms: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(offset_ms);
-    format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}{:03}.csv",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
+    sluice_common::mapping::cdc_file_name(
+        time::OffsetDateTime::now_utc() + time::Duration::milliseconds(offset_ms),
     )
+}
+
+/// A `sluice-worker run` process on the test's queue, manifest and state schema, with
+/// `--wait-time=1` and JSON logs to nowhere; resumed (after a SIGSTOP) and killed when dropped,
+/// however the test ends: a stopped worker left behind would hold its locks for later tests.
+pub struct WorkerProcess(pub std::process::Child);
+
+impl WorkerProcess {
+    pub fn start(tb: &TestBed, url: &str, extra: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
+        let mut cmd = std::process::Command::new(binary("sluice-worker"));
+        cmd.arg("run")
+            .args([
+                format!("--queue-url={}", tb.queue_url),
+                format!("--manifest-table={}", tb.name),
+                format!("--state-schema={}", tb.state_schema),
+                "--wait-time=1".into(),
+            ])
+            .args(extra)
+            .env("SLUICE_DATABASE_URL", url)
+            .env("SLUICE_LOG_FORMAT", "json")
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        WorkerProcess(cmd.spawn().expect("start worker"))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Peak resident memory (VmHWM) so far, in MiB.
+    pub fn peak_rss_mib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024)
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Path of a binary built by `cargo build --bins` into the same target directory as this test.

@@ -61,25 +61,7 @@ pub async fn bootstrap(pool: &Pool, state_schema: &str) -> Result<(), DbSetupErr
     Ok(())
 }
 
-/// A PostgreSQL error's text: the server's message and detail where there is one.
-pub fn error_text(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("{} ({})", db.message(), detail),
-            None => db.message().to_owned(),
-        },
-        None => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
-    }
-}
+pub use sluice_common::postgres::error_text;
 
 /// A pool error's text; connection errors never include the URL (deadpool does not add it).
 pub fn pool_error_text(e: &deadpool_postgres::PoolError) -> String {

@@ -129,17 +129,7 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
     ctx.check_schema(key, &schema, &table)?;
     let pg = |e: tokio_postgres::Error| db_error(e, key, &target_label, None);
 
-    let mut client = ctx.pool.get().await.map_err(|e| LoadError::Database {
-        key: key.to_owned(),
-        table: target_label.clone(),
-        message: format!("cannot connect: {}", pool_error_text(&e)),
-        sqlstate: None,
-        record: None,
-        line: None,
-        column: None,
-        value: None,
-        transient: true,
-    })?;
+    let mut client = connect(ctx, key, &target_label).await?;
     let ledger_args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
         [&msg.bucket, &msg.key, &msg.etag];
     if !client
@@ -384,6 +374,25 @@ pub fn file_time(msg: &FileMessage) -> Result<SystemTime, LoadError> {
         })
 }
 
+/// A pooled connection; failing to get one is transient (the database may be restarting).
+async fn connect(
+    ctx: &LoadContext,
+    key: &str,
+    table: &str,
+) -> Result<deadpool_postgres::Object, LoadError> {
+    ctx.pool.get().await.map_err(|e| LoadError::Database {
+        key: key.to_owned(),
+        table: table.to_owned(),
+        message: format!("cannot connect: {}", pool_error_text(&e)),
+        sqlstate: None,
+        record: None,
+        line: None,
+        column: None,
+        value: None,
+        transient: true,
+    })
+}
+
 /// Resolves a target and makes sure this process has prepared it for the version guard.
 async fn prepared_target(
     ctx: &LoadContext,
@@ -449,17 +458,7 @@ pub async fn apply_replace(
             key: key.to_owned(),
             message: format!("generation start {:?} is not an RFC 3339 time", msg.start),
         })?;
-    let mut client = ctx.pool.get().await.map_err(|e| LoadError::Database {
-        key: key.to_owned(),
-        table: target_label.clone(),
-        message: format!("cannot connect: {}", pool_error_text(&e)),
-        sqlstate: None,
-        record: None,
-        line: None,
-        column: None,
-        value: None,
-        transient: true,
-    })?;
+    let mut client = connect(ctx, key, &target_label).await?;
     let soft = rules.soft_delete.as_deref();
     prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
     let found: i64 = client
