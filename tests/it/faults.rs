@@ -39,6 +39,7 @@ async fn faults_up() {
     args.push("status");
     let running = Command::new("pg_ctlcluster")
         .args(&args)
+        .stdout(std::process::Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
