@@ -516,14 +516,7 @@ async fn each_kind_of_bad_input_is_a_distinct_recorded_outcome() {
     tb.put(&key, "1,a\n").await;
     let msg = tb.message(&key).await;
     let mut ctx = tb.load_context("").await;
-    let conf = tb
-        .aws
-        .s3
-        .config()
-        .to_builder()
-        .endpoint_url(access_denied_endpoint().await)
-        .build();
-    ctx.s3 = aws_sdk_s3::Client::from_conf(conf);
+    ctx.s3 = tb.aws_via(&access_denied_endpoint().await).s3;
     let e = load_file(&ctx, &msg).await.unwrap_err();
     assert_eq!(e.class(), "access_denied", "{e}");
     assert!(!e.is_transient());

@@ -427,31 +427,7 @@ async fn aws_answering_503_or_unreachable_is_waited_out_not_failed() {
         .parse()
         .unwrap();
     let proxy = Proxy::start(moto).await;
-    let mut aws = tb.aws.clone();
-    aws.s3 = aws_sdk_s3::Client::from_conf(
-        tb.aws
-            .s3
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.url())
-            .build(),
-    );
-    aws.sqs = aws_sdk_sqs::Client::from_conf(
-        tb.aws
-            .sqs
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.url())
-            .build(),
-    );
-    aws.dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        tb.aws
-            .dynamodb
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.url())
-            .build(),
-    );
+    let aws = tb.aws_via(&proxy.url());
     // The coordinator through the outage: a clear, transient error; nothing written.
     proxy.set(Mode::Unavailable);
     let mut ctx = tb.scan_context(Duration::from_secs(600));

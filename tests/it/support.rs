@@ -308,6 +308,36 @@ impl TestBed {
             .unwrap_or_else(|e| panic!("load {key}: {e}"))
     }
 
+    /// The test's AWS clients, sending to `endpoint` instead (a fault proxy, a stub).
+    pub fn aws_via(&self, endpoint: &str) -> AwsClients {
+        AwsClients {
+            s3: aws_sdk_s3::Client::from_conf(
+                self.aws
+                    .s3
+                    .config()
+                    .to_builder()
+                    .endpoint_url(endpoint)
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                self.aws
+                    .sqs
+                    .config()
+                    .to_builder()
+                    .endpoint_url(endpoint)
+                    .build(),
+            ),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                self.aws
+                    .dynamodb
+                    .config()
+                    .to_builder()
+                    .endpoint_url(endpoint)
+                    .build(),
+            ),
+        }
+    }
+
     pub async fn queue_depth(&self, url: &str) -> (i64, i64) {
         use aws_sdk_sqs::types::QueueAttributeName as A;
         let out = self

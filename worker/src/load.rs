@@ -33,7 +33,7 @@ use futures_util::SinkExt;
 use sluice_common::mapping::{map_key, Compression, FileKind};
 use sluice_common::message::{FileMessage, ReplaceMessage};
 use sluice_common::rules::{FullLoad, OnError, Rules, TableRules};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,8 +52,9 @@ pub struct LoadContext {
     pub state_schema: String,
     pub worker_id: String,
     pub max_record_bytes: usize,
-    /// Target tables (oid, soft-delete flag) this process has prepared for the version guard.
-    pub prepared: Arc<Mutex<HashSet<PreparedTable>>>,
+    /// Target tables (schema, name, soft-delete flag) this process has prepared for the version
+    /// guard; a prepared table costs no catalog query before its load's transaction.
+    pub prepared: Arc<Mutex<HashMap<PreparedTable, u32>>>,
     /// Target schemas files may load into; None: any the role can write.
     pub schemas: Option<Arc<Vec<String>>>,
 }
@@ -75,8 +76,9 @@ impl LoadContext {
     }
 }
 
-/// A target table's oid and soft-delete flag, once prepared for the version guard.
-pub type PreparedTable = (u32, Option<String>);
+/// A target table (schema, name) and its soft-delete flag; the cache maps it to the oid it had
+/// when this process prepared it.
+pub type PreparedTable = (String, String, Option<String>);
 
 /// How a load ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +145,7 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
 
     let file_time = file_time(msg)?;
     let soft = rules.soft_delete.as_deref();
-    let cache_key = prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
+    let prepared_oid = prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
 
     let body = get_object(&ctx.s3, msg).await?;
 
@@ -166,11 +168,13 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         return Ok(LoadOutcome::AlreadyApplied);
     };
     let target = target::resolve(&txn, &schema, &table, soft, key).await?;
-    if !target.is_prepared(soft) || target.oid != cache_key.0 {
+    // The table was dropped and made again (a new oid, so a new tombstone table), or its system
+    // columns dropped, since this process prepared it: prepare again on the retry.
+    if !target.is_prepared(soft) || target.oid != prepared_oid {
         ctx.prepared
             .lock()
             .expect("prepared-table cache lock")
-            .remove(&cache_key);
+            .remove(&(schema.clone(), table.clone(), rules.soft_delete.clone()));
         return Err(LoadError::Database {
             key: key.to_owned(),
             table: target.label(),
@@ -273,15 +277,8 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
             .await
             .map_err(merge_err)?;
     }
-    let deletes = match soft {
-        Some(flag) => sql::Deletes::Soft {
-            flag: flag.to_owned(),
-        },
-        None => sql::Deletes::Hard {
-            tombstones: target.tombstones(&ctx.state_schema),
-        },
-    };
-    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&target.merge_lock()])
+    let deletes = sql::Deletes::for_table(&target, soft, &ctx.state_schema);
+    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
         .await
         .map_err(merge_err)?;
     let merge_sql = sql::merge_sql(&sql::MergeSpec {
@@ -393,7 +390,8 @@ async fn connect(
     })
 }
 
-/// Resolves a target and makes sure this process has prepared it for the version guard.
+/// Makes sure this process has prepared a target for the version guard; returns the oid it had
+/// then. A prepared target costs no query here.
 async fn prepared_target(
     ctx: &LoadContext,
     client: &mut deadpool_postgres::Object,
@@ -401,22 +399,27 @@ async fn prepared_target(
     table: &str,
     soft: Option<&str>,
     key: &str,
-) -> Result<PreparedTable, LoadError> {
-    let target = target::resolve(&*client, schema, table, soft, key).await?;
-    let cache_key = (target.oid, soft.map(str::to_owned));
+) -> Result<u32, LoadError> {
+    let cache_key = (schema.to_owned(), table.to_owned(), soft.map(str::to_owned));
     let known = ctx
         .prepared
         .lock()
         .expect("prepared-table cache lock")
-        .contains(&cache_key);
-    if !known {
-        prepare(client, &target, soft, &ctx.state_schema, key).await?;
-        ctx.prepared
-            .lock()
-            .expect("prepared-table cache lock")
-            .insert(cache_key.clone());
-    }
-    Ok(cache_key)
+        .get(&cache_key)
+        .copied();
+    let oid = match known {
+        Some(oid) => oid,
+        None => {
+            let target = target::resolve(&*client, schema, table, soft, key).await?;
+            prepare(client, &target, soft, &ctx.state_schema, key).await?;
+            ctx.prepared
+                .lock()
+                .expect("prepared-table cache lock")
+                .insert(cache_key, target.oid);
+            target.oid
+        }
+    };
+    Ok(oid)
 }
 
 /// How a replacement message ended.
@@ -477,7 +480,7 @@ pub async fn apply_replace(
     }
     let txn = client.transaction().await.map_err(pg)?;
     let target = target::resolve(&txn, &schema, &table, soft, key).await?;
-    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&target.merge_lock()])
+    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
         .await
         .map_err(pg)?;
     let claimed = txn
@@ -496,14 +499,7 @@ pub async fn apply_replace(
     if claimed.is_empty() {
         return Ok(ReplaceOutcome::AlreadyDone);
     }
-    let deletes = match soft {
-        Some(flag) => sql::Deletes::Soft {
-            flag: flag.to_owned(),
-        },
-        None => sql::Deletes::Hard {
-            tombstones: target.tombstones(&ctx.state_schema),
-        },
-    };
+    let deletes = sql::Deletes::for_table(&target, soft, &ctx.state_schema);
     let rows_removed: i64 = txn
         .query_one(&sql::replace_sql(&target, &deletes), &[&start])
         .await
@@ -540,7 +536,7 @@ async fn prepare(
         e
     };
     let txn = client.transaction().await.map_err(err)?;
-    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&target.merge_lock()])
+    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
         .await
         .map_err(err)?;
     let current = target::resolve(&txn, &target.schema, &target.name, soft, key).await?;

@@ -381,6 +381,23 @@ pub enum Deletes {
     Soft { flag: String },
 }
 
+impl Deletes {
+    /// Soft with the table's flag column, else hard with its tombstone table.
+    pub fn for_table(target: &TargetTable, soft_delete: Option<&str>, state_schema: &str) -> Self {
+        match soft_delete {
+            Some(flag) => Deletes::Soft {
+                flag: flag.to_owned(),
+            },
+            None => Deletes::Hard {
+                tombstones: target.tombstones(state_schema),
+            },
+        }
+    }
+}
+
+/// Takes a table's merge lock (`$1` [`TargetTable::merge_lock`]) until the transaction ends.
+pub const MERGE_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+
 /// What the merge of one file needs to know.
 #[derive(Debug, Clone)]
 pub struct MergeSpec<'a> {
@@ -450,6 +467,11 @@ pub fn merge_sql(m: &MergeSpec<'_>) -> String {
     );
     let tv = version_of("t");
     let km = matching("t", "s");
+    let s_keys = key
+        .iter()
+        .map(|k| format!("s.{k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
 
     let mut ctes = vec![format!(
         "last AS MATERIALIZED (
@@ -461,8 +483,9 @@ pub fn merge_sql(m: &MergeSpec<'_>) -> String {
 )"
     )];
     let mut counts_applied = vec!["(SELECT count(*) FROM upserted)".to_owned()];
-    let (inserted, updated, deleted);
-    match &m.deletes {
+    let (inserted, updated);
+    // Partial images: the flag to clear (soft) or the tombstone check (hard).
+    let (deleted, patch_flag, patch_tombstones) = match &m.deletes {
         Deletes::Hard { tombstones } => {
             let xm = matching("x", "s");
             let xv = version_of("x");
@@ -486,11 +509,6 @@ pub fn merge_sql(m: &MergeSpec<'_>) -> String {
      WHERE {xv} < {ev}
     RETURNING 1
 )",
-                s_keys = key
-                    .iter()
-                    .map(|k| format!("s.{k}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
                 ev = version_of("EXCLUDED"),
             ));
             ctes.push(format!(
@@ -515,30 +533,10 @@ pub fn merge_sql(m: &MergeSpec<'_>) -> String {
      WHERE {row_guard}
     RETURNING (t.xmax = 0) AS inserted, false AS gone
 )",
-                s_keys = key
-                    .iter()
-                    .map(|k| format!("s.{k}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
                 updates = updates.join(", "),
             ));
             counts_applied.push("(SELECT count(*) FROM buried)".to_owned());
-            if m.partial {
-                push_patches(
-                    &mut ctes,
-                    &t,
-                    &col_list,
-                    &s_cols,
-                    &non_key,
-                    &km,
-                    &tv,
-                    None,
-                    Some(&tomb_blocks),
-                );
-                counts_applied.push("(SELECT count(*) FROM patched)".to_owned());
-                counts_applied.push("(SELECT count(*) FROM patched_new)".to_owned());
-            }
-            deleted = "(SELECT count(*) FROM deleted)".to_owned();
+            ("(SELECT count(*) FROM deleted)", None, Some(tomb_blocks))
         }
         Deletes::Soft { flag } => {
             let f = quote_ident(flag);
@@ -560,30 +558,25 @@ pub fn merge_sql(m: &MergeSpec<'_>) -> String {
      WHERE {row_guard}
     RETURNING (t.xmax = 0) AS inserted, t.{f} AS gone
 )",
-                s_keys = key
-                    .iter()
-                    .map(|k| format!("s.{k}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
                 updates = updates.join(", "),
             ));
-            if m.partial {
-                push_patches(
-                    &mut ctes,
-                    &t,
-                    &col_list,
-                    &s_cols,
-                    &non_key,
-                    &km,
-                    &tv,
-                    Some(&f),
-                    None,
-                );
-                counts_applied.push("(SELECT count(*) FROM patched)".to_owned());
-                counts_applied.push("(SELECT count(*) FROM patched_new)".to_owned());
-            }
-            deleted = "(SELECT count(*) FROM upserted WHERE gone)".to_owned();
+            ("(SELECT count(*) FROM upserted WHERE gone)", Some(f), None)
         }
+    };
+    if m.partial {
+        push_patches(
+            &mut ctes,
+            &t,
+            &col_list,
+            &s_cols,
+            &non_key,
+            &km,
+            &tv,
+            patch_flag.as_deref(),
+            patch_tombstones.as_deref(),
+        );
+        counts_applied.push("(SELECT count(*) FROM patched)".to_owned());
+        counts_applied.push("(SELECT count(*) FROM patched_new)".to_owned());
     }
     if m.partial {
         inserted = "(SELECT count(*) FROM upserted WHERE inserted AND NOT gone) + (SELECT count(*) FROM patched_new)".to_owned();
