@@ -74,7 +74,8 @@ ensure_cluster() {
   fi
   if ! pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$cluster" '$1==v && $2==c {print $4}' | grep -qx online; then
     log "starting postgresql $PG_VERSION/$cluster"
-    pg_ctlcluster "$PG_VERSION" "$cluster" start
+    # Its chatter ("Removed stale pid file.") goes to stderr: stdout carries only the port.
+    pg_ctlcluster "$PG_VERSION" "$cluster" start >&2
     touch "$STATE_DIR/started-postgres-$cluster"
   fi
   port="$(pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$cluster" '$1==v && $2==c {print $3}')"
@@ -110,6 +111,10 @@ ensure_postgres_running() {
   ensure_tls_files
   PG_PORT="$(ensure_cluster "$PG_CLUSTER" "$PG_PORT")"
   FAULTS_PORT="$(ensure_cluster "$FAULTS_CLUSTER" "$FAULTS_PORT")"
+  local p
+  for p in "$PG_PORT" "$FAULTS_PORT"; do
+    [[ "$p" =~ ^[0-9]+$ ]] || { log "could not read a cluster's port (got: $p)"; exit 1; }
+  done
 }
 
 moto_up() { curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" 2>/dev/null; }
