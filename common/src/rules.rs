@@ -25,6 +25,14 @@
 //! encoding = "windows-1252"         # source encoding: "utf-8" (default), "latin1", "windows-1252"
 //! max_field_bytes = 1048576         # a longer field is a bad record
 //! full_load = "merge"               # or "replace" (default): see the README's generations
+//! row_delimiter = "\n"              # DMS CsvRowDelimiter: "\n" (default; CRLF also ends a row)
+//!                                   # or one other ASCII character
+//!
+//! [tables."mongo.customers".document]  # DMS MongoDB document mode: `_id`, `_doc` (JSON)
+//! column = "_doc"                   # the CSV column holding the document (default "_doc")
+//! flatten = "auto"                  # top-level fields to columns of the same name; or
+//! paths = { city = "address.city" } # column = "dotted.path" (with flatten = "paths")
+//! rescue = "extra"                  # jsonb column for the fields no column takes
 //! ```
 //!
 //! Invariant: every table gets a complete [`TableRules`]; a table's own values override the
@@ -71,6 +79,33 @@ pub struct TableRules {
     pub max_field_bytes: Option<usize>,
     /// What a completed full-load generation does to rows it did not contain.
     pub full_load: FullLoad,
+    /// Byte that ends a record outside quotes (DMS `CsvRowDelimiter`); with `\n`, a CR right
+    /// before it belongs to the terminator too.
+    pub row_delimiter: u8,
+    /// MongoDB document mode: one CSV column holds each row's document as (extended) JSON.
+    pub document: Option<DocumentRules>,
+}
+
+/// How a JSON document column (DMS MongoDB document mode, `_doc`) becomes target columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRules {
+    /// The CSV column holding the document; the file's other columns load as usual.
+    pub column: String,
+    pub flatten: Flatten,
+    /// Target column -> dotted path in the document (`address.city`), for [`Flatten::Paths`].
+    pub paths: BTreeMap<String, String>,
+    /// A `jsonb` column that takes every field no column takes; None: such fields are dropped
+    /// (and counted).
+    pub rescue: Option<String>,
+}
+
+/// Which document fields go to which columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flatten {
+    /// Each top-level field to the target column of the same name.
+    Auto,
+    /// Only [`DocumentRules::paths`].
+    Paths,
 }
 
 /// What a completed full-load generation does.
@@ -138,6 +173,8 @@ impl Default for TableRules {
             encoding: Encoding::Utf8,
             max_field_bytes: None,
             full_load: FullLoad::Replace,
+            row_delimiter: b'\n',
+            document: None,
         }
     }
 }
@@ -170,6 +207,18 @@ struct RawTable {
     encoding: Option<String>,
     max_field_bytes: Option<usize>,
     full_load: Option<String>,
+    row_delimiter: Option<String>,
+    document: Option<RawDocument>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocument {
+    column: Option<String>,
+    flatten: Option<String>,
+    #[serde(default)]
+    paths: BTreeMap<String, String>,
+    rescue: Option<String>,
 }
 
 /// All rules: defaults plus per-table overrides, keyed by `schema.table` as in S3 keys.
@@ -197,8 +246,13 @@ impl Rules {
         };
         let raw: RawRules = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         let defaults = apply(&TableRules::default(), &raw.defaults, "defaults").map_err(err)?;
-        if raw.defaults.target.is_some() || raw.defaults.columns.is_some() {
-            return Err(err("[defaults] cannot set target or columns".to_owned()));
+        if raw.defaults.target.is_some()
+            || raw.defaults.columns.is_some()
+            || raw.defaults.document.is_some()
+        {
+            return Err(err(
+                "[defaults] cannot set target, columns or document".to_owned()
+            ));
         }
         let mut tables = BTreeMap::new();
         for (name, table) in &raw.tables {
@@ -343,6 +397,23 @@ fn apply(base: &TableRules, raw: &RawTable, name: &str) -> Result<TableRules, St
             }
         };
     }
+    if let Some(d) = &raw.row_delimiter {
+        let bytes = d.as_bytes();
+        if bytes.len() != 1 || bytes[0] == b'"' || bytes[0] == b'\r' || bytes[0] == rules.delimiter
+        {
+            return Err(format!(
+                "{name}: row_delimiter must be one ASCII character other than quote, CR and the \
+                 field delimiter (\"\\n\" is the default)"
+            ));
+        }
+        rules.row_delimiter = bytes[0];
+    }
+    if rules.row_delimiter == rules.delimiter {
+        return Err(format!("{name}: delimiter and row_delimiter must differ"));
+    }
+    if let Some(d) = &raw.document {
+        rules.document = Some(document_rules(d).map_err(|e| format!("{name}: document: {e}"))?);
+    }
     if rules.on_error == OnError::FailFile
         && (raw.max_rejects.is_some() || raw.max_reject_share.is_some())
     {
@@ -351,6 +422,51 @@ fn apply(base: &TableRules, raw: &RawTable, name: &str) -> Result<TableRules, St
         ));
     }
     Ok(rules)
+}
+
+fn document_rules(raw: &RawDocument) -> Result<DocumentRules, String> {
+    let column = raw.column.clone().unwrap_or_else(|| "_doc".to_owned());
+    if column.is_empty() {
+        return Err("column must not be empty".to_owned());
+    }
+    let flatten = match raw.flatten.as_deref() {
+        Some("auto") => Flatten::Auto,
+        Some("paths") => Flatten::Paths,
+        None if raw.paths.is_empty() => Flatten::Auto,
+        None => Flatten::Paths,
+        Some(other) => return Err(format!("flatten {other:?} must be \"auto\" or \"paths\"")),
+    };
+    if flatten == Flatten::Paths && raw.paths.is_empty() {
+        return Err("flatten = \"paths\" needs paths = { column = \"a.b\" }".to_owned());
+    }
+    if flatten == Flatten::Auto && !raw.paths.is_empty() {
+        return Err("paths are for flatten = \"paths\"".to_owned());
+    }
+    for (col, path) in &raw.paths {
+        if col.is_empty() || col.starts_with("_sluice_") {
+            return Err(format!(
+                "column {col:?} must be a column name, not _sluice_*"
+            ));
+        }
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(format!(
+                "path {path:?} of column {col:?} must be dotted names"
+            ));
+        }
+    }
+    if let Some(r) = &raw.rescue {
+        if r.is_empty() || raw.paths.contains_key(r) {
+            return Err(format!(
+                "rescue column {r:?} must be a column no path names"
+            ));
+        }
+    }
+    Ok(DocumentRules {
+        column,
+        flatten,
+        paths: raw.paths.clone(),
+        rescue: raw.rescue.clone(),
+    })
 }
 
 /// Splits `schema.table` at the first dot; both parts non-empty.
@@ -394,6 +510,12 @@ mod tests {
             encoding = "Windows-1252"
             max_field_bytes = 4096
             full_load = "merge"
+            row_delimiter = "~"
+            [tables."mongo.people".document]
+            rescue = "extra"
+            [tables."mongo.pets".document]
+            column = "doc"
+            paths = { name = "name", city = "owner.address.city" }
             "#,
         )
         .unwrap();
@@ -419,13 +541,31 @@ mod tests {
         assert_eq!(o.encoding, Encoding::Windows1252);
         assert_eq!(o.max_field_bytes, Some(4096));
         assert_eq!(o.full_load, FullLoad::Merge);
+        assert_eq!(o.row_delimiter, b'~');
+        assert_eq!(o.document, None);
+        let people = rules.for_table("mongo.people").document.unwrap();
+        assert_eq!(
+            (
+                people.column.as_str(),
+                people.flatten,
+                people.rescue.as_deref()
+            ),
+            ("_doc", Flatten::Auto, Some("extra"))
+        );
+        let pets = rules.for_table("mongo.pets").document.unwrap();
+        assert_eq!(
+            (pets.column.as_str(), pets.flatten),
+            ("doc", Flatten::Paths)
+        );
+        assert_eq!(pets.paths["city"], "owner.address.city");
+        assert_eq!(rules.for_table("src.other").row_delimiter, b'\n');
         assert_eq!(rules.for_table("src.other").full_load, FullLoad::Replace);
         let other = rules.for_table("src.other");
         assert_eq!(other.null, "");
         assert!(!other.header);
         assert_eq!(
             rules.configured_tables().collect::<Vec<_>>(),
-            vec!["src.orders"]
+            vec!["mongo.people", "mongo.pets", "src.orders"]
         );
     }
 
@@ -445,6 +585,16 @@ mod tests {
             "[tables.\"a.b\"]\non_error = \"reject_rows\"\nmax_reject_share = 2.0",
             "[tables.\"a.b\"]\ninvalid_bytes = \"ignore\"",
             "[tables.\"a.b\"]\nencoding = \"ebcdic\"",
+            "[tables.\"a.b\"]\nrow_delimiter = \",\"",
+            "[tables.\"a.b\"]\nrow_delimiter = \"\\r\"",
+            "[tables.\"a.b\"]\ndelimiter = \";\"\nrow_delimiter = \";\"",
+            "[defaults.document]\nrescue = \"x\"",
+            "[tables.\"a.b\".document]\nflatten = \"deep\"",
+            "[tables.\"a.b\".document]\nflatten = \"paths\"",
+            "[tables.\"a.b\".document]\nflatten = \"auto\"\npaths = { a = \"a\" }",
+            "[tables.\"a.b\".document]\npaths = { a = \"x..y\" }",
+            "[tables.\"a.b\".document]\npaths = { a = \"x\" }\nrescue = \"a\"",
+            "[tables.\"a.b\".document]\ncolum = \"_doc\"",
         ] {
             let e = Rules::parse("x.toml", text).unwrap_err().to_string();
             assert!(e.starts_with("rules file x.toml"), "{e}");
