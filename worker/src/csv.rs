@@ -9,7 +9,9 @@
 //!
 //! * A record ends at an unquoted LF. An unquoted CR immediately before that
 //!   LF belongs to the terminator (CRLF); a lone CR anywhere else outside
-//!   quotes is data.
+//!   quotes is data. With another [`ReaderOptions::terminator`] (DMS
+//!   `CsvRowDelimiter`), that byte ends a record, CR is always data, and
+//!   "lines" below count that byte instead of LF.
 //! * The final record may lack a terminator. An empty stream has no records.
 //!   A completely empty line (only LF or CRLF) is skipped: it is no record and
 //!   does not advance the record number, but it is a physical line. A line
@@ -71,6 +73,8 @@ pub struct ReaderOptions {
     pub delimiter: u8,
     /// Quote char, `"` by default.
     pub quote: u8,
+    /// Record terminator outside quotes, LF by default (which also accepts CRLF).
+    pub terminator: u8,
     /// Largest accepted record, in bytes of the stream excluding the record
     /// terminator (64 MiB by default). On 32-bit targets it is capped at
     /// 1 GiB.
@@ -82,6 +86,7 @@ impl Default for ReaderOptions {
         ReaderOptions {
             delimiter: b',',
             quote: b'"',
+            terminator: LF,
             max_record_bytes: 64 * 1024 * 1024,
         }
     }
@@ -242,6 +247,41 @@ impl<'a> Record<'a> {
     }
 }
 
+/// The fields of a record made by the caller rather than read from a stream (a record whose
+/// fields were transformed); [`RecordBuf::record`] views it as a [`Record`] with the original
+/// record's position and raw bytes. Buffers are reused from record to record.
+#[derive(Debug, Default)]
+pub struct RecordBuf {
+    data: Vec<u8>,
+    fields: Vec<FieldPos>,
+}
+
+impl RecordBuf {
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.fields.clear();
+    }
+
+    pub fn push(&mut self, value: &[u8], quoted: bool) {
+        let start = self.data.len();
+        self.data.extend_from_slice(value);
+        self.fields
+            .push(FieldPos::new(start, self.data.len(), quoted, true));
+    }
+
+    /// This buffer's fields as a record at the place of `original`.
+    pub fn record<'a>(&'a self, original: &Record<'a>) -> Record<'a> {
+        Record {
+            raw: original.raw,
+            data: &self.data,
+            fields: &self.fields,
+            number: original.number,
+            line: original.line,
+            offset: original.offset,
+        }
+    }
+}
+
 impl fmt::Debug for Record<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         struct Fields<'r, 'a>(&'r Record<'a>);
@@ -368,6 +408,7 @@ impl Scanner {
         fields: &mut Vec<FieldPos>,
         delimiter: u8,
         quote: u8,
+        term: u8,
     ) -> Result<Step, BadAfterQuote> {
         let base = raw.len();
         let n = buf.len();
@@ -394,7 +435,7 @@ impl Scanner {
                 State::Unquoted => {
                     // A quote char inside an unquoted field is plain data, so
                     // only the delimiter and LF end the run.
-                    let Some(j) = memchr2(delimiter, LF, &buf[i..]) else {
+                    let Some(j) = memchr2(delimiter, term, &buf[i..]) else {
                         return Ok(more);
                     };
                     let p = i + j;
@@ -404,7 +445,8 @@ impl Scanner {
                         self.state = State::FieldStart;
                         i = p + 1;
                     } else {
-                        if end > self.field_start && byte_at(raw, buf, end - 1) == CR {
+                        if term == LF && end > self.field_start && byte_at(raw, buf, end - 1) == CR
+                        {
                             end -= 1;
                             self.crlf = true;
                         }
@@ -416,14 +458,14 @@ impl Scanner {
                     }
                 }
                 State::Quoted => {
-                    let Some(j) = memchr2(quote, LF, &buf[i..]) else {
+                    let Some(j) = memchr2(quote, term, &buf[i..]) else {
                         if self.escaped {
                             data.extend_from_slice(&buf[i..]);
                         }
                         return Ok(more);
                     };
                     let p = i + j;
-                    if buf[p] == LF {
+                    if buf[p] == term {
                         self.newlines += 1;
                         if self.escaped {
                             data.extend_from_slice(&buf[i..=p]);
@@ -459,13 +501,13 @@ impl Scanner {
                         self.push_quoted(data, fields);
                         self.state = State::FieldStart;
                         i += 1;
-                    } else if b == LF {
+                    } else if b == term {
                         self.push_quoted(data, fields);
                         return Ok(Step {
                             consumed: i + 1,
                             done: true,
                         });
-                    } else if b == CR {
+                    } else if b == CR && term == LF {
                         self.state = State::QuoteCr;
                         i += 1;
                     } else {
@@ -535,6 +577,7 @@ pub struct RecordReader<R: BufRead> {
     reader: R,
     delimiter: u8,
     quote: u8,
+    terminator: u8,
     /// Effective `max_record_bytes`.
     limit: usize,
     /// Raw bytes of the current record (terminator stripped once complete).
@@ -561,6 +604,7 @@ impl<R: BufRead> RecordReader<R> {
         let ReaderOptions {
             delimiter,
             quote,
+            terminator,
             max_record_bytes,
         } = options;
         assert!(
@@ -571,10 +615,15 @@ impl<R: BufRead> RecordReader<R> {
             ![CR, LF].contains(&delimiter) && ![CR, LF].contains(&quote),
             "csv delimiter and quote char must not be CR or LF"
         );
+        assert!(
+            terminator != CR && terminator != delimiter && terminator != quote,
+            "csv terminator must differ from CR, the delimiter and the quote char"
+        );
         RecordReader {
             reader,
             delimiter,
             quote,
+            terminator,
             // Positions must leave the two flag bits of `FieldPos` free.
             limit: max_record_bytes.min(POS_MASK - 2),
             raw: Vec::new(),
@@ -654,6 +703,7 @@ impl<R: BufRead> RecordReader<R> {
                     &mut self.fields,
                     self.delimiter,
                     self.quote,
+                    self.terminator,
                 )
                 .map_err(|bad| CsvError::AfterQuote {
                     record: self.records + 1,
@@ -1284,6 +1334,35 @@ mod tests {
         };
         let run = run_with(b"'a,''b',\"c\"\n", single);
         assert_eq!(run.records[0].fields, vec![q(b"a,'b"), u(b"\"c\"")]);
+    }
+
+    #[test]
+    fn another_row_delimiter_ends_records_and_lf_and_cr_are_data() {
+        let tilde = ReaderOptions {
+            terminator: b'~',
+            ..ReaderOptions::default()
+        };
+        let run = run_with(b"a,b\nc~~\"x~y\"\"\",z\r~\"q\"", tilde);
+        assert_eq!(run.error, None);
+        assert_eq!(run.records.len(), 3);
+        assert_eq!(run.records[0].fields, vec![u(b"a"), u(b"b\nc")]);
+        assert_eq!(run.records[1].fields, vec![q(b"x~y\""), u(b"z\r")]);
+        // The blank record between the first two terminators is skipped but is a "line", and so
+        // is the quoted terminator in record 2.
+        assert_eq!(
+            (
+                run.records[1].number,
+                run.records[1].line,
+                run.records[2].line
+            ),
+            (2, 3, 5)
+        );
+        assert_eq!(run.records[2].fields, vec![q(b"q")]);
+        // After a closing quote only the delimiter, the terminator or the end may follow.
+        assert!(matches!(
+            run_with(b"\"q\"\r\n", tilde).error,
+            Some(CsvError::AfterQuote { byte: b'\r', .. })
+        ));
     }
 
     #[test]

@@ -24,11 +24,12 @@
 //! in [`Segment`]s that keep each record's `COPY` line and original bytes, so the loader can
 //! set aside exactly the record PostgreSQL refused and send the rest again.
 
-use crate::csv::{CsvError, Field, ReaderOptions, Record, RecordReader};
+use crate::csv::{CsvError, Field, ReaderOptions, Record, RecordBuf, RecordReader};
+use crate::document::{DocColumn, DocumentPlan};
 use crate::error::LoadError;
 use crate::sql::TargetTable;
 use bytes::Bytes;
-use sluice_common::rules::{Encoding, InvalidBytes, OnError, TableRules};
+use sluice_common::rules::{Encoding, Flatten, InvalidBytes, OnError, TableRules};
 use std::io::{BufRead, Write};
 use std::ops::Range;
 use tokio::sync::mpsc;
@@ -84,6 +85,19 @@ pub struct Layout {
     pub version_field: Option<usize>,
     /// Whether that field is only a version (the target has no column of its name).
     pub version_only: bool,
+    /// MongoDB document mode: one field of the file becomes several columns. The other fields
+    /// of this layout describe the record after that expansion.
+    pub document: Option<DocShape>,
+}
+
+/// Where the document is in the file and which columns it becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocShape {
+    /// Index of the document field among the file's fields after `Op`.
+    pub field: usize,
+    /// The document column's name, for messages.
+    pub name: String,
+    pub plan: DocumentPlan,
 }
 
 impl Layout {
@@ -93,12 +107,21 @@ impl Layout {
             has_op,
             version_field: None,
             version_only: false,
+            document: None,
         }
     }
 
-    /// Fields every record must have.
+    /// Fields every record has once its document (if any) is expanded.
     pub fn field_count(&self) -> usize {
         self.columns.len() + usize::from(self.has_op) + usize::from(self.version_only)
+    }
+
+    /// Fields every record of the file must have.
+    pub fn file_field_count(&self) -> usize {
+        match &self.document {
+            Some(d) => self.field_count() + 1 - d.plan.width(),
+            None => self.field_count(),
+        }
     }
 }
 
@@ -195,6 +218,8 @@ pub fn is_record_error(e: &LoadError) -> bool {
             | LoadError::BadOperation { .. }
             | LoadError::BadBytes { .. }
             | LoadError::BadVersion { .. }
+            | LoadError::BadDocument { .. }
+            | LoadError::BadValue { .. }
             | LoadError::NullNotAllowed { .. }
             | LoadError::FieldTooLong { .. }
     )
@@ -205,6 +230,8 @@ fn error_column(e: &LoadError) -> Option<&str> {
     match e {
         LoadError::BadBytes { column, .. }
         | LoadError::BadVersion { column, .. }
+        | LoadError::BadDocument { column, .. }
+        | LoadError::BadValue { column, .. }
         | LoadError::NullNotAllowed { column, .. }
         | LoadError::FieldTooLong { column, .. } => Some(column),
         _ => None,
@@ -277,6 +304,7 @@ pub fn encode<R: BufRead>(
 ) -> Result<Parsed, LoadError> {
     let options = ReaderOptions {
         delimiter: spec.rules.delimiter,
+        terminator: spec.rules.row_delimiter,
         max_record_bytes: spec.max_record_bytes,
         ..ReaderOptions::default()
     };
@@ -303,6 +331,8 @@ pub fn encode<R: BufRead>(
     let mut pending: Vec<PendingReject> = Vec::new();
     let mut data_record: u64 = 0;
     let mut keep: Vec<usize> = Vec::new();
+    let mut expanded = RecordBuf::default();
+    let mut doc_values: Vec<Option<String>> = Vec::new();
     while let Some(record) = reader.next_record().map_err(csv_err)? {
         data_record += 1;
         let line = record.line();
@@ -340,15 +370,27 @@ pub fn encode<R: BufRead>(
         }
         let l = layout.as_ref().expect("layout is set above");
         let start = output.out.len();
-        let result = if record.len() != l.field_count() {
+        let result = if record.len() != l.file_field_count() {
             Err(LoadError::ColumnCount {
                 key: spec.key.to_owned(),
                 table: spec.target.label(),
                 record: data_record,
                 line,
-                expected: l.field_count(),
+                expected: l.file_field_count(),
                 found: record.len(),
                 value: excerpt(record.raw()),
+            })
+        } else if let Some(doc) = &l.document {
+            expand_document(spec, l, doc, &record, &mut doc_values, &mut expanded).and_then(|()| {
+                let virtual_record = expanded.record(&record);
+                encode_record(
+                    spec,
+                    l,
+                    &virtual_record,
+                    data_record,
+                    &mut keep,
+                    &mut output.out,
+                )
             })
         } else {
             encode_record(spec, l, &record, data_record, &mut keep, &mut output.out)
@@ -393,6 +435,51 @@ pub fn encode<R: BufRead>(
     parsed.records = data_record;
     parsed.bytes = reader.bytes_read();
     Ok(parsed)
+}
+
+/// The record with its document field replaced by the document's column values (quoted, so
+/// that only NULL is the unquoted NULL marker).
+fn expand_document(
+    spec: &EncodeSpec<'_>,
+    layout: &Layout,
+    doc: &DocShape,
+    record: &Record<'_>,
+    values: &mut Vec<Option<String>>,
+    out: &mut RecordBuf,
+) -> Result<(), LoadError> {
+    let null = spec.rules.null.as_bytes();
+    let at = usize::from(layout.has_op) + doc.field;
+    out.clear();
+    for (i, f) in record.iter().enumerate() {
+        if i != at {
+            out.push(f.value, f.quoted);
+            continue;
+        }
+        if !f.quoted && f.value == null {
+            // No document (a delete may carry only its key): every column is NULL.
+            for _ in 0..doc.plan.width() {
+                out.push(null, false);
+            }
+            continue;
+        }
+        doc.plan
+            .expand(f.value, values)
+            .map_err(|reason| LoadError::BadDocument {
+                key: spec.key.to_owned(),
+                record: record.record_number(),
+                line: record.line(),
+                column: doc.name.clone(),
+                reason,
+                value: excerpt(f.value),
+            })?;
+        for v in values.iter() {
+            match v {
+                Some(v) => out.push(v.as_bytes(), true),
+                None => out.push(null, false),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the records rejected before the layout was known.
@@ -512,11 +599,113 @@ fn csv_error(key: &str, e: CsvError) -> LoadError {
 
 /// Every data column in ordinal order (used for files with no records and no header).
 fn default_layout(spec: &EncodeSpec<'_>) -> Layout {
-    match &spec.rules.columns {
-        Some(list) => named_layout(spec, list, false)
-            .unwrap_or_else(|_| Layout::plain((0..spec.target.columns.len()).collect(), false)),
-        None => Layout::plain((0..spec.target.columns.len()).collect(), false),
+    let plain = || Layout::plain((0..spec.target.columns.len()).collect(), false);
+    match (&spec.rules.columns, &spec.rules.document) {
+        (Some(list), _) => file_layout(spec, list, false).unwrap_or_else(|_| plain()),
+        (None, Some(_)) => {
+            file_layout(spec, &document_file_columns(spec), false).unwrap_or_else(|_| plain())
+        }
+        (None, None) => plain(),
     }
+}
+
+/// The fields of a document-mode file without a header or column list: DMS's timestamp
+/// column (when configured), `_id`, then the document.
+fn document_file_columns(spec: &EncodeSpec<'_>) -> Vec<String> {
+    let doc = spec.rules.document.as_ref().expect("document mode");
+    let mut names: Vec<String> = spec.rules.timestamp_column.iter().cloned().collect();
+    names.push("_id".to_owned());
+    names.push(doc.column.clone());
+    names
+}
+
+/// The layout of a file whose fields (after `Op`) are `names`: [`named_layout`], after
+/// replacing the document field (in document mode) with the columns it becomes.
+fn file_layout(spec: &EncodeSpec<'_>, names: &[String], has_op: bool) -> Result<Layout, LoadError> {
+    let Some(rules) = &spec.rules.document else {
+        return named_layout(spec, names, has_op);
+    };
+    let rules_error = |message: String| LoadError::Rules {
+        key: spec.key.to_owned(),
+        message,
+    };
+    let field = names
+        .iter()
+        .position(|n| n == &rules.column)
+        .or_else(|| {
+            names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(&rules.column))
+        })
+        .ok_or_else(|| {
+            rules_error(format!(
+                "document column {:?} is not among the file's columns ({})",
+                rules.column,
+                names.join(", ")
+            ))
+        })?;
+    let elsewhere: Vec<String> = names
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != field)
+        .map(|(_, n)| n.clone())
+        .collect();
+    let (columns, mut doc_names): (Vec<DocColumn>, Vec<String>) = match rules.flatten {
+        Flatten::Paths => rules
+            .paths
+            .iter()
+            .map(|(col, path)| {
+                let path = path.split('.').map(str::to_owned).collect();
+                (DocColumn { path }, col.clone())
+            })
+            .unzip(),
+        Flatten::Auto => spec
+            .target
+            .columns
+            .iter()
+            .map(|c| &c.name)
+            .filter(|n| {
+                !n.starts_with("_sluice_")
+                    && !elsewhere.iter().any(|e| e.eq_ignore_ascii_case(n))
+                    && rules.rescue.as_deref() != Some(n.as_str())
+                    && spec.rules.soft_delete.as_deref() != Some(n.as_str())
+            })
+            .map(|n| {
+                (
+                    DocColumn {
+                        path: vec![n.clone()],
+                    },
+                    n.clone(),
+                )
+            })
+            .unzip(),
+    };
+    if let Some(r) = &rules.rescue {
+        doc_names.push(r.clone());
+    }
+    if doc_names.is_empty() {
+        return Err(rules_error(format!(
+            "document column {:?} maps to no column of {}",
+            rules.column,
+            spec.target.label()
+        )));
+    }
+    let mut expanded: Vec<String> = names[..field].to_vec();
+    expanded.extend(doc_names);
+    expanded.extend_from_slice(&names[field + 1..]);
+    let layout = named_layout(spec, &expanded, has_op)?;
+    Ok(Layout {
+        document: Some(DocShape {
+            field,
+            name: rules.column.clone(),
+            plan: DocumentPlan {
+                columns,
+                rescue: rules.rescue.is_some(),
+                elsewhere,
+            },
+        }),
+        ..layout
+    })
 }
 
 fn find_column(target: &TargetTable, name: &str) -> Option<usize> {
@@ -575,6 +764,7 @@ fn named_layout(
         has_op,
         version_field,
         version_only,
+        document: None,
     })
 }
 
@@ -608,8 +798,8 @@ fn layout_from_header(spec: &EncodeSpec<'_>, header: &Record<'_>) -> Result<Layo
         .is_some_and(|n| n.eq_ignore_ascii_case("op") && find_column(spec.target, n).is_none());
     let data_names = if has_op { &names[1..] } else { &names[..] };
     match &spec.rules.columns {
-        Some(list) => named_layout(spec, list, has_op),
-        None => named_layout(spec, data_names, has_op),
+        Some(list) => file_layout(spec, list, has_op),
+        None => file_layout(spec, data_names, has_op),
     }
 }
 
@@ -621,9 +811,10 @@ fn layout_by_count(
     record: u64,
     line: u64,
 ) -> Result<Layout, LoadError> {
-    let layout = match &spec.rules.columns {
-        Some(list) => named_layout(spec, list, false)?,
-        None => {
+    let layout = match (&spec.rules.columns, &spec.rules.document) {
+        (Some(list), _) => file_layout(spec, list, false)?,
+        (None, Some(_)) => file_layout(spec, &document_file_columns(spec), false)?,
+        (None, None) => {
             let mut columns: Vec<usize> = (0..spec.target.columns.len()).collect();
             check_key_columns(spec, &columns)?;
             match spec.rules.timestamp_column.as_deref() {
@@ -639,12 +830,13 @@ fn layout_by_count(
                         has_op: false,
                         version_field: Some(0),
                         version_only: own.is_none(),
+                        document: None,
                     }
                 }
             }
         }
     };
-    let n = layout.field_count();
+    let n = layout.file_field_count();
     let found = first.len();
     if found == n {
         return Ok(layout);
@@ -852,6 +1044,18 @@ fn encode_field(
             Encoding::Latin1 | Encoding::Windows1252 => v.is_ascii(),
         };
     if clean {
+        if column.sql_type == "bytea" {
+            return dms_bytea(v, out)
+                .map(|()| false)
+                .map_err(|reason| LoadError::BadValue {
+                    key: spec.key.to_owned(),
+                    record: number,
+                    line: record.line(),
+                    column: column.name.clone(),
+                    reason: reason.to_owned(),
+                    value: excerpt(v),
+                });
+        }
         escape_copy_text(v, out);
         return Ok(false);
     }
@@ -912,6 +1116,26 @@ fn encode_field(
     }
     escape_copy_text(text.as_bytes(), out);
     Ok(true)
+}
+
+/// A `bytea` value in DMS's form, hexadecimal digits (`DEADBEEF`, or with `0x`), as
+/// PostgreSQL's hex input; a value already in PostgreSQL's `\x...` form passes as it is.
+/// Anything else would be read as PostgreSQL's escape format and silently become other bytes,
+/// so it is an error.
+fn dms_bytea(v: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+    let hex = if let Some(rest) = v.strip_prefix(b"\\x") {
+        rest
+    } else if let Some(rest) = v.strip_prefix(b"0x").or_else(|| v.strip_prefix(b"0X")) {
+        rest
+    } else {
+        v
+    };
+    if hex.len() % 2 != 0 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return Err("is not binary data in hexadecimal (DEADBEEF, 0xDEADBEEF or \\xDEADBEEF)");
+    }
+    out.extend_from_slice(b"\\\\x");
+    out.extend_from_slice(hex);
+    Ok(())
 }
 
 /// Windows-1252's 0x80..=0x9F (WHATWG's mapping: the five unassigned bytes map to the C1

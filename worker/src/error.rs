@@ -73,6 +73,28 @@ pub enum LoadError {
         value: String,
     },
 
+    #[error(
+        "record {record} at line {line} of {key}: document column {column:?} {reason}: \"{value}\""
+    )]
+    BadDocument {
+        key: String,
+        record: u64,
+        line: u64,
+        column: String,
+        reason: String,
+        value: String,
+    },
+
+    #[error("record {record} at line {line} of {key}: column {column} {reason}: \"{value}\"")]
+    BadValue {
+        key: String,
+        record: u64,
+        line: u64,
+        column: String,
+        reason: String,
+        value: String,
+    },
+
     #[error("{key}: {reason}")]
     Csv {
         key: String,
@@ -192,6 +214,8 @@ impl LoadError {
             LoadError::ColumnCount { .. } => "column_count",
             LoadError::BadOperation { .. } => "bad_operation",
             LoadError::BadVersion { .. } => "bad_version",
+            LoadError::BadDocument { .. } => "bad_document",
+            LoadError::BadValue { .. } => "bad_value",
             LoadError::NullNotAllowed { .. } => "null_not_allowed",
             LoadError::FieldTooLong { .. } => "field_too_long",
             LoadError::TooManyRejects { .. } => "too_many_rejects",
@@ -246,6 +270,20 @@ impl LoadError {
                 ..
             }
             | LoadError::BadVersion {
+                record,
+                line,
+                column,
+                value,
+                ..
+            }
+            | LoadError::BadDocument {
+                record,
+                line,
+                column,
+                value,
+                ..
+            }
+            | LoadError::BadValue {
                 record,
                 line,
                 column,

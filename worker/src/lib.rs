@@ -22,6 +22,7 @@
 pub mod config;
 pub mod csv;
 pub mod db;
+pub mod document;
 pub mod encode;
 pub mod error;
 pub mod load;
