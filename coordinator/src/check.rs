@@ -262,36 +262,29 @@ pub fn check_table(
     lookup: &Lookup,
 ) -> Vec<Finding> {
     let target = format!("{schema}.{table}");
-    let mut out = Vec::new();
-    let mut add = |level: Level, rule: &str, message: String| {
-        out.push(Finding {
-            table: source.to_owned(),
-            target: target.clone(),
-            level,
-            rule: rule.to_owned(),
-            message,
-        })
-    };
-    let target_rule = "target";
     // Where the target's name came from, when it was not the rules' `target`.
     let whence = if rules.target.is_some() {
         ""
     } else {
         " (the key's own schema.table: set `target` in the rules to load elsewhere)"
     };
+    let unusable = |message: String| {
+        vec![Finding {
+            table: source.to_owned(),
+            target: target.clone(),
+            level: Level::Error,
+            rule: "target".to_owned(),
+            message,
+        }]
+    };
     let facts = match lookup {
         Lookup::Table(f) => f,
         Lookup::NotATable { relkind } => {
-            add(
-                Level::Error,
-                target_rule,
-                format!(
-                    "target {target} is a {}, not a table: Sluice loads tables (plain or \
-                     partitioned) only{whence}",
-                    relkind_name(relkind)
-                ),
-            );
-            return out;
+            return unusable(format!(
+                "target {target} is a {}, not a table: Sluice loads tables (plain or \
+                 partitioned) only{whence}",
+                relkind_name(relkind)
+            ));
         }
         Lookup::Missing {
             schema_exists,
@@ -318,8 +311,7 @@ pub fn check_table(
                 );
             }
             message.push_str(whence);
-            add(Level::Error, target_rule, message);
-            return out;
+            return unusable(message);
         }
     };
     let mut out = check_facts(source, rules, (schema, table), role, facts);

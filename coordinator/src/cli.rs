@@ -990,6 +990,21 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(cli.command, Command::Status { watch: true, .. }));
+        let cli = Cli::try_parse_from([
+            "sluice-coordinator",
+            "--config",
+            "sluice.toml",
+            "check",
+            "--role",
+            "sluice_worker",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.common.config.as_deref(), Some("sluice.toml"));
+        assert!(matches!(
+            cli.command,
+            Command::Check { role: Some(r), json: true } if r == "sluice_worker"
+        ));
     }
 
     #[test]
