@@ -8,7 +8,7 @@ use crate::observe::{self, MetricsSettings};
 use crate::ops::{self, Ops, Scope, Selection};
 use crate::plan::Policy;
 use crate::scan::{self, ScanContext};
-use crate::{dlq, reconcile, report, status};
+use crate::{check, dlq, reconcile, report, status};
 use clap::{Args, Parser, Subcommand};
 use sluice_common::config::{required, AwsClients, SourceLocation};
 use sluice_common::manifest::Status;
@@ -281,6 +281,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that each table's rules fit its target table in PostgreSQL (the tables of the
+    /// rules file, and with --source every table folder in the lake), before anything loads.
+    /// Exit status 1 when any finding is an error.
+    Check {
+        /// Check this role's privileges and ownership (the workers' role; default: the role
+        /// of --database-url).
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Mark a file as deliberately not loaded, recording who and why.
     Skip {
         key: String,
@@ -455,7 +466,8 @@ fn print_json<T: serde::Serialize>(v: &T) {
 }
 
 /// Runs a command; what it prints goes to standard output, logs to standard error. Returns
-/// the process's exit status (non-zero only for `skipped --fail-if-any`; errors are `Err`).
+/// the process's exit status (non-zero only for `skipped --fail-if-any` and `check`; errors are
+/// `Err`).
 pub async fn execute(
     cli: Cli,
     aws: AwsClients,
@@ -757,6 +769,30 @@ pub async fn execute(
                 print!("{}", crate::refresh::format_refresh(&plan, done.as_ref()));
             }
         }
+        Command::Check { role, json } => {
+            let url = required("SLUICE_DATABASE_URL", common.database_url.clone())?;
+            let rules = match &common.config {
+                Some(path) if !path.trim().is_empty() => Rules::load(path)?,
+                _ => Rules::default(),
+            };
+            let source = match &common.source {
+                Some(s) if !s.trim().is_empty() => Some(SourceLocation::parse(s)?),
+                _ => None,
+            };
+            let r = check::run(
+                &url,
+                role.as_deref(),
+                &rules,
+                source.as_ref().map(|s| (&aws.s3, s)),
+            )
+            .await?;
+            if json {
+                print_json(&r);
+            } else {
+                print!("{}", check::format(&r));
+            }
+            return Ok(check::exit_code(&r));
+        }
         Command::Skip {
             key,
             reason,
@@ -954,6 +990,21 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(cli.command, Command::Status { watch: true, .. }));
+        let cli = Cli::try_parse_from([
+            "sluice-coordinator",
+            "--config",
+            "sluice.toml",
+            "check",
+            "--role",
+            "sluice_worker",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.common.config.as_deref(), Some("sluice.toml"));
+        assert!(matches!(
+            cli.command,
+            Command::Check { role: Some(r), json: true } if r == "sluice_worker"
+        ));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`reconcile`]: `skipped` (S3 listing vs manifest vs ledger).
 //! - [`ops`]: `retry`, `reload`, `skip`, and the selections they share.
 //! - [`dlq`]: queue depths and `retry --dlq`.
+//! - [`check`]: `check`: do the rules fit the target tables (catalog, privileges)?
 //! - [`refresh`]: `refresh --table T`: re-apply a table's full load as a new generation.
 //! - [`ledger`]: read (and, for `reload`, delete) access to the workers' ledger in PostgreSQL.
 //! - [`observe`]: metrics of each pass, queue depth, backlog per table (Prometheus, EMF).
@@ -20,6 +21,7 @@
 //! - [`error`]: the crate's error enum, `CoordinatorError`.
 
 pub mod bootstrap;
+pub mod check;
 pub mod cli;
 pub mod dlq;
 pub mod error;

@@ -6,6 +6,7 @@ mod support;
 
 mod aws_stack;
 mod badinput;
+mod check;
 mod failures;
 mod faults;
 mod generations;
