@@ -25,6 +25,7 @@
 //! encoding = "windows-1252"         # source encoding: "utf-8" (default), "latin1", "windows-1252"
 //! max_field_bytes = 1048576         # a longer field is a bad record
 //! full_load = "merge"               # or "replace" (default): see the README's generations
+//! unknown_columns = "ignore"        # header/list names no column: "fail" (default) or "ignore"
 //! row_delimiter = "\n"              # DMS CsvRowDelimiter: "\n" (default; CRLF also ends a row)
 //!                                   # or one other ASCII character
 //!
@@ -84,6 +85,18 @@ pub struct TableRules {
     pub row_delimiter: u8,
     /// MongoDB document mode: one CSV column holds each row's document as (extended) JSON.
     pub document: Option<DocumentRules>,
+    /// What a file column (from the header or the column list) that the target lacks does.
+    pub unknown_columns: UnknownColumns,
+}
+
+/// A file column the target table does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownColumns {
+    /// The file fails, naming the column (a changed source schema is not lost silently).
+    #[default]
+    Fail,
+    /// The column's values are left out; the file loads.
+    Ignore,
 }
 
 /// How a JSON document column (DMS MongoDB document mode, `_doc`) becomes target columns.
@@ -175,6 +188,7 @@ impl Default for TableRules {
             full_load: FullLoad::Replace,
             row_delimiter: b'\n',
             document: None,
+            unknown_columns: UnknownColumns::Fail,
         }
     }
 }
@@ -209,6 +223,7 @@ struct RawTable {
     full_load: Option<String>,
     row_delimiter: Option<String>,
     document: Option<RawDocument>,
+    unknown_columns: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -411,6 +426,17 @@ fn apply(base: &TableRules, raw: &RawTable, name: &str) -> Result<TableRules, St
     if rules.row_delimiter == rules.delimiter {
         return Err(format!("{name}: delimiter and row_delimiter must differ"));
     }
+    if let Some(v) = &raw.unknown_columns {
+        rules.unknown_columns = match v.as_str() {
+            "fail" => UnknownColumns::Fail,
+            "ignore" => UnknownColumns::Ignore,
+            other => {
+                return Err(format!(
+                    "{name}: unknown_columns {other:?} must be \"fail\" or \"ignore\""
+                ))
+            }
+        };
+    }
     if let Some(d) = &raw.document {
         rules.document = Some(document_rules(d).map_err(|e| format!("{name}: document: {e}"))?);
     }
@@ -511,6 +537,7 @@ mod tests {
             max_field_bytes = 4096
             full_load = "merge"
             row_delimiter = "~"
+            unknown_columns = "ignore"
             [tables."mongo.people".document]
             rescue = "extra"
             [tables."mongo.pets".document]
@@ -542,6 +569,7 @@ mod tests {
         assert_eq!(o.max_field_bytes, Some(4096));
         assert_eq!(o.full_load, FullLoad::Merge);
         assert_eq!(o.row_delimiter, b'~');
+        assert_eq!(o.unknown_columns, UnknownColumns::Ignore);
         assert_eq!(o.document, None);
         let people = rules.for_table("mongo.people").document.unwrap();
         assert_eq!(
@@ -586,6 +614,7 @@ mod tests {
             "[tables.\"a.b\"]\ninvalid_bytes = \"ignore\"",
             "[tables.\"a.b\"]\nencoding = \"ebcdic\"",
             "[tables.\"a.b\"]\nrow_delimiter = \",\"",
+            "[tables.\"a.b\"]\nunknown_columns = \"drop\"",
             "[tables.\"a.b\"]\nrow_delimiter = \"\\r\"",
             "[tables.\"a.b\"]\ndelimiter = \";\"\nrow_delimiter = \";\"",
             "[defaults.document]\nrescue = \"x\"",

@@ -29,7 +29,7 @@ use crate::document::{DocColumn, DocumentPlan};
 use crate::error::LoadError;
 use crate::sql::TargetTable;
 use bytes::Bytes;
-use sluice_common::rules::{Encoding, Flatten, InvalidBytes, OnError, TableRules};
+use sluice_common::rules::{Encoding, Flatten, InvalidBytes, OnError, TableRules, UnknownColumns};
 use std::io::{BufRead, Write};
 use std::ops::Range;
 use tokio::sync::mpsc;
@@ -85,6 +85,9 @@ pub struct Layout {
     pub version_field: Option<usize>,
     /// Whether that field is only a version (the target has no column of its name).
     pub version_only: bool,
+    /// Fields (indexes after `Op`, ascending) that name no column and are left out
+    /// (`unknown_columns = "ignore"`).
+    pub ignored: Vec<usize>,
     /// MongoDB document mode: one field of the file becomes several columns. The other fields
     /// of this layout describe the record after that expansion.
     pub document: Option<DocShape>,
@@ -107,13 +110,17 @@ impl Layout {
             has_op,
             version_field: None,
             version_only: false,
+            ignored: Vec::new(),
             document: None,
         }
     }
 
     /// Fields every record has once its document (if any) is expanded.
     pub fn field_count(&self) -> usize {
-        self.columns.len() + usize::from(self.has_op) + usize::from(self.version_only)
+        self.columns.len()
+            + usize::from(self.has_op)
+            + usize::from(self.version_only)
+            + self.ignored.len()
     }
 
     /// Fields every record of the file must have.
@@ -732,6 +739,7 @@ fn named_layout(
     let mut columns = Vec::with_capacity(names.len());
     let mut version_field = None;
     let mut version_only = false;
+    let mut ignored = Vec::new();
     for (j, name) in names.iter().enumerate() {
         let is_ts = ts.is_some_and(|t| t == name || t.eq_ignore_ascii_case(name));
         if is_ts && version_field.is_none() {
@@ -740,6 +748,7 @@ fn named_layout(
         match find_column(spec.target, name) {
             Some(idx) => columns.push(idx),
             None if is_ts => version_only = true,
+            None if spec.rules.unknown_columns == UnknownColumns::Ignore => ignored.push(j),
             None => {
                 return Err(LoadError::UnknownColumn {
                     key: spec.key.to_owned(),
@@ -764,6 +773,7 @@ fn named_layout(
         has_op,
         version_field,
         version_only,
+        ignored,
         document: None,
     })
 }
@@ -830,6 +840,7 @@ fn layout_by_count(
                         has_op: false,
                         version_field: Some(0),
                         version_only: own.is_none(),
+                        ignored: Vec::new(),
                         document: None,
                     }
                 }
@@ -945,8 +956,10 @@ fn encode_record(
     }
     out.push(b'\t');
     // Staged fields: every field after Op except a version-only timestamp field.
-    let staged = (first..record.len())
-        .filter(|&i| !(layout.version_only && Some(i - first) == layout.version_field));
+    let staged = (first..record.len()).filter(|&i| {
+        !(layout.version_only && Some(i - first) == layout.version_field)
+            && layout.ignored.binary_search(&(i - first)).is_err()
+    });
     keep.clear();
     if let (b'U', Some(nosup)) = (op, spec.rules.nosup_value.as_deref()) {
         for (pos, i) in staged.clone().enumerate() {
