@@ -16,3 +16,4 @@ mod observe;
 mod operate;
 mod order;
 mod security;
+mod shapes;
