@@ -27,7 +27,7 @@ use crate::error::CoordinatorError;
 use crate::ledger::quote_ident;
 use serde::Serialize;
 use sluice_common::config::SourceLocation;
-use sluice_common::rules::{DocumentRules, Flatten, Rules, TableRules};
+use sluice_common::rules::{DocumentRules, Flatten, Rules, TableRules, UnknownColumns};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
@@ -468,6 +468,18 @@ fn check_facts(
                 format!(
                     "{name:?} in columns is a generated column of {target}: nothing loads into it"
                 )
+            } else if rules.unknown_columns == UnknownColumns::Ignore {
+                // The worker leaves the field out: worth knowing, not an error.
+                add(
+                    Level::Warning,
+                    "columns",
+                    format!(
+                        "{name:?} in columns is not a column of {target}{}; its values are \
+                         left out (unknown_columns = \"ignore\")",
+                        column_hint(name)
+                    ),
+                );
+                continue;
             } else {
                 format!(
                     "{name:?} in columns is not a column of {target}{}",
@@ -1114,6 +1126,22 @@ mod tests {
         assert!(check(&TableRules::default(), &view)[0]
             .message
             .contains("is a view"));
+    }
+
+    #[test]
+    fn unknown_list_columns_only_warn_when_ignored() {
+        let t = Lookup::Table(facts(vec![
+            key("id", "integer", 1),
+            col("amount", "numeric"),
+        ]));
+        let f = check(
+            &rules("columns = [\"id\", \"legacy\", \"amount\"]\nunknown_columns = \"ignore\""),
+            &t,
+        );
+        let f = found(&f);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!((f[0].0, f[0].1), (Level::Warning, "columns"));
+        assert!(f[0].2.contains("\"legacy\" in columns") && f[0].2.contains("left out"));
     }
 
     #[test]
