@@ -420,6 +420,19 @@ timestamp_column = "dms_ts"
         tb.rows(&select("hdr")).await,
         want(&[("1", Some("a,b"), Some("7")), ("2", None, Some("7"))])
     );
+    // An update that lacks a column leaves it as it is.
+    tb.sql("UPDATE {s}.hdr SET qty = 99 WHERE id = 1").await;
+    loaded(
+        &tb,
+        &ctx,
+        &tb.key(&format!("hdr/{}", cdc_name(60_000))),
+        "Op,name,id\nU,new,1\n",
+    )
+    .await;
+    assert_eq!(
+        tb.rows(&select("hdr")).await,
+        want(&[("1", Some("new"), Some("99")), ("2", None, Some("7"))])
+    );
     // Without "ignore", an unknown header column fails the file and names it.
     let strict = tb
         .load_context(&format!("[tables.\"{s}.hdr\"]\nheader = true\n"))
