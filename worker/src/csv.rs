@@ -356,6 +356,14 @@ struct Scanner {
     crlf: bool,
 }
 
+/// The bytes that structure records: field delimiter, quote char, record terminator.
+#[derive(Debug, Clone, Copy)]
+struct Syntax {
+    delimiter: u8,
+    quote: u8,
+    term: u8,
+}
+
 /// Result of scanning one chunk.
 struct Step {
     /// Bytes of the chunk that belong to the record (all of them unless the
@@ -406,10 +414,13 @@ impl Scanner {
         buf: &[u8],
         data: &mut Vec<u8>,
         fields: &mut Vec<FieldPos>,
-        delimiter: u8,
-        quote: u8,
-        term: u8,
+        syntax: Syntax,
     ) -> Result<Step, BadAfterQuote> {
+        let Syntax {
+            delimiter,
+            quote,
+            term,
+        } = syntax;
         let base = raw.len();
         let n = buf.len();
         let more = Step {
@@ -701,9 +712,11 @@ impl<R: BufRead> RecordReader<R> {
                     window,
                     &mut self.data,
                     &mut self.fields,
-                    self.delimiter,
-                    self.quote,
-                    self.terminator,
+                    Syntax {
+                        delimiter: self.delimiter,
+                        quote: self.quote,
+                        term: self.terminator,
+                    },
                 )
                 .map_err(|bad| CsvError::AfterQuote {
                     record: self.records + 1,

@@ -144,6 +144,8 @@ pub struct Parsed {
     pub rejected: u64,
     /// Fields whose bytes the byte policy or the source encoding changed.
     pub repaired: u64,
+    /// The direct path met a record that is not an insert and stopped.
+    pub not_insert: bool,
 }
 
 /// Maps a data record number to its physical line, cheaply: one entry per change of the
@@ -200,6 +202,21 @@ pub struct EncodeSpec<'a> {
     pub max_record_bytes: usize,
     /// Send [`Chunk::Segment`]s instead of plain data (the slow path of `reject_rows`).
     pub segmented: bool,
+    /// Write rows for `COPY` straight into the target (see [`Direct`]) instead of the stage.
+    pub direct: Option<&'a Direct>,
+}
+
+/// The direct path: a file of inserts only, into a table that had no rows, is copied into the
+/// target itself, each row with its system columns, so no stage and no merge are needed. Each
+/// line is `record, version, file time, file id[, false], columns...`, matching
+/// `sql::direct_copy_sql`. The first record that is not an insert stops the parse
+/// ([`Parsed::not_insert`]): the loader then loads the file again by the staged path.
+#[derive(Debug, Clone)]
+pub struct Direct {
+    /// The file's time as `timestamptz` text: the version of rows without a timestamp field.
+    pub file_time: String,
+    /// `\t<file time>\t<file id>` and, for a soft-delete table, `\tf`.
+    pub tail: String,
 }
 
 impl EncodeSpec<'_> {
@@ -387,6 +404,12 @@ pub fn encode<R: BufRead>(
                 found: record.len(),
                 value: excerpt(record.raw()),
             })
+        } else if spec.direct.is_some()
+            && l.has_op
+            && record.get(0).is_some_and(|f| f.value != b"I")
+        {
+            parsed.not_insert = true;
+            return Ok(parsed);
         } else if let Some(doc) = &l.document {
             expand_document(spec, l, doc, &record, &mut doc_values, &mut expanded).and_then(|()| {
                 let virtual_record = expanded.record(&record);
@@ -935,8 +958,10 @@ fn encode_record(
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{number}");
     out.push(b'\t');
-    out.push(op);
-    out.push(b'\t');
+    if spec.direct.is_none() {
+        out.push(op);
+        out.push(b'\t');
+    }
     match layout.version_field {
         Some(j) => {
             let f = record.get(first + j).expect("field count was checked");
@@ -952,9 +977,16 @@ fn encode_record(
             }
             out.extend_from_slice(f.value);
         }
-        None => out.extend_from_slice(b"\\N"),
+        None => match spec.direct {
+            Some(d) => out.extend_from_slice(d.file_time.as_bytes()),
+            None => out.extend_from_slice(b"\\N"),
+        },
     }
-    out.push(b'\t');
+    if let Some(d) = spec.direct {
+        out.extend_from_slice(d.tail.as_bytes());
+    } else {
+        out.push(b'\t');
+    }
     // Staged fields: every field after Op except a version-only timestamp field.
     let staged = (first..record.len()).filter(|&i| {
         !(layout.version_only && Some(i - first) == layout.version_field)
@@ -971,7 +1003,9 @@ fn encode_record(
             }
         }
     }
-    if keep.is_empty() {
+    if spec.direct.is_some() {
+        // Inserts only: no column is kept, and the target has no such column.
+    } else if keep.is_empty() {
         out.extend_from_slice(b"\\N");
     } else {
         out.push(b'{');
@@ -1221,6 +1255,7 @@ mod tests {
             rules,
             max_record_bytes: 1 << 20,
             segmented: false,
+            direct: None,
         };
         let parsed = encode(input.as_bytes(), &spec, &tx)?;
         drop(tx);
@@ -1347,6 +1382,7 @@ mod tests {
             rules: &rules,
             max_record_bytes: 1024,
             segmented: false,
+            direct: None,
         };
         let e = encode(&b"1,a\x00b\n"[..], &spec, &tx).unwrap_err();
         assert!(
@@ -1540,6 +1576,7 @@ mod tests {
             rules: &rules,
             max_record_bytes: 1024,
             segmented: false,
+            direct: None,
         };
         let (tx, mut rx) = mpsc::channel(64);
         // A bad first record (wrong count), NUL, NULL into NOT NULL, then good ones.
@@ -1606,6 +1643,7 @@ mod tests {
                 rules,
                 max_record_bytes: 1024,
                 segmented: false,
+                direct: None,
             };
             let parsed = encode(input, &spec, &tx);
             parsed.map(|p| (p.repaired, String::from_utf8(collect(&mut rx).0).unwrap()))
@@ -1642,6 +1680,7 @@ mod tests {
             rules: &rules,
             max_record_bytes: 1024,
             segmented: false,
+            direct: None,
         };
         encode(&b"1,\x80 \x93quoted\x94 \xe9\x81\n"[..], &spec, &tx).unwrap();
         let text = String::from_utf8(collect(&mut rx).0).unwrap();
@@ -1680,6 +1719,7 @@ mod tests {
             rules: &rules,
             max_record_bytes: 1 << 20,
             segmented: true,
+            direct: None,
         };
         let mut input = String::new();
         for i in 1..=2500 {

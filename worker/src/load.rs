@@ -24,7 +24,7 @@
 //! is newer than the row's and its tombstone's, so files may be applied in any order.
 
 use crate::db::{db_error, error_text, pool_error_text};
-use crate::encode::{encode, Chunk, EncodeSpec, Layout, Parsed, Segment, CHANNEL_CHUNKS};
+use crate::encode::{encode, Chunk, Direct, EncodeSpec, Layout, Parsed, Segment, CHANNEL_CHUNKS};
 use crate::error::LoadError;
 use crate::sql;
 use crate::target;
@@ -120,6 +120,28 @@ impl LoadStats {
 
 /// Applies one file. Errors say whether retrying can help.
 pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutcome, LoadError> {
+    match load_once(ctx, msg, true).await? {
+        Attempt::Done(outcome) => Ok(outcome),
+        Attempt::Staged => match load_once(ctx, msg, false).await? {
+            Attempt::Done(outcome) => Ok(outcome),
+            Attempt::Staged => unreachable!("the staged path always ends"),
+        },
+    }
+}
+
+/// How one attempt at a file ended.
+enum Attempt {
+    Done(LoadOutcome),
+    /// The direct path did not fit (a record that is not an insert, a key already present):
+    /// nothing was applied; load the file by the staged path.
+    Staged,
+}
+
+async fn load_once(
+    ctx: &LoadContext,
+    msg: &FileMessage,
+    allow_direct: bool,
+) -> Result<Attempt, LoadError> {
     let key = msg.key.as_str();
     let label = msg.source_table();
     let rules = ctx.rules.for_table(&label);
@@ -140,7 +162,7 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         .map_err(pg)?
         .is_empty()
     {
-        return Ok(LoadOutcome::AlreadyApplied);
+        return Ok(Attempt::Done(LoadOutcome::AlreadyApplied));
     }
 
     let file_time = file_time(msg)?;
@@ -165,7 +187,7 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         .await
         .map_err(pg)?;
     let Some(file_id) = claimed.first().map(|r| r.get::<_, i64>(0)) else {
-        return Ok(LoadOutcome::AlreadyApplied);
+        return Ok(Attempt::Done(LoadOutcome::AlreadyApplied));
     };
     let target = target::resolve(&txn, &schema, &table, soft, key).await?;
     // The table was dropped and made again (a new oid, so a new tombstone table), or its system
@@ -194,8 +216,42 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         .unwrap_or(Compression::None);
     let rejects = rules.on_error == OnError::RejectRows;
     let started = Instant::now();
-    let mut run = start_parse(ctx, msg, body, compression, &target, &rules, false);
+    // The direct path: a full-load file into a table with no rows needs no stage and no merge.
+    let full_load = matches!(
+        map_key("", key).map(|f| f.kind),
+        Ok(FileKind::FullLoad { .. })
+    );
+    let direct = if allow_direct && full_load && !rejects {
+        let empty: bool = txn
+            .query_one(&sql::target_is_empty_sql(&target), &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        let time = sluice_common::timefmt::format(time::OffsetDateTime::from(file_time));
+        empty.then(|| Direct {
+            tail: format!(
+                "\t{time}\t{file_id}{}",
+                if soft.is_some() { "\tf" } else { "" }
+            ),
+            file_time: time,
+        })
+    } else {
+        None
+    };
+    let mut run = start_parse(
+        ctx,
+        msg,
+        body,
+        compression,
+        &target,
+        &rules,
+        false,
+        direct.clone(),
+    );
     let layout = run.layout(msg, compression).await?;
+    if direct.is_some() {
+        return direct_load(ctx, msg, txn, run, &target, &layout, file_id, soft, started).await;
+    }
     txn.batch_execute(&sql::create_stage_sql(&target, &layout.columns, rejects))
         .await
         .map_err(pg)?;
@@ -229,7 +285,8 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
                         .await
                         .map_err(pg)?;
                     let body = get_object(&ctx.s3, msg).await?;
-                    let mut run = start_parse(ctx, msg, body, compression, &target, &rules, true);
+                    let mut run =
+                        start_parse(ctx, msg, body, compression, &target, &rules, true, None);
                     run.layout(msg, compression).await?;
                     let mut refused = 0;
                     let mut failure = None;
@@ -336,18 +393,114 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
         // Whether a COMMIT whose answer was lost took effect: the ledger knows.
         if e.as_db_error().is_none() {
             if let Ok(true) = ledger_has(ctx, msg).await {
-                return Ok(LoadOutcome::Loaded(LoadStats {
+                return Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
                     commit: started.elapsed(),
                     ..stats
-                }));
+                })));
             }
         }
         return Err(pg(e));
     }
-    Ok(LoadOutcome::Loaded(LoadStats {
+    Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
         commit: started.elapsed(),
         ..stats
-    }))
+    })))
+}
+
+/// The rest of a load by the direct path: `COPY` into the target, then, under the merge lock,
+/// the version guard against tombstones, the ledger's counts, and the commit. A key that is
+/// already there (a duplicate in the file, a row committed meanwhile) or a record that is not
+/// an insert ends it with [`Attempt::Staged`], and the transaction rolls back.
+#[allow(clippy::too_many_arguments)]
+async fn direct_load(
+    ctx: &LoadContext,
+    msg: &FileMessage,
+    txn: deadpool_postgres::Transaction<'_>,
+    mut run: ParseRun,
+    target: &sql::TargetTable,
+    layout: &Layout,
+    file_id: i64,
+    soft: Option<&str>,
+    started: Instant,
+) -> Result<Attempt, LoadError> {
+    let key = msg.key.as_str();
+    let pg = |e: tokio_postgres::Error| db_error(e, key, &target.label(), None);
+    let compression = map_key("", key)
+        .map(|f| f.compression)
+        .unwrap_or(Compression::None);
+    let copy_sql = sql::direct_copy_sql(target, &layout.columns, soft);
+    let copy_result = copy_fast(&txn, &copy_sql, &mut run).await.map_err(pg)?;
+    let parsed = run.finish(msg, compression).await;
+    let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
+    let parsed = parsed?;
+    if parsed.not_insert {
+        return Ok(Attempt::Staged);
+    }
+    if let Err(e) = copy_result {
+        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+            return Ok(Attempt::Staged);
+        }
+        let line_of = move |r: u64| lines.line_of(r);
+        return Err(db_error(e, key, &target.label(), Some(&line_of)));
+    }
+    let copy = started.elapsed();
+
+    let started = Instant::now();
+    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
+        .await
+        .map_err(pg)?;
+    let superseded = match sql::Deletes::for_table(target, soft, &ctx.state_schema) {
+        sql::Deletes::Hard { tombstones } => {
+            let row = txn
+                .query_one(&sql::direct_guard_sql(target, &tombstones), &[&file_id])
+                .await
+                .map_err(pg)?;
+            row.get::<_, i64>(0)
+        }
+        sql::Deletes::Soft { .. } => 0,
+    };
+    let inserted = parsed.records as i64 - superseded;
+    let merge = started.elapsed();
+    txn.execute(
+        &sql::ledger_counts_sql(&ctx.state_schema),
+        &[
+            &file_id,
+            &(parsed.records as i64),
+            &inserted,
+            &0_i64,
+            &0_i64,
+            &superseded,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    let stats = LoadStats {
+        target: target.label(),
+        records: parsed.records,
+        bytes: parsed.bytes,
+        inserted,
+        superseded,
+        repaired: parsed.repaired,
+        copy,
+        merge,
+        ..LoadStats::default()
+    };
+    let started = Instant::now();
+    if let Err(e) = txn.commit().await {
+        if e.as_db_error().is_none() {
+            if let Ok(true) = ledger_has(ctx, msg).await {
+                return Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
+                    commit: started.elapsed(),
+                    ..stats
+                })));
+            }
+        }
+        return Err(pg(e));
+    }
+    Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
+        commit: started.elapsed(),
+        ..stats
+    })))
 }
 
 /// The file's own time: the CDC file name's timestamp, else the object's LastModified. It is
@@ -567,6 +720,7 @@ struct ParseRun {
 }
 
 /// Starts parsing an object's body on a blocking thread.
+#[allow(clippy::too_many_arguments)]
 fn start_parse(
     ctx: &LoadContext,
     msg: &FileMessage,
@@ -575,6 +729,7 @@ fn start_parse(
     target: &sql::TargetTable,
     rules: &TableRules,
     segmented: bool,
+    direct: Option<Direct>,
 ) -> ParseRun {
     let (tx, rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
     let source_failed = Arc::new(AtomicBool::new(false));
@@ -600,6 +755,7 @@ fn start_parse(
             rules: &rules,
             max_record_bytes,
             segmented,
+            direct: direct.as_ref(),
         };
         encode(BufReader::with_capacity(1 << 20, input), &spec, &tx)
     });

@@ -417,6 +417,64 @@ fn version_of(r: &str) -> String {
 /// The version triple of a staged operation `s` (`$1` is the file's time).
 const STAGED_VERSION: &str = "(s._v, $1::timestamptz, s._sluice_rec)";
 
+/// Whether the target has no rows at all: the direct path's condition (see
+/// `encode::Direct`). Rows other transactions have not committed are not seen; a clash with
+/// them is a unique violation, after which the file loads by the staged path.
+pub fn target_is_empty_sql(target: &TargetTable) -> String {
+    format!("SELECT NOT EXISTS (SELECT 1 FROM {})", target.qualified())
+}
+
+/// `COPY` of the direct path, straight into the target: the system columns first (the
+/// soft-delete flag too, where there is one), then the file's columns; lines are written by
+/// `encode_record` with an `encode::Direct`.
+pub fn direct_copy_sql(target: &TargetTable, file_columns: &[usize], flag: Option<&str>) -> String {
+    let mut cols =
+        vec!["_sluice_record, _sluice_version, _sluice_file_time, _sluice_file".to_owned()];
+    if let Some(f) = flag {
+        cols.push(quote_ident(f));
+    }
+    cols.extend(
+        file_columns
+            .iter()
+            .map(|&i| quote_ident(&target.columns[i].name)),
+    );
+    format!(
+        "COPY {} ({}) FROM STDIN",
+        target.qualified(),
+        cols.join(", ")
+    )
+}
+
+/// After a direct `COPY`, under the table's merge lock: the guard, applied afterwards. Rows of
+/// file `$1` that a tombstone at least as new supersedes are removed (a delete merged while
+/// the copy ran, or before it); tombstones older than the row that replaced them go, as the
+/// merge's `unburied` step does. Returns the number of rows removed.
+pub fn direct_guard_sql(target: &TargetTable, tombstones: &str) -> String {
+    let t = target.qualified();
+    let km = target
+        .key
+        .iter()
+        .map(|&i| {
+            let k = quote_ident(&target.columns[i].name);
+            format!("x.{k} = t.{k}")
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let (xv, tv) = (version_of("x"), version_of("t"));
+    format!(
+        "WITH gone AS (
+    DELETE FROM {t} AS t USING {tombstones} AS x
+     WHERE t._sluice_file = $1 AND {km} AND {xv} >= {tv}
+    RETURNING 1
+), unburied AS (
+    DELETE FROM {tombstones} AS x USING {t} AS t
+     WHERE t._sluice_file = $1 AND {km} AND {xv} < {tv}
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM unburied)"
+    )
+}
+
 /// The set-based, version-guarded merge of the staged file into the target. Parameters: `$1`
 /// the file's time (`timestamptz`), `$2` its ledger `file_id`. Returns one row: `(inserted,
 /// updated, deleted, superseded bigint, newest version timestamptz)`.
