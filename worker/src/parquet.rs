@@ -881,7 +881,13 @@ impl ParquetCsv {
         for c in &mut self.columns {
             if let Column::Flat(f) = c {
                 let reader = f.reader.as_mut().expect("opened with its row group");
-                let got = fill(reader, &mut f.values, &mut f.defs, n).map_err(failure)?;
+                let got = fill(reader, &mut f.values, &mut f.defs, n).map_err(|e| {
+                    ParquetFailure(format!(
+                        "row group {}, column {:?}: {e}",
+                        self.row_group - 1,
+                        f.name
+                    ))
+                })?;
                 if got != n {
                     return Err(ParquetFailure(format!(
                         "column {:?} of row group {} ends after {} of its rows",
@@ -898,7 +904,12 @@ impl ParquetCsv {
             for _ in 0..n {
                 match rows.next() {
                     Some(Ok(row)) => self.nested_rows.push(row),
-                    Some(Err(e)) => return Err(failure(e)),
+                    Some(Err(e)) => {
+                        return Err(ParquetFailure(format!(
+                            "row group {}, a list, map or struct column: {e}",
+                            self.row_group - 1
+                        )))
+                    }
                     None => {
                         return Err(ParquetFailure(
                             "the nested columns end before the file's rows".into(),
