@@ -14,4 +14,5 @@ mod netfault;
 mod observe;
 mod operate;
 mod order;
+mod parquet;
 mod security;
