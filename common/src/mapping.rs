@@ -51,15 +51,6 @@ pub enum Format {
     Parquet,
 }
 
-impl Format {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Format::Csv => "csv",
-            Format::Parquet => "parquet",
-        }
-    }
-}
-
 /// A key that names a loadable file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
