@@ -455,3 +455,50 @@ async fn corrupt_parquet_files_fail_clearly_and_apply_nothing() {
         "where the damage is: {e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_rows_sets_aside_the_row_postgresql_refuses() {
+    let tb = TestBed::new("pq-rejects").await;
+    // Every label fits but the last one's, "row 10000, \"q\"" (14 characters).
+    tb.sql("CREATE TABLE {s}.many (id bigint PRIMARY KEY, label varchar(13), at timestamp)")
+        .await;
+    let rules = format!(
+        "[tables.\"{}.many\"]\non_error = \"reject_rows\"\nmax_rejects = 1\n",
+        tb.schema
+    );
+    let ctx = tb.load_context(&rules).await;
+    let (file, _) = write_parquet("row_groups");
+    let key = tb.key("many/LOAD00000001.parquet");
+    let etag = tb.put(&key, file).await;
+    // PostgreSQL refuses the value during COPY: the slow path reads (and spools) the object
+    // again and sets aside exactly that row.
+    let outcome = load_file(&ctx, &tb.message(&key).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let LoadOutcome::Loaded(stats) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        (stats.records, stats.inserted, stats.rejected),
+        (10_000, 9_999, 1),
+        "{stats:?}"
+    );
+    let rejects = tb
+        .rows(&format!(
+            "SELECT record::text, class, column_name, convert_from(raw, 'UTF8') FROM \"{}\".rejects \
+               WHERE key = '{key}' AND etag = '{etag}'",
+            tb.state_schema
+        ))
+        .await;
+    assert_eq!(
+        rejects,
+        vec![vec![
+            v("10000"),
+            v("bad_value"),
+            v("label"),
+            // The row as the CSV it became: the record the encoder read.
+            v("\"10000\",\"row 10000, \"\"q\"\"\",\"2024-01-01 02:46:40.010000\""),
+        ]]
+    );
+    assert_eq!(tb.count("SELECT count(*) FROM {s}.many").await, 9_999);
+}
