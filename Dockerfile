@@ -22,7 +22,12 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin sluice
+      --shell /usr/sbin/nologin sluice \
+ && mkdir -p /var/spool/sluice && chown sluice:sluice /var/spool/sluice && chmod 0700 /var/spool/sluice
+# The worker spools each Parquet file here while it reads it (the root filesystem is read-only on
+# ECS): a volume, so that ECS mounts task storage here with this owner (the template mounts it).
+ENV TMPDIR=/var/spool/sluice
+VOLUME ["/var/spool/sluice"]
 # The RDS CA bundle, so that sslmode=verify-full (the template's default) verifies an RDS server.
 ADD --chmod=0644 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
 COPY --from=build /out/sluice-coordinator /out/sluice-worker /usr/local/bin/

@@ -7,18 +7,21 @@
 //! - schema and table names are returned exactly as they appear in the key: they are untrusted
 //!   and the worker matches them against the catalog, never splices them into SQL;
 //! - full-load files are `LOAD` + 8 hexadecimal digits (DMS counts in hex: `...09`, `...0A`);
-//!   CDC files are named by timestamp (`20241029-113401000`), so lexical order is time order.
+//!   CDC files are named by timestamp (`20241029-113401000`), so lexical order is time order;
+//! - the extension gives the format: `.csv`, `.csv.gz` (CSV, gzip-compressed) or `.parquet`
+//!   (DMS `DataFormat=parquet`; compression is inside the file), matched without regard to case.
+//!   The kind rules above are the same for every format.
 
 use std::fmt;
 
 /// What kind of DMS file a key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileKind {
-    /// `LOADxxxxxxxx.csv`: a full-load file, with its (hexadecimal) sequence number.
+    /// `LOADxxxxxxxx.csv` (or `.parquet`): a full-load file, with its (hexadecimal) sequence number.
     FullLoad { sequence: u64 },
-    /// `YYYYMMDD-HHMMSSmmm.csv`: a CDC file; `timestamp_ms` is milliseconds since the epoch (UTC).
+    /// `YYYYMMDD-HHMMSSmmm.csv` (or `.parquet`): a CDC file; `timestamp_ms` is milliseconds since the epoch (UTC).
     Cdc { timestamp_ms: i64 },
-    /// Any other `.csv` name: loaded like a CDC file without a file-level time.
+    /// Any other `.csv` or `.parquet` name: loaded like a CDC file without a file-level time.
     Other,
 }
 
@@ -32,11 +35,20 @@ impl FileKind {
     }
 }
 
-/// Compression of a file, from its name.
+/// Compression of a file, from its name. A Parquet file's compression is inside it: `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compression {
     None,
     Gzip,
+}
+
+/// The format of a file, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// RFC 4180 text (`.csv`, `.csv.gz`).
+    Csv,
+    /// Apache Parquet (`.parquet`), as DMS writes with `DataFormat=parquet`.
+    Parquet,
 }
 
 /// A key that names a loadable file.
@@ -46,6 +58,7 @@ pub struct SourceFile {
     pub table: String,
     pub file_name: String,
     pub kind: FileKind,
+    pub format: Format,
     pub compression: Compression,
 }
 
@@ -65,7 +78,7 @@ pub enum Unmapped {
     OutsidePrefix,
     /// Not `<schema>/<table>/.../<file>`.
     TooShallow,
-    /// A file whose name is not `.csv` or `.csv.gz`.
+    /// A file whose name is not `.csv`, `.csv.gz` or `.parquet`.
     UnsupportedFile(String),
 }
 
@@ -79,7 +92,7 @@ impl fmt::Display for Unmapped {
                 "key is not <schema>/<table>/[date folders/]<file> under the source prefix"
             ),
             Unmapped::UnsupportedFile(name) => {
-                write!(f, "file {name:?} is not .csv or .csv.gz")
+                write!(f, "file {name:?} is not .csv, .csv.gz or .parquet")
             }
         }
     }
@@ -112,10 +125,12 @@ pub fn map_key(prefix: &str, key: &str) -> Result<SourceFile, Unmapped> {
         return Err(Unmapped::TooShallow);
     }
     let file_name = parts[parts.len() - 1];
-    let (stem, compression) = if let Some(stem) = strip_suffix_ci(file_name, ".csv.gz") {
-        (stem, Compression::Gzip)
+    let (stem, format, compression) = if let Some(stem) = strip_suffix_ci(file_name, ".csv.gz") {
+        (stem, Format::Csv, Compression::Gzip)
     } else if let Some(stem) = strip_suffix_ci(file_name, ".csv") {
-        (stem, Compression::None)
+        (stem, Format::Csv, Compression::None)
+    } else if let Some(stem) = strip_suffix_ci(file_name, ".parquet") {
+        (stem, Format::Parquet, Compression::None)
     } else {
         return Err(Unmapped::UnsupportedFile(file_name.to_owned()));
     };
@@ -124,6 +139,7 @@ pub fn map_key(prefix: &str, key: &str) -> Result<SourceFile, Unmapped> {
         table: parts[1].to_owned(),
         file_name: file_name.to_owned(),
         kind: file_kind(stem),
+        format,
         compression,
     })
 }
@@ -200,6 +216,7 @@ mod tests {
         assert_eq!(f.table, "orders");
         assert_eq!(f.kind, FileKind::FullLoad { sequence: 10 });
         assert_eq!(f.compression, Compression::None);
+        assert_eq!(f.format, Format::Csv);
         assert_eq!(f.source_table(), "public.orders");
         assert_eq!(
             file_kind("LOAD00000009"),
@@ -212,6 +229,7 @@ mod tests {
         let f = map_key("", "hr/emp/2024/10/29/20241029-113401000.csv.gz").unwrap();
         assert_eq!((f.schema.as_str(), f.table.as_str()), ("hr", "emp"));
         assert_eq!(f.compression, Compression::Gzip);
+        assert_eq!(f.format, Format::Csv);
         // 2024-10-29T11:34:01Z
         assert_eq!(
             f.kind,
@@ -225,6 +243,38 @@ mod tests {
             FileKind::Cdc {
                 timestamp_ms: 1_730_201_641_123
             }
+        );
+    }
+
+    #[test]
+    fn parquet_files_map_like_csv_ones() {
+        let f = map_key("dms/", "dms/public/orders/LOAD0000000A.parquet").unwrap();
+        assert_eq!((f.schema.as_str(), f.table.as_str()), ("public", "orders"));
+        assert_eq!(f.kind, FileKind::FullLoad { sequence: 10 });
+        assert_eq!(f.format, Format::Parquet);
+        assert_eq!(f.compression, Compression::None);
+        assert_eq!(f.file_name, "LOAD0000000A.parquet");
+        let cdc = map_key("", "hr/emp/2024/10/29/20241029-113401000.PARQUET").unwrap();
+        assert_eq!(cdc.format, Format::Parquet);
+        assert_eq!(
+            cdc.kind,
+            FileKind::Cdc {
+                timestamp_ms: 1_730_201_641_000
+            }
+        );
+        let other = map_key("", "s/t/export.parquet").unwrap();
+        assert_eq!(
+            (other.kind, other.format),
+            (FileKind::Other, Format::Parquet)
+        );
+        assert_eq!(
+            map_key("", "a/b/.parquet"),
+            Err(Unmapped::UnsupportedFile(".parquet".into()))
+        );
+        // Parquet compresses inside the file; a gzipped Parquet file is not something DMS writes.
+        assert_eq!(
+            map_key("", "a/b/LOAD00000001.parquet.gz"),
+            Err(Unmapped::UnsupportedFile("LOAD00000001.parquet.gz".into()))
         );
     }
 
@@ -249,8 +299,12 @@ mod tests {
         );
         assert_eq!(map_key("", "a//b/x.csv"), Err(Unmapped::TooShallow));
         assert_eq!(
-            map_key("", "a/b/x.parquet"),
-            Err(Unmapped::UnsupportedFile("x.parquet".into()))
+            map_key("", "a/b/x.orc"),
+            Err(Unmapped::UnsupportedFile("x.orc".into()))
+        );
+        assert_eq!(
+            Unmapped::UnsupportedFile("x.orc".into()).to_string(),
+            "file \"x.orc\" is not .csv, .csv.gz or .parquet"
         );
         assert_eq!(
             map_key("", "a/b/.csv"),

@@ -265,11 +265,12 @@ mod tests {
     }
 
     #[test]
-    fn unloadable_keys_are_recorded_folders_ignored() {
+    fn unloadable_keys_are_recorded_folders_ignored_parquet_planned() {
         let listing = vec![
             obj("p/s/", ""),
             obj("p/readme.txt", "x"),
-            obj("p/s/t/x.parquet", "y"),
+            obj("p/s/t/x.orc", "y"),
+            obj("p/s/t/LOAD00000001.parquet", "z"),
         ];
         let p = plan(
             "p/",
@@ -282,8 +283,13 @@ mod tests {
         );
         assert_eq!(p.folders, 1);
         assert_eq!(p.unloadable.len(), 2);
-        assert!(p.unloadable[1].1.contains("x.parquet"));
-        assert!(p.new.is_empty());
+        assert!(p.unloadable[1].1.contains("x.orc"));
+        // DMS Parquet files are picked up like CSV ones.
+        assert_eq!(p.new.len(), 1);
+        assert_eq!(
+            p.new[0].file.format,
+            sluice_common::mapping::Format::Parquet
+        );
     }
 
     #[test]

@@ -530,6 +530,18 @@ class Observability(TemplateTestCase):
         self.assertGreaterEqual(check["Retries"], 3)
         self.assertNotIn("HealthCheck", self.container("CoordinatorTaskDefinition"))
 
+    def test_worker_has_writable_scratch_space_at_the_image_s_tmpdir(self):
+        # Parquet files are spooled to TMPDIR; the root filesystem is read-only.
+        worker = self.container("WorkerTaskDefinition")
+        self.assertTrue(worker["ReadonlyRootFilesystem"])
+        tmpdir = re.search(r"^ENV TMPDIR=(\S+)$", read("Dockerfile"), re.M).group(1)
+        self.assertIn(f'VOLUME ["{tmpdir}"]', read("Dockerfile"))
+        mounts = {m["ContainerPath"]: m for m in worker["MountPoints"]}
+        self.assertIn(tmpdir, mounts)
+        self.assertFalse(mounts[tmpdir]["ReadOnly"])
+        volumes = self.res["WorkerTaskDefinition"]["Properties"]["Volumes"]
+        self.assertIn(mounts[tmpdir]["SourceVolume"], [v["Name"] for v in volumes])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local stack for Sluice: the moto server (S3, SQS, DynamoDB, and the CloudFormation, IAM and ECS
 # that the AWS template's test needs) and PostgreSQL 15, both on loopback; plus cfn-lint, which
-# infra/local/test.sh runs on infra/aws/*.yaml. PostgreSQL runs two clusters: `main` for
+# infra/local/test.sh runs on infra/aws/*.yaml, and pyarrow, with which the integration tests
+# write the Parquet files they load (tests/it/write_parquet.py). PostgreSQL runs two clusters: `main` for
 # everything, `faults` for the tests that stop and restart it; both offer TLS with a test CA.
 #
 #   infra/local/stack.sh up     install what is missing, start what is not running, write the env file
@@ -145,6 +146,14 @@ ensure_cfn_lint() {
   python3 -m pip install -q 'cfn-lint>=1,<2'
 }
 
+# pyarrow writes the Parquet files of tests/it/parquet.rs, as DMS would (tests only: the worker
+# reads Parquet with the Rust `parquet` crate).
+ensure_pyarrow() {
+  if python3 -c 'import pyarrow.parquet' 2>/dev/null; then return; fi
+  log "installing pyarrow from PyPI"
+  python3 -m pip install -q 'pyarrow>=15'
+}
+
 write_env() {
   cat >"$ENV_FILE" <<ENV
 export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
@@ -167,6 +176,7 @@ up() {
   ensure_postgres_running
   ensure_moto
   ensure_cfn_lint
+  ensure_pyarrow
   write_env
   log "up: moto on :$MOTO_PORT, postgresql on :$PG_PORT (fault tests: :$FAULTS_PORT); env in $ENV_FILE"
 }

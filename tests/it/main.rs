@@ -15,5 +15,6 @@ mod netfault;
 mod observe;
 mod operate;
 mod order;
+mod parquet;
 mod security;
 mod shapes;

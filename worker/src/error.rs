@@ -177,6 +177,24 @@ pub enum LoadError {
     #[error("{key} is not a valid gzip stream: {message}")]
     Gzip { key: String, message: String },
 
+    /// The object is not a Parquet file the worker can read (permanent: the bytes will not
+    /// change under the same ETag).
+    #[error("s3://{bucket}/{key} is not a valid Parquet file: {message}")]
+    Parquet {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+
+    /// The local temporary file a Parquet object is spooled to could not be written (a full
+    /// or failing disk: transient, another attempt may find room).
+    #[error("spooling s3://{bucket}/{key} to a local temporary file failed: {message}")]
+    Spool {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+
     #[error("postgresql error loading {key} into {table}: {message}")]
     Database {
         key: String,
@@ -199,6 +217,7 @@ impl LoadError {
     pub fn is_transient(&self) -> bool {
         match self {
             LoadError::S3 { transient, .. } | LoadError::Database { transient, .. } => *transient,
+            LoadError::Spool { .. } => true,
             _ => false,
         }
     }
@@ -226,6 +245,8 @@ impl LoadError {
             LoadError::AccessDenied { .. } => "access_denied",
             LoadError::S3 { .. } => "s3",
             LoadError::Gzip { .. } => "corrupt_gzip",
+            LoadError::Parquet { .. } => "corrupt_parquet",
+            LoadError::Spool { .. } => "local_io",
             LoadError::Database {
                 sqlstate,
                 transient,
@@ -402,7 +423,26 @@ mod tests {
         };
         let f = db.to_file_error();
         assert_eq!(f.class, "bad_value");
+
         assert_eq!(f.sqlstate.as_deref(), Some("22P02"));
         assert_eq!(f.column.as_deref(), Some("amount"));
+        let pq = LoadError::Parquet {
+            bucket: "b".into(),
+            key: "s/t/LOAD00000001.parquet".into(),
+            message: "Invalid Parquet file. Corrupt footer".into(),
+        };
+        let f = pq.to_file_error();
+        assert_eq!(f.class, "corrupt_parquet");
+        assert!(f.permanent);
+        assert!(f
+            .message
+            .starts_with("s3://b/s/t/LOAD00000001.parquet is not a valid Parquet file"));
+        let spool = LoadError::Spool {
+            bucket: "b".into(),
+            key: "k.parquet".into(),
+            message: "No space left on device".into(),
+        };
+        assert!(spool.is_transient());
+        assert_eq!(spool.class(), "local_io");
     }
 }

@@ -7,6 +7,7 @@
 //! - [`load`]: the transaction that applies one file, with its ledger row.
 //! - [`encode`]: CSV -> `COPY` text, on a blocking thread, with the file's layout.
 //! - [`csv`]: the streaming RFC 4180 reader (quotedness, positions, raw bytes).
+//! - [`parquet`]: DMS Parquet files as a CSV stream for the encoder (spooled to a local file).
 //! - [`sql`]: every SQL text the worker runs; the merge.
 //! - [`target`]: catalog lookup of a target table.
 //! - [`db`]: pool, bookkeeping schema, PostgreSQL error classification.
@@ -27,6 +28,7 @@ pub mod encode;
 pub mod error;
 pub mod load;
 pub mod observe;
+pub mod parquet;
 pub mod run;
 pub mod sql;
 pub mod target;

@@ -3,7 +3,7 @@
 //! ```text
 //!   ledger has (bucket, key, etag)?  -> already applied, stop
 //!   target prepared? (system columns, tombstone table; once per table and process, own txn)
-//!   GET object (If-Match: etag), streamed
+//!   GET object (If-Match: etag), streamed (a Parquet file: spooled to an unlinked temp file)
 //!   BEGIN
 //!     INSERT ledger row ON CONFLICT DO NOTHING   -> no file_id: applied by someone else, ROLLBACK
 //!     resolve target from the catalog            (names from the key are bound, never spliced)
@@ -30,7 +30,7 @@ use crate::sql;
 use crate::target;
 use deadpool_postgres::Pool;
 use futures_util::SinkExt;
-use sluice_common::mapping::{map_key, Compression, FileKind};
+use sluice_common::mapping::{map_key, Compression, FileKind, Format};
 use sluice_common::message::{FileMessage, ReplaceMessage};
 use sluice_common::rules::{FullLoad, OnError, Rules, TableRules};
 use std::collections::HashMap;
@@ -211,9 +211,9 @@ async fn load_once(
     }
 
     // Parser thread -> bounded channel -> COPY sink.
-    let compression = map_key("", key)
-        .map(|f| f.compression)
-        .unwrap_or(Compression::None);
+    let (format, compression) = map_key("", key)
+        .map(|f| (f.format, f.compression))
+        .unwrap_or((Format::Csv, Compression::None));
     let rejects = rules.on_error == OnError::RejectRows;
     let started = Instant::now();
     // The direct path: a full-load file into a table with no rows needs no stage and no merge.
@@ -238,11 +238,15 @@ async fn load_once(
     } else {
         None
     };
+    let source = Source {
+        format,
+        compression,
+    };
     let mut run = start_parse(
         ctx,
         msg,
         body,
-        compression,
+        source,
         &target,
         &rules,
         false,
@@ -285,8 +289,7 @@ async fn load_once(
                         .await
                         .map_err(pg)?;
                     let body = get_object(&ctx.s3, msg).await?;
-                    let mut run =
-                        start_parse(ctx, msg, body, compression, &target, &rules, true, None);
+                    let mut run = start_parse(ctx, msg, body, source, &target, &rules, true, None);
                     run.layout(msg, compression).await?;
                     let mut refused = 0;
                     let mut failure = None;
@@ -719,13 +722,20 @@ struct ParseRun {
     source_failed: Arc<AtomicBool>,
 }
 
+/// What an object's bytes are: the key's format and compression.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    format: Format,
+    compression: Compression,
+}
+
 /// Starts parsing an object's body on a blocking thread.
 #[allow(clippy::too_many_arguments)]
 fn start_parse(
     ctx: &LoadContext,
     msg: &FileMessage,
     body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
-    compression: Compression,
+    source: Source,
     target: &sql::TargetTable,
     rules: &TableRules,
     segmented: bool,
@@ -734,20 +744,17 @@ fn start_parse(
     let (tx, rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
     let source_failed = Arc::new(AtomicBool::new(false));
     let target = target.clone();
-    let rules = rules.clone();
-    let key = msg.key.clone();
+    let rules = match source.format {
+        Format::Csv => rules.clone(),
+        Format::Parquet => crate::parquet::csv_rules(rules),
+    };
+    let (bucket, key) = (msg.bucket.clone(), msg.key.clone());
     let max_record_bytes = ctx.max_record_bytes;
     let failed = source_failed.clone();
     let parser = tokio::task::spawn_blocking(move || {
         let raw = Tracked {
             inner: SyncIoBridge::new(body),
             failed,
-        };
-        let input: Box<dyn Read> = match compression {
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                BufReader::with_capacity(1 << 16, raw),
-            )),
-            Compression::None => Box::new(raw),
         };
         let spec = EncodeSpec {
             key: &key,
@@ -757,6 +764,15 @@ fn start_parse(
             segmented,
             direct: direct.as_ref(),
         };
+        if source.format == Format::Parquet {
+            return encode_parquet(raw, &bucket, &spec, &tx);
+        }
+        let input: Box<dyn Read> = match source.compression {
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(1 << 16, raw),
+            )),
+            Compression::None => Box::new(raw),
+        };
         encode(BufReader::with_capacity(1 << 20, input), &spec, &tx)
     });
     ParseRun {
@@ -764,6 +780,89 @@ fn start_parse(
         parser,
         source_failed,
     }
+}
+
+/// Parses a Parquet object: spools `raw` (the S3 body) to a temporary file, then runs the
+/// encoder over the file as CSV ([`crate::parquet::ParquetCsv`]; `spec.rules` are already
+/// [`crate::parquet::csv_rules`]). Memory stays bounded: the body is copied through a 64 KiB
+/// buffer, and the file is read row group by row group. The temporary file is unlinked as
+/// soon as it is created, so it disappears when its handle closes, whatever happens (an
+/// error, a panic, the process killed); a zero-byte object is an empty file, as for CSV.
+fn encode_parquet<R: Read>(
+    mut raw: Tracked<R>,
+    bucket: &str,
+    spec: &EncodeSpec<'_>,
+    tx: &mpsc::Sender<Chunk>,
+) -> Result<Parsed, LoadError> {
+    let spool_err = |e: std::io::Error| LoadError::Spool {
+        bucket: bucket.to_owned(),
+        key: spec.key.to_owned(),
+        message: e.to_string(),
+    };
+    let mut file = unlinked_temp_file().map_err(spool_err)?;
+    let mut copy_buf = vec![0u8; 1 << 16];
+    let mut size: u64 = 0;
+    loop {
+        let n = match raw.read(&mut copy_buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(LoadError::S3 {
+                    bucket: bucket.to_owned(),
+                    key: spec.key.to_owned(),
+                    message: e.to_string(),
+                    transient: true,
+                })
+            }
+        };
+        std::io::Write::write_all(&mut file, &copy_buf[..n]).map_err(spool_err)?;
+        size += n as u64;
+    }
+    drop(copy_buf);
+    if size == 0 {
+        let parsed = encode(&b""[..], spec, tx)?;
+        return Ok(parsed);
+    }
+    let not_parquet = |f: &crate::parquet::ParquetFailure| LoadError::Parquet {
+        bucket: bucket.to_owned(),
+        key: spec.key.to_owned(),
+        message: f.0.clone(),
+    };
+    let mut rows = crate::parquet::ParquetCsv::open(file, crate::parquet::NULL_MARKER)
+        .map_err(|f| not_parquet(&f))?;
+    let result = encode(BufReader::with_capacity(1 << 16, &mut rows), spec, tx);
+    match (result, rows.failure()) {
+        (Err(_), Some(f)) => Err(not_parquet(f)),
+        (Err(e), None) => Err(e),
+        (Ok(parsed), _) => Ok(Parsed {
+            // As read from S3: the file's own size, not the CSV it became.
+            bytes: size,
+            ..parsed
+        }),
+    }
+}
+
+/// A new file in the temporary directory, already unlinked: only this handle reaches it.
+fn unlinked_temp_file() -> std::io::Result<std::fs::File> {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let path = std::env::temp_dir().join(format!(
+        "sluice-{}-{}-{nanos}.parquet",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
 
 impl ParseRun {
