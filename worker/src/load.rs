@@ -110,9 +110,20 @@ pub struct LoadStats {
     pub copy: Duration,
     pub merge: Duration,
     pub commit: Duration,
+    /// Copied straight into the target (no stage, no merge): see `encode::Direct`.
+    pub direct: bool,
 }
 
 impl LoadStats {
+    /// How the file was applied, for logs: `direct` or `staged`.
+    pub fn path(&self) -> &'static str {
+        if self.direct {
+            "direct"
+        } else {
+            "staged"
+        }
+    }
+
     pub fn merged(&self) -> i64 {
         self.inserted + self.updated + self.deleted
     }
@@ -391,6 +402,7 @@ async fn load_once(
         copy,
         merge,
         commit: Duration::ZERO,
+        direct: false,
     };
     if let Err(e) = txn.commit().await {
         // Whether a COMMIT whose answer was lost took effect: the ledger knows.
@@ -486,6 +498,7 @@ async fn direct_load(
         repaired: parsed.repaired,
         copy,
         merge,
+        direct: true,
         ..LoadStats::default()
     };
     let started = Instant::now();

@@ -367,7 +367,7 @@ async fn handle_file(
                         rows_rejected = stats.rejected, fields_repaired = stats.repaired,
                         partial_images = stats.partial, bytes = stats.bytes,
                         copy_ms = stats.copy.as_millis() as u64, merge_ms = stats.merge.as_millis() as u64,
-                        commit_ms = stats.commit.as_millis() as u64, "file loaded"
+                        commit_ms = stats.commit.as_millis() as u64, path = stats.path(), "file loaded"
                     );
                     (
                         Some(RowCounts {

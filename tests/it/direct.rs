@@ -1,0 +1,206 @@
+//! The direct path: a full-load file into a table with no rows is copied into the target itself.
+//! It must give exactly what the staged path gives, and step aside for it whenever it cannot
+//! (a duplicate key, a record that is not an insert, rows already there); a delete merged before
+//! it still wins over an older full-load row.
+
+use crate::support::{cdc_name, TestBed};
+use sluice_worker::load::{LoadOutcome, LoadStats};
+
+fn stats(outcome: LoadOutcome) -> LoadStats {
+    match outcome {
+        LoadOutcome::Loaded(s) => s,
+        other => panic!("not loaded: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_load_into_an_empty_table_is_direct_and_equals_the_staged_result() {
+    let tb = TestBed::new("direct-same").await;
+    for t in ["a", "b"] {
+        tb.sql(&format!(
+            "CREATE TABLE {{s}}.{t} (id int PRIMARY KEY, name text, amount numeric(12,2), at timestamptz)"
+        ))
+        .await;
+    }
+    tb.sql("INSERT INTO {s}.b VALUES (0, 'already here', 0, now())")
+        .await;
+    let s = &tb.schema;
+    let rules = format!(
+        "[tables.\"{s}.a\"]\ntimestamp_column = \"dms_ts\"\n[tables.\"{s}.b\"]\ntimestamp_column = \"dms_ts\"\n"
+    );
+    let ctx = tb.load_context(&rules).await;
+    let body: String = (1..=500)
+        .map(|i| {
+            format!(
+                "2024-01-01 00:00:{:02}.{i:06},{i},\"n{i}, \"\"q\"\"\nline\",{i}.{:02},{}\n",
+                i % 60,
+                i % 100,
+                if i % 7 == 0 {
+                    "NULL".to_owned()
+                } else {
+                    format!("2024-02-01 10:00:{:02}", i % 60)
+                }
+            )
+        })
+        .collect();
+    let a = stats(
+        tb.put_and_load(&ctx, &tb.key("a/LOAD00000001.csv"), &body)
+            .await,
+    );
+    let b = stats(
+        tb.put_and_load(&ctx, &tb.key("b/LOAD00000001.csv"), &body)
+            .await,
+    );
+    assert!(a.direct && !b.direct, "{a:?} {b:?}");
+    assert_eq!((a.records, a.inserted, a.superseded), (500, 500, 0));
+    assert_eq!((b.records, b.inserted), (500, 500));
+    let cols = "id, name, amount::text, at::text, _sluice_version::text, _sluice_record::text";
+    let rows_a = tb
+        .rows(&format!("SELECT {cols} FROM {{s}}.a ORDER BY id"))
+        .await;
+    let rows_b = tb
+        .rows(&format!(
+            "SELECT {cols} FROM {{s}}.b WHERE id > 0 ORDER BY id"
+        ))
+        .await;
+    assert_eq!(rows_a.len(), 500);
+    assert_eq!(rows_a, rows_b);
+    // The file's own system columns: its ledger id and time.
+    assert_eq!(
+        tb.count(&format!(
+            "SELECT count(*) FROM {{s}}.a WHERE _sluice_file = (SELECT file_id FROM \"{}\".ledger \
+             WHERE key = '{}') AND _sluice_file_time IS NOT NULL",
+            tb.state_schema,
+            tb.key("a/LOAD00000001.csv")
+        ))
+        .await,
+        500
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_steps_aside_for_duplicates_non_inserts_and_tables_with_rows() {
+    let tb = TestBed::new("direct-aside").await;
+    for t in ["dup", "ops"] {
+        tb.sql(&format!(
+            "CREATE TABLE {{s}}.{t} (id int PRIMARY KEY, name text)"
+        ))
+        .await;
+    }
+    let ctx = tb.load_context("").await;
+    // The same key twice: the direct COPY meets a unique violation; the staged path keeps the
+    // later record, as it always does.
+    let dup = stats(
+        tb.put_and_load(
+            &ctx,
+            &tb.key("dup/LOAD00000001.csv"),
+            "1,first\n2,x\n1,second\n",
+        )
+        .await,
+    );
+    assert!(!dup.direct);
+    assert_eq!(
+        tb.rows("SELECT id::text, name FROM {s}.dup ORDER BY id")
+            .await,
+        vec![
+            vec![Some("1".to_owned()), Some("second".to_owned())],
+            vec![Some("2".to_owned()), Some("x".to_owned())]
+        ]
+    );
+    // A second full-load file, into a table that now has rows: staged.
+    let second = stats(
+        tb.put_and_load(&ctx, &tb.key("dup/LOAD00000002.csv"), "3,y\n")
+            .await,
+    );
+    assert!(!second.direct);
+    assert_eq!(tb.count("SELECT count(*) FROM {s}.dup").await, 3);
+
+    // A full-load file with an Op column and an update in it: staged, nothing applied twice.
+    let ops = stats(
+        tb.put_and_load(
+            &ctx,
+            &tb.key("ops/LOAD00000001.csv"),
+            "I,1,a\nI,2,b\nU,1,c\n",
+        )
+        .await,
+    );
+    assert!(!ops.direct);
+    assert_eq!(
+        tb.rows("SELECT id::text, name FROM {s}.ops ORDER BY id")
+            .await,
+        vec![
+            vec![Some("1".to_owned()), Some("c".to_owned())],
+            vec![Some("2".to_owned()), Some("b".to_owned())]
+        ]
+    );
+    assert_eq!(
+        tb.count(&format!(
+            "SELECT count(*) FROM \"{}\".ledger WHERE key LIKE '%/ops/%' OR key LIKE '%/dup/%'",
+            tb.state_schema
+        ))
+        .await,
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_delete_wins_over_a_direct_full_load_and_soft_delete_tables_get_their_flag() {
+    let tb = TestBed::new("direct-guard").await;
+    tb.sql("CREATE TABLE {s}.hard (id int PRIMARY KEY, name text)")
+        .await;
+    tb.sql("CREATE TABLE {s}.soft (id int PRIMARY KEY, name text)")
+        .await;
+    let s = &tb.schema;
+    let ctx = tb
+        .load_context(&format!(
+            "[tables.\"{s}.soft\"]\nsoft_delete = \"is_deleted\"\n"
+        ))
+        .await;
+    // A CDC delete written after the full load, applied first: the table stays empty but
+    // keeps a tombstone.
+    let del = stats(
+        tb.put_and_load(
+            &ctx,
+            &tb.key(&format!("hard/{}", cdc_name(60_000))),
+            "D,5,gone\n",
+        )
+        .await,
+    );
+    assert_eq!(tb.count("SELECT count(*) FROM {s}.hard").await, 0);
+    assert!(!del.direct);
+    let body: String = (1..=10).map(|i| format!("{i},n{i}\n")).collect();
+    let full = stats(
+        tb.put_and_load(&ctx, &tb.key("hard/LOAD00000001.csv"), &body)
+            .await,
+    );
+    assert!(full.direct);
+    assert_eq!((full.records, full.inserted, full.superseded), (10, 9, 1));
+    assert_eq!(
+        tb.count("SELECT count(*) FROM {s}.hard WHERE id = 5").await,
+        0
+    );
+    assert_eq!(tb.count("SELECT count(*) FROM {s}.hard").await, 9);
+
+    let soft = stats(
+        tb.put_and_load(&ctx, &tb.key("soft/LOAD00000001.csv"), &body)
+            .await,
+    );
+    assert!(soft.direct);
+    assert_eq!(
+        tb.count("SELECT count(*) FROM {s}.soft WHERE is_deleted = false")
+            .await,
+        10
+    );
+    // And the flag works for later CDC as usual.
+    tb.put_and_load(
+        &ctx,
+        &tb.key(&format!("soft/{}", cdc_name(60_000))),
+        "D,3,n3\n",
+    )
+    .await;
+    assert_eq!(
+        tb.count("SELECT count(*) FROM {s}.soft WHERE is_deleted")
+            .await,
+        1
+    );
+}
