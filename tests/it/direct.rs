@@ -204,3 +204,98 @@ async fn a_newer_delete_wins_over_a_direct_full_load_and_soft_delete_tables_get_
         1
     );
 }
+
+/// Columns of every type the binary format handles, and values at their edges.
+const TYPED: &str = "(id int PRIMARY KEY, i2 smallint, i8 bigint, n numeric, n2 numeric(12,2), \
+    r real, d double precision, b boolean, day date, ts timestamp, tstz timestamptz, \
+    u uuid, bin bytea, j json, jb jsonb, v varchar(20), t text)";
+
+fn typed_rows(odd: Option<&str>) -> String {
+    let mut rows = vec![
+        "1,-32768,-999999999999999999,-123456789.000123456789,-9999999999.99,1.5e-7,-2.2250738585072014e-308,1,0001-01-01,2000-01-01 00:00:00,1999-12-31 23:59:59.999999,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,DEADBEEF,\"{\"\"a\"\": [1, 2.50]}\",\"{\"\"b\"\": 1.50, \"\"a\"\": null}\",\"über, \"\"q\"\"\",\"line\nbreak\ttab\\\\back\"".to_owned(),
+        "2,32767,999999999999999999,0.0000000000000000000001,0.01,3.4028235e38,1.7976931348623157e308,0,9999-12-31,2024-02-29 12:34:56.5,1970-01-01 00:00:00.000001,00000000-0000-0000-0000-000000000000,0x00,[],[],\"\",\"\"".to_owned(),
+        "3,0,0,0,0,0,-0,t,2000-02-29,1900-01-01 00:00:00,2038-01-19 03:14:08,A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,\"\",null,\"\"\"s\"\"\",x,NULL".to_owned(),
+        "4,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,\"NULL\"".to_owned(),
+    ];
+    if let Some(odd) = odd {
+        rows.push(odd.to_owned());
+    }
+    rows.join("\n") + "\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
+    let tb = TestBed::new("direct-binary").await;
+    // Odd values that only PostgreSQL should read: each sends the direct load to the staged
+    // path, with the same result.
+    let odds = [
+        None,
+        Some("5,1,1,1,1.005,NaN,1,1,2024-01-01,2024-01-01 00:00:00,2024-01-01 00:00:00,NULL,NULL,NULL,NULL,x,x"),
+        Some("5,+1,1,1e3,1,1,Infinity,TRUE,2024-01-01,2024-01-01T00:00:00,2024-01-01 00:00:00.1234567,{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11},NULL,NULL,NULL,x,x"),
+        Some("5, 1,9223372036854775807,1,1,1,1,yes,20240101,2024-01-01 24:00:00,2024-01-01 00:00:00+02,NULL,NULL,NULL,NULL,x,x"),
+    ];
+    tb.sql("SET TimeZone = 'UTC'").await;
+    let ctx = tb.load_context("").await;
+    for (n, odd) in odds.iter().enumerate() {
+        let (a, b) = (format!("a{n}"), format!("b{n}"));
+        tb.sql(&format!("CREATE TABLE {{s}}.{a} {TYPED}; CREATE TABLE {{s}}.{b} {TYPED}; INSERT INTO {{s}}.{b} (id) VALUES (0)"))
+            .await;
+        let body = typed_rows(*odd);
+        let sa = stats(
+            tb.put_and_load(&ctx, &tb.key(&format!("{a}/LOAD00000001.csv")), &body)
+                .await,
+        );
+        let sb = stats(
+            tb.put_and_load(&ctx, &tb.key(&format!("{b}/LOAD00000001.csv")), &body)
+                .await,
+        );
+        assert_eq!(sa.direct, odd.is_none(), "{odd:?}");
+        assert!(!sb.direct);
+        let cols = "id, i2::text, i8::text, n::text, n2::text, r::text, d::text, b::text, \
+                    day::text, ts::text, tstz::text, u::text, encode(bin, 'hex'), j::text, \
+                    jb::text, v, t, _sluice_record::text";
+        let ra = tb
+            .rows(&format!("SELECT {cols} FROM {{s}}.{a} ORDER BY id"))
+            .await;
+        let rb = tb
+            .rows(&format!(
+                "SELECT {cols} FROM {{s}}.{b} WHERE id > 0 ORDER BY id"
+            ))
+            .await;
+        assert_eq!(ra.len(), 4 + usize::from(odd.is_some()));
+        assert_eq!(ra, rb, "{odd:?}");
+    }
+    // The binary rows themselves, value by value, for what text comparisons could hide.
+    assert_eq!(
+        tb.rows("SELECT n::text, n2::text, r::text, d::text, ts::text, encode(bin, 'hex'), jb::text FROM {s}.a0 WHERE id = 1").await,
+        vec![vec![
+            Some("-123456789.000123456789".to_owned()),
+            Some("-9999999999.99".to_owned()),
+            Some("1.5e-07".to_owned()),
+            Some("-2.2250738585072014e-308".to_owned()),
+            Some("2000-01-01 00:00:00".to_owned()),
+            Some("deadbeef".to_owned()),
+            Some(r#"{"a": null, "b": 1.50}"#.to_owned()),
+        ]]
+    );
+    // A type the binary format does not handle: the direct path in text format.
+    tb.sql("CREATE TABLE {s}.iv (id int PRIMARY KEY, span interval)")
+        .await;
+    let iv = stats(
+        tb.put_and_load(
+            &ctx,
+            &tb.key("iv/LOAD00000001.csv"),
+            "1,1 day 02:00\n2,NULL\n",
+        )
+        .await,
+    );
+    assert!(iv.direct);
+    assert_eq!(
+        tb.rows("SELECT id::text, span::text FROM {s}.iv ORDER BY id")
+            .await,
+        vec![
+            vec![Some("1".to_owned()), Some("1 day 02:00:00".to_owned())],
+            vec![Some("2".to_owned()), None]
+        ]
+    );
+}

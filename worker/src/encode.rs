@@ -24,6 +24,7 @@
 //! in [`Segment`]s that keep each record's `COPY` line and original bytes, so the loader can
 //! set aside exactly the record PostgreSQL refused and send the rest again.
 
+use crate::binary::{self, BinType};
 use crate::csv::{CsvError, Field, ReaderOptions, Record, RecordBuf, RecordReader};
 use crate::document::{DocColumn, DocumentPlan};
 use crate::error::LoadError;
@@ -91,6 +92,9 @@ pub struct Layout {
     /// MongoDB document mode: one field of the file becomes several columns. The other fields
     /// of this layout describe the record after that expansion.
     pub document: Option<DocShape>,
+    /// The direct path in PostgreSQL's binary format: the binary type of each column (every
+    /// column has one). None: text format.
+    pub binary: Option<Vec<BinType>>,
 }
 
 /// Where the document is in the file and which columns it becomes.
@@ -112,6 +116,7 @@ impl Layout {
             version_only: false,
             ignored: Vec::new(),
             document: None,
+            binary: None,
         }
     }
 
@@ -144,8 +149,6 @@ pub struct Parsed {
     pub rejected: u64,
     /// Fields whose bytes the byte policy or the source encoding changed.
     pub repaired: u64,
-    /// The direct path met a record that is not an insert and stopped.
-    pub not_insert: bool,
 }
 
 /// Maps a data record number to its physical line, cheaply: one entry per change of the
@@ -217,6 +220,19 @@ pub struct Direct {
     pub file_time: String,
     /// `\t<file time>\t<file id>` and, for a soft-delete table, `\tf`.
     pub tail: String,
+    /// The same for the binary format: the file's time (microseconds since 1970), its ledger
+    /// id, and whether the table has a soft-delete flag.
+    pub file_time_micros: i64,
+    pub file_id: i64,
+    pub soft: bool,
+}
+
+/// The binary types of the columns, when every one has one (else the text format is used).
+fn binary_types(target: &TargetTable, columns: &[usize]) -> Option<Vec<BinType>> {
+    columns
+        .iter()
+        .map(|&c| binary::bin_type(&target.columns[c].sql_type))
+        .collect()
 }
 
 impl EncodeSpec<'_> {
@@ -367,7 +383,13 @@ pub fn encode<R: BufRead>(
                 None => layout_by_count(spec, &record, data_record, line),
             };
             match found {
-                Ok(l) => {
+                Ok(mut l) => {
+                    if spec.direct.is_some() {
+                        l.binary = binary_types(spec.target, &l.columns);
+                        if l.binary.is_some() {
+                            output.out.extend_from_slice(binary::HEADER);
+                        }
+                    }
                     if tx.blocking_send(Chunk::Layout(l.clone())).is_err() {
                         return Ok(parsed);
                     }
@@ -408,8 +430,10 @@ pub fn encode<R: BufRead>(
             && l.has_op
             && record.get(0).is_some_and(|f| f.value != b"I")
         {
-            parsed.not_insert = true;
-            return Ok(parsed);
+            return Err(LoadError::DirectUnfit {
+                key: spec.key.to_owned(),
+                record: data_record,
+            });
         } else if let Some(doc) = &l.document {
             expand_document(spec, l, doc, &record, &mut doc_values, &mut expanded).and_then(|()| {
                 let virtual_record = expanded.record(&record);
@@ -452,12 +476,22 @@ pub fn encode<R: BufRead>(
     if layout.is_none() {
         // No good data record: the layout still has to be announced so the stage can be made.
         let l = header_layout.unwrap_or_else(|| default_layout(spec));
+        if spec.direct.is_some() {
+            // Text format: there are no rows to write.
+            return Err(LoadError::DirectUnfit {
+                key: spec.key.to_owned(),
+                record: 0,
+            });
+        }
         if tx.blocking_send(Chunk::Layout(l.clone())).is_err() {
             return Ok(parsed);
         }
         if !write_pending(spec, &l, &mut pending, &mut output, &mut parsed) {
             return Ok(parsed);
         }
+    }
+    if layout.as_ref().is_some_and(|l| l.binary.is_some()) {
+        output.out.extend_from_slice(binary::TRAILER);
     }
     if !output.flush() {
         return Ok(parsed);
@@ -798,6 +832,7 @@ fn named_layout(
         version_only,
         ignored,
         document: None,
+        binary: None,
     })
 }
 
@@ -865,6 +900,7 @@ fn layout_by_count(
                         version_only: own.is_none(),
                         ignored: Vec::new(),
                         document: None,
+                        binary: None,
                     }
                 }
             }
@@ -938,6 +974,9 @@ fn encode_record(
     keep: &mut Vec<usize>,
     out: &mut Vec<u8>,
 ) -> Result<Done, LoadError> {
+    if let (Some(types), Some(direct)) = (&layout.binary, spec.direct) {
+        return encode_record_binary(spec, layout, types, direct, record, number, out);
+    }
     let first = usize::from(layout.has_op);
     let op = if layout.has_op {
         let f = record.get(0).expect("field count was checked");
@@ -1035,7 +1074,7 @@ fn encode_record(
             out.extend_from_slice(b"\\N");
             continue;
         }
-        if encode_field(spec, field, null, col, op, record, number, out)? {
+        if encode_field(spec, field, null, col, op, record, number, None, out)? {
             done.repaired += 1;
         }
     }
@@ -1043,7 +1082,75 @@ fn encode_record(
     Ok(done)
 }
 
-/// Writes one field; returns whether its bytes were changed (byte policy, transcoding).
+/// One insert of the direct path as a binary `COPY` tuple: record, version, file time, file
+/// id, the soft-delete flag where there is one, then the columns. A value the binary form
+/// cannot take exactly ends the direct path ([`LoadError::DirectUnfit`]).
+fn encode_record_binary(
+    spec: &EncodeSpec<'_>,
+    layout: &Layout,
+    types: &[BinType],
+    direct: &Direct,
+    record: &Record<'_>,
+    number: u64,
+    out: &mut Vec<u8>,
+) -> Result<Done, LoadError> {
+    let first = usize::from(layout.has_op);
+    let unfit = || LoadError::DirectUnfit {
+        key: spec.key.to_owned(),
+        record: number,
+    };
+    let fields = 4 + usize::from(direct.soft) + layout.columns.len();
+    out.extend_from_slice(&(fields as i16).to_be_bytes());
+    binary::int8(out, number as i64);
+    match layout.version_field {
+        Some(j) => {
+            let f = record.get(first + j).expect("field count was checked");
+            if !is_dms_timestamp(f.value) {
+                return Err(LoadError::BadVersion {
+                    key: spec.key.to_owned(),
+                    record: number,
+                    line: record.line(),
+                    column: spec.rules.timestamp_column.clone().unwrap_or_default(),
+                    value: excerpt(f.value),
+                });
+            }
+            binary::timestamp_micros(out, binary::parse_timestamp(f.value).ok_or_else(unfit)?);
+        }
+        None => binary::timestamp_micros(out, direct.file_time_micros),
+    }
+    binary::timestamp_micros(out, direct.file_time_micros);
+    binary::int8(out, direct.file_id);
+    if direct.soft {
+        binary::boolean(out, false);
+    }
+    let staged = (first..record.len()).filter(|&i| {
+        !(layout.version_only && Some(i - first) == layout.version_field)
+            && layout.ignored.binary_search(&(i - first)).is_err()
+    });
+    let null = spec.rules.null.as_bytes();
+    let mut done = Done::default();
+    for (pos, i) in staged.enumerate() {
+        let field = record.get(i).expect("field count was checked");
+        let col = layout.columns[pos];
+        if encode_field(
+            spec,
+            field,
+            null,
+            col,
+            b'I',
+            record,
+            number,
+            Some(types[pos]),
+            out,
+        )? {
+            done.repaired += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// Writes one field, as `COPY` text or (with `bin`) in binary; returns whether its bytes were
+/// changed (byte policy, transcoding).
 #[allow(clippy::too_many_arguments)]
 fn encode_field(
     spec: &EncodeSpec<'_>,
@@ -1053,8 +1160,13 @@ fn encode_field(
     op: u8,
     record: &Record<'_>,
     number: u64,
+    bin: Option<BinType>,
     out: &mut Vec<u8>,
 ) -> Result<bool, LoadError> {
+    let unfit = || LoadError::DirectUnfit {
+        key: spec.key.to_owned(),
+        record: number,
+    };
     let v = field.value;
     let column = &spec.target.columns[col];
     if !field.quoted && v == null {
@@ -1068,7 +1180,10 @@ fn encode_field(
                 column: column.name.clone(),
             });
         }
-        out.extend_from_slice(b"\\N");
+        match bin {
+            Some(_) => binary::null(out),
+            None => out.extend_from_slice(b"\\N"),
+        }
         return Ok(false);
     }
     if let Some(limit) = spec.rules.max_field_bytes {
@@ -1092,18 +1207,35 @@ fn encode_field(
         };
     if clean {
         if column.sql_type == "bytea" {
-            return dms_bytea(v, out)
-                .map(|()| false)
-                .map_err(|reason| LoadError::BadValue {
-                    key: spec.key.to_owned(),
-                    record: number,
-                    line: record.line(),
-                    column: column.name.clone(),
-                    reason: reason.to_owned(),
-                    value: excerpt(v),
-                });
+            let hex = dms_hex(v).map_err(|reason| LoadError::BadValue {
+                key: spec.key.to_owned(),
+                record: number,
+                line: record.line(),
+                column: column.name.clone(),
+                reason: reason.to_owned(),
+                value: excerpt(v),
+            })?;
+            match bin {
+                Some(_) => {
+                    if !binary::bytea_hex(hex, out) {
+                        return Err(unfit());
+                    }
+                }
+                None => {
+                    out.extend_from_slice(b"\\\\x");
+                    out.extend_from_slice(hex);
+                }
+            }
+            return Ok(false);
         }
-        escape_copy_text(v, out);
+        match bin {
+            Some(t) => {
+                if !binary::encode(t, v, out) {
+                    return Err(unfit());
+                }
+            }
+            None => escape_copy_text(v, out),
+        }
         return Ok(false);
     }
     let policy = spec.rules.invalid_bytes;
@@ -1161,15 +1293,22 @@ fn encode_field(
             }
         }
     }
-    escape_copy_text(text.as_bytes(), out);
+    match bin {
+        Some(t) => {
+            if !binary::encode(t, text.as_bytes(), out) {
+                return Err(unfit());
+            }
+        }
+        None => escape_copy_text(text.as_bytes(), out),
+    }
     Ok(true)
 }
 
-/// A `bytea` value in DMS's form, hexadecimal digits (`DEADBEEF`, or with `0x`), as
-/// PostgreSQL's hex input; a value already in PostgreSQL's `\x...` form passes as it is.
+/// The hexadecimal digits of a `bytea` value in DMS's form (`DEADBEEF`, or with `0x`), or in
+/// PostgreSQL's `\x...` form; written as PostgreSQL's hex input.
 /// Anything else would be read as PostgreSQL's escape format and silently become other bytes,
 /// so it is an error.
-fn dms_bytea(v: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+fn dms_hex(v: &[u8]) -> Result<&[u8], &'static str> {
     let hex = if let Some(rest) = v.strip_prefix(b"\\x") {
         rest
     } else if let Some(rest) = v.strip_prefix(b"0x").or_else(|| v.strip_prefix(b"0X")) {
@@ -1180,9 +1319,7 @@ fn dms_bytea(v: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
     if hex.len() % 2 != 0 || !hex.iter().all(u8::is_ascii_hexdigit) {
         return Err("is not binary data in hexadecimal (DEADBEEF, 0xDEADBEEF or \\xDEADBEEF)");
     }
-    out.extend_from_slice(b"\\\\x");
-    out.extend_from_slice(hex);
-    Ok(())
+    Ok(hex)
 }
 
 /// Windows-1252's 0x80..=0x9F (WHATWG's mapping: the five unassigned bytes map to the C1

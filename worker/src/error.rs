@@ -95,6 +95,12 @@ pub enum LoadError {
         value: String,
     },
 
+    /// Internal to the loader: a record the direct path cannot write (not an insert, or a value
+    /// only PostgreSQL should read). The loader loads the file by the staged path instead; this
+    /// never reaches the manifest.
+    #[error("record {record} of {key} does not fit the direct path")]
+    DirectUnfit { key: String, record: u64 },
+
     #[error("{key}: {reason}")]
     Csv {
         key: String,
@@ -235,6 +241,7 @@ impl LoadError {
             LoadError::BadVersion { .. } => "bad_version",
             LoadError::BadDocument { .. } => "bad_document",
             LoadError::BadValue { .. } => "bad_value",
+            LoadError::DirectUnfit { .. } => "internal",
             LoadError::NullNotAllowed { .. } => "null_not_allowed",
             LoadError::FieldTooLong { .. } => "field_too_long",
             LoadError::TooManyRejects { .. } => "too_many_rejects",

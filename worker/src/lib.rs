@@ -20,6 +20,7 @@
 // so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod binary;
 pub mod config;
 pub mod csv;
 pub mod db;

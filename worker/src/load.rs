@@ -238,13 +238,17 @@ async fn load_once(
             .await
             .map_err(pg)?
             .get(0);
-        let time = sluice_common::timefmt::format(time::OffsetDateTime::from(file_time));
+        let t = time::OffsetDateTime::from(file_time);
+        let text = sluice_common::timefmt::format(t);
         empty.then(|| Direct {
             tail: format!(
-                "\t{time}\t{file_id}{}",
+                "\t{text}\t{file_id}{}",
                 if soft.is_some() { "\tf" } else { "" }
             ),
-            file_time: time,
+            file_time: text,
+            file_time_micros: (t.unix_timestamp_nanos() / 1000) as i64,
+            file_id,
+            soft: soft.is_some(),
         })
     } else {
         None
@@ -443,14 +447,14 @@ async fn direct_load(
     let compression = map_key("", key)
         .map(|f| f.compression)
         .unwrap_or(Compression::None);
-    let copy_sql = sql::direct_copy_sql(target, &layout.columns, soft);
+    let copy_sql = sql::direct_copy_sql(target, &layout.columns, soft, layout.binary.is_some());
     let copy_result = copy_fast(&txn, &copy_sql, &mut run).await.map_err(pg)?;
     let parsed = run.finish(msg, compression).await;
     let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
-    let parsed = parsed?;
-    if parsed.not_insert {
-        return Ok(Attempt::Staged);
-    }
+    let parsed = match parsed {
+        Err(LoadError::DirectUnfit { .. }) => return Ok(Attempt::Staged),
+        other => other?,
+    };
     if let Err(e) = copy_result {
         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
             return Ok(Attempt::Staged);

@@ -427,7 +427,12 @@ pub fn target_is_empty_sql(target: &TargetTable) -> String {
 /// `COPY` of the direct path, straight into the target: the system columns first (the
 /// soft-delete flag too, where there is one), then the file's columns; lines are written by
 /// `encode_record` with an `encode::Direct`.
-pub fn direct_copy_sql(target: &TargetTable, file_columns: &[usize], flag: Option<&str>) -> String {
+pub fn direct_copy_sql(
+    target: &TargetTable,
+    file_columns: &[usize],
+    flag: Option<&str>,
+    binary: bool,
+) -> String {
     let mut cols =
         vec!["_sluice_record, _sluice_version, _sluice_file_time, _sluice_file".to_owned()];
     if let Some(f) = flag {
@@ -439,9 +444,10 @@ pub fn direct_copy_sql(target: &TargetTable, file_columns: &[usize], flag: Optio
             .map(|&i| quote_ident(&target.columns[i].name)),
     );
     format!(
-        "COPY {} ({}) FROM STDIN",
+        "COPY {} ({}) FROM STDIN{}",
         target.qualified(),
-        cols.join(", ")
+        cols.join(", "),
+        if binary { " (FORMAT binary)" } else { "" }
     )
 }
 
