@@ -131,9 +131,12 @@ impl LoadStats {
 
 /// Applies one file. Errors say whether retrying can help.
 pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutcome, LoadError> {
-    match load_once(ctx, msg, true).await? {
-        Attempt::Done(outcome) => Ok(outcome),
-        Attempt::Staged => match load_once(ctx, msg, false).await? {
+    // A record the direct path cannot take may show as soon as the layout (an empty file) or
+    // in the middle of the COPY: either way nothing was applied.
+    match load_once(ctx, msg, true).await {
+        Ok(Attempt::Done(outcome)) => Ok(outcome),
+        Err(e) if !matches!(e, LoadError::DirectUnfit { .. }) => Err(e),
+        Ok(Attempt::Staged) | Err(_) => match load_once(ctx, msg, false).await? {
             Attempt::Done(outcome) => Ok(outcome),
             Attempt::Staged => unreachable!("the staged path always ends"),
         },
