@@ -41,6 +41,11 @@ pub const TABLE_INDEX: &str = "table-index";
 
 type Item = HashMap<String, AttributeValue>;
 
+/// Calls a pass keeps in flight at once for work that is one call per file or per batch
+/// (lookups, new items, enqueue marks): a pass over many new files is not one round trip at a
+/// time.
+pub const CONCURRENT_CALLS: usize = 16;
+
 /// What a new object version looks like when first written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewFile {
@@ -512,8 +517,23 @@ impl ManifestStore {
         &self,
         pairs: &[(String, String)],
     ) -> Result<HashMap<(String, String), ManifestItem>, Error> {
-        let mut found = HashMap::new();
-        for chunk in pairs.chunks(100) {
+        use futures_util::{StreamExt, TryStreamExt};
+        let chunks: Vec<Vec<ManifestItem>> = futures_util::stream::iter(pairs.chunks(100))
+            .map(|chunk| self.lookup_chunk(chunk))
+            .buffer_unordered(CONCURRENT_CALLS)
+            .try_collect()
+            .await?;
+        Ok(chunks
+            .into_iter()
+            .flatten()
+            .map(|item| ((item.key.clone(), item.etag.clone()), item))
+            .collect())
+    }
+
+    /// One `BatchGetItem` of at most 100 pairs, retried for its unprocessed keys.
+    async fn lookup_chunk(&self, chunk: &[(String, String)]) -> Result<Vec<ManifestItem>, Error> {
+        let mut found = Vec::new();
+        {
             let keys: Vec<Item> = chunk
                 .iter()
                 .map(|(k, e)| HashMap::from([("key".to_owned(), s(k)), ("etag".to_owned(), s(e))]))
@@ -535,10 +555,7 @@ impl ManifestStore {
                     .await
                     .map_err(|e| self.err("batch_get_item", ItemRef::none(), &e))?;
                 if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
-                    for item in items {
-                        let parsed = parse_item(item);
-                        found.insert((parsed.key.clone(), parsed.etag.clone()), parsed);
-                    }
+                    found.extend(items.iter().map(parse_item));
                 }
                 if let Some(rest) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
                     if !rest.keys().is_empty() {

@@ -4,15 +4,19 @@
 //! Invariants: a message is sent only for an item already in the manifest (so a crash between
 //! the two leaves a `discovered` item that the next pass re-enqueues); DynamoDB reads are one
 //! batched lookup per listed object plus one query per unknown key, and the open items from
-//! the sparse index; `--dry-run` reads but writes nothing.
+//! the sparse index; `--dry-run` reads but writes nothing. Calls that are one per file or
+//! per batch run up to `CONCURRENT_CALLS` at a time, each stage finishing before the next
+//! starts (all new items are written before the first message is sent).
 
 use crate::error::CoordinatorError;
 use crate::generation::{plan_generations, GenerationPlan};
 use crate::plan::{plan, unknown_pairs, Candidate, Listed, Plan, Policy};
+use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use sluice_common::config::SourceLocation;
 use sluice_common::manifest::{ManifestItem, Status, Transition};
 use sluice_common::message::{bare_etag, FileMessage, ReplaceMessage, MESSAGE_VERSION};
+use sluice_common::store::CONCURRENT_CALLS;
 use sluice_common::store::{Annotation, Changes, ManifestStore, NewFile};
 use sluice_common::timefmt;
 use std::collections::HashSet;
@@ -102,21 +106,23 @@ pub async fn make_plan(ctx: &ScanContext) -> Result<(Vec<Listed>, Plan), Coordin
         .map(|o| (o.key.clone(), o.etag.clone()))
         .collect();
     let known = ctx.store.lookup(&pairs).await?;
-    let mut others = HashSet::new();
-    for o in unknown_pairs(&listing, &known) {
-        if o.key.ends_with('/') {
-            continue;
-        }
-        if ctx
-            .store
-            .etags_of(&o.key)
-            .await?
-            .iter()
-            .any(|e| *e != o.etag)
-        {
-            others.insert(o.key.clone());
-        }
-    }
+    let unknown: Vec<&Listed> = unknown_pairs(&listing, &known)
+        .into_iter()
+        .filter(|o| !o.key.ends_with('/'))
+        .collect();
+    let others: HashSet<String> = stream::iter(unknown)
+        .map(|o| async move {
+            let etags = ctx.store.etags_of(&o.key).await?;
+            Ok::<_, sluice_common::error::Error>(
+                etags.iter().any(|e| *e != o.etag).then(|| o.key.clone()),
+            )
+        })
+        .buffer_unordered(CONCURRENT_CALLS)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     let mut open = Vec::new();
     for status in [
         Status::Discovered,
@@ -174,13 +180,18 @@ pub async fn scan(
         return Ok((summary, p));
     }
 
-    // Manifest first.
-    let mut to_send: Vec<FileMessage> = Vec::new();
-    for c in p.new.iter().chain(&p.changed) {
-        if ctx.store.record_discovered(&new_file(ctx, c)).await? {
-            to_send.push(message_for(ctx, c));
-        }
-    }
+    // Manifest first: every new item is written before any message is sent.
+    let mut to_send: Vec<FileMessage> = stream::iter(p.new.iter().chain(&p.changed))
+        .map(|c| async move {
+            let recorded = ctx.store.record_discovered(&new_file(ctx, c)).await?;
+            Ok::<_, sluice_common::error::Error>(recorded.then(|| message_for(ctx, c)))
+        })
+        .buffered(CONCURRENT_CALLS)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     for item in &p.requeue {
         match message_for_item(&ctx.source, item) {
             Some(m) => to_send.push(m),
@@ -221,21 +232,34 @@ pub async fn scan(
         warn!(key = %item.key, etag = %item.etag, attempts = item.attempts, "file is dead");
     }
 
-    // Then enqueue, 10 per call, then mark queued.
-    for batch in to_send.chunks(10) {
-        let (sent, failed) = send_batch(&ctx.sqs, &ctx.queue_url, batch).await;
-        summary.send_failed += failed;
-        for (m, message_id) in sent {
-            summary.sent += 1;
-            let changes = Changes {
-                message_id: Some(message_id),
-                ..Changes::default()
-            };
-            // Refused means a worker already claimed it: fine.
-            ctx.store
-                .transition(&m.key, &m.etag, Transition::Enqueue, changes)
+    // Then enqueue, 10 per call, then mark queued; batches and marks run side by side.
+    let batches: Vec<(usize, usize)> = stream::iter(to_send.chunks(10))
+        .map(|batch| async move {
+            let (sent, failed) = send_batch(&ctx.sqs, &ctx.queue_url, batch).await;
+            let n = sent.len();
+            stream::iter(sent)
+                .map(|(m, message_id)| async move {
+                    let changes = Changes {
+                        message_id: Some(message_id),
+                        ..Changes::default()
+                    };
+                    // Refused means a worker already claimed it: fine.
+                    ctx.store
+                        .transition(&m.key, &m.etag, Transition::Enqueue, changes)
+                        .await
+                        .map(|_| ())
+                })
+                .buffer_unordered(CONCURRENT_CALLS)
+                .try_collect::<Vec<()>>()
                 .await?;
-        }
+            Ok::<_, sluice_common::error::Error>((n, failed))
+        })
+        .buffer_unordered(CONCURRENT_CALLS / 4)
+        .try_collect()
+        .await?;
+    for (sent, failed) in batches {
+        summary.sent += sent;
+        summary.send_failed += failed;
     }
     summary.replacements_sent = generations(ctx, &p.generations).await?;
     info!(
