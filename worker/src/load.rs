@@ -16,6 +16,12 @@
 //!   COMMIT                                      -> if the outcome is unknown, the ledger says
 //! ```
 //!
+//! The direct path replaces the stage and the merge for a full-load file into a table with no
+//! rows: `COPY` into the target itself (binary format where every column has one), then, under
+//! the merge lock, the version guard against tombstones (`sql::direct_guard_sql`). Anything it
+//! cannot take (a record that is not an insert, a value only PostgreSQL should read, a key
+//! already present) rolls the transaction back and the file is loaded again by the staged path.
+//!
 //! Invariants: nothing of a file is visible unless all of it is (one transaction); the ledger
 //! row commits with the data, so a replay finds it and does nothing; a `COPY` that is not
 //! finished is aborted (dropping the sink), so abandoning a load at any point is safe; merges
