@@ -479,11 +479,21 @@ async fn direct_load(
         .map_err(pg)?;
     let superseded = match sql::Deletes::for_table(target, soft, &ctx.state_schema) {
         sql::Deletes::Hard { tombstones } => {
-            let row = txn
-                .query_one(&sql::direct_guard_sql(target, &tombstones), &[&file_id])
+            // Usually there are none: then nothing to compare, and no scan of the new rows.
+            let any: bool = txn
+                .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {tombstones})"), &[])
                 .await
-                .map_err(pg)?;
-            row.get::<_, i64>(0)
+                .map_err(pg)?
+                .get(0);
+            if any {
+                let row = txn
+                    .query_one(&sql::direct_guard_sql(target, &tombstones), &[&file_id])
+                    .await
+                    .map_err(pg)?;
+                row.get::<_, i64>(0)
+            } else {
+                0
+            }
         }
         sql::Deletes::Soft { .. } => 0,
     };
