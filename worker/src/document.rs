@@ -256,16 +256,7 @@ fn bytea_hex(b: &[u8]) -> String {
 /// Milliseconds since the epoch as ISO 8601 UTC (`2024-01-02T03:04:05.678Z`).
 fn millis_text(ms: i64) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
-    Some(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    ))
+    Some(sluice_common::timefmt::format(t))
 }
 
 /// Writes JSON text, with extended-JSON wrappers in relaxed form.

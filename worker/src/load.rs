@@ -400,7 +400,6 @@ async fn load_once(
     .await
     .map_err(pg)?;
 
-    let started = Instant::now();
     let stats = LoadStats {
         target: target.label(),
         records: parsed.records,
@@ -417,22 +416,7 @@ async fn load_once(
         commit: Duration::ZERO,
         direct: false,
     };
-    if let Err(e) = txn.commit().await {
-        // Whether a COMMIT whose answer was lost took effect: the ledger knows.
-        if e.as_db_error().is_none() {
-            if let Ok(true) = ledger_has(ctx, msg).await {
-                return Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
-                    commit: started.elapsed(),
-                    ..stats
-                })));
-            }
-        }
-        return Err(pg(e));
-    }
-    Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
-        commit: started.elapsed(),
-        ..stats
-    })))
+    commit(ctx, msg, txn, stats, &target.label()).await
 }
 
 /// The rest of a load by the direct path: `COPY` into the target, then, under the merge lock,
@@ -524,22 +508,33 @@ async fn direct_load(
         direct: true,
         ..LoadStats::default()
     };
+    commit(ctx, msg, txn, stats, &target.label()).await
+}
+
+/// Commits a load. When the answer to `COMMIT` is lost (the connection broke), the ledger
+/// says whether it took effect.
+async fn commit(
+    ctx: &LoadContext,
+    msg: &FileMessage,
+    txn: deadpool_postgres::Transaction<'_>,
+    stats: LoadStats,
+    table: &str,
+) -> Result<Attempt, LoadError> {
     let started = Instant::now();
-    if let Err(e) = txn.commit().await {
-        if e.as_db_error().is_none() {
-            if let Ok(true) = ledger_has(ctx, msg).await {
-                return Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
-                    commit: started.elapsed(),
-                    ..stats
-                })));
-            }
+    let result = txn.commit().await;
+    let done = |stats: LoadStats| {
+        Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
+            commit: started.elapsed(),
+            ..stats
+        })))
+    };
+    match result {
+        Ok(()) => done(stats),
+        Err(e) if e.as_db_error().is_none() && matches!(ledger_has(ctx, msg).await, Ok(true)) => {
+            done(stats)
         }
-        return Err(pg(e));
+        Err(e) => Err(db_error(e, &msg.key, table, None)),
     }
-    Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
-        commit: started.elapsed(),
-        ..stats
-    })))
 }
 
 /// The file's own time: the CDC file name's timestamp, else the object's LastModified. It is
