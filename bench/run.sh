@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sluice's benchmark (issue 8): Sluice against what a user would do by hand, side by side in the
 # same run, every case several times, medians. Starts what it needs (the local stack's
-# PostgreSQL, plus a moto server of its own on :5100 so that gigabytes of objects and the
-# benchmark's request rates never meet the test suite's moto), builds the release binaries,
+# PostgreSQL, plus a moto server of its own on :5100, bench/moto_server.py, so that gigabytes of
+# objects and the benchmark's request rates never meet the test suite's moto), builds the release binaries,
 # generates the data deterministically under $SLUICE_BENCH_DIR (default /var/tmp/sluice-bench,
 # never in the repository), prints a table and writes BENCHMARKS.md at the repository root.
 #
@@ -15,7 +15,8 @@
 #   2  Sluice: the same file in S3, one message, one worker, until committed and `loaded`
 #   3  the floor: the same object read from the local S3 to nowhere
 #   4  CDC: Sluice applying the CDC files vs psql \copy into a staging table + one MERGE
-#   5  many small files by 1, 2, 4 workers vs a bare loop of the same AWS calls per file
+#   5  many small files by 1, 2, 4 workers vs a bare loop of the same AWS calls per file (the
+#      queue is fed during the drain, 24 messages ahead: moto's SQS slows with queue length)
 #   6  a coordinator pass over many objects, a few new, vs a bare listing of the prefix
 #   +  peak RSS of a worker (--concurrency 4) on a 1 GB file and three others at once
 #   +  a CPU profile (perf, cpu-clock) of the worker and its PostgreSQL backend in cases 2, 4
@@ -80,6 +81,7 @@ BIN="$CARGO_TARGET_DIR/release"
 BENCH="$BIN/sluice-bench"
 BUCKET=sluice-bench
 RES="$DATA/results.txt"
+WINDOW=24  # case 5: messages queued ahead of the files done (4 workers x 4 slots hold 16)
 LOGS="$DATA/logs"
 COLS="id, customer_id, status, quantity, unit_price, discount, total, currency, created_at, updated_at, ship_date, note, address"
 mkdir -p "$DATA" "$LOGS"
@@ -113,12 +115,15 @@ cp "$(infra/local/stack.sh envfile)" "$DATA/env"
 # shellcheck disable=SC1091
 . "$DATA/env"
 # The benchmark's own moto, fresh each run (a server this script started earlier is stopped).
+moto_up() { curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" 2>/dev/null; }
 if [ -f "$DATA/moto.pid" ]; then
   kill "$(cat "$DATA/moto.pid")" 2>/dev/null || true
   rm -f "$DATA/moto.pid"
-  sleep 1
 fi
-nohup python3 -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" >"$DATA/moto.log" 2>&1 &
+for _ in $(seq 1 40); do moto_up || break; sleep 0.25; done
+if moto_up; then echo "something else answers on :$MOTO_PORT; set SLUICE_BENCH_MOTO_PORT" >&2; exit 1; fi
+# moto as the stack runs it, except that a Query on a table's key reads one partition (see the file).
+nohup python3 bench/moto_server.py -H 127.0.0.1 -p "$MOTO_PORT" >"$DATA/moto.log" 2>&1 &
 MOTO_PID=$!
 echo "$MOTO_PID" >"$DATA/moto.pid"
 stop_moto() {
@@ -128,10 +133,12 @@ stop_moto() {
   fi
 }
 trap stop_moto EXIT
-for _ in $(seq 1 120); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" 2>/dev/null && break
-  sleep 0.25
+for sig in HUP INT TERM; do
+  # shellcheck disable=SC2064
+  trap "echo 'run.sh: stopped by SIG$sig' >&2; exit 1" "$sig"
 done
+for _ in $(seq 1 120); do moto_up && break; sleep 0.25; done
+kill -0 "$MOTO_PID" 2>/dev/null && moto_up || { echo "moto did not start; see $DATA/moto.log" >&2; exit 1; }
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
 export SLUICE_STATE_SCHEMA=bench_state SLUICE_LOG_FORMAT=json RUST_LOG=warn
 
@@ -179,13 +186,6 @@ scan() {
   out=$(SLUICE_SOURCE="s3://$BUCKET/$1" "$BIN/sluice-coordinator" scan --json)
   sent=$(grep -o '"sent": *[0-9]*' <<<"$out" | grep -o '[0-9]*$')
   [ "$sent" = "$2" ] || { echo "scan of $1 sent $sent messages, expected $2: $out" >&2; exit 1; }
-}
-# One message per file, as a pass sends them, without the pass's manifest writes (2,000 of
-# them per trial would cost more set-up time than the drain): the first claim writes the item.
-enqueue() {
-  local out
-  out=$("$BENCH" enqueue --bucket "$BUCKET" --prefix "$1" --queue-url "$SLUICE_QUEUE_URL")
-  [ "$(field sent "$out")" = "$2" ] || { echo "enqueue of $1: $out, expected $2" >&2; exit 1; }
 }
 drive() {
   local log=$1; shift
@@ -345,9 +345,8 @@ DROP SCHEMA IF EXISTS bench_state CASCADE;
 $(ddl bench.small_orders)
 SQL
     fresh_queue "small-$n-$r"
-    enqueue small/ "$SMALL_FILES"
     checkpoint
-    out=$(drive "small-$n-$r" --workers "$n" --expect "$SMALL_FILES")
+    out=$(drive "small-$n-$r" --workers "$n" --feed-bucket "$BUCKET" --feed-prefix small/ --window "$WINDOW")
     secs=$(field secs "$out")
     record "c5s_$n" "$(calc %.1f "$SMALL_FILES / $secs")"
     record "c5s_moto_$n" "$(calc %.0f "100 * $(field moto_cpu "$out") / $secs")"
@@ -356,9 +355,8 @@ SQL
     record "c5s_rss_$n" "$(field peak_rss_kb "$out")"
     echo "$n workers, run $r, sluice: $out" >&2
     fresh_queue "bare-$n-$r"
-    enqueue small/ "$SMALL_FILES"
     out=$("$BENCH" bare --queue-url "$SLUICE_QUEUE_URL" --manifest-table "$SLUICE_MANIFEST_TABLE" \
-      --loops "$n" --concurrency 4 --expect "$SMALL_FILES" --moto-pid "$MOTO_PID")
+      --loops "$n" --concurrency 4 --feed-bucket "$BUCKET" --feed-prefix small/ --window "$WINDOW" --moto-pid "$MOTO_PID")
     secs=$(field secs "$out")
     record "c5b_$n" "$(calc %.1f "$SMALL_FILES / $secs")"
     record "c5b_moto_$n" "$(calc %.0f "100 * $(field moto_cpu "$out") / $secs")"
@@ -575,7 +573,7 @@ times, are what to compare between machines.
 - **Command:** \`bench/run.sh $ARGS\`
 - **When:** $STARTED_AT to $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $COMMIT
 - **Machine:** $(nproc) CPUs ($CPU_MODEL), $MEM memory, $(uname -sr); load average $LOAD_BEFORE at the start, $LOAD_AFTER at the end (the machine is shared: other builds and test suites ran on it meanwhile)
-- **Services:** PostgreSQL $PGV (the local stack's cluster, default settings), moto $MOTOV (a server of the benchmark's own, on :$MOTO_PORT), $RUSTV, release build
+- **Services:** PostgreSQL $PGV (the local stack's cluster, default settings), moto $MOTOV (a server of the benchmark's own, on :$MOTO_PORT, started by \`bench/moto_server.py\`: a DynamoDB Query on a table's key reads that partition instead of sorting the whole table, as DynamoDB does; see the file), $RUSTV, release build
 - **Data:** full-load file of $ROWS rows, $LOAD_BYTES bytes (integers, numerics, timestamps, text with quotes, commas, LF/CRLF newlines, tabs, backslashes, non-ASCII, empty strings and the string "NULL", SQL NULLs); CDC stream of $CDC_OPS operations ($ops_mix) in $CDC_FILES files, $CDC_BYTES bytes; $SMALL_FILES CDC files of $SMALL_ROWS rows; $MANY small objects. Generated by \`sluice-bench gen-load\` / \`gen-cdc\` (fixed seed); runs per case: $RUNS, medians reported.
 
 ## Results
@@ -592,6 +590,7 @@ $breakdown
 
 $small
 
+The queue is fed while a drain runs, at most $WINDOW messages ahead of the files done, for Sluice and for the bare loop alike: moto's SQS scans the whole queue on every \`ReceiveMessage\` and \`SendMessageBatch\` (measured on moto $MOTOV: a receive takes 30 ms with 40 messages queued, 1 s with 2,000; real SQS does not), so a queue holding all $SMALL_FILES messages would measure that scan. The messages are sent without manifest items; each worker's claim creates its item (the same single \`UpdateItem\` as for a queued item).
 moto and PostgreSQL CPU are percentages of one core over the drain (moto is one Python process: about 100% is its ceiling); "workers' CPU" sums the worker processes.
 
 ### Case 6: coordinator pass

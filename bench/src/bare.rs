@@ -5,6 +5,7 @@
 //! `DeleteMessage`. No PostgreSQL, no parsing: what is left of a worker's time per file is
 //! Sluice's own overhead.
 
+use crate::lake::Feeder;
 use sluice_common::config::AwsClients;
 use sluice_common::manifest::{PhaseTimings, RowCounts, Transition};
 use sluice_common::message::{FileMessage, Message};
@@ -20,6 +21,8 @@ pub struct BareSpec {
     pub loops: usize,
     pub concurrency: usize,
     pub expect: u64,
+    /// Messages to send while the loops run; None: they are all in the queue.
+    pub feeder: Option<Feeder>,
 }
 
 struct Shared {
@@ -34,8 +37,11 @@ struct Shared {
 
 /// Runs `loops` receive loops of `concurrency` slots each until `expect` files are done;
 /// returns the wall time and the bytes read.
-pub async fn run(spec: BareSpec) -> anyhow::Result<(Duration, u64)> {
+pub async fn run(mut spec: BareSpec) -> anyhow::Result<(Duration, u64)> {
     let aws = AwsClients::from_env().await;
+    if let Some(f) = spec.feeder.as_mut() {
+        f.top_up(&aws, &spec.queue_url, 0).await?;
+    }
     let shared = Arc::new(Shared {
         store: ManifestStore::new(aws.dynamodb.clone(), spec.manifest_table.clone()),
         aws,
@@ -47,6 +53,21 @@ pub async fn run(spec: BareSpec) -> anyhow::Result<(Duration, u64)> {
     });
     let started = Instant::now();
     let finished = shared.finished.notified();
+    let feeding = spec.feeder.take().map(|mut f| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let done = shared.done.load(Ordering::SeqCst);
+                if let Err(e) = f.top_up(&shared.aws, &shared.queue_url, done).await {
+                    eprintln!("feeding failed: {e:#}");
+                }
+                if done >= f.total() {
+                    break;
+                }
+            }
+        })
+    });
     let mut loops = Vec::new();
     for i in 0..spec.loops {
         let shared = shared.clone();
@@ -58,7 +79,7 @@ pub async fn run(spec: BareSpec) -> anyhow::Result<(Duration, u64)> {
     }
     finished.await;
     let elapsed = started.elapsed();
-    for l in loops {
+    for l in loops.into_iter().chain(feeding) {
         l.abort();
     }
     Ok((elapsed, shared.bytes.load(Ordering::SeqCst)))

@@ -6,6 +6,8 @@
 //!
 //! The workers log JSON; their `file loaded` lines give the copy/merge/commit breakdown.
 
+use crate::lake::Feeder;
+use sluice_common::config::AwsClients;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -21,6 +23,8 @@ pub struct DriveSpec {
     pub moto_pid: Option<u32>,
     /// Files the run should load.
     pub expect: u64,
+    /// Messages to send while the run goes (see [`Feeder`]); None: they are all in the queue.
+    pub feeder: Option<Feeder>,
 }
 
 /// Counts `file loaded` lines in a growing log, reading only what was appended.
@@ -144,8 +148,11 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Resu
     Ok(attrs.values().map(|v| v.parse::<u64>().unwrap_or(0)).sum())
 }
 
-pub async fn run(spec: DriveSpec, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<DriveResult> {
+pub async fn run(mut spec: DriveSpec, aws: &AwsClients) -> anyhow::Result<DriveResult> {
     std::fs::create_dir_all(&spec.log_dir)?;
+    if let Some(f) = spec.feeder.as_mut() {
+        f.top_up(aws, &spec.queue_url, 0).await?;
+    }
     let moto_before = spec.moto_pid.and_then(cpu_of).unwrap_or(0.0);
     let pg_before = postgres_cpu();
     let started = Instant::now();
@@ -188,8 +195,11 @@ pub async fn run(spec: DriveSpec, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<D
             }
         }
         let logged: u64 = tails.iter_mut().map(LogTail::loaded).sum();
+        if let Some(f) = spec.feeder.as_mut() {
+            f.top_up(aws, &spec.queue_url, logged).await?;
+        }
         if (logged >= spec.expect || polls.is_multiple_of(40))
-            && queue_depth(sqs, &spec.queue_url).await? == 0
+            && queue_depth(&aws.sqs, &spec.queue_url).await? == 0
         {
             break started.elapsed();
         }

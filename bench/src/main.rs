@@ -117,9 +117,11 @@ enum Cmd {
         log_dir: PathBuf,
         #[arg(long)]
         moto_pid: Option<u32>,
-        /// Files that must be `loaded` in the manifest afterwards.
+        /// Files that must be `loaded` in the manifest afterwards (default: the fed files).
         #[arg(long)]
-        expect: u64,
+        expect: Option<u64>,
+        #[command(flatten)]
+        feed: FeedArgs,
     },
     /// Case 5's reference: the worker's AWS calls per file, nothing else.
     Bare {
@@ -132,9 +134,11 @@ enum Cmd {
         #[arg(long, default_value = "4")]
         concurrency: usize,
         #[arg(long)]
-        expect: u64,
+        expect: Option<u64>,
         #[arg(long)]
         moto_pid: Option<u32>,
+        #[command(flatten)]
+        feed: FeedArgs,
     },
     /// Writes every object under a prefix into the manifest as `loaded` (case 6's start).
     SeedManifest {
@@ -162,17 +166,6 @@ enum Cmd {
         #[arg(long, default_value = "16")]
         parallel: usize,
     },
-    /// Sends one file message per object under a prefix (no manifest items).
-    Enqueue {
-        #[arg(long)]
-        bucket: String,
-        #[arg(long)]
-        prefix: String,
-        #[arg(long)]
-        queue_url: String,
-        #[arg(long, default_value = "8")]
-        parallel: usize,
-    },
     /// Empties a queue.
     Purge {
         #[arg(long)]
@@ -183,6 +176,37 @@ enum Cmd {
         #[arg(long)]
         table: String,
     },
+}
+
+/// Messages fed while a run goes: one per object under `feed_prefix`, at most `window` ahead of
+/// the files done (see `lake::Feeder`).
+#[derive(clap::Args)]
+struct FeedArgs {
+    #[arg(long, requires = "feed_prefix")]
+    feed_bucket: Option<String>,
+    #[arg(long, requires = "feed_bucket")]
+    feed_prefix: Option<String>,
+    #[arg(long, default_value = "50")]
+    window: usize,
+}
+
+impl FeedArgs {
+    async fn feeder(&self, aws: &AwsClients) -> anyhow::Result<Option<lake::Feeder>> {
+        match (&self.feed_bucket, &self.feed_prefix) {
+            (Some(bucket), Some(prefix)) => Ok(Some(lake::Feeder::new(
+                lake::file_messages(aws, bucket, prefix).await?,
+                self.window,
+            ))),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Files a run must load: as asked, else as many as are fed.
+fn expected(expect: Option<u64>, feeder: &Option<lake::Feeder>) -> anyhow::Result<u64> {
+    expect
+        .or(feeder.as_ref().map(lake::Feeder::total))
+        .ok_or_else(|| anyhow::anyhow!("give --expect, or feed the run"))
 }
 
 #[tokio::main]
@@ -284,8 +308,11 @@ async fn main() -> anyhow::Result<()> {
             log_dir,
             moto_pid,
             expect,
+            feed,
         } => {
             let aws = AwsClients::from_env().await;
+            let feeder = feed.feeder(&aws).await?;
+            let expect = expected(expect, &feeder)?;
             let r = drive::run(
                 drive::DriveSpec {
                     worker,
@@ -296,8 +323,9 @@ async fn main() -> anyhow::Result<()> {
                     log_dir,
                     moto_pid,
                     expect,
+                    feeder,
                 },
-                &aws.sqs,
+                &aws,
             )
             .await?;
             let statuses = lake::statuses(&aws, &manifest_table).await?;
@@ -339,7 +367,10 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             expect,
             moto_pid,
+            feed,
         } => {
+            let feeder = feed.feeder(&AwsClients::from_env().await).await?;
+            let expect = expected(expect, &feeder)?;
             let cpu = |pid: Option<u32>| pid.and_then(drive::cpu_of).unwrap_or(0.0);
             let moto_before = cpu(moto_pid);
             let (t, bytes) = bare::run(bare::BareSpec {
@@ -348,6 +379,7 @@ async fn main() -> anyhow::Result<()> {
                 loops,
                 concurrency,
                 expect,
+                feeder,
             })
             .await?;
             println!(
@@ -378,16 +410,6 @@ async fn main() -> anyhow::Result<()> {
             let aws = AwsClients::from_env().await;
             let n = lake::forget(&aws, &table, &prefix, from, to, tables, parallel).await?;
             println!("items={n}");
-        }
-        Cmd::Enqueue {
-            bucket,
-            prefix,
-            queue_url,
-            parallel,
-        } => {
-            let aws = AwsClients::from_env().await;
-            let n = lake::enqueue(&aws, &bucket, &prefix, &queue_url, parallel).await?;
-            println!("sent={n}");
         }
         Cmd::Purge { queue_url } => {
             let aws = AwsClients::from_env().await;
