@@ -186,10 +186,93 @@ async fn scan_all(aws: &AwsClients, table: &str) -> anyhow::Result<Vec<Item>> {
     }
 }
 
+/// The source's checkpoints: computed from its present listing (`save`, written to `file` as
+/// JSON lines too) and stored in place of those the manifest holds. Returns how many.
+pub async fn save_checkpoints(
+    aws: &AwsClients,
+    table: &str,
+    bucket: &str,
+    prefix: &str,
+    file: &Path,
+) -> anyhow::Result<usize> {
+    let listed = list_all(aws, bucket, prefix).await?;
+    let pairs: Vec<(&str, &str)> = listed
+        .iter()
+        .filter(|o| !o.key.ends_with('/'))
+        .map(|o| (o.key.as_str(), o.etag.as_str()))
+        .collect();
+    let built = sluice_common::checkpoint::build(&pairs, &[]);
+    let mut text = String::new();
+    for c in &built {
+        let line = serde_json::json!({
+            "start": c.start, "last": c.last, "count": c.count, "digest": c.digest,
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(file, text)?;
+    put_checkpoints(aws, table, bucket, prefix, &built).await
+}
+
+/// Puts back the checkpoints `save_checkpoints` wrote to `file`.
+pub async fn restore_checkpoints(
+    aws: &AwsClients,
+    table: &str,
+    bucket: &str,
+    prefix: &str,
+    file: &Path,
+) -> anyhow::Result<usize> {
+    let mut saved = Vec::new();
+    for line in std::fs::read_to_string(file)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let text = |k: &str| {
+            v[k].as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("{k} missing in {line}"))
+        };
+        saved.push(sluice_common::checkpoint::Checkpoint {
+            start: text("start")?,
+            last: text("last")?,
+            count: v["count"]
+                .as_u64()
+                .ok_or_else(|| anyhow::anyhow!("count missing in {line}"))?,
+            digest: text("digest")?,
+        });
+    }
+    put_checkpoints(aws, table, bucket, prefix, &saved).await
+}
+
+/// Stores `next` as the source's checkpoints, as the coordinator names the source.
+async fn put_checkpoints(
+    aws: &AwsClients,
+    table: &str,
+    bucket: &str,
+    prefix: &str,
+    next: &[sluice_common::checkpoint::Checkpoint],
+) -> anyhow::Result<usize> {
+    let source = sluice_common::config::SourceLocation::parse(&format!("s3://{bucket}/{prefix}"))?;
+    let store = sluice_common::store::ManifestStore::new(aws.dynamodb.clone(), table);
+    let current = store
+        .read_checkpoints(&source.bucket, &source.prefix)
+        .await?;
+    // Deleted first, so that an unchanged checkpoint is written again too.
+    store
+        .write_checkpoints(&source.bucket, &source.prefix, &current, &[])
+        .await?;
+    store
+        .write_checkpoints(&source.bucket, &source.prefix, &[], next)
+        .await?;
+    Ok(next.len())
+}
+
 /// Items per status.
 pub async fn statuses(aws: &AwsClients, table: &str) -> anyhow::Result<Vec<(String, u64)>> {
     let mut counts: HashMap<String, u64> = HashMap::new();
     for item in scan_all(aws, table).await? {
+        let key = item.get("key").and_then(|v| v.as_s().ok());
+        if key.is_some_and(|k| sluice_common::store::is_checkpoint_key(k)) {
+            continue;
+        }
         let status = item
             .get("status")
             .and_then(|v| v.as_s().ok())

@@ -166,6 +166,21 @@ enum Cmd {
         #[arg(long, default_value = "16")]
         parallel: usize,
     },
+    /// The listing checkpoints of a source, as a pass over its present objects leaves them:
+    /// `--save FILE` computes and writes them (and keeps a copy in FILE), `--restore FILE`
+    /// puts that copy back (case 6: every timed pass starts from the same checkpoints).
+    Checkpoints {
+        #[arg(long)]
+        table: String,
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long, conflicts_with = "restore", required_unless_present = "restore")]
+        save: Option<PathBuf>,
+        #[arg(long)]
+        restore: Option<PathBuf>,
+    },
     /// Empties a queue.
     Purge {
         #[arg(long)]
@@ -410,6 +425,25 @@ async fn main() -> anyhow::Result<()> {
             let aws = AwsClients::from_env().await;
             let n = lake::forget(&aws, &table, &prefix, from, to, tables, parallel).await?;
             println!("items={n}");
+        }
+        Cmd::Checkpoints {
+            table,
+            bucket,
+            prefix,
+            save,
+            restore,
+        } => {
+            let aws = AwsClients::from_env().await;
+            let n = match (save, restore) {
+                (Some(file), _) => {
+                    lake::save_checkpoints(&aws, &table, &bucket, &prefix, &file).await?
+                }
+                (None, Some(file)) => {
+                    lake::restore_checkpoints(&aws, &table, &bucket, &prefix, &file).await?
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            println!("checkpoints={n}");
         }
         Cmd::Purge { queue_url } => {
             let aws = AwsClients::from_env().await;

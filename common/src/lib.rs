@@ -5,6 +5,7 @@
 //! - [`message`]: the SQS message contract (one message per file), versioned.
 //! - [`mapping`]: S3 key -> source table and file kind, following AWS DMS's layout. Pure.
 //! - [`manifest`]: the manifest model (statuses, items, legal transitions). Pure.
+//! - [`checkpoint`]: listing checkpoints, so a pass reads only what changed. Pure.
 //! - [`store`]: the manifest in DynamoDB: every transition a conditional write.
 //! - [`rules`]: per-table rules from `sluice.toml`.
 //! - [`config`]: settings shared by both binaries, validated once at start-up.
@@ -18,6 +19,7 @@
 //! The coordinator and the worker share nothing else: a change here is a change to the contract
 //! between them.
 
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -173,6 +173,11 @@ pub enum Command {
         /// Print the plan; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Read every listed object's manifest item, not only those the listing checkpoints
+        /// do not vouch for, and rewrite the checkpoints (after manifest items were deleted by
+        /// hand).
+        #[arg(long)]
+        full: bool,
         #[arg(long)]
         json: bool,
     },
@@ -500,11 +505,15 @@ pub async fn execute(
                 println!("queue: {url}");
             }
         }
-        Command::Scan { dry_run, json } => {
+        Command::Scan {
+            dry_run,
+            full,
+            json,
+        } => {
             let ctx = scan_context(common, &aws)?;
             let obs = observe::start(&common.metrics()?, ctx.store.table_name()).await?;
             let started = Instant::now();
-            let result = scan::scan(&ctx, dry_run).await;
+            let result = scan::pass(&ctx, scan::PassOptions { dry_run, full }).await;
             observe::pass(&obs, &ctx, &result, started.elapsed()).await;
             let (summary, plan) = result?;
             if json {
@@ -862,10 +871,10 @@ async fn move_or_show(
 
 fn print_summary(s: &scan::ScanSummary) {
     println!(
-        "{}listed {} | new {} | changed {} | re-enqueued {} | unchanged {} | dead {} | unloadable {} | sent {} | send failed {} | generations in progress {} | replacements asked {}",
+        "{}listed {} | new {} | changed {} | re-enqueued {} | unchanged {} | dead {} | unloadable {} | sent {} | send failed {} | generations in progress {} | replacements asked {} | manifest reads {} (checkpoints vouched for {})",
         if s.dry_run { "(dry run) " } else { "" },
         s.listed, s.new, s.changed, s.requeued, s.unchanged, s.dead, s.unloadable, s.sent, s.send_failed,
-        s.generations_in_progress, s.replacements_sent
+        s.generations_in_progress, s.replacements_sent, s.read, s.vouched
     );
 }
 

@@ -105,20 +105,26 @@ pub fn unknown_pairs<'a>(
         .collect()
 }
 
-/// Builds the plan. `keys_with_other_etags`: keys of unknown pairs that the manifest holds
-/// under another ETag. `open`: the manifest's open items (from the sparse index).
+/// Builds the plan. `vouched`: aligned with the listing (or empty), true where a listing
+/// checkpoint vouches that the manifest holds the pair (it was not read). `keys_with_other_etags`:
+/// keys of unknown pairs that the manifest holds under another ETag. `open`: the manifest's
+/// open items (from the sparse index).
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     prefix: &str,
     listing: &[Listed],
     known: &HashMap<(String, String), ManifestItem>,
+    vouched: &[bool],
     keys_with_other_etags: &HashSet<String>,
     open: &[ManifestItem],
     now: OffsetDateTime,
     policy: Policy,
 ) -> Plan {
     let mut p = Plan::default();
-    for object in listing {
-        if known.contains_key(&(object.key.clone(), object.etag.clone())) {
+    for (i, object) in listing.iter().enumerate() {
+        if vouched.get(i).copied().unwrap_or(false)
+            || known.contains_key(&(object.key.clone(), object.etag.clone()))
+        {
             p.unchanged += 1;
             continue;
         }
@@ -256,12 +262,33 @@ mod tests {
         ]);
         assert_eq!(unknown_pairs(&listing, &k).len(), 2);
         let others = HashSet::from(["p/s/t/LOAD00000002.csv".to_string()]);
-        let p = plan("p/", &listing, &k, &others, &[], NOW, POLICY);
+        let p = plan("p/", &listing, &k, &[], &others, &[], NOW, POLICY);
         assert_eq!(p.unchanged, 1);
         assert_eq!(p.changed.len(), 1);
         assert_eq!(p.changed[0].object.etag, "b2");
         assert_eq!(p.new.len(), 1);
         assert_eq!(p.new[0].file.table, "t");
+    }
+
+    #[test]
+    fn a_pair_a_checkpoint_vouches_for_is_unchanged_without_being_read() {
+        let listing = vec![
+            obj("p/s/t/20241029-110000000.csv", "a"),
+            obj("p/s/t/20241029-110000001.csv", "b"),
+        ];
+        let p = plan(
+            "p/",
+            &listing,
+            &HashMap::new(),
+            &[true, false],
+            &HashSet::new(),
+            &[],
+            NOW,
+            POLICY,
+        );
+        assert_eq!(p.unchanged, 1);
+        assert_eq!(p.new.len(), 1);
+        assert_eq!(p.new[0].object.etag, "b");
     }
 
     #[test]
@@ -276,6 +303,7 @@ mod tests {
             "p/",
             &listing,
             &HashMap::new(),
+            &[],
             &HashSet::new(),
             &[],
             NOW,
@@ -306,6 +334,7 @@ mod tests {
             "",
             &[],
             &HashMap::new(),
+            &[],
             &HashSet::new(),
             &open,
             NOW,
@@ -334,6 +363,7 @@ mod tests {
             "",
             &[],
             &HashMap::new(),
+            &[],
             &HashSet::new(),
             &open,
             NOW,
@@ -362,6 +392,7 @@ mod tests {
             "",
             &[],
             &HashMap::new(),
+            &[],
             &HashSet::new(),
             &open,
             NOW,

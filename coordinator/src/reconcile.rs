@@ -273,7 +273,7 @@ fn missing_entry(o: &Listed, table: &str, in_ledger: bool) -> Entry {
     } else {
         (
             Reason::NotInManifest,
-            "not in the manifest: new since the last scan pass, or its item was deleted; the next pass enqueues it".to_owned(),
+            "not in the manifest: new since the last scan pass (the next pass enqueues it), or its item was deleted (`scan --full` records it again)".to_owned(),
         )
     };
     Entry {

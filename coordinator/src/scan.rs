@@ -2,19 +2,29 @@
 //! then enqueue in batches of 10, then mark queued.
 //!
 //! Invariants: a message is sent only for an item already in the manifest (so a crash between
-//! the two leaves a `discovered` item that the next pass re-enqueues); DynamoDB reads are one
-//! batched lookup per listed object plus one query per unknown key, and the open items from
-//! the sparse index; `--dry-run` reads but writes nothing. Calls that are one per file or
-//! per batch run up to `CONCURRENT_CALLS` at a time, each stage finishing before the next
-//! starts (all new items are written before the first message is sent).
+//! the two leaves a `discovered` item that a later pass re-enqueues); `--dry-run` reads but
+//! writes nothing. Calls that are one per file or per batch run up to `CONCURRENT_CALLS` at a
+//! time, each stage finishing before the next starts (all new items are written before the
+//! first message is sent).
+//!
+//! DynamoDB reads are proportional to what changed: the listing checkpoints
+//! ([`sluice_common::checkpoint`]) vouch for the unchanged runs of the listing, and the pass
+//! reads (100 per `BatchGetItem`) only the pairs no checkpoint vouches for, plus every
+//! full-load (`LOAD`) file, whose item the generation bookkeeping needs. Then one query per
+//! unknown key (new or changed?), the open items from the sparse index, and one query for the
+//! checkpoints. Once every listed pair is in the manifest, the pass writes the checkpoints of
+//! this listing. `--full` reads every listed pair (and rewrites the checkpoints): the answer
+//! if manifest items were ever deleted by hand.
 
 use crate::error::CoordinatorError;
 use crate::generation::{plan_generations, GenerationPlan};
-use crate::plan::{plan, unknown_pairs, Candidate, Listed, Plan, Policy};
+use crate::plan::{plan, Candidate, Listed, Plan, Policy};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
+use sluice_common::checkpoint::{self, Checkpoint};
 use sluice_common::config::SourceLocation;
 use sluice_common::manifest::{ManifestItem, Status, Transition};
+use sluice_common::mapping::{map_key, FileKind};
 use sluice_common::message::{bare_etag, FileMessage, ReplaceMessage, MESSAGE_VERSION};
 use sluice_common::store::CONCURRENT_CALLS;
 use sluice_common::store::{Annotation, Changes, ManifestStore, NewFile};
@@ -48,7 +58,32 @@ pub struct ScanSummary {
     pub generations_in_progress: usize,
     /// Replace messages sent for complete generations.
     pub replacements_sent: usize,
+    /// Listed pairs read from the manifest (`BatchGetItem`).
+    pub read: usize,
+    /// Listed pairs a checkpoint vouched for (not read).
+    pub vouched: usize,
+    /// Checkpoint items written or deleted.
+    pub checkpoints_written: usize,
     pub dry_run: bool,
+}
+
+/// How a pass runs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassOptions {
+    /// Read, plan and report; write nothing.
+    pub dry_run: bool,
+    /// Ignore the checkpoints: read every listed pair.
+    pub full: bool,
+}
+
+/// A listing diffed against the manifest.
+pub struct Diff {
+    pub listing: Vec<Listed>,
+    pub plan: Plan,
+    /// The checkpoints read at the start.
+    pub checkpoints: Vec<Checkpoint>,
+    pub read: usize,
+    pub vouched: usize,
 }
 
 /// Lists every object under the source prefix, paginated.
@@ -100,15 +135,54 @@ pub async fn list_objects(
 
 /// Builds the plan from a fresh listing and the manifest.
 pub async fn make_plan(ctx: &ScanContext) -> Result<(Vec<Listed>, Plan), CoordinatorError> {
+    let d = diff(ctx, false).await?;
+    Ok((d.listing, d.plan))
+}
+
+/// The pairs the checkpoints cover: every listed object but folder markers, which the
+/// manifest never records.
+fn checkpoint_pairs(listing: &[Listed]) -> (Vec<usize>, Vec<(&str, &str)>) {
+    listing
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !o.key.ends_with('/'))
+        .map(|(i, o)| (i, (o.key.as_str(), o.etag.as_str())))
+        .unzip()
+}
+
+/// Lists the lake and diffs it against the manifest; `full` ignores the checkpoints.
+pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorError> {
     let listing = list(ctx).await?;
+    let checkpoints = ctx
+        .store
+        .read_checkpoints(&ctx.source.bucket, &ctx.source.prefix)
+        .await?;
+    let mut vouched = vec![false; listing.len()];
+    if !full {
+        let (index, pairs) = checkpoint_pairs(&listing);
+        let coverage = checkpoint::cover(&pairs, &checkpoints);
+        for (i, covered) in index.into_iter().zip(coverage.covered) {
+            vouched[i] = covered;
+        }
+    }
+    let is_full_load = |o: &Listed| {
+        map_key(&ctx.source.prefix, &o.key)
+            .is_ok_and(|f| matches!(f.kind, FileKind::FullLoad { .. }))
+    };
     let pairs: Vec<(String, String)> = listing
         .iter()
-        .map(|o| (o.key.clone(), o.etag.clone()))
+        .zip(&vouched)
+        .filter(|(o, v)| !**v || is_full_load(o))
+        .map(|(o, _)| (o.key.clone(), o.etag.clone()))
         .collect();
     let known = ctx.store.lookup(&pairs).await?;
-    let unknown: Vec<&Listed> = unknown_pairs(&listing, &known)
-        .into_iter()
-        .filter(|o| !o.key.ends_with('/'))
+    let unknown: Vec<&Listed> = listing
+        .iter()
+        .zip(&vouched)
+        .filter(|(o, v)| {
+            !**v && !o.key.ends_with('/') && !known.contains_key(&(o.key.clone(), o.etag.clone()))
+        })
+        .map(|(o, _)| o)
         .collect();
     let others: HashSet<String> = stream::iter(unknown)
         .map(|o| async move {
@@ -137,6 +211,7 @@ pub async fn make_plan(ctx: &ScanContext) -> Result<(Vec<Listed>, Plan), Coordin
         &ctx.source.prefix,
         &listing,
         &known,
+        &vouched,
         &others,
         &open,
         now,
@@ -151,7 +226,14 @@ pub async fn make_plan(ctx: &ScanContext) -> Result<(Vec<Listed>, Plan), Coordin
         ctx.policy.generation_quiet,
         ctx.policy.requeue_after,
     );
-    Ok((listing, p))
+    let vouched_count = vouched.iter().filter(|v| **v).count();
+    Ok(Diff {
+        read: pairs.len(),
+        vouched: vouched_count,
+        listing,
+        plan: p,
+        checkpoints,
+    })
 }
 
 /// One pass.
@@ -159,8 +241,32 @@ pub async fn scan(
     ctx: &ScanContext,
     dry_run: bool,
 ) -> Result<(ScanSummary, Plan), CoordinatorError> {
-    let (listing, p) = make_plan(ctx).await?;
+    pass(
+        ctx,
+        PassOptions {
+            dry_run,
+            full: false,
+        },
+    )
+    .await
+}
+
+/// One pass, with its options.
+pub async fn pass(
+    ctx: &ScanContext,
+    options: PassOptions,
+) -> Result<(ScanSummary, Plan), CoordinatorError> {
+    let dry_run = options.dry_run;
+    let Diff {
+        listing,
+        plan: p,
+        checkpoints,
+        read,
+        vouched,
+    } = diff(ctx, options.full).await?;
     let mut summary = ScanSummary {
+        read,
+        vouched,
         listed: listing.len(),
         new: p.new.len(),
         changed: p.changed.len(),
@@ -216,6 +322,13 @@ pub async fn scan(
             warn!(key = %object.key, reason = %reason, "object is not a loadable file; recorded as dead");
         }
     }
+    // Every listed pair is in the manifest now: remember this listing.
+    let (_, pairs) = checkpoint_pairs(&listing);
+    let next = checkpoint::build(&pairs, &checkpoints);
+    summary.checkpoints_written = ctx
+        .store
+        .write_checkpoints(&ctx.source.bucket, &ctx.source.prefix, &checkpoints, &next)
+        .await?;
     for item in &p.give_up {
         let last = item
             .error
@@ -274,6 +387,9 @@ pub async fn scan(
         send_failed = summary.send_failed,
         generations_in_progress = summary.generations_in_progress,
         replacements_sent = summary.replacements_sent,
+        read = summary.read,
+        vouched = summary.vouched,
+        checkpoints_written = summary.checkpoints_written,
         "scan pass done"
     );
     Ok((summary, p))

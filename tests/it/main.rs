@@ -7,6 +7,7 @@ mod support;
 mod aws_stack;
 mod badinput;
 mod check;
+mod checkpoints;
 mod direct;
 mod failures;
 mod faults;
