@@ -7,7 +7,8 @@ one such `Query` per new key (to tell a changed file from a new one), so case 6 
 that sort, a thousand times. Here a `Query` on the table's key reads that partition's items only,
 and a `Query` on an index starts from the items whose index hash key matches (found in one
 unsorted pass, as moto keeps no index structure) instead of the whole table sorted; what either
-returns is unchanged. Nothing else is touched: scans, batch reads, S3 and SQS are moto's own.
+returns is unchanged. And an SQS send does not count the queue's messages (see below). Nothing
+else is touched: scans, batch reads, S3 and the rest of SQS are moto's own.
 
     python3 bench/moto_server.py -H 127.0.0.1 -p 5100
 """
@@ -17,6 +18,7 @@ import threading
 
 from moto.dynamodb.models.table import Table
 from moto.server import main
+from moto.sqs.models import Queue, SQSBackend
 
 _local = threading.local()
 _all_items = Table.all_items
@@ -70,6 +72,43 @@ def _partition_query(self, hash_key, *args, **kwargs):
 
 Table.all_items = _partition_or_all_items
 Table.query = _partition_query
+
+
+# SQS: moto's `send_message` reads the queue's attributes to learn whether content-based
+# deduplication is on, and building them counts every message of the queue (visible, delayed,
+# in flight). So each message sent costs time proportional to the queue's depth: a
+# `SendMessageBatch` of 10 takes 21 ms into an empty queue and 368 ms into one of 990 messages
+# (measured on moto 5.2.1), where SQS's cost does not depend on depth. While a message is being
+# sent, those three counts (which the send discards) are not computed; `GetQueueAttributes` and
+# everything else still count.
+_sending = threading.local()
+_send_message = SQSBackend.send_message
+
+
+def _send_without_counting(self, *args, **kwargs):
+    _sending.active = True
+    try:
+        return _send_message(self, *args, **kwargs)
+    finally:
+        _sending.active = False
+
+
+def _uncounted_while_sending(prop):
+    def get(self):
+        if getattr(_sending, "active", False):
+            return 0
+        return prop.fget(self)
+
+    return property(get)
+
+
+SQSBackend.send_message = _send_without_counting
+for _name in (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+):
+    setattr(Queue, _name, _uncounted_while_sending(getattr(Queue, _name)))
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
