@@ -24,10 +24,11 @@
 //!
 //! # Where checkpoints begin
 //!
-//! A new checkpoint starts at every change of folder and of file-name shape (the name with its
-//! digits replaced), so DMS's `LOAD00000001.csv` files never share a checkpoint with the
-//! timestamped CDC files that sort before them, and new CDC files land after the `last` of
-//! their folder's checkpoint instead of inside it. A checkpoint that grows past [`MAX_KEYS`]
+//! A new checkpoint starts at every change of folder (trailing date folders aside: the days of
+//! one table share checkpoints) and of file-name shape (the name with its digits replaced), so
+//! DMS's `LOAD00000001.csv` files never share a checkpoint with the timestamped CDC files that
+//! sort before them, and new CDC files land after the `last` of their table's checkpoint
+//! instead of inside it. A checkpoint that grows past [`MAX_KEYS`]
 //! is split every [`TARGET_KEYS`] keys. A pass keeps the starts it found where they still
 //! begin a run, so an unchanged range keeps its checkpoint from pass to pass.
 
@@ -119,10 +120,23 @@ pub fn cover(pairs: &[(&str, &str)], stored: &[Checkpoint]) -> Coverage {
     coverage
 }
 
-/// The folder of a key and the shape of its file name (digits replaced), where checkpoints
-/// begin.
+/// Where checkpoints begin: a change of folder, not counting trailing date folders, or of
+/// file-name shape (digits replaced). DMS's date partitions (`2024/10/29/`, `20241029/`,
+/// `2024-10-29/`, ...) of one table thus share checkpoints: a new day's files sort after the
+/// last key of the table's run, so they are read alone, and the closed days never are.
 fn run_of(key: &str) -> (&str, String) {
-    let (folder, name) = key.rsplit_once('/').unwrap_or(("", key));
+    let (mut folder, name) = key.rsplit_once('/').unwrap_or(("", key));
+    while let Some((parent, last)) = folder.rsplit_once('/') {
+        let dated = !last.is_empty()
+            && last.bytes().any(|b| b.is_ascii_digit())
+            && last
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !dated {
+            break;
+        }
+        folder = parent;
+    }
     let shape = name
         .chars()
         .map(|c| if c.is_ascii_digit() { '0' } else { c })
@@ -310,6 +324,35 @@ mod tests {
         assert_eq!(&second[..2], &first[..2]);
         assert_eq!(second[2].count, 600);
         assert_eq!(second[2].start, first[2].start);
+    }
+
+    #[test]
+    fn date_folders_of_a_table_share_checkpoints_and_a_new_day_is_read_alone() {
+        let day = |d: u32, n: u32| format!("dms/s/a/2024/10/{d:02}/202410{d:02}-{n:09}.csv");
+        let mut keys = vec!["dms/s/a/LOAD00000001.csv".to_owned()];
+        for d in 1..=20 {
+            for n in 0..5 {
+                keys.push(day(d, n));
+            }
+        }
+        keys.push("dms/s/b/2024/10/01/20241001-000000000.csv".into());
+        let saved = build(&refs(&listing(&keys)), &[]);
+        // a's 100 CDC files in one checkpoint, a's LOAD file, b's CDC file.
+        assert_eq!(saved.len(), 3, "{saved:?}");
+        let mut after = keys.clone();
+        after.push(day(20, 5));
+        after.push(day(21, 0));
+        let p = listing(&after);
+        let c = cover(&refs(&p), &saved);
+        assert_eq!(c.covered_count(), keys.len());
+        assert_eq!(c.mismatched, 0);
+        // Folders that only look like dates in part are folders.
+        assert_ne!(run_of("dms/s/v2/x.csv").0, run_of("dms/s/v3/x.csv").0);
+        assert_eq!(
+            run_of("dms/s/t/20241029/1.csv").0,
+            run_of("dms/s/t/2024_10_30/2.csv").0
+        );
+        assert_ne!(run_of("dms/s/1/x.csv").0, "");
     }
 
     #[test]
