@@ -156,21 +156,16 @@ impl Line<'_> {
     }
 }
 
-/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// (year, month, day) of a Unix time, UTC.
+fn civil(secs: i64) -> (i32, u8, u8) {
+    let date = time::OffsetDateTime::from_unix_timestamp(secs)
+        .expect("generated times are in range")
+        .date();
+    (date.year(), u8::from(date.month()), date.day())
 }
 
 fn timestamp(secs: i64, micros: u64) -> String {
-    let (y, m, d) = civil(secs.div_euclid(86_400));
+    let (y, m, d) = civil(secs);
     let s = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{micros:06}",
@@ -181,7 +176,7 @@ fn timestamp(secs: i64, micros: u64) -> String {
 }
 
 fn date(secs: i64) -> String {
-    let (y, m, d) = civil(secs.div_euclid(86_400));
+    let (y, m, d) = civil(secs);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
@@ -443,8 +438,8 @@ mod tests {
     #[test]
     fn civil_dates() {
         assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(19_358), (2023, 1, 1));
-        assert_eq!(civil(19_417), (2023, 3, 1));
+        assert_eq!(civil(19_358 * 86_400), (2023, 1, 1));
+        assert_eq!(civil(19_417 * 86_400 - 1), (2023, 2, 28));
         assert_eq!(timestamp(BASE_SECS + 3661, 7), "2023-01-01 01:01:01.000007");
     }
 

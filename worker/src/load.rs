@@ -386,20 +386,6 @@ async fn load_once(
             .map_err(merge_err)?;
     }
     let merge = started.elapsed();
-    txn.execute(
-        &sql::ledger_counts_sql(&ctx.state_schema),
-        &[
-            &file_id,
-            &(parsed.records as i64),
-            &inserted,
-            &updated,
-            &deleted,
-            &superseded,
-        ],
-    )
-    .await
-    .map_err(pg)?;
-
     let stats = LoadStats {
         target: target.label(),
         records: parsed.records,
@@ -416,7 +402,7 @@ async fn load_once(
         commit: Duration::ZERO,
         direct: false,
     };
-    commit(ctx, msg, txn, stats, &target.label()).await
+    commit(ctx, msg, txn, file_id, stats).await
 }
 
 /// The rest of a load by the direct path: `COPY` into the target, then, under the merge lock,
@@ -483,19 +469,6 @@ async fn direct_load(
     };
     let inserted = parsed.records as i64 - superseded;
     let merge = started.elapsed();
-    txn.execute(
-        &sql::ledger_counts_sql(&ctx.state_schema),
-        &[
-            &file_id,
-            &(parsed.records as i64),
-            &inserted,
-            &0_i64,
-            &0_i64,
-            &superseded,
-        ],
-    )
-    .await
-    .map_err(pg)?;
     let stats = LoadStats {
         target: target.label(),
         records: parsed.records,
@@ -508,18 +481,32 @@ async fn direct_load(
         direct: true,
         ..LoadStats::default()
     };
-    commit(ctx, msg, txn, stats, &target.label()).await
+    commit(ctx, msg, txn, file_id, stats).await
 }
 
-/// Commits a load. When the answer to `COMMIT` is lost (the connection broke), the ledger
-/// says whether it took effect.
+/// Records the load's counts on its ledger row, then commits. When the answer to `COMMIT` is
+/// lost (the connection broke), the ledger says whether it took effect.
 async fn commit(
     ctx: &LoadContext,
     msg: &FileMessage,
     txn: deadpool_postgres::Transaction<'_>,
+    file_id: i64,
     stats: LoadStats,
-    table: &str,
 ) -> Result<Attempt, LoadError> {
+    let table = stats.target.clone();
+    txn.execute(
+        &sql::ledger_counts_sql(&ctx.state_schema),
+        &[
+            &file_id,
+            &(stats.records as i64),
+            &stats.inserted,
+            &stats.updated,
+            &stats.deleted,
+            &stats.superseded,
+        ],
+    )
+    .await
+    .map_err(|e| db_error(e, &msg.key, &table, None))?;
     let started = Instant::now();
     let result = txn.commit().await;
     let done = |stats: LoadStats| {
@@ -533,7 +520,7 @@ async fn commit(
         Err(e) if e.as_db_error().is_none() && matches!(ledger_has(ctx, msg).await, Ok(true)) => {
             done(stats)
         }
-        Err(e) => Err(db_error(e, &msg.key, table, None)),
+        Err(e) => Err(db_error(e, &msg.key, &table, None)),
     }
 }
 
