@@ -284,6 +284,10 @@ pub struct ManifestItem {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub updated_at: Option<String>,
+    /// While `loading`: the last time the worker holding the file said it is still at work
+    /// ([`crate::store::ManifestStore::heartbeat`]). A status change does not touch it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_at: Option<String>,
     pub worker: Option<String>,
     pub message_id: Option<String>,
     /// Dated events, oldest first: the file's whole story.
@@ -301,6 +305,18 @@ pub struct ManifestItem {
     /// A generation's first file only: rows the replacement removed (or flagged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows_removed: Option<i64>,
+}
+
+impl ManifestItem {
+    /// The last sign of life of the item: its last change, or the holding worker's heartbeat if
+    /// that is later. An in-progress item is stuck only when this is old; a long load whose
+    /// worker keeps beating is never taken for a lost one.
+    pub fn last_active(&self) -> Option<&str> {
+        match (self.updated_at.as_deref(), self.heartbeat_at.as_deref()) {
+            (Some(u), Some(h)) if self.status == Some(Status::Loading) => Some(u.max(h)),
+            (u, _) => u,
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -484,6 +484,52 @@ impl ManifestStore {
             .await
     }
 
+    /// Says that `worker` is still loading its claim `attempt` of the item: sets `heartbeat_at`,
+    /// only while the item is `loading` by that worker and attempt (a claim taken over, or a
+    /// file that has moved on, is left alone: `Ok(false)`). No history entry and no status
+    /// change, so a long load's beats neither grow the item nor move it in the indexes. The
+    /// coordinator reads it through [`ManifestItem::last_active`].
+    pub async fn heartbeat(
+        &self,
+        key: &str,
+        etag: &str,
+        worker: &str,
+        attempt: u32,
+    ) -> Result<bool, Error> {
+        let mut x = Expr::default();
+        x.set("heartbeat_at", s(&timefmt::now()));
+        let (st, w, a) = (x.name("status"), x.name("worker"), x.name("attempts"));
+        let (loading, me, current) = (
+            x.value(s(Status::Loading.as_str())),
+            x.value(s(worker)),
+            x.value(n(attempt as i64)),
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+            .key("etag", s(etag))
+            .update_expression(x.update_expression())
+            .condition_expression(format!(
+                "{st} = {loading} AND {w} = {me} AND {a} = {current}"
+            ))
+            .set_expression_attribute_names(Some(x.names))
+            .set_expression_attribute_values(Some(x.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.err("update_item", ItemRef::new(key, etag), &e)),
+        }
+    }
+
     /// One item, strongly consistent.
     pub async fn get(&self, key: &str, etag: &str) -> Result<Option<ManifestItem>, Error> {
         let out = self
@@ -1112,6 +1158,7 @@ pub fn parse_item(item: &Item) -> ManifestItem {
         started_at: get_s(item, "started_at"),
         finished_at: get_s(item, "finished_at"),
         updated_at: get_s(item, "updated_at"),
+        heartbeat_at: get_s(item, "heartbeat_at"),
         worker: get_s(item, "worker"),
         message_id: get_s(item, "message_id"),
         history: item

@@ -208,14 +208,14 @@ pub fn matches(sel: &Selection, item: &ManifestItem) -> bool {
     true
 }
 
-/// Whether an in-progress item (`discovered`/`queued`/`loading`) is stuck: unchanged for at
-/// least `stuck_after`. Other statuses are never "in progress".
+/// Whether an in-progress item (`discovered`/`queued`/`loading`) is stuck: unchanged (and, while
+/// loading, without a heartbeat of its worker) for at least `stuck_after`. Other statuses are
+/// never "in progress".
 pub fn is_stuck(item: &ManifestItem, now: OffsetDateTime, stuck_after: Duration) -> bool {
     match item.status {
         Some(Status::Discovered | Status::Queued | Status::Loading) => {
             let age = item
-                .updated_at
-                .as_deref()
+                .last_active()
                 .and_then(|u| timefmt::age(u, now))
                 .unwrap_or(time::Duration::MAX);
             age >= time::Duration::try_from(stuck_after).unwrap_or(time::Duration::MAX)

@@ -6,8 +6,11 @@
 //! - a key that does not name a loadable file is still recorded (as `dead`, with the reason), so
 //!   the manifest shows every object of the lake; folder markers are the one exception;
 //! - open items are re-enqueued when stuck in `discovered`/`queued`/`loading` longer than
-//!   `requeue_after`, or `failed` (transient) below the attempt limit; `failed` at the limit
-//!   becomes `dead`. Permanent failures wait for an operator.
+//!   `requeue_after` (their last change or, while loading, the worker's heartbeat: a long load
+//!   is not stuck), or `failed` (transient) below the attempt limit; `failed` at the limit
+//!   becomes `dead`. A stuck item at the limit is re-enqueued all the same: its last attempt
+//!   may have committed, and the worker's claim checks the ledger before giving up. Permanent
+//!   failures wait for an operator.
 
 use sluice_common::manifest::{ManifestItem, Status};
 use sluice_common::mapping::{map_key, SourceFile, Unmapped};
@@ -147,19 +150,17 @@ pub fn plan(
     for item in open {
         let Some(status) = item.status else { continue };
         let age = item
-            .updated_at
-            .as_deref()
+            .last_active()
             .and_then(|u| timefmt::age(u, now))
             .unwrap_or(time::Duration::MAX);
         let stale =
             age >= time::Duration::try_from(policy.requeue_after).unwrap_or(time::Duration::MAX);
         match status {
+            // Even at the attempt limit: the last attempt may have committed before its worker
+            // died, and only a worker can ask the ledger. The next claim does, and gives up
+            // only when the ledger does not hold the file.
             Status::Discovered | Status::Queued | Status::Loading if stale => {
-                if item.attempts >= policy.max_attempts && status != Status::Discovered {
-                    p.give_up.push(item.clone());
-                } else {
-                    p.requeue.push(item.clone());
-                }
+                p.requeue.push(item.clone());
             }
             Status::Failed => {
                 let permanent = item.error.as_ref().is_some_and(|e| e.permanent);
@@ -369,15 +370,46 @@ mod tests {
             NOW,
             POLICY,
         );
+        // `q` is stuck at the limit: back to a worker, whose claim asks the ledger first.
         assert_eq!(
             p.requeue.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
-            vec!["t"]
+            vec!["t", "q"]
         );
         assert_eq!(
             p.give_up.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
-            vec!["x", "q"]
+            vec!["x"]
         );
         assert_eq!(p.waiting, 1);
+    }
+
+    #[test]
+    fn a_loading_item_whose_worker_beats_is_not_stuck() {
+        let mut beating = item("beating", Status::Loading, 1, "2024-10-29T11:00:00.000Z");
+        beating.heartbeat_at = Some("2024-10-29T11:59:30.000Z".into());
+        let mut silent = item("silent", Status::Loading, 1, "2024-10-29T11:00:00.000Z");
+        silent.heartbeat_at = Some("2024-10-29T11:40:00.000Z".into());
+        // A beat left from an earlier claim does not make a re-queued item look alive.
+        let mut queued = item("queued", Status::Queued, 1, "2024-10-29T11:00:00.000Z");
+        queued.heartbeat_at = Some("2024-10-29T11:59:30.000Z".into());
+        let mut at_limit = item("at_limit", Status::Loading, 3, "2024-10-29T11:00:00.000Z");
+        at_limit.heartbeat_at = Some("2024-10-29T11:58:00.000Z".into());
+        let open = vec![beating, silent, queued, at_limit];
+        let p = plan(
+            "",
+            &[],
+            &HashMap::new(),
+            &[],
+            &HashSet::new(),
+            &open,
+            NOW,
+            POLICY,
+        );
+        assert_eq!(
+            p.requeue.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+            vec!["silent", "queued"]
+        );
+        assert!(p.give_up.is_empty());
+        assert_eq!(p.waiting, 2);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod attempts;
 mod aws_stack;
 mod badinput;
 mod check;

@@ -311,10 +311,7 @@ async fn handle_file(
     };
     tracing::Span::current().record("attempt", attempt);
     if attempt > shared.cfg.max_attempts {
-        let reason = format!("gave up after {} attempts", shared.cfg.max_attempts);
-        give_up(shared, &msg, &reason).await;
-        delete(shared, &receipt).await;
-        return Outcome::Dead;
+        return past_the_limit(shared, &msg, &receipt).await;
     }
 
     let heartbeat = visibility::start(
@@ -323,6 +320,13 @@ async fn handle_file(
         receipt.clone(),
         message_id.clone(),
         shared.cfg.visibility_timeout,
+        Some(visibility::ManifestBeat {
+            store: store.clone(),
+            key: msg.key.clone(),
+            etag: msg.etag.clone(),
+            worker: shared.cfg.worker_id.clone(),
+            attempt,
+        }),
     );
     let policy = Policy::patient(shared.cfg.db_retry_for);
     let load = retry(
@@ -454,6 +458,7 @@ async fn handle_replace(shared: &Shared, msg: ReplaceMessage, receipt: String) -
         receipt.clone(),
         msg.head_key.clone(),
         shared.cfg.visibility_timeout,
+        None,
     );
     let result = retry(
         "replace",
@@ -584,6 +589,44 @@ async fn record_failure(shared: &Shared, msg: &FileMessage, attempt: u32, e: &Lo
             info!(status = ?now.and_then(|i| i.status), "a newer attempt owns the file; failure not recorded over it")
         }
         Err(err) => warn!(error = %err, "cannot record the failure in the manifest"),
+    }
+}
+
+/// A claim past the attempt limit. The last attempt may have committed before its manifest
+/// update was lost (a worker killed between the two): the ledger decides. A file the ledger
+/// holds is `loaded`; one it does not hold is `dead`. When the ledger cannot be asked, the
+/// message comes back after its visibility timeout and the question is asked again.
+async fn past_the_limit(shared: &Shared, msg: &FileMessage, receipt: &str) -> Outcome {
+    match crate::load::ledger_has(&shared.load, msg).await {
+        Ok(true) => {
+            info!("attempt limit passed, but the ledger holds the file: its data committed");
+            let changes = Changes {
+                worker: Some(shared.cfg.worker_id.clone()),
+                error: Some(None),
+                note: Some("already in the ledger".to_owned()),
+                ..Changes::default()
+            };
+            if let Err(e) = shared
+                .store
+                .transition(&msg.key, &msg.etag, Transition::Complete, changes)
+                .await
+            {
+                warn!(error = %e, "data committed but the manifest update failed");
+                return Outcome::Deferred;
+            }
+            delete(shared, receipt).await;
+            Outcome::Duplicate
+        }
+        Ok(false) => {
+            let reason = format!("gave up after {} attempts", shared.cfg.max_attempts);
+            give_up(shared, msg, &reason).await;
+            delete(shared, receipt).await;
+            Outcome::Dead
+        }
+        Err(e) => {
+            warn!(error = %e, "attempt limit passed and the ledger cannot be asked; the message comes back");
+            Outcome::Deferred
+        }
     }
 }
 
