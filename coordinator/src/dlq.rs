@@ -187,6 +187,14 @@ pub async fn redrive(
         applied: apply,
         ..DlqResult::default()
     };
+    let run = Redrive {
+        ops,
+        queue_url: &queue_url,
+        dlq: &dlq,
+        scope,
+        who,
+        apply,
+    };
     // Receipts of messages left in the DLQ, made visible again at the end (not at once, or the
     // loop would read them again).
     let mut hand_back: Vec<String> = Vec::new();
@@ -215,7 +223,7 @@ pub async fn redrive(
         empty_receives = 0;
         for m in messages {
             let receipt = m.receipt_handle().unwrap_or_default().to_owned();
-            let entry = handle(ops, &queue_url, &dlq, scope, who, apply, &m, &mut result).await;
+            let entry = run.handle(&m, &mut result).await;
             if !apply || entry.action.starts_with("keep") || entry.problem.is_some() {
                 hand_back.push(receipt);
             }
@@ -235,91 +243,110 @@ pub async fn redrive(
     Ok(result)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn handle(
-    ops: &Ops,
-    queue_url: &str,
-    dlq: &str,
-    scope: &Scope,
-    who: &str,
+/// One `retry --dlq` run: where messages go, who moves them, and the tally so far.
+struct Redrive<'a> {
+    ops: &'a Ops,
+    queue_url: &'a str,
+    dlq: &'a str,
+    scope: &'a Scope,
+    who: &'a str,
     apply: bool,
-    m: &Message,
-    result: &mut DlqResult,
-) -> DlqEntry {
-    let message_id = m.message_id().unwrap_or_default().to_owned();
-    let body = m.body().unwrap_or_default();
-    let mut entry = DlqEntry {
-        message_id: message_id.clone(),
-        key: None,
-        etag: None,
-        status: None,
-        action: "move",
-        problem: None,
-    };
-    if let Some(replace) = replace_message(body) {
-        // A table's "replace" message (full-load generations): it goes back as it is; its
-        // outcome is recorded on its first file's item, so no manifest item moves.
-        entry.key = Some(replace.head_key.clone());
-        entry.etag = Some(replace.head_etag.clone());
-        entry.action = "move_replace";
-        if !scope.holds(&replace.head_key, &replace.table) {
+}
+
+impl Redrive<'_> {
+    /// Decides what one dead-lettered message needs and, with `apply`, does it.
+    async fn handle(&self, m: &Message, result: &mut DlqResult) -> DlqEntry {
+        let message_id = m.message_id().unwrap_or_default().to_owned();
+        let body = m.body().unwrap_or_default();
+        let mut entry = DlqEntry {
+            message_id: message_id.clone(),
+            key: None,
+            etag: None,
+            status: None,
+            action: "move",
+            problem: None,
+        };
+        if let Some(replace) = replace_message(body) {
+            // A table's "replace" message (full-load generations): it goes back as it is; its
+            // outcome is recorded on its first file's item, so no manifest item moves.
+            entry.key = Some(replace.head_key.clone());
+            entry.etag = Some(replace.head_etag.clone());
+            entry.action = "move_replace";
+            if !self.scope.holds(&replace.head_key, &replace.table) {
+                entry.action = "keep_out_of_scope";
+                result.kept += 1;
+                return entry;
+            }
+            if !self.apply {
+                result.moved += 1;
+                return entry;
+            }
+            return self.send_back(m, body, entry, result).await;
+        }
+        let msg = match FileMessage::from_body(&message_id, body) {
+            Ok(msg) => msg,
+            Err(e) => {
+                entry.action = "keep_unreadable";
+                entry.problem = Some(e.to_string());
+                result.kept += 1;
+                return entry;
+            }
+        };
+        entry.key = Some(msg.key.clone());
+        entry.etag = Some(msg.etag.clone());
+        if !self.scope.holds(&msg.key, &msg.source_table()) {
             entry.action = "keep_out_of_scope";
             result.kept += 1;
             return entry;
         }
-        if !apply {
-            result.moved += 1;
+        let item = match self.ops.store.get(&msg.key, &msg.etag).await {
+            Ok(item) => item,
+            Err(e) => {
+                entry.problem = Some(e.to_string());
+                result.failed += 1;
+                return entry;
+            }
+        };
+        entry.status = item.as_ref().and_then(|i| i.status);
+        if entry.status == Some(Status::Loaded) {
+            entry.action = "drop_loaded";
+        }
+        if !self.apply {
+            match entry.action {
+                "drop_loaded" => result.dropped_loaded += 1,
+                _ => result.moved += 1,
+            }
             return entry;
         }
-        return send_back(ops, queue_url, dlq, m, body, entry, result).await;
-    }
-    let msg = match FileMessage::from_body(&message_id, body) {
-        Ok(msg) => msg,
-        Err(e) => {
-            entry.action = "keep_unreadable";
-            entry.problem = Some(e.to_string());
-            result.kept += 1;
-            return entry;
+        if entry.action == "move" {
+            if let Err(problem) = self.move_file(&msg, item.is_some(), &mut entry).await {
+                entry.problem = Some(problem);
+                result.failed += 1;
+                return entry;
+            }
         }
-    };
-    entry.key = Some(msg.key.clone());
-    entry.etag = Some(msg.etag.clone());
-    if !scope.holds(&msg.key, &msg.source_table()) {
-        entry.action = "keep_out_of_scope";
-        result.kept += 1;
-        return entry;
+        self.delete(m, entry, result).await
     }
-    let item = match ops.store.get(&msg.key, &msg.etag).await {
-        Ok(item) => item,
-        Err(e) => {
-            entry.problem = Some(e.to_string());
-            result.failed += 1;
-            return entry;
-        }
-    };
-    entry.status = item.as_ref().and_then(|i| i.status);
-    if entry.status == Some(Status::Loaded) {
-        entry.action = "drop_loaded";
-    }
-    if !apply {
-        match entry.action {
-            "drop_loaded" => result.dropped_loaded += 1,
-            _ => result.moved += 1,
-        }
-        return entry;
-    }
-    let receipt = m.receipt_handle().unwrap_or_default();
-    if entry.action == "move" {
-        if item.is_some() {
+
+    /// A file message's move: its manifest item (if any) to `queued` as an operator retry,
+    /// then the message to the work queue. A file loaded in between needs no message
+    /// (`drop_loaded`).
+    async fn move_file(
+        &self,
+        msg: &FileMessage,
+        has_item: bool,
+        entry: &mut DlqEntry,
+    ) -> Result<(), String> {
+        let store = &self.ops.store;
+        if has_item {
             let changes = Changes {
                 operator: Some(Operator {
-                    who: who.to_owned(),
+                    who: self.who.to_owned(),
                     reason: Some("moved back from the dead-letter queue".to_owned()),
                 }),
                 ..Changes::default()
             };
-            match ops
-                .store
+            match store
                 .transition(&msg.key, &msg.etag, Transition::Retry, changes)
                 .await
             {
@@ -328,61 +355,81 @@ async fn handle(
                     // Loaded in between: the message is not needed any more.
                     if now.and_then(|i| i.status) == Some(Status::Loaded) {
                         entry.action = "drop_loaded";
+                        return Ok(());
                     }
                 }
-                Err(e) => {
-                    entry.problem = Some(e.to_string());
-                    result.failed += 1;
-                    return entry;
-                }
+                Err(e) => return Err(e.to_string()),
             }
         }
-        if entry.action == "move" {
-            let sent = ops
-                .aws
-                .sqs
-                .send_message()
-                .queue_url(queue_url)
-                .message_body(msg.to_body())
-                .send()
-                .await;
-            match sent {
-                Ok(out) => {
-                    if let Some(id) = out.message_id() {
-                        let _ = ops.store.record_message_id(&msg.key, &msg.etag, id).await;
-                    }
-                }
-                Err(e) => {
-                    entry.problem = Some(sluice_common::error::sdk_error_text(&e));
-                    result.failed += 1;
-                    return entry;
-                }
-            }
+        let sent = self
+            .ops
+            .aws
+            .sqs
+            .send_message()
+            .queue_url(self.queue_url)
+            .message_body(msg.to_body())
+            .send()
+            .await
+            .map_err(|e| sluice_common::error::sdk_error_text(&e))?;
+        if let Some(id) = sent.message_id() {
+            let _ = store.record_message_id(&msg.key, &msg.etag, id).await;
         }
+        Ok(())
     }
-    match ops
-        .aws
-        .sqs
-        .delete_message()
-        .queue_url(dlq)
-        .receipt_handle(receipt)
-        .send()
-        .await
-    {
-        Ok(_) => match entry.action {
-            "drop_loaded" => result.dropped_loaded += 1,
-            _ => result.moved += 1,
-        },
-        Err(e) => {
-            // Sent but not deleted: a duplicate, harmless (the ledger keeps the effect single).
-            entry.problem = Some(format!(
-                "sent, but not deleted from the dead-letter queue: {}",
-                sluice_common::error::sdk_error_text(&e)
-            ));
+
+    /// Sends a message's body back to the work queue as it is, then deletes it from the DLQ.
+    async fn send_back(
+        &self,
+        m: &Message,
+        body: &str,
+        mut entry: DlqEntry,
+        result: &mut DlqResult,
+    ) -> DlqEntry {
+        let sent = self
+            .ops
+            .aws
+            .sqs
+            .send_message()
+            .queue_url(self.queue_url)
+            .message_body(body)
+            .send()
+            .await;
+        if let Err(e) = sent {
+            entry.problem = Some(sluice_common::error::sdk_error_text(&e));
             result.failed += 1;
+            return entry;
         }
+        self.delete(m, entry, result).await
     }
-    entry
+
+    /// Deletes a handled message from the dead-letter queue and counts the entry.
+    async fn delete(&self, m: &Message, mut entry: DlqEntry, result: &mut DlqResult) -> DlqEntry {
+        let deleted = self
+            .ops
+            .aws
+            .sqs
+            .delete_message()
+            .queue_url(self.dlq)
+            .receipt_handle(m.receipt_handle().unwrap_or_default())
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => match entry.action {
+                "drop_loaded" => result.dropped_loaded += 1,
+                _ => result.moved += 1,
+            },
+            Err(e) => {
+                // Sent but not deleted: a duplicate, harmless (the ledger keeps the effect
+                // single).
+                entry.problem = Some(format!(
+                    "sent, but not deleted from the dead-letter queue: {}",
+                    sluice_common::error::sdk_error_text(&e)
+                ));
+                result.failed += 1;
+            }
+        }
+        entry
+    }
 }
 
 /// The parts of a table's replace message (`"kind": "replace"`) that `retry --dlq` needs.
@@ -408,47 +455,6 @@ pub fn replace_message(body: &str) -> Option<ReplaceRef> {
         head_key,
         head_etag: text("head_etag").unwrap_or_default(),
     })
-}
-
-/// Sends a message's body back to the work queue as it is, then deletes it from the DLQ.
-async fn send_back(
-    ops: &Ops,
-    queue_url: &str,
-    dlq: &str,
-    m: &Message,
-    body: &str,
-    mut entry: DlqEntry,
-    result: &mut DlqResult,
-) -> DlqEntry {
-    let sqs = &ops.aws.sqs;
-    if let Err(e) = sqs
-        .send_message()
-        .queue_url(queue_url)
-        .message_body(body)
-        .send()
-        .await
-    {
-        entry.problem = Some(sluice_common::error::sdk_error_text(&e));
-        result.failed += 1;
-        return entry;
-    }
-    match sqs
-        .delete_message()
-        .queue_url(dlq)
-        .receipt_handle(m.receipt_handle().unwrap_or_default())
-        .send()
-        .await
-    {
-        Ok(_) => result.moved += 1,
-        Err(e) => {
-            entry.problem = Some(format!(
-                "sent, but not deleted from the dead-letter queue: {}",
-                sluice_common::error::sdk_error_text(&e)
-            ));
-            result.failed += 1;
-        }
-    }
-    entry
 }
 
 pub fn format_redrive(r: &DlqResult) -> String {

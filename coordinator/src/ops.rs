@@ -415,16 +415,11 @@ pub async fn apply_retry(
     let source = ops.source("retry")?.clone();
     let queue_url = ops.queue_url("retry")?.to_owned();
     let mut result = MoveResult::default();
-    let to_send = move_items(
-        ops,
-        plan,
-        Transition::Retry,
-        who,
-        reason,
-        &source,
-        &mut result,
-    )
-    .await?;
+    let by = Operator {
+        who: who.to_owned(),
+        reason: reason.map(str::to_owned),
+    };
+    let to_send = move_items(ops, plan, (Transition::Retry, &by), &source, &mut result).await?;
     send_all(ops, &queue_url, &to_send, &mut result).await?;
     Ok(result)
 }
@@ -456,26 +451,21 @@ pub async fn apply_reload(
     for (bucket, pairs) in &by_bucket {
         result.ledger_rows_deleted += ledger.delete(bucket, pairs).await?;
     }
-    let to_send = move_items(
-        ops,
-        plan,
-        Transition::Reload,
-        who,
-        reason,
-        &source,
-        &mut result,
-    )
-    .await?;
+    let by = Operator {
+        who: who.to_owned(),
+        reason: reason.map(str::to_owned),
+    };
+    let to_send = move_items(ops, plan, (Transition::Reload, &by), &source, &mut result).await?;
     send_all(ops, &queue_url, &to_send, &mut result).await?;
     Ok(result)
 }
 
+/// Makes an operator's move (`transition`, by whom and why) on each file of the plan that has
+/// not moved since the plan was shown; returns the messages to send for those that moved.
 async fn move_items(
     ops: &Ops,
     plan: &MovePlan,
-    transition: Transition,
-    who: &str,
-    reason: Option<&str>,
+    (transition, by): (Transition, &Operator),
     source: &SourceLocation,
     result: &mut MoveResult,
 ) -> Result<Vec<FileMessage>, CoordinatorError> {
@@ -485,10 +475,7 @@ async fn move_items(
             continue;
         };
         let changes = Changes {
-            operator: Some(Operator {
-                who: who.to_owned(),
-                reason: reason.map(str::to_owned),
-            }),
+            operator: Some(by.clone()),
             expect_updated_at: item.updated_at.clone(),
             ..Changes::default()
         };

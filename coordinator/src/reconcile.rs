@@ -302,21 +302,7 @@ fn classify_open(
 ) {
     let Some(status) = item.status else { return };
     if status == Status::Skipped {
-        let op = item.operator.clone().unwrap_or_default();
-        r.skipped.push(Skipped {
-            table: item.table.clone(),
-            key: item.key.clone(),
-            etag: item.etag.clone(),
-            size: item.size,
-            in_lake,
-            who: op.who,
-            why: op.reason.unwrap_or_default(),
-            at: if op.at.is_empty() {
-                item.updated_at.clone().unwrap_or_default()
-            } else {
-                op.at
-            },
-        });
+        r.skipped.push(skipped(item, in_lake));
         return;
     }
     let stuck = is_stuck(item, inp.now, inp.stuck_after);
@@ -336,53 +322,9 @@ fn classify_open(
             format!("the ledger has it (its rows are in PostgreSQL) but the manifest says {status}: the manifest update was lost; the next delivery repairs it"),
         )
     } else {
-        match status {
-            Status::Discovered | Status::Queued | Status::Loading => {
-                let age = age_text(item, inp.now);
-                let what = match status {
-                    Status::Discovered => "discovered but never enqueued",
-                    Status::Queued => "queued, no worker took it",
-                    _ => "loading, its worker may have died",
-                };
-                (
-                    Reason::Stuck,
-                    format!(
-                        "{what}, unchanged for {age} (more than {}); the next scan pass re-enqueues it",
-                        crate::ops::human_duration(inp.stuck_after.as_secs())
-                    ),
-                )
-            }
-            Status::Failed => {
-                let e = item.error.clone().unwrap_or_default();
-                let next = if e.permanent {
-                    "permanent: fix the cause, then retry"
-                } else if item.attempts >= inp.max_attempts {
-                    "attempt limit reached: the next pass marks it dead"
-                } else {
-                    "transient: retried automatically"
-                };
-                (
-                    Reason::Failed,
-                    format!(
-                        "failed after {} attempt{} ({next}): {}: {}",
-                        item.attempts,
-                        if item.attempts == 1 { "" } else { "s" },
-                        e.class,
-                        e.message
-                    ),
-                )
-            }
-            Status::Dead => {
-                let e = item.error.clone().unwrap_or_default();
-                (
-                    Reason::Dead,
-                    format!(
-                        "dead (only `retry` brings it back): {}: {}",
-                        e.class, e.message
-                    ),
-                )
-            }
-            Status::Loaded | Status::Skipped => return,
+        match why_not_loaded(item, status, inp) {
+            Some(found) => found,
+            None => return,
         }
     };
     r.entries.push(entry(
@@ -393,6 +335,82 @@ fn classify_open(
         in_ledger,
         inp.now,
     ));
+}
+
+/// A deliberately skipped file, with who skipped it and why.
+fn skipped(item: &ManifestItem, in_lake: bool) -> Skipped {
+    let op = item.operator.clone().unwrap_or_default();
+    Skipped {
+        table: item.table.clone(),
+        key: item.key.clone(),
+        etag: item.etag.clone(),
+        size: item.size,
+        in_lake,
+        who: op.who,
+        why: op.reason.unwrap_or_default(),
+        at: if op.at.is_empty() {
+            item.updated_at.clone().unwrap_or_default()
+        } else {
+            op.at
+        },
+    }
+}
+
+/// Why a stuck, failed or dead file (its data not in the ledger) is not loaded, and what
+/// happens next. None for statuses that are not a reason (loaded, skipped).
+fn why_not_loaded(
+    item: &ManifestItem,
+    status: Status,
+    inp: &Inputs<'_>,
+) -> Option<(Reason, String)> {
+    Some(match status {
+        Status::Discovered | Status::Queued | Status::Loading => {
+            let age = age_text(item, inp.now);
+            let what = match status {
+                Status::Discovered => "discovered but never enqueued",
+                Status::Queued => "queued, no worker took it",
+                _ => "loading, its worker may have died",
+            };
+            (
+                Reason::Stuck,
+                format!(
+                    "{what}, unchanged for {age} (more than {}); the next scan pass re-enqueues it",
+                    crate::ops::human_duration(inp.stuck_after.as_secs())
+                ),
+            )
+        }
+        Status::Failed => {
+            let e = item.error.clone().unwrap_or_default();
+            let next = if e.permanent {
+                "permanent: fix the cause, then retry"
+            } else if item.attempts >= inp.max_attempts {
+                "attempt limit reached: the next pass marks it dead"
+            } else {
+                "transient: retried automatically"
+            };
+            (
+                Reason::Failed,
+                format!(
+                    "failed after {} attempt{} ({next}): {}: {}",
+                    item.attempts,
+                    if item.attempts == 1 { "" } else { "s" },
+                    e.class,
+                    e.message
+                ),
+            )
+        }
+        Status::Dead => {
+            let e = item.error.clone().unwrap_or_default();
+            (
+                Reason::Dead,
+                format!(
+                    "dead (only `retry` brings it back): {}: {}",
+                    e.class, e.message
+                ),
+            )
+        }
+        Status::Loaded | Status::Skipped => return None,
+    })
 }
 
 fn age_secs(item: &ManifestItem, now: OffsetDateTime) -> Option<u64> {
