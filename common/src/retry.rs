@@ -21,7 +21,8 @@ pub enum Attempt<E> {
     Permanent(E),
 }
 
-/// Exponential backoff with full jitter.
+/// Exponential backoff, each wait drawn uniformly from [0.5, 1.5] x its nominal interval (the
+/// `backoff` crate's randomization factor 0.5): spread out, never zero, never more than 1.5x.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
     pub initial: Duration,
@@ -59,7 +60,7 @@ impl Policy {
             initial_interval: self.initial,
             max_interval: self.max_interval,
             max_elapsed_time: self.max_elapsed,
-            // full jitter: each wait is drawn from [0.5, 1.5] x the nominal interval
+            // each wait is drawn from [0.5, 1.5] x the nominal interval
             randomization_factor: 0.5,
             multiplier: 2.0,
             ..backoff::ExponentialBackoff::default()
@@ -107,7 +108,9 @@ where
 }
 
 /// Delay before attempt `attempt` (1-based) of a file comes back: exponential from `base`,
-/// capped at `cap`, with full jitter. Used for the message visibility after a transient failure.
+/// capped at `cap`, with equal jitter: drawn uniformly from [0.5, 1] x that (half fixed, half
+/// random), so redeliveries spread out but never come back sooner than half the nominal delay.
+/// Used for the message visibility after a transient failure.
 pub fn redelivery_delay(attempt: u32, base: Duration, cap: Duration) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let nominal = exp.min(cap);
