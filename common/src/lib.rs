@@ -10,6 +10,8 @@
 //! - [`rules`]: per-table rules from `sluice.toml`.
 //! - [`config`]: settings shared by both binaries, validated once at start-up.
 //! - [`postgres`]: connection strings and TLS (`sslmode` up to `verify-full`).
+//! - [`warehouse`]: the PostgreSQL contract: system columns, quoting, column matching, the
+//!   state schema's DDL and statements. Pure.
 //! - [`retry`]: the one retry layer for calls the AWS SDK does not already retry.
 //! - [`telemetry`]: logging set-up, secret scrubbing.
 //! - [`metrics`]: every metric's definition; Prometheus exposition and CloudWatch EMF lines.
@@ -33,5 +35,6 @@ pub mod rules;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
+pub mod warehouse;
 
 pub use error::Error;

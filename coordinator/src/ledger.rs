@@ -13,6 +13,7 @@
 use crate::error::CoordinatorError;
 use deadpool_postgres::Pool;
 use sluice_common::config::redact_url;
+use sluice_common::warehouse::{quote_ident, state};
 use std::collections::HashSet;
 
 /// Pairs sent per lookup statement.
@@ -22,9 +23,7 @@ const CHUNK: usize = 5000;
 #[derive(Clone)]
 pub struct Ledger {
     pool: Pool,
-    /// Quoted schema name.
-    schema: String,
-    /// As given, for messages.
+    /// The state schema, as given (the statements quote it).
     schema_name: String,
     /// The URL with its password replaced, for messages.
     url: String,
@@ -54,11 +53,6 @@ pub struct LedgerTableStats {
     pub last_loaded_at: Option<String>,
 }
 
-/// Quotes an identifier for PostgreSQL.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 impl Ledger {
     /// Builds the pool (connects lazily). `url` is never shown unredacted.
     pub fn connect(url: &str, state_schema: &str) -> Result<Ledger, CoordinatorError> {
@@ -70,7 +64,6 @@ impl Ledger {
             .map_err(|e| bad(e.to_string()))?;
         Ok(Ledger {
             pool,
-            schema: quote_ident(state_schema),
             schema_name: state_schema.to_owned(),
             url: redact_url(url),
         })
@@ -108,12 +101,7 @@ impl Ledger {
             return Ok(found);
         }
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT l.key, l.etag FROM {}.ledger l \
-             JOIN unnest($2::text[], $3::text[]) AS p(key, etag) ON l.key = p.key AND l.etag = p.etag \
-             WHERE l.bucket = $1",
-            self.schema
-        );
+        let sql = state::ledger_present_sql(&self.schema_name);
         for chunk in pairs.chunks(CHUNK) {
             let keys: Vec<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
             let etags: Vec<&str> = chunk.iter().map(|(_, e)| e.as_str()).collect();
@@ -137,10 +125,7 @@ impl Ledger {
         prefix: &str,
     ) -> Result<Vec<LedgerRow>, CoordinatorError> {
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT key, etag FROM {}.ledger WHERE bucket = $1 AND starts_with(key, $2) ORDER BY key, etag",
-            self.schema
-        );
+        let sql = state::ledger_under_sql(&self.schema_name);
         match client.query(&sql, &[&bucket, &prefix]).await {
             Ok(rows) => Ok(rows
                 .into_iter()
@@ -166,11 +151,7 @@ impl Ledger {
         let mut client = self.client().await?;
         let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
         let etags: Vec<&str> = pairs.iter().map(|(_, e)| e.as_str()).collect();
-        let sql = format!(
-            "DELETE FROM {}.ledger l USING unnest($2::text[], $3::text[]) AS p(key, etag) \
-             WHERE l.bucket = $1 AND l.key = p.key AND l.etag = p.etag",
-            self.schema
-        );
+        let sql = state::ledger_delete_sql(&self.schema_name);
         let txn = client
             .transaction()
             .await
@@ -232,20 +213,7 @@ impl Ledger {
         window_secs: f64,
     ) -> Result<Vec<LedgerTableStats>, CoordinatorError> {
         let client = self.client().await?;
-        // rest = the key after the lake prefix: <schema>/<table>/.../<file>
-        let sql = format!(
-            "WITH l AS (SELECT substr(key, char_length($2) + 1) AS rest, rows_read, \
-                    rows_inserted + rows_updated + rows_deleted AS merged, rows_superseded, loaded_at \
-               FROM {}.ledger WHERE bucket = $1 AND starts_with(key, $3)) \
-             SELECT split_part(rest, '/', 1) || '.' || split_part(rest, '/', 2) AS source_table, \
-                    count(*), coalesce(sum(rows_read), 0)::bigint, coalesce(sum(merged), 0)::bigint, \
-                    coalesce(sum(rows_superseded), 0)::bigint, \
-                    count(*) FILTER (WHERE loaded_at > now() - $4::float8 * interval '1 second'), \
-                    coalesce(sum(rows_read) FILTER (WHERE loaded_at > now() - $4::float8 * interval '1 second'), 0)::bigint, \
-                    to_char(max(loaded_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
-               FROM l GROUP BY 1 ORDER BY 1",
-            self.schema
-        );
+        let sql = state::ledger_table_stats_sql(&self.schema_name);
         let prefix = if prefix.starts_with(lake_prefix) {
             prefix
         } else {
@@ -293,12 +261,6 @@ use sluice_common::postgres::error_text as pg_text;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("sluice"), "\"sluice\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    }
 
     #[test]
     fn a_bad_url_is_reported_without_its_password() {

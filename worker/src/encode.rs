@@ -772,17 +772,10 @@ fn file_layout(spec: &EncodeSpec<'_>, names: &[String], has_op: bool) -> Result<
     })
 }
 
+/// The target column a file's column `name` fills (the shared matching rule of
+/// [`sluice_common::warehouse::match_column`], which `check` applies too).
 fn find_column(target: &TargetTable, name: &str) -> Option<usize> {
-    target
-        .columns
-        .iter()
-        .position(|c| c.name == name)
-        .or_else(|| {
-            target
-                .columns
-                .iter()
-                .position(|c| c.name.eq_ignore_ascii_case(name))
-        })
+    sluice_common::warehouse::match_column(target.columns.iter().map(|c| c.name.as_str()), name)
 }
 
 /// The layout of a file whose fields (after `Op`) are `names`, in order: each is a target

@@ -16,6 +16,12 @@
 //! last operation is `D` and upserts the others, all in one statement. A version guard fits in
 //! the upsert's `DO UPDATE ... WHERE` and the delete's `WHERE` without changing this shape.
 
+pub use sluice_common::warehouse::state::{
+    bootstrap_sql, ledger_claim_sql, ledger_counts_sql, ledger_exists_sql, BOOTSTRAP_DONE,
+};
+pub use sluice_common::warehouse::{is_system_column, quote_ident, quote_literal};
+use sluice_common::warehouse::{SystemColumn, SYSTEM_COLUMNS};
+
 /// A target column as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
@@ -24,35 +30,6 @@ pub struct Column {
     pub sql_type: String,
     /// `NOT NULL` in the catalog.
     pub not_null: bool,
-}
-
-/// The columns Sluice keeps in every target table, in this order. Documented in the README.
-pub const SYSTEM_COLUMNS: [(&str, &str, &str); 4] = [
-    (
-        "_sluice_version",
-        "timestamptz",
-        "sluice: version of the last operation applied to this row (DMS timestamp column, or the file's time)",
-    ),
-    (
-        "_sluice_file_time",
-        "timestamptz",
-        "sluice: time of the file that last wrote this row (CDC file name, or LastModified); breaks version ties",
-    ),
-    (
-        "_sluice_record",
-        "bigint",
-        "sluice: record number, in that file, of the operation that last wrote this row; breaks ties",
-    ),
-    (
-        "_sluice_file",
-        "bigint",
-        "sluice: file_id in the ledger of the file that last wrote this row",
-    ),
-];
-
-/// Whether a column name is reserved for Sluice's own columns.
-pub fn is_system_column(name: &str) -> bool {
-    name.starts_with("_sluice_")
 }
 
 /// A target table: its data columns in ordinal order and its primary key.
@@ -96,14 +73,9 @@ impl TargetTable {
     pub fn is_prepared(&self, soft_delete: Option<&str>) -> bool {
         SYSTEM_COLUMNS
             .iter()
-            .all(|(c, _, _)| self.present.iter().any(|p| p == c))
+            .all(|c| self.present.iter().any(|p| p == c.name))
             && soft_delete.is_none_or(|f| self.present.iter().any(|p| p == f))
     }
-}
-
-/// Quotes an identifier for PostgreSQL: wraps it in double quotes, doubling any inside.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// The staging table's name (temporary, dropped at commit).
@@ -123,98 +95,6 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
    AND a.attgenerated = '' \
  ORDER BY a.attnum";
 
-/// Whether the bookkeeping schema is complete (`$1` its name): then a starting worker runs no
-/// DDL at all, so it never waits for (or blocks) the loads of running workers.
-pub const BOOTSTRAP_DONE: &str = "\
-SELECT to_regclass(format('%I.generations', $1::text)) IS NOT NULL \
-   AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
-                WHERE attrelid = to_regclass(format('%I.ledger', $1::text)) \
-                  AND attname = 'rows_superseded' AND NOT attisdropped)";
-
-/// The bookkeeping schema: the ledger that makes every file's effect happen exactly once. Run
-/// only when [`BOOTSTRAP_DONE`] says it is needed, under an advisory lock for the schema: its
-/// `ALTER TABLE`s take the ledger's exclusive lock.
-pub fn bootstrap_sql(state_schema: &str) -> String {
-    let s = quote_ident(state_schema);
-    format!(
-        "CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.ledger (
-    bucket        text        NOT NULL,
-    key           text        NOT NULL,
-    etag          text        NOT NULL,
-    target_table  text        NOT NULL,
-    rows_read     bigint      NOT NULL DEFAULT 0,
-    rows_inserted bigint      NOT NULL DEFAULT 0,
-    rows_updated  bigint      NOT NULL DEFAULT 0,
-    rows_deleted  bigint      NOT NULL DEFAULT 0,
-    worker        text,
-    loaded_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (bucket, key, etag)
-);
-ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS file_id bigint GENERATED ALWAYS AS IDENTITY;
-ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS file_time timestamptz;
-ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS rows_superseded bigint NOT NULL DEFAULT 0;
-CREATE UNIQUE INDEX IF NOT EXISTS ledger_file_id ON {s}.ledger (file_id);
-CREATE TABLE IF NOT EXISTS {s}.rejects (
-    bucket        text        NOT NULL,
-    key           text        NOT NULL,
-    etag          text        NOT NULL,
-    record        bigint      NOT NULL,
-    line          bigint,
-    byte_offset   bigint,
-    column_name   text,
-    class         text        NOT NULL,
-    reason        text        NOT NULL,
-    raw           bytea       NOT NULL,
-    target_table  text        NOT NULL,
-    rejected_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (bucket, key, etag, record)
-);
-CREATE TABLE IF NOT EXISTS {s}.generations (
-    target_table  text        NOT NULL,
-    generation    text        NOT NULL,
-    start         timestamptz NOT NULL,
-    files         bigint      NOT NULL,
-    rows_removed  bigint      NOT NULL DEFAULT 0,
-    worker        text,
-    replaced_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (target_table, generation)
-);
-COMMENT ON TABLE {s}.generations IS 'sluice: full-load generations whose replacement has run, once each';
-COMMENT ON TABLE {s}.rejects IS 'sluice: records set aside by on_error = reject_rows, with their original bytes';
-COMMENT ON TABLE {s}.ledger IS 'sluice: one row per applied S3 object version, committed with its data';"
-    )
-}
-
-/// Whether a file's ledger row exists (`$1` bucket, `$2` key, `$3` etag).
-pub fn ledger_exists_sql(state_schema: &str) -> String {
-    format!(
-        "SELECT 1 FROM {}.ledger WHERE bucket = $1 AND key = $2 AND etag = $3",
-        quote_ident(state_schema)
-    )
-}
-
-/// Claims a file inside the load transaction and returns its `file_id`; no row means it was
-/// applied already. A concurrent claim of the same file waits here until the other
-/// transaction ends. (`$1..$3` bucket, key, etag; `$4` target; `$5` worker; `$6` file time.)
-pub fn ledger_claim_sql(state_schema: &str) -> String {
-    format!(
-        "INSERT INTO {}.ledger (bucket, key, etag, target_table, worker, file_time) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (bucket, key, etag) DO NOTHING RETURNING file_id",
-        quote_ident(state_schema)
-    )
-}
-
-/// Records the counts in the ledger row (`$1` file_id; `$2..$6` read, inserted, updated,
-/// deleted, superseded).
-pub fn ledger_counts_sql(state_schema: &str) -> String {
-    format!(
-        "UPDATE {}.ledger SET rows_read = $2, rows_inserted = $3, rows_updated = $4, rows_deleted = $5, \
-         rows_superseded = $6 WHERE file_id = $1",
-        quote_ident(state_schema)
-    )
-}
-
 /// Adds what the version guard needs to a target table: the system columns (with comments),
 /// the soft-delete flag, or the tombstone table for hard deletes. Idempotent; run under the
 /// table's merge lock, outside any load (adding a column takes a brief exclusive lock).
@@ -222,7 +102,10 @@ pub fn prepare_sql(target: &TargetTable, soft_delete: Option<&str>, state_schema
     let t = target.qualified();
     let mut sql = String::new();
     let mut adds = Vec::new();
-    for (name, ty, _) in SYSTEM_COLUMNS {
+    for SystemColumn {
+        name, ddl_type: ty, ..
+    } in SYSTEM_COLUMNS
+    {
         if !target.present.iter().any(|p| p == name) {
             adds.push(format!(
                 "ADD COLUMN IF NOT EXISTS {} {ty}",
@@ -240,7 +123,7 @@ pub fn prepare_sql(target: &TargetTable, soft_delete: Option<&str>, state_schema
     }
     if !adds.is_empty() {
         sql.push_str(&format!("ALTER TABLE {t} {};\n", adds.join(", ")));
-        for (name, _, comment) in SYSTEM_COLUMNS {
+        for SystemColumn { name, comment, .. } in SYSTEM_COLUMNS {
             if !target.present.iter().any(|p| p == name) {
                 sql.push_str(&format!(
                     "COMMENT ON COLUMN {t}.{} IS {};\n",
@@ -278,11 +161,6 @@ pub fn prepare_sql(target: &TargetTable, soft_delete: Option<&str>, state_schema
         ));
     }
     sql
-}
-
-/// Quotes a string literal for PostgreSQL (only for our own constant texts, e.g. comments).
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn key_list(target: &TargetTable) -> String {
@@ -999,7 +877,7 @@ mod tests {
             ),
             "{sql}"
         );
-        t.present = SYSTEM_COLUMNS.iter().map(|c| c.0.to_owned()).collect();
+        t.present = SYSTEM_COLUMNS.iter().map(|c| c.name.to_owned()).collect();
         assert!(t.is_prepared(None));
         assert!(!t.is_prepared(Some("gone")));
         let sql = prepare_sql(&t, Some("gone"), "st");

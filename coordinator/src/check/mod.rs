@@ -36,15 +36,6 @@ use sluice_common::config::SourceLocation;
 use sluice_common::rules::{Rules, TableRules};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Sluice's columns in every target table, with the type `format_type` gives for each (the
-/// worker's `SYSTEM_COLUMNS`, documented in the README under "System columns").
-pub const SYSTEM_COLUMNS: [(&str, &str); 4] = [
-    ("_sluice_version", "timestamp with time zone"),
-    ("_sluice_file_time", "timestamp with time zone"),
-    ("_sluice_record", "bigint"),
-    ("_sluice_file", "bigint"),
-];
-
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -285,6 +276,7 @@ pub async fn run(
 mod tests {
     use super::names::{distance, is_system};
     use super::*;
+    use sluice_common::warehouse::SYSTEM_COLUMNS;
 
     fn col(name: &str, ty: &str) -> CatalogColumn {
         CatalogColumn {
@@ -306,7 +298,10 @@ mod tests {
     }
 
     fn system() -> Vec<CatalogColumn> {
-        SYSTEM_COLUMNS.iter().map(|(n, t)| col(n, t)).collect()
+        SYSTEM_COLUMNS
+            .iter()
+            .map(|c| col(c.name, c.catalog_type))
+            .collect()
     }
 
     /// A table the role may load into, with its system columns, not owned by the role.

@@ -2,14 +2,12 @@
 //! Pure.
 
 use super::CatalogColumn;
+use sluice_common::warehouse::{is_system_column, match_column};
 
-/// Index of the data column the worker would match `name` to: exact first, then ASCII
-/// case-insensitive (as `worker/src/encode.rs` `find_column`).
+/// The data column the worker would match `name` to (exact first, then ASCII
+/// case-insensitive: [`sluice_common::warehouse::match_column`]).
 pub(super) fn find<'a>(data: &[&'a CatalogColumn], name: &str) -> Option<&'a CatalogColumn> {
-    data.iter()
-        .find(|c| c.name == name)
-        .or_else(|| data.iter().find(|c| c.name.eq_ignore_ascii_case(name)))
-        .copied()
+    match_column(data.iter().map(|c| c.name.as_str()), name).map(|i| data[i])
 }
 
 pub(super) fn same_name(a: &str, b: &str) -> bool {
@@ -17,7 +15,7 @@ pub(super) fn same_name(a: &str, b: &str) -> bool {
 }
 
 pub(super) fn is_system(name: &str) -> bool {
-    name.starts_with("_sluice_")
+    is_system_column(name)
 }
 
 /// Edit distance, on lower-cased characters.

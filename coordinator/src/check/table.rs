@@ -4,9 +4,9 @@
 //! columns).
 
 use super::names::{closest, find, hint, is_system, same_name};
-use super::{CatalogColumn, Finding, Level, Lookup, TableFacts, SYSTEM_COLUMNS};
-use crate::ledger::quote_ident;
+use super::{CatalogColumn, Finding, Level, Lookup, TableFacts};
 use sluice_common::rules::{DocumentRules, Flatten, TableRules, UnknownColumns};
+use sluice_common::warehouse::{quote_ident, SystemColumn, SYSTEM_COLUMNS};
 use std::fmt::Write;
 
 /// What a table's rules need from the catalog, decided without IO. Errors first, then
@@ -520,7 +520,12 @@ impl<'a> Checker<'a> {
     fn system_columns(&mut self) {
         let (target, role) = (self.target.clone(), self.role);
         let mut missing = Vec::new();
-        for (name, ty) in SYSTEM_COLUMNS {
+        for SystemColumn {
+            name,
+            catalog_type: ty,
+            ..
+        } in SYSTEM_COLUMNS
+        {
             match self.by_name(name) {
                 None => missing.push(name),
                 Some(c) if c.sql_type != ty => {
@@ -547,15 +552,8 @@ impl<'a> Checker<'a> {
         }
         let adds: Vec<String> = SYSTEM_COLUMNS
             .iter()
-            .filter(|(n, _)| missing.contains(n))
-            .map(|(n, ty)| {
-                let ty = if *ty == "bigint" {
-                    "bigint"
-                } else {
-                    "timestamptz"
-                };
-                format!("ADD COLUMN {n} {ty}")
-            })
+            .filter(|c| missing.contains(&c.name))
+            .map(|c| format!("ADD COLUMN {} {}", c.name, c.ddl_type))
             .collect();
         let message = format!(
             "{target} lacks {} and role {role} does not own it, so the worker cannot add \

@@ -1,0 +1,180 @@
+//! The state schema (`--state-schema`, default `sluice`): the ledger that makes each file's
+//! effect happen once, the rejects, and the generations whose replacement ran. Its DDL and every
+//! statement on it, for the worker that writes it and the coordinator that reads it.
+//!
+//! Invariants: the schema's name is always quoted; keys, ETags and every other value are bound
+//! (`$n`), never spliced; the ledger's primary key is `(bucket, key, etag)`.
+
+use super::quote_ident;
+
+/// Whether the state schema is complete (`$1` its name): then a starting worker runs no DDL at
+/// all, so it never waits for (or blocks) the loads of running workers.
+pub const BOOTSTRAP_DONE: &str = "\
+SELECT to_regclass(format('%I.generations', $1::text)) IS NOT NULL \
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
+                WHERE attrelid = to_regclass(format('%I.ledger', $1::text)) \
+                  AND attname = 'rows_superseded' AND NOT attisdropped)";
+
+/// The state schema's tables. Run only when [`BOOTSTRAP_DONE`] says it is needed, under an
+/// advisory lock for the schema: its `ALTER TABLE`s take the ledger's exclusive lock.
+pub fn bootstrap_sql(state_schema: &str) -> String {
+    let s = quote_ident(state_schema);
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.ledger (
+    bucket        text        NOT NULL,
+    key           text        NOT NULL,
+    etag          text        NOT NULL,
+    target_table  text        NOT NULL,
+    rows_read     bigint      NOT NULL DEFAULT 0,
+    rows_inserted bigint      NOT NULL DEFAULT 0,
+    rows_updated  bigint      NOT NULL DEFAULT 0,
+    rows_deleted  bigint      NOT NULL DEFAULT 0,
+    worker        text,
+    loaded_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (bucket, key, etag)
+);
+ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS file_id bigint GENERATED ALWAYS AS IDENTITY;
+ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS file_time timestamptz;
+ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS rows_superseded bigint NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_file_id ON {s}.ledger (file_id);
+CREATE TABLE IF NOT EXISTS {s}.rejects (
+    bucket        text        NOT NULL,
+    key           text        NOT NULL,
+    etag          text        NOT NULL,
+    record        bigint      NOT NULL,
+    line          bigint,
+    byte_offset   bigint,
+    column_name   text,
+    class         text        NOT NULL,
+    reason        text        NOT NULL,
+    raw           bytea       NOT NULL,
+    target_table  text        NOT NULL,
+    rejected_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (bucket, key, etag, record)
+);
+CREATE TABLE IF NOT EXISTS {s}.generations (
+    target_table  text        NOT NULL,
+    generation    text        NOT NULL,
+    start         timestamptz NOT NULL,
+    files         bigint      NOT NULL,
+    rows_removed  bigint      NOT NULL DEFAULT 0,
+    worker        text,
+    replaced_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target_table, generation)
+);
+COMMENT ON TABLE {s}.generations IS 'sluice: full-load generations whose replacement has run, once each';
+COMMENT ON TABLE {s}.rejects IS 'sluice: records set aside by on_error = reject_rows, with their original bytes';
+COMMENT ON TABLE {s}.ledger IS 'sluice: one row per applied S3 object version, committed with its data';"
+    )
+}
+
+/// Whether a file's ledger row exists (`$1` bucket, `$2` key, `$3` etag).
+pub fn ledger_exists_sql(state_schema: &str) -> String {
+    format!(
+        "SELECT 1 FROM {}.ledger WHERE bucket = $1 AND key = $2 AND etag = $3",
+        quote_ident(state_schema)
+    )
+}
+
+/// Claims a file inside the load transaction and returns its `file_id`; no row means it was
+/// applied already. A concurrent claim of the same file waits here until the other
+/// transaction ends. (`$1..$3` bucket, key, etag; `$4` target; `$5` worker; `$6` file time.)
+pub fn ledger_claim_sql(state_schema: &str) -> String {
+    format!(
+        "INSERT INTO {}.ledger (bucket, key, etag, target_table, worker, file_time) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (bucket, key, etag) DO NOTHING RETURNING file_id",
+        quote_ident(state_schema)
+    )
+}
+
+/// Records the counts in the ledger row (`$1` file_id; `$2..$6` read, inserted, updated,
+/// deleted, superseded).
+pub fn ledger_counts_sql(state_schema: &str) -> String {
+    format!(
+        "UPDATE {}.ledger SET rows_read = $2, rows_inserted = $3, rows_updated = $4, rows_deleted = $5, \
+         rows_superseded = $6 WHERE file_id = $1",
+        quote_ident(state_schema)
+    )
+}
+
+/// The pairs among `$2` keys and `$3` ETags (arrays, aligned) that have a ledger row in bucket
+/// `$1`.
+pub fn ledger_present_sql(state_schema: &str) -> String {
+    format!(
+        "SELECT l.key, l.etag FROM {}.ledger l \
+         JOIN unnest($2::text[], $3::text[]) AS p(key, etag) ON l.key = p.key AND l.etag = p.etag \
+         WHERE l.bucket = $1",
+        quote_ident(state_schema)
+    )
+}
+
+/// Every ledger row of bucket `$1` whose key starts with `$2`, in key order.
+pub fn ledger_under_sql(state_schema: &str) -> String {
+    format!(
+        "SELECT key, etag FROM {}.ledger WHERE bucket = $1 AND starts_with(key, $2) ORDER BY key, etag",
+        quote_ident(state_schema)
+    )
+}
+
+/// Deletes the ledger rows of bucket `$1` for the pairs of `$2` keys and `$3` ETags.
+pub fn ledger_delete_sql(state_schema: &str) -> String {
+    format!(
+        "DELETE FROM {}.ledger l USING unnest($2::text[], $3::text[]) AS p(key, etag) \
+         WHERE l.bucket = $1 AND l.key = p.key AND l.etag = p.etag",
+        quote_ident(state_schema)
+    )
+}
+
+/// Loaded files and rows per source table of bucket `$1`: `schema.table` from the key after the
+/// lake prefix `$2`, for keys under `$3`, with the files and rows loaded in the last `$4`
+/// seconds and the newest load's time (RFC 3339, UTC).
+pub fn ledger_table_stats_sql(state_schema: &str) -> String {
+    // rest = the key after the lake prefix: <schema>/<table>/.../<file>
+    format!(
+        "WITH l AS (SELECT substr(key, char_length($2) + 1) AS rest, rows_read, \
+                rows_inserted + rows_updated + rows_deleted AS merged, rows_superseded, loaded_at \
+           FROM {}.ledger WHERE bucket = $1 AND starts_with(key, $3)) \
+         SELECT split_part(rest, '/', 1) || '.' || split_part(rest, '/', 2) AS source_table, \
+                count(*), coalesce(sum(rows_read), 0)::bigint, coalesce(sum(merged), 0)::bigint, \
+                coalesce(sum(rows_superseded), 0)::bigint, \
+                count(*) FILTER (WHERE loaded_at > now() - $4::float8 * interval '1 second'), \
+                coalesce(sum(rows_read) FILTER (WHERE loaded_at > now() - $4::float8 * interval '1 second'), 0)::bigint, \
+                to_char(max(loaded_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+           FROM l GROUP BY 1 ORDER BY 1",
+        quote_ident(state_schema)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_statement_quotes_the_state_schema() {
+        let s = "st\"ate";
+        for sql in [
+            bootstrap_sql(s),
+            ledger_exists_sql(s),
+            ledger_claim_sql(s),
+            ledger_counts_sql(s),
+            ledger_present_sql(s),
+            ledger_under_sql(s),
+            ledger_delete_sql(s),
+            ledger_table_stats_sql(s),
+        ] {
+            assert!(sql.contains("\"st\"\"ate\".ledger"), "{sql}");
+            assert!(
+                !sql.contains("st\"ate.") && !sql.contains(" st\"ate"),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_bound() {
+        let claim = ledger_claim_sql("s");
+        assert!(claim.contains("VALUES ($1, $2, $3, $4, $5, $6)"));
+        assert!(ledger_exists_sql("s").ends_with("bucket = $1 AND key = $2 AND etag = $3"));
+    }
+}
