@@ -57,16 +57,17 @@ async fn unknown_table_fails_with_its_name_and_other_files_load() {
     assert_eq!(tb.queue_depth(&tb.queue_url).await, (0, 0));
     // The operator finds them by status without reading loaded items.
     let (failed, scanned) =
-        sluice_coordinator::report::list(&tb.manifest, Some(Status::Failed), None, None)
+        sluice_coordinator::ops::report::list(&tb.manifest, Some(Status::Failed), None, None)
             .await
             .unwrap();
     assert!(!scanned);
     assert_eq!(failed.len(), 2);
-    let (dead, _) = sluice_coordinator::report::list(&tb.manifest, Some(Status::Dead), None, None)
-        .await
-        .unwrap();
+    let (dead, _) =
+        sluice_coordinator::ops::report::list(&tb.manifest, Some(Status::Dead), None, None)
+            .await
+            .unwrap();
     assert_eq!(dead.len(), 1);
-    assert!(sluice_coordinator::report::format_list(&failed).contains("unknown_table"));
+    assert!(sluice_coordinator::ops::report::format_list(&failed).contains("unknown_table"));
     // A later pass does not re-enqueue a permanent failure.
     let pass = sluice_coordinator::scan::scan(&tb.scan_context(Duration::ZERO), false)
         .await

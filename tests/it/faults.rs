@@ -237,7 +237,7 @@ async fn outage_backlog_drains_when_postgres_comes_back() {
         files as i64
     );
     let (failed_items, _) =
-        sluice_coordinator::report::list(&tb.manifest, Some(Status::Failed), None, None)
+        sluice_coordinator::ops::report::list(&tb.manifest, Some(Status::Failed), None, None)
             .await
             .unwrap();
     assert!(failed_items.is_empty(), "{failed_items:?}");

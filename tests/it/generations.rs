@@ -394,19 +394,19 @@ async fn refresh_restores_a_table_damaged_by_hand() {
     .await;
     let ops = tb.ops("");
     let table = format!("{}.t", tb.schema);
-    let plan = sluice_coordinator::refresh::plan_refresh(&ops, &table)
+    let plan = sluice_coordinator::ops::refresh::plan_refresh(&ops, &table)
         .await
         .unwrap();
     assert_eq!(
         (plan.generation_files, plan.files.len(), plan.current_rows),
         (2, 3, Some(191))
     );
-    let shown = sluice_coordinator::refresh::format_refresh(&plan, None);
+    let shown = sluice_coordinator::ops::refresh::format_refresh(&plan, None);
     assert!(
         shown.contains("2 LOAD files and 1 CDC files") && shown.contains("191 rows"),
         "{shown}"
     );
-    let (label, result) = sluice_coordinator::refresh::apply_refresh(&ops, &plan, "tester")
+    let (label, result) = sluice_coordinator::ops::refresh::apply_refresh(&ops, &plan, "tester")
         .await
         .unwrap();
     assert!(label.starts_with("refresh@"));

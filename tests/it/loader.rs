@@ -357,7 +357,7 @@ async fn changed_file_is_loaded_again_unchanged_never_requeued() {
     let story = tb.manifest.history(&key).await.unwrap();
     assert_eq!(story.len(), 2);
     assert!(story.iter().all(|i| i.status == Some(Status::Loaded)));
-    let text = sluice_coordinator::report::format_show(&story);
+    let text = sluice_coordinator::ops::report::format_show(&story);
     assert!(text.contains(&e1) && text.contains(&e2), "{text}");
     let idle = tb.scan().await;
     assert_eq!((idle.unchanged, idle.sent), (1, 0), "{idle:?}");

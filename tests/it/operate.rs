@@ -5,9 +5,10 @@
 use crate::support::TestBed;
 use sluice_common::manifest::{Status, Transition};
 use sluice_common::store::Changes;
-use sluice_coordinator::ops::{self, Scope, Selection};
-use sluice_coordinator::reconcile::{self, Reason};
-use sluice_coordinator::status;
+use sluice_coordinator::ops::moves::{self as ops, Selection};
+use sluice_coordinator::ops::reconcile::{self, Reason};
+use sluice_coordinator::ops::status;
+use sluice_coordinator::ops::Scope;
 use std::time::Duration;
 
 fn reasons(r: &reconcile::Report) -> Vec<(String, Reason)> {
@@ -675,20 +676,20 @@ async fn retry_dlq_moves_messages_back_and_keeps_unreadable_ones() {
         .await
         .unwrap();
     let ops_ = tb.ops("");
-    let depths = sluice_coordinator::dlq::depths(&tb.aws.sqs, &tb.queue_url)
+    let depths = sluice_coordinator::ops::dlq::depths(&tb.aws.sqs, &tb.queue_url)
         .await
         .unwrap();
     assert_eq!((depths.visible, depths.dlq_visible), (0, 2), "{depths:?}");
 
     // Looking changes nothing.
-    let look = sluice_coordinator::dlq::redrive(&ops_, &Scope::default(), "", false)
+    let look = sluice_coordinator::ops::dlq::redrive(&ops_, &Scope::default(), "", false)
         .await
         .unwrap();
     assert_eq!((look.moved, look.kept), (1, 1), "{look:?}");
     assert_eq!(tb.queue_depth(&tb.dlq_url).await, (2, 0));
     assert_eq!(tb.queue_depth(&tb.queue_url).await, (0, 0));
 
-    let done = sluice_coordinator::dlq::redrive(&ops_, &Scope::default(), "frank", true)
+    let done = sluice_coordinator::ops::dlq::redrive(&ops_, &Scope::default(), "frank", true)
         .await
         .unwrap();
     assert_eq!((done.moved, done.kept, done.failed), (1, 1, 0), "{done:?}");
@@ -708,7 +709,7 @@ async fn retry_dlq_moves_messages_back_and_keeps_unreadable_ones() {
         "{:?}",
         item.history
     );
-    assert!(sluice_coordinator::dlq::format_redrive(&done).contains("keep_unreadable"));
+    assert!(sluice_coordinator::ops::dlq::format_redrive(&done).contains("keep_unreadable"));
     assert_eq!(tb.drain(&[]).await.loaded, 1);
     assert_eq!(tb.count("SELECT count(*) FROM {s}.d").await, 2);
 
@@ -727,7 +728,7 @@ async fn retry_dlq_moves_messages_back_and_keeps_unreadable_ones() {
         .send()
         .await
         .unwrap();
-    let done = sluice_coordinator::dlq::redrive(&ops_, &Scope::default(), "frank", true)
+    let done = sluice_coordinator::ops::dlq::redrive(&ops_, &Scope::default(), "frank", true)
         .await
         .unwrap();
     assert_eq!((done.moved, done.kept), (1, 1), "{done:?}");

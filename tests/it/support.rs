@@ -440,8 +440,11 @@ impl TestBed {
             ),
             queue_url: Some(self.queue_url.clone()),
             ledger: Some(
-                sluice_coordinator::ledger::Ledger::connect(&database_url(), &self.state_schema)
-                    .expect("ledger pool"),
+                sluice_coordinator::ops::ledger::Ledger::connect(
+                    &database_url(),
+                    &self.state_schema,
+                )
+                .expect("ledger pool"),
             ),
             rules: Rules::parse("test.toml", rules).expect("rules"),
             policy: self.scan_context(Duration::from_secs(600)).policy,

@@ -14,8 +14,8 @@ mod pass;
 mod read;
 
 use crate::error::CoordinatorError;
-use crate::ledger::Ledger;
 use crate::observe::MetricsSettings;
+use crate::ops::ledger::Ledger;
 use crate::ops::{Ops, Scope};
 use crate::plan::Policy;
 use crate::scan::ScanContext;

@@ -5,8 +5,8 @@ use super::{
     ops_context, print_json, Common, MoveArgs, RefreshArgs, ReloadArgs, RetryArgs, SkipArgs,
 };
 use crate::error::CoordinatorError;
-use crate::ops::{self, Ops, Selection};
-use crate::{dlq, refresh};
+use crate::ops::moves::{self as ops, Selection};
+use crate::ops::{dlq, refresh, Ops};
 use sluice_common::config::AwsClients;
 use sluice_common::manifest::Status;
 

@@ -4,7 +4,7 @@ use super::{
     ops_context, print_json, store, CheckArgs, Common, ManifestCommand, SkippedArgs, StatusArgs,
 };
 use crate::error::CoordinatorError;
-use crate::{check, reconcile, report, status};
+use crate::ops::{check, reconcile, report, status};
 use sluice_common::config::{required, AwsClients, SourceLocation};
 use sluice_common::rules::Rules;
 use std::io::IsTerminal;

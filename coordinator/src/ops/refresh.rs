@@ -9,9 +9,10 @@
 //!
 //! Invariant: a generation still loading is never refreshed (it would not be complete anyway).
 
+use super::moves::{self, MovePlan, MoveResult, Selection};
+use super::{human_bytes, Ops};
 use crate::error::CoordinatorError;
 use crate::generation::Generation;
-use crate::ops::{self, MovePlan, MoveResult, Ops, Selection};
 use crate::scan::{make_plan, ScanContext};
 use serde::Serialize;
 use sluice_common::manifest::{ManifestItem, Status};
@@ -154,7 +155,8 @@ pub async fn apply_refresh(
         excluded: Vec::new(),
         notes: Vec::new(),
     };
-    let result = ops::apply_reload(ops, &reload, who, Some(&format!("refresh ({label})"))).await?;
+    let result =
+        moves::apply_reload(ops, &reload, who, Some(&format!("refresh ({label})"))).await?;
     Ok((label, result))
 }
 
@@ -170,7 +172,7 @@ pub fn format_refresh(plan: &RefreshPlan, done: Option<&(String, MoveResult)>) -
         plan.start,
         plan.generation_files,
         plan.files.len() - plan.generation_files,
-        ops::human_bytes(plan.bytes),
+        human_bytes(plan.bytes),
     );
     match done {
         None => out.push_str(

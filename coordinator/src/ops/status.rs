@@ -17,10 +17,10 @@
 //! apart; `skipped` ones are neither. The ETA is the backlog divided by the rate of the last
 //! `--window` (files per second, from the ledger); with no load in the window it is unknown.
 
-use crate::dlq::{self, QueueDepths};
+use super::dlq::{self, QueueDepths};
+use super::ledger::LedgerTableStats;
+use super::{human_bytes, human_duration, table_folder, Ops, Scope};
 use crate::error::CoordinatorError;
-use crate::ledger::LedgerTableStats;
-use crate::ops::{human_bytes, human_duration, table_folder, Ops, Scope};
 use serde::Serialize;
 use sluice_common::manifest::{ManifestItem, Status};
 use sluice_common::timefmt;

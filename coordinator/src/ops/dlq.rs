@@ -11,8 +11,8 @@
 //! dead-letter queue and is reported: sending it back would only bring it here again. A
 //! table's replace message (`"kind": "replace"`, full-load generations) goes back as it is.
 
+use super::{Ops, Scope};
 use crate::error::CoordinatorError;
-use crate::ops::{Ops, Scope};
 use aws_sdk_sqs::types::{Message, QueueAttributeName as A};
 use serde::Serialize;
 use sluice_common::manifest::{Status, Transition};

@@ -16,9 +16,10 @@
 //! cost proportional to the loaded files in scope; scope it with `--table`. The report says
 //! which of the two it did.
 
+use super::ledger::Ledger;
+use super::moves::is_stuck;
+use super::{Ops, Scope};
 use crate::error::CoordinatorError;
-use crate::ledger::Ledger;
-use crate::ops::{is_stuck, Ops, Scope};
 use crate::plan::Listed;
 use crate::scan::list_objects;
 use serde::Serialize;
@@ -375,7 +376,7 @@ fn why_not_loaded(
                 Reason::Stuck,
                 format!(
                     "{what}, unchanged for {age} (more than {}); the next scan pass re-enqueues it",
-                    crate::ops::human_duration(inp.stuck_after.as_secs())
+                    super::human_duration(inp.stuck_after.as_secs())
                 ),
             )
         }
@@ -422,7 +423,7 @@ fn age_secs(item: &ManifestItem, now: OffsetDateTime) -> Option<u64> {
 
 fn age_text(item: &ManifestItem, now: OffsetDateTime) -> String {
     age_secs(item, now)
-        .map(crate::ops::human_duration)
+        .map(super::human_duration)
         .unwrap_or_else(|| "an unknown time".to_owned())
 }
 
@@ -505,7 +506,7 @@ pub async fn report(ops: &Ops, opts: &Options) -> Result<Report, CoordinatorErro
         .rules
         .configured_tables()
         .filter(|t| {
-            let folder = crate::ops::table_folder(&source.prefix, t).unwrap_or_default();
+            let folder = super::table_folder(&source.prefix, t).unwrap_or_default();
             opts.scope.table.as_deref().is_none_or(|s| s == *t)
                 && (folder.starts_with(&prefix) || prefix.starts_with(&folder))
         })
@@ -596,7 +597,7 @@ pub fn format(r: &Report) -> String {
             e.status.map(|s| s.as_str()).unwrap_or("-"),
             e.table,
             e.age_secs
-                .map(crate::ops::human_duration)
+                .map(super::human_duration)
                 .unwrap_or_else(|| "-".to_owned()),
         );
         let _ = writeln!(out, "{:>20}{}", "", e.why);
