@@ -260,7 +260,8 @@ impl Rules {
             reason,
         };
         let raw: RawRules = toml::from_str(text).map_err(|e| err(e.to_string()))?;
-        let defaults = apply(&TableRules::default(), &raw.defaults, "defaults").map_err(err)?;
+        let at = |name| At { path, name };
+        let defaults = apply(&TableRules::default(), &raw.defaults, &at("defaults"))?;
         if raw.defaults.target.is_some()
             || raw.defaults.columns.is_some()
             || raw.defaults.document.is_some()
@@ -276,7 +277,7 @@ impl Rules {
                     "table key {name:?} must be schema.table, as in the S3 key"
                 )));
             }
-            tables.insert(name.clone(), apply(&defaults, table, name).map_err(err)?);
+            tables.insert(name.clone(), apply(&defaults, table, &at(name))?);
         }
         Ok(Rules { defaults, tables })
     }
@@ -295,19 +296,57 @@ impl Rules {
     }
 }
 
-fn apply(base: &TableRules, raw: &RawTable, name: &str) -> Result<TableRules, String> {
+/// Where a rule is read: the file and the table (or `defaults`), for its error.
+struct At<'a> {
+    path: &'a str,
+    name: &'a str,
+}
+
+impl At<'_> {
+    fn bad(&self, reason: impl std::fmt::Display) -> Error {
+        Error::Rules {
+            path: self.path.to_owned(),
+            reason: format!("{}: {reason}", self.name),
+        }
+    }
+}
+
+/// `raw` over `base`: each setting the table gives replaces the inherited one, checked.
+fn apply(base: &TableRules, raw: &RawTable, at: &At<'_>) -> Result<TableRules, Error> {
     let mut rules = base.clone();
     if let Some(target) = &raw.target {
         let (s, t) = split_table(target)
-            .ok_or_else(|| format!("{name}: target {target:?} must be schema.table"))?;
+            .ok_or_else(|| at.bad(format_args!("target {target:?} must be schema.table")))?;
         rules.target = Some((s.to_owned(), t.to_owned()));
     }
     if let Some(columns) = &raw.columns {
         if columns.is_empty() {
-            return Err(format!("{name}: columns must not be empty"));
+            return Err(at.bad("columns must not be empty"));
         }
         rules.columns = Some(columns.clone());
     }
+    apply_csv(&mut rules, raw, at)?;
+    apply_versions(&mut rules, raw, at)?;
+    apply_bad_input(&mut rules, raw, at)?;
+    if let Some(v) = &raw.full_load {
+        rules.full_load = match v.as_str() {
+            "replace" => FullLoad::Replace,
+            "merge" => FullLoad::Merge,
+            other => {
+                return Err(at.bad(format_args!(
+                    "full_load {other:?} must be \"replace\" or \"merge\""
+                )))
+            }
+        };
+    }
+    if let Some(d) = &raw.document {
+        rules.document = Some(document_rules(d, at)?);
+    }
+    Ok(rules)
+}
+
+/// How the file is written: NULL string, header, delimiters, encoding.
+fn apply_csv(rules: &mut TableRules, raw: &RawTable, at: &At<'_>) -> Result<(), Error> {
     if let Some(null) = &raw.null {
         rules.null = null.clone();
     }
@@ -317,48 +356,80 @@ fn apply(base: &TableRules, raw: &RawTable, name: &str) -> Result<TableRules, St
     if let Some(d) = &raw.delimiter {
         let bytes = d.as_bytes();
         if bytes.len() != 1 || bytes[0] == b'"' || bytes[0] == b'\n' || bytes[0] == b'\r' {
-            return Err(format!(
-                "{name}: delimiter must be one ASCII character other than quote and newline"
-            ));
+            return Err(
+                at.bad("delimiter must be one ASCII character other than quote and newline")
+            );
         }
         rules.delimiter = bytes[0];
     }
+    if let Some(d) = &raw.row_delimiter {
+        let bytes = d.as_bytes();
+        if bytes.len() != 1 || bytes[0] == b'"' || bytes[0] == b'\r' || bytes[0] == rules.delimiter
+        {
+            return Err(at.bad(
+                "row_delimiter must be one ASCII character other than quote, CR and the \
+                 field delimiter (\"\\n\" is the default)",
+            ));
+        }
+        rules.row_delimiter = bytes[0];
+    }
+    if rules.row_delimiter == rules.delimiter {
+        return Err(at.bad("delimiter and row_delimiter must differ"));
+    }
+    if let Some(v) = &raw.encoding {
+        rules.encoding = match v.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Encoding::Utf8,
+            "latin1" | "latin-1" | "iso-8859-1" => Encoding::Latin1,
+            "windows-1252" | "cp1252" => Encoding::Windows1252,
+            other => {
+                return Err(at.bad(format_args!(
+                    "encoding {other:?} must be \"utf-8\", \"latin1\" or \"windows-1252\""
+                )))
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Row order and deletes: the timestamp column, partial images, soft deletes, tombstones.
+fn apply_versions(rules: &mut TableRules, raw: &RawTable, at: &At<'_>) -> Result<(), Error> {
     if let Some(c) = &raw.timestamp_column {
         if c.is_empty() {
-            return Err(format!("{name}: timestamp_column must not be empty"));
+            return Err(at.bad("timestamp_column must not be empty"));
         }
         rules.timestamp_column = Some(c.clone());
     }
     if let Some(v) = &raw.nosup_value {
         if v.is_empty() {
-            return Err(format!("{name}: nosup_value must not be empty"));
+            return Err(at.bad("nosup_value must not be empty"));
         }
         rules.nosup_value = Some(v.clone());
     }
     if let Some(c) = &raw.soft_delete {
         if c.is_empty() || c.starts_with("_sluice_") {
-            return Err(format!(
-                "{name}: soft_delete must name a column, not empty or _sluice_*"
-            ));
+            return Err(at.bad("soft_delete must name a column, not empty or _sluice_*"));
         }
         rules.soft_delete = Some(c.clone());
     }
     if let Some(h) = raw.tombstone_retention_hours {
         if h == 0 {
-            return Err(format!(
-                "{name}: tombstone_retention_hours must be at least 1"
-            ));
+            return Err(at.bad("tombstone_retention_hours must be at least 1"));
         }
         rules.tombstone_retention_hours = h;
     }
+    Ok(())
+}
+
+/// What a bad record or value does: the policy, its limits, bytes, field sizes, unknown columns.
+fn apply_bad_input(rules: &mut TableRules, raw: &RawTable, at: &At<'_>) -> Result<(), Error> {
     if let Some(v) = &raw.on_error {
         rules.on_error = match v.as_str() {
             "fail_file" => OnError::FailFile,
             "reject_rows" => OnError::RejectRows,
             other => {
-                return Err(format!(
-                    "{name}: on_error {other:?} must be \"fail_file\" or \"reject_rows\""
-                ))
+                return Err(at.bad(format_args!(
+                    "on_error {other:?} must be \"fail_file\" or \"reject_rows\""
+                )))
             }
         };
     }
@@ -367,9 +438,14 @@ fn apply(base: &TableRules, raw: &RawTable, name: &str) -> Result<TableRules, St
     }
     if let Some(share) = raw.max_reject_share {
         if !(0.0..=1.0).contains(&share) {
-            return Err(format!("{name}: max_reject_share must be between 0 and 1"));
+            return Err(at.bad("max_reject_share must be between 0 and 1"));
         }
         rules.max_reject_share_ppm = Some((share * 1e6).round() as u32);
+    }
+    if rules.on_error == OnError::FailFile
+        && (raw.max_rejects.is_some() || raw.max_reject_share.is_some())
+    {
+        return Err(at.bad("max_rejects and max_reject_share need on_error = \"reject_rows\""));
     }
     if let Some(v) = &raw.invalid_bytes {
         rules.invalid_bytes = match v.as_str() {
@@ -377,114 +453,74 @@ fn apply(base: &TableRules, raw: &RawTable, name: &str) -> Result<TableRules, St
             "strip" => InvalidBytes::Strip,
             "replace" => InvalidBytes::Replace,
             other => {
-                return Err(format!(
-                    "{name}: invalid_bytes {other:?} must be \"reject\", \"strip\" or \"replace\""
-                ))
-            }
-        };
-    }
-    if let Some(v) = &raw.encoding {
-        rules.encoding = match v.to_ascii_lowercase().as_str() {
-            "utf-8" | "utf8" => Encoding::Utf8,
-            "latin1" | "latin-1" | "iso-8859-1" => Encoding::Latin1,
-            "windows-1252" | "cp1252" => Encoding::Windows1252,
-            other => {
-                return Err(format!(
-                    "{name}: encoding {other:?} must be \"utf-8\", \"latin1\" or \"windows-1252\""
-                ))
+                return Err(at.bad(format_args!(
+                    "invalid_bytes {other:?} must be \"reject\", \"strip\" or \"replace\""
+                )))
             }
         };
     }
     if let Some(n) = raw.max_field_bytes {
         if n == 0 {
-            return Err(format!("{name}: max_field_bytes must be at least 1"));
+            return Err(at.bad("max_field_bytes must be at least 1"));
         }
         rules.max_field_bytes = Some(n);
-    }
-    if let Some(v) = &raw.full_load {
-        rules.full_load = match v.as_str() {
-            "replace" => FullLoad::Replace,
-            "merge" => FullLoad::Merge,
-            other => {
-                return Err(format!(
-                    "{name}: full_load {other:?} must be \"replace\" or \"merge\""
-                ))
-            }
-        };
-    }
-    if let Some(d) = &raw.row_delimiter {
-        let bytes = d.as_bytes();
-        if bytes.len() != 1 || bytes[0] == b'"' || bytes[0] == b'\r' || bytes[0] == rules.delimiter
-        {
-            return Err(format!(
-                "{name}: row_delimiter must be one ASCII character other than quote, CR and the \
-                 field delimiter (\"\\n\" is the default)"
-            ));
-        }
-        rules.row_delimiter = bytes[0];
-    }
-    if rules.row_delimiter == rules.delimiter {
-        return Err(format!("{name}: delimiter and row_delimiter must differ"));
     }
     if let Some(v) = &raw.unknown_columns {
         rules.unknown_columns = match v.as_str() {
             "fail" => UnknownColumns::Fail,
             "ignore" => UnknownColumns::Ignore,
             other => {
-                return Err(format!(
-                    "{name}: unknown_columns {other:?} must be \"fail\" or \"ignore\""
-                ))
+                return Err(at.bad(format_args!(
+                    "unknown_columns {other:?} must be \"fail\" or \"ignore\""
+                )))
             }
         };
     }
-    if let Some(d) = &raw.document {
-        rules.document = Some(document_rules(d).map_err(|e| format!("{name}: document: {e}"))?);
-    }
-    if rules.on_error == OnError::FailFile
-        && (raw.max_rejects.is_some() || raw.max_reject_share.is_some())
-    {
-        return Err(format!(
-            "{name}: max_rejects and max_reject_share need on_error = \"reject_rows\""
-        ));
-    }
-    Ok(rules)
+    Ok(())
 }
 
-fn document_rules(raw: &RawDocument) -> Result<DocumentRules, String> {
+fn document_rules(raw: &RawDocument, at: &At<'_>) -> Result<DocumentRules, Error> {
+    let bad = |reason: String| at.bad(format_args!("document: {reason}"));
     let column = raw.column.clone().unwrap_or_else(|| "_doc".to_owned());
     if column.is_empty() {
-        return Err("column must not be empty".to_owned());
+        return Err(bad("column must not be empty".to_owned()));
     }
     let flatten = match raw.flatten.as_deref() {
         Some("auto") => Flatten::Auto,
         Some("paths") => Flatten::Paths,
         None if raw.paths.is_empty() => Flatten::Auto,
         None => Flatten::Paths,
-        Some(other) => return Err(format!("flatten {other:?} must be \"auto\" or \"paths\"")),
+        Some(other) => {
+            return Err(bad(format!(
+                "flatten {other:?} must be \"auto\" or \"paths\""
+            )))
+        }
     };
     if flatten == Flatten::Paths && raw.paths.is_empty() {
-        return Err("flatten = \"paths\" needs paths = { column = \"a.b\" }".to_owned());
+        return Err(bad(
+            "flatten = \"paths\" needs paths = { column = \"a.b\" }".to_owned(),
+        ));
     }
     if flatten == Flatten::Auto && !raw.paths.is_empty() {
-        return Err("paths are for flatten = \"paths\"".to_owned());
+        return Err(bad("paths are for flatten = \"paths\"".to_owned()));
     }
     for (col, path) in &raw.paths {
         if col.is_empty() || col.starts_with("_sluice_") {
-            return Err(format!(
+            return Err(bad(format!(
                 "column {col:?} must be a column name, not _sluice_*"
-            ));
+            )));
         }
         if path.is_empty() || path.split('.').any(str::is_empty) {
-            return Err(format!(
+            return Err(bad(format!(
                 "path {path:?} of column {col:?} must be dotted names"
-            ));
+            )));
         }
     }
     if let Some(r) = &raw.rescue {
         if r.is_empty() || raw.paths.contains_key(r) {
-            return Err(format!(
+            return Err(bad(format!(
                 "rescue column {r:?} must be a column no path names"
-            ));
+            )));
         }
     }
     Ok(DocumentRules {

@@ -378,40 +378,45 @@ pub enum ManifestCommand {
 }
 
 /// Parses `90`, `90s`, `15m`, `2h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, CoordinatorError> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let bad = |why: String| CoordinatorError::Usage(why);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 10m or 1h"))?;
+        .map_err(|_| bad(format!("{s:?} is not a duration like 30s, 10m or 1h")))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("{s:?}: unit must be s, m or h")),
+        _ => return Err(bad(format!("{s:?}: unit must be s, m or h"))),
     };
     Ok(Duration::from_secs(secs))
 }
 
 /// Parses a time as RFC 3339, or an age (`30m`: thirty minutes ago), into the manifest's format.
-pub fn parse_time(s: &str) -> Result<String, String> {
+pub fn parse_time(s: &str) -> Result<String, CoordinatorError> {
     if let Some(t) = sluice_common::timefmt::parse(s) {
         return Ok(sluice_common::timefmt::format(t));
     }
-    let age = parse_duration(s)
-        .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor an age like 30m or 2h"))?;
-    let age = time::Duration::try_from(age).map_err(|e| e.to_string())?;
+    let bad = || {
+        CoordinatorError::Usage(format!(
+            "{s:?} is neither an RFC 3339 time nor an age like 30m or 2h"
+        ))
+    };
+    let age = parse_duration(s).map_err(|_| bad())?;
+    let age = time::Duration::try_from(age).map_err(|_| bad())?;
     Ok(sluice_common::timefmt::format(
         time::OffsetDateTime::now_utc() - age,
     ))
 }
 
-fn parse_status(s: &str) -> Result<Status, String> {
+fn parse_status(s: &str) -> Result<Status, CoordinatorError> {
     Status::parse(s).ok_or_else(|| {
-        format!(
+        CoordinatorError::Usage(format!(
             "unknown status {s:?}; one of {}",
             Status::ALL.map(|s| s.as_str()).join(", ")
-        )
+        ))
     })
 }
 

@@ -320,7 +320,7 @@ impl Redrive<'_> {
         }
         if entry.action == "move" {
             if let Err(problem) = self.move_file(&msg, item.is_some(), &mut entry).await {
-                entry.problem = Some(problem);
+                entry.problem = Some(problem.to_string());
                 result.failed += 1;
                 return entry;
             }
@@ -336,7 +336,7 @@ impl Redrive<'_> {
         msg: &FileMessage,
         has_item: bool,
         entry: &mut DlqEntry,
-    ) -> Result<(), String> {
+    ) -> Result<(), CoordinatorError> {
         let store = &self.ops.store;
         if has_item {
             let changes = Changes {
@@ -358,7 +358,7 @@ impl Redrive<'_> {
                         return Ok(());
                     }
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         let sent = self
@@ -370,7 +370,13 @@ impl Redrive<'_> {
             .message_body(msg.to_body())
             .send()
             .await
-            .map_err(|e| sluice_common::error::sdk_error_text(&e))?;
+            .map_err(|e| {
+                queue_err(
+                    "send_message",
+                    self.queue_url,
+                    sluice_common::error::sdk_error_text(&e),
+                )
+            })?;
         if let Some(id) = sent.message_id() {
             let _ = store.record_message_id(&msg.key, &msg.etag, id).await;
         }
