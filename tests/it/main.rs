@@ -14,6 +14,7 @@ mod faults;
 mod generations;
 mod loader;
 mod netfault;
+mod numbers;
 mod observe;
 mod operate;
 mod order;
