@@ -5,6 +5,7 @@
 mod support;
 
 mod aws_stack;
+mod awserrors;
 mod badinput;
 mod check;
 mod checkpoints;
