@@ -25,16 +25,18 @@
 //! is an error of this module.
 //!
 //! Invariant: no number goes through a binary float. The workspace builds `serde_json` with
-//! `arbitrary_precision`, so a parsed `Number` keeps its text and `to_string` gives it back with
-//! the same digits: an integer past 2^53 (or 2^64), a 30-digit decimal, a double that needs 17 digits
-//! and `-0` reach the column unchanged, in flattened columns, `paths`, sub-documents and arrays
-//! written as JSON text, and the rescue column. That feature was chosen over a number-keeping
-//! parser of our own because it is serde_json's own answer to exactly this, and its effects
-//! elsewhere are nil for this workspace: numbers that fit an `i64`, `u64` or a round-tripping
-//! `f64` still deserialize into typed fields as before (message bodies, reports), floats still
-//! serialize with the same shortest text (metrics, `--json` output), and the AWS SDK does not
-//! use `serde_json`. What changes is that two `Value`s compare their numbers as text (`1.0` is
-//! not `1.00`), which no code here relies on. The tests of this module fail without it.
+//! `arbitrary_precision`, so a parsed `Number` keeps its text and `to_string` gives back the same
+//! digits: an integer past 2^53 (or 2^64), a 30-digit decimal, a double that needs 17 digits and
+//! `-0` reach the column unchanged, in flattened columns, `paths`, sub-documents and arrays
+//! written as JSON text, and the rescue column. A number beyond a double's range (`1e400`) is no
+//! longer a `bad_document`: a `numeric` column takes it, a `double precision` one refuses it as
+//! a bad value. That feature was chosen over a number-keeping parser of our own because it is
+//! serde_json's own answer to exactly this, and it changes nothing else this workspace relies
+//! on: numbers that fit an `i64`, `u64` or a round-tripping `f64` still deserialize into typed
+//! fields as before (message bodies, reports), floats still serialize with the same shortest
+//! text (metrics, `--json` output), and the AWS SDK does not use `serde_json`. What differs is
+//! that two `Value`s compare their numbers as text (`1.0` is not `1.00`), which no code here
+//! does. The tests of this module fail without it.
 
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
@@ -460,6 +462,12 @@ mod tests {
         want.push(Some(list(true)));
         want.push(s("1.50"));
         assert_eq!(expand(&plan(&paths, false, &[]), &doc), want);
+
+        // Beyond a double's range: PostgreSQL judges it, as it judges a CSV field.
+        assert_eq!(
+            expand(&plan(&["x"], false, &[]), r#"{"x":-1E400}"#),
+            vec![s("-1e+400")]
+        );
 
         // The rescue column: what no column took, numbers as written.
         let out = expand(&plan(&["wrapped"], true, &[]), &doc);
