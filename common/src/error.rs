@@ -2,6 +2,11 @@
 //!
 //! Every variant that comes from a service says, by construction, whether retrying can help
 //! (`transient`). Callers decide what to do with that; nothing here retries by itself.
+//!
+//! Invariant: an AWS SDK error is transient or permanent by what it is, not by a list of codes
+//! (`aws_failure_is_transient`): no response, a timeout, HTTP 5xx, 408, 429 or a throttling,
+//! timeout or internal-error code is transient; any other answer (a 4xx with its code) is
+//! permanent. A code no list foresaw is judged by its status.
 
 use std::fmt;
 
@@ -87,37 +92,108 @@ impl fmt::Display for ItemRef {
     }
 }
 
-/// Classifies an AWS SDK error: throttling, timeouts, dispatch failures and 5xx are transient;
-/// everything the service refused on its merits (4xx) is permanent.
-pub fn sdk_error_is_transient<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+/// What an AWS SDK call ended in: the variants of `SdkError`, which say whether a response
+/// came back at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsFailure {
+    /// The request could not be built; it was never sent.
+    Construction,
+    /// No answer within the SDK's timeouts.
+    Timeout,
+    /// No response: connection refused or reset, DNS, TLS, a connector timeout or IO error.
+    Dispatch,
+    /// A response that could not be read (cut off, or not what the protocol says).
+    Response,
+    /// The service answered with an error: its HTTP status and error code decide.
+    Service,
+}
+
+/// Whether an AWS error may go away if the same call is made again later, judged by what the
+/// error is rather than a list of known codes: no response (timeouts, dispatch, IO, an
+/// unreadable response), HTTP 5xx (except 501, a feature the service does not have), 408 and
+/// 429, and any code that names throttling, a timeout, an internal error or a conflict that
+/// clears by itself are transient; any other answer of the service (a 4xx with its code: a
+/// `ValidationException`, `AccessDenied`, `NoSuchKey`) is permanent, and so is a request that
+/// could not be built. Pure, so every case is tested without a service.
+pub fn aws_failure_is_transient(kind: AwsFailure, status: Option<u16>, code: Option<&str>) -> bool {
+    match kind {
+        AwsFailure::Construction => false,
+        AwsFailure::Timeout | AwsFailure::Dispatch | AwsFailure::Response => true,
+        AwsFailure::Service => {
+            if code.is_some_and(code_is_transient) {
+                return true;
+            }
+            match status {
+                Some(408 | 429) => true,
+                Some(501) => false,
+                Some(500..=599) => true,
+                Some(_) => false,
+                // No status and no code: nothing says the service refused the request.
+                None => code.is_none_or(str::is_empty),
+            }
+        }
+    }
+}
+
+/// Whether an error code names a condition that clears by itself, whatever the service: the
+/// spellings AWS services use for throttling (`ThrottlingException`, `Throttling`,
+/// `RequestThrottled`, `KmsThrottled`, `TooManyRequestsException`, `SlowDown`,
+/// `RequestLimitExceeded`, `ProvisionedThroughputExceededException`, ...), timeouts, internal
+/// errors and unavailability (`InternalError`, `InternalFailure`, `InternalServerError`,
+/// `ServiceUnavailable`, `AWS.SimpleQueueService.ServiceUnavailable`), and DynamoDB's
+/// transaction conflicts.
+fn code_is_transient(code: &str) -> bool {
+    const PARTS: [&str; 13] = [
+        "throttl",
+        "toomanyrequests",
+        "slowdown",
+        "requestlimitexceeded",
+        "bandwidthlimitexceeded",
+        "provisionedthroughputexceeded",
+        "requesttimeout",
+        "priorrequestnotcomplete",
+        "internalerror",
+        "internalfailure",
+        "internalservererror",
+        "serviceunavailable",
+        "transactionconflict",
+    ];
+    let lower = code.to_ascii_lowercase();
+    PARTS.iter().any(|p| lower.contains(p))
+        || matches!(
+            code,
+            "LimitExceededException" | "TransactionInProgressException"
+        )
+}
+
+/// The kind, HTTP status and error code of an AWS SDK error.
+pub fn sdk_error_parts<E>(
+    err: &aws_sdk_dynamodb::error::SdkError<E>,
+) -> (AwsFailure, Option<u16>, Option<&str>)
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-    R: std::fmt::Debug,
 {
-    use aws_sdk_dynamodb::error::SdkError;
-    match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or_default();
-            matches!(
-                code,
-                "ThrottlingException"
-                    | "ProvisionedThroughputExceededException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-                    | "InternalError"
-                    | "SlowDown"
-                    | "RequestTimeout"
-                    | "TransactionConflictException"
-                    | "AWS.SimpleQueueService.ServiceUnavailable"
-            ) || code.is_empty()
-        }
-        SdkError::ConstructionFailure(_) => false,
-        _ => true,
-    }
+    use aws_sdk_dynamodb::error::{ProvideErrorMetadata as _, SdkError};
+    let kind = match err {
+        SdkError::ConstructionFailure(_) => AwsFailure::Construction,
+        SdkError::TimeoutError(_) => AwsFailure::Timeout,
+        SdkError::DispatchFailure(_) => AwsFailure::Dispatch,
+        SdkError::ResponseError(_) => AwsFailure::Response,
+        SdkError::ServiceError(_) => AwsFailure::Service,
+        // A variant a later SDK adds: judged by its status and code, like an answer.
+        _ => AwsFailure::Service,
+    };
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    (kind, status, err.code())
+}
+
+/// Classifies an AWS SDK error with `aws_failure_is_transient`.
+pub fn sdk_error_is_transient<E>(err: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    let (kind, status, code) = sdk_error_parts(err);
+    aws_failure_is_transient(kind, status, code)
 }
 
 /// The most useful one-line text of an AWS SDK error: code and message where the service gave
@@ -151,4 +227,137 @@ fn chain_text(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AwsFailure::*;
+
+    #[test]
+    fn server_errors_throttling_and_no_response_are_transient() {
+        for status in [500, 502, 503, 504] {
+            assert!(
+                aws_failure_is_transient(Service, Some(status), None),
+                "{status}"
+            );
+            let unknown = Some("SomethingNobodyListed");
+            assert!(
+                aws_failure_is_transient(Service, Some(status), unknown),
+                "{status}"
+            );
+        }
+        assert!(aws_failure_is_transient(Service, Some(429), None));
+        assert!(aws_failure_is_transient(
+            Service,
+            Some(429),
+            Some("TooManyRequestsException")
+        ));
+        assert!(aws_failure_is_transient(
+            Service,
+            Some(408),
+            Some("RequestTimeout")
+        ));
+        for code in [
+            "ThrottlingException",
+            "Throttling",
+            "ThrottledException",
+            "RequestThrottled",
+            "KmsThrottled",
+            "SlowDown",
+            "RequestLimitExceeded",
+            "ProvisionedThroughputExceededException",
+            "RequestTimeoutException",
+            "TransactionConflictException",
+            "LimitExceededException",
+        ] {
+            // Many services answer throttling with a 400.
+            assert!(
+                aws_failure_is_transient(Service, Some(400), Some(code)),
+                "{code}"
+            );
+        }
+        for code in ["InternalError", "InternalFailure", "ServiceUnavailable"] {
+            assert!(
+                aws_failure_is_transient(Service, Some(500), Some(code)),
+                "{code}"
+            );
+            assert!(
+                aws_failure_is_transient(Service, Some(200), Some(code)),
+                "{code}"
+            );
+        }
+        assert!(aws_failure_is_transient(
+            Service,
+            Some(503),
+            Some("AWS.SimpleQueueService.ServiceUnavailable")
+        ));
+        for kind in [Timeout, Dispatch, Response] {
+            assert!(aws_failure_is_transient(kind, None, None), "{kind:?}");
+        }
+        assert!(aws_failure_is_transient(Service, None, None));
+    }
+
+    #[test]
+    fn what_the_service_refused_on_its_merits_is_permanent() {
+        let cases = [
+            (400, "ValidationException"),
+            (400, "ConditionalCheckFailedException"),
+            (400, "ResourceNotFoundException"),
+            (403, "AccessDenied"),
+            (403, "AccessDeniedException"),
+            (404, "NoSuchKey"),
+            (404, "NoSuchBucket"),
+            (412, "PreconditionFailed"),
+            (400, "AWS.SimpleQueueService.NonExistentQueue"),
+            (501, "NotImplemented"),
+            (301, "PermanentRedirect"),
+        ];
+        for (status, code) in cases {
+            assert!(
+                !aws_failure_is_transient(Service, Some(status), Some(code)),
+                "{code}"
+            );
+        }
+        assert!(!aws_failure_is_transient(Service, Some(400), None));
+        assert!(!aws_failure_is_transient(
+            Service,
+            None,
+            Some("ValidationException")
+        ));
+        assert!(!aws_failure_is_transient(Construction, None, None));
+    }
+
+    #[test]
+    fn sdk_errors_are_taken_apart_into_kind_status_and_code() {
+        use aws_sdk_dynamodb::error::{ConnectorError, ErrorMetadata, SdkError};
+        use aws_sdk_dynamodb::operation::get_item::GetItemError;
+        let answer = |status: u16, code: &str| -> SdkError<GetItemError> {
+            let body = aws_sdk_s3::primitives::ByteStream::from_static(b"").into_inner();
+            let raw = aws_sdk_dynamodb::config::http::HttpResponse::new(
+                status.try_into().expect("a status"),
+                body,
+            );
+            let meta = ErrorMetadata::builder().code(code).build();
+            SdkError::service_error(GetItemError::generic(meta), raw)
+        };
+        let e = answer(503, "SomethingNew");
+        assert_eq!(
+            sdk_error_parts(&e),
+            (Service, Some(503), Some("SomethingNew"))
+        );
+        assert!(sdk_error_is_transient(&e));
+        assert!(!sdk_error_is_transient(&answer(400, "ValidationException")));
+        assert!(sdk_error_is_transient(&answer(400, "ThrottlingException")));
+
+        let e: SdkError<GetItemError> = SdkError::timeout_error("slow");
+        assert_eq!(sdk_error_parts(&e), (Timeout, None, None));
+        assert!(sdk_error_is_transient(&e));
+        let e: SdkError<GetItemError> =
+            SdkError::dispatch_failure(ConnectorError::io("connection refused".into()));
+        assert_eq!(sdk_error_parts(&e), (Dispatch, None, None));
+        assert!(sdk_error_is_transient(&e));
+        let e: SdkError<GetItemError> = SdkError::construction_failure("no region");
+        assert!(!sdk_error_is_transient(&e));
+    }
 }

@@ -117,15 +117,14 @@ impl ManifestStore {
         &self.table
     }
 
-    fn err<E, R>(
+    fn err<E>(
         &self,
         operation: &'static str,
         item: ItemRef,
-        e: &aws_sdk_dynamodb::error::SdkError<E, R>,
+        e: &aws_sdk_dynamodb::error::SdkError<E>,
     ) -> Error
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         Error::Manifest {
             operation,

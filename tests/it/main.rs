@@ -6,6 +6,7 @@ mod support;
 
 mod attempts;
 mod aws_stack;
+mod awserrors;
 mod badinput;
 mod check;
 mod checkpoints;
@@ -15,6 +16,7 @@ mod faults;
 mod generations;
 mod loader;
 mod netfault;
+mod numbers;
 mod observe;
 mod operate;
 mod order;

@@ -4,7 +4,10 @@
 //!
 //! Values, as PostgreSQL's input functions then read them for the column's type:
 //! - a missing path or JSON `null` is SQL NULL;
-//! - strings, booleans and numbers are their text (numbers as written, so exact);
+//! - strings and booleans are their text; a number is the text the document holds, digit for
+//!   digit (`1.50`, `-0`, `18446744073709551617` stay as written; only an exponent is spelled
+//!   `e+2`/`e-2`), so PostgreSQL's input function makes of it what it makes of the same CSV
+//!   field;
 //! - extended-JSON wrappers are unwrapped: `$oid` to its hex text, `$date` to an ISO 8601 UTC
 //!   time (from its string, or from milliseconds since the epoch), `$numberLong`, `$numberInt`,
 //!   `$numberDouble`, `$numberDecimal` to their digits (exact), `$binary` to bytea hex (`\x..`;
@@ -20,6 +23,20 @@
 //! Invariant: a value that cannot be cast is not detected here; PostgreSQL refuses it and the
 //! table's error policy applies, as for any bad value. Only a document that is not a JSON object
 //! is an error of this module.
+//!
+//! Invariant: no number goes through a binary float. The workspace builds `serde_json` with
+//! `arbitrary_precision`, so a parsed `Number` keeps its text and `to_string` gives back the same
+//! digits: an integer past 2^53 (or 2^64), a 30-digit decimal, a double that needs 17 digits and
+//! `-0` reach the column unchanged, in flattened columns, `paths`, sub-documents and arrays
+//! written as JSON text, and the rescue column. A number beyond a double's range (`1e400`) is no
+//! longer a `bad_document`: a `numeric` column takes it, a `double precision` one refuses it as
+//! a bad value. That feature was chosen over a number-keeping parser of our own because it is
+//! serde_json's own answer to exactly this, and it changes nothing else this workspace relies
+//! on: numbers that fit an `i64`, `u64` or a round-tripping `f64` still deserialize into typed
+//! fields as before (message bodies, reports), floats still serialize with the same shortest
+//! text (metrics, `--json` output), and the AWS SDK does not use `serde_json`. What differs is
+//! that two `Value`s compare their numbers as text (`1.0` is not `1.00`), which no code here
+//! does. The tests of this module fail without it.
 
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
@@ -202,7 +219,7 @@ fn scalar_of_wrapper(m: &Map<String, Value>) -> Option<Scalar> {
                 _ => s.clone(),
             }))
         }
-        ("$numberLong" | "$numberInt" | "$numberDouble", Value::Number(n)) => {
+        ("$numberLong" | "$numberInt" | "$numberDouble" | "$numberDecimal", Value::Number(n)) => {
             Some(Scalar::Number(n.to_string()))
         }
         ("$binary", Value::Object(b)) => {
@@ -376,6 +393,92 @@ mod tests {
                 None,
                 None,
             ]
+        );
+    }
+
+    /// Numbers as relaxed extended JSON and most producers write them (bare, no wrapper), and
+    /// the text each becomes: the same digits, the exponent spelled `e+`/`e-`.
+    const NUMBERS: [(&str, &str); 12] = [
+        ("18446744073709551617", "18446744073709551617"),
+        (
+            "-340282366920938463463374607431768211457",
+            "-340282366920938463463374607431768211457",
+        ),
+        (
+            "123456789012345.678901234567890123",
+            "123456789012345.678901234567890123",
+        ),
+        ("0.30000000000000004", "0.30000000000000004"),
+        ("2.2250738585072014e-308", "2.2250738585072014e-308"),
+        ("1.7976931348623157e308", "1.7976931348623157e+308"),
+        ("9007199254740993", "9007199254740993"),
+        ("-0", "-0"),
+        ("-0.0", "-0.0"),
+        ("1.50", "1.50"),
+        ("1E2", "1e+2"),
+        ("4.9E-324", "4.9e-324"),
+    ];
+
+    /// `"n0":<number>,"n1":...` with the written or the loaded numbers.
+    fn fields(loaded: bool) -> String {
+        let mut v: Vec<(String, &str)> = NUMBERS
+            .iter()
+            .enumerate()
+            .map(|(i, (w, l))| (format!("n{i}"), if loaded { *l } else { *w }))
+            .collect();
+        v.sort();
+        let v: Vec<String> = v.iter().map(|(k, n)| format!("\"{k}\":{n}")).collect();
+        v.join(",")
+    }
+
+    fn list(loaded: bool) -> String {
+        let v: Vec<&str> = NUMBERS
+            .iter()
+            .map(|(w, l)| if loaded { *l } else { *w })
+            .collect();
+        format!("[{}]", v.join(","))
+    }
+
+    #[test]
+    fn plain_numbers_keep_their_digits_in_columns_subdocuments_arrays_and_rescue() {
+        let doc = format!(
+            r#"{{{},"sub":{{{}}},"list":{},"wrapped":{{"$numberDecimal":1.50}}}}"#,
+            fields(false),
+            fields(false),
+            list(false)
+        );
+        let n = NUMBERS.len();
+        let mut paths: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+        paths.extend((0..n).map(|i| format!("sub.n{i}")));
+        paths.extend((0..n).map(|i| format!("list.{i}")));
+        paths.extend(["sub", "list", "wrapped"].map(str::to_owned));
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+
+        let mut want: Vec<Option<String>> = Vec::new();
+        for _ in 0..3 {
+            want.extend(NUMBERS.iter().map(|(_, l)| s(l)));
+        }
+        want.push(Some(format!("{{{}}}", fields(true))));
+        want.push(Some(list(true)));
+        want.push(s("1.50"));
+        assert_eq!(expand(&plan(&paths, false, &[]), &doc), want);
+
+        // Beyond a double's range: PostgreSQL judges it, as it judges a CSV field.
+        assert_eq!(
+            expand(&plan(&["x"], false, &[]), r#"{"x":-1E400}"#),
+            vec![s("-1e+400")]
+        );
+
+        // The rescue column: what no column took, numbers as written.
+        let out = expand(&plan(&["wrapped"], true, &[]), &doc);
+        assert_eq!(
+            out[1],
+            Some(format!(
+                r#"{{"list":{},{},"sub":{{{}}}}}"#,
+                list(true),
+                fields(true),
+                fields(true)
+            ))
         );
     }
 
