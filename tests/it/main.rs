@@ -12,6 +12,7 @@ mod direct;
 mod failures;
 mod faults;
 mod generations;
+mod lakestate;
 mod loader;
 mod netfault;
 mod observe;

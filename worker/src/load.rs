@@ -638,14 +638,14 @@ pub async fn apply_replace(
     let mut client = connect(ctx, key, &target_label).await?;
     let soft = rules.soft_delete.as_deref();
     prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
-    let found: i64 = client
-        .query_one(
+    let keys = client
+        .query(
             &sql::generation_files_sql(&ctx.state_schema),
             &[&msg.bucket, &msg.folder, &start],
         )
         .await
-        .map_err(pg)?
-        .get(0);
+        .map_err(pg)?;
+    let found = sql::count_full_loads(keys.iter().map(|r| r.get::<_, &str>(0)));
     if found < msg.files as i64 {
         return Ok(ReplaceOutcome::Incomplete {
             found,
