@@ -110,3 +110,188 @@ async fn a_gzip_reload_replaces_the_table() {
 async fn a_parquet_reload_replaces_the_table() {
     a_reload_replaces_the_table("parquet").await;
 }
+
+/// Columns of the tables of `schemas`, as `schema.table.column`, sorted.
+async fn columns_of(tb: &TestBed, schemas: &[&str]) -> Vec<String> {
+    let rows = tb
+        .db
+        .query(
+            "SELECT table_schema || '.' || table_name || '.' || column_name \
+             FROM information_schema.columns WHERE table_schema = ANY($1) ORDER BY 1",
+            &[&schemas],
+        )
+        .await
+        .expect("columns");
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// Keys naming Sluice's state schema (its ledger, rejects, generations and tombstone tables,
+/// also in other case), PostgreSQL's schemas, or mapped there by the rules, are refused as
+/// `reserved_schema` before any SQL names their table, whatever `--schemas` says: no system
+/// column is added, and the state tables hold what they held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_naming_the_state_schema_or_postgresql_schemas_are_refused() {
+    let tb = TestBed::new("reserved").await;
+    let state = tb.state_schema.clone();
+    tb.sql("CREATE TABLE {s}.t (id int PRIMARY KEY, a text)")
+        .await;
+    let good = tb.key("t/LOAD00000001.csv");
+    let egood = tb.put(&good, "1,a\n2,b\n").await;
+    tb.scan().await;
+    tb.drain(&[]).await;
+    assert_eq!(
+        tb.status(&good, &egood).await,
+        Some(sluice_common::manifest::Status::Loaded)
+    );
+    let oid: u32 = tb
+        .db
+        .query_one(
+            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = 't'",
+            &[&tb.schema],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let state_tables = [
+        "ledger".to_owned(),
+        "rejects".to_owned(),
+        "generations".to_owned(),
+        format!("tombstones_{oid}"),
+    ];
+    let system = ["pg_catalog", "information_schema", "pg_toast"];
+    let state_columns = columns_of(&tb, &[&state]).await;
+    for t in &state_tables {
+        assert!(
+            state_columns
+                .iter()
+                .any(|c| c.starts_with(&format!("{state}.{t}."))),
+            "{t} exists: {state_columns:?}"
+        );
+    }
+    let system_columns = columns_of(&tb, &system).await;
+    let ledger_before = tb
+        .rows(&format!(
+            "SELECT key, etag FROM \"{state}\".ledger ORDER BY 1, 2"
+        ))
+        .await;
+
+    // A forged generation, ledger row and reject, in every case PostgreSQL would tell apart.
+    let forged_generation = format!("{}.t,forged,2000-01-01 00:00:00+00,1,x\n", tb.schema);
+    let mut hostile: Vec<(String, String)> = state_tables
+        .iter()
+        .map(|t| {
+            (
+                format!("{}{state}/{t}/LOAD00000001.csv", tb.prefix),
+                state.clone(),
+            )
+        })
+        .collect();
+    let upper = state.to_ascii_uppercase();
+    hostile.push((
+        format!("{}{upper}/generations/LOAD00000001.csv", tb.prefix),
+        upper.clone(),
+    ));
+    for (schema, table) in [
+        ("pg_catalog", "pg_class"),
+        ("PG_CATALOG", "pg_class"),
+        ("pg_catalog", "pg_namespace"),
+        ("information_schema", "tables"),
+        ("pg_toast", "pg_toast_2619"),
+    ] {
+        hostile.push((
+            format!("{}{schema}/{table}/LOAD00000001.csv", tb.prefix),
+            schema.to_owned(),
+        ));
+    }
+    // The rules file maps two harmless-looking folders onto the state schema and the catalog.
+    hostile.push((tb.key("decoy/LOAD00000001.csv"), state.clone()));
+    hostile.push((tb.key("decoy2/LOAD00000001.csv"), "pg_catalog".to_owned()));
+    let rules = std::env::temp_dir().join(format!("{}.toml", tb.name));
+    std::fs::write(
+        &rules,
+        format!(
+            "[tables.\"{s}.decoy\"]\ntarget = \"{state}.generations\"\n\
+             [tables.\"{s}.decoy2\"]\ntarget = \"pg_catalog.pg_class\"\n",
+            s = tb.schema
+        ),
+    )
+    .unwrap();
+    let mut etags = Vec::new();
+    for (key, _) in &hostile {
+        etags.push(tb.put(key, forged_generation.clone()).await);
+    }
+    let good2 = tb.key("t/20241029-113401000.csv");
+    let egood2 = tb.put(&good2, "I,3,c\n").await;
+    tb.scan().await;
+    // Even a worker told it may load into them refuses them.
+    let schemas = format!(
+        "--schemas={},{state},{upper},pg_catalog,PG_CATALOG,information_schema,pg_toast",
+        tb.schema
+    );
+    let config = format!("--config={}", rules.display());
+    tb.drain(&[schemas.as_str(), config.as_str()]).await;
+    let _ = std::fs::remove_file(&rules);
+
+    assert_eq!(
+        tb.status(&good2, &egood2).await,
+        Some(sluice_common::manifest::Status::Loaded)
+    );
+    for ((key, schema), etag) in hostile.iter().zip(&etags) {
+        let item = tb.item(key, etag).await;
+        assert_eq!(
+            item.status,
+            Some(sluice_common::manifest::Status::Failed),
+            "{key}"
+        );
+        let e = item.error.unwrap_or_else(|| panic!("{key}: no error"));
+        assert_eq!(e.class, "reserved_schema", "{key}: {e:?}");
+        assert!(e.permanent, "{key}");
+        assert!(e.message.contains(key.as_str()), "{key}: {}", e.message);
+        assert!(
+            e.message.contains(&format!(" {schema}.")),
+            "{key}: {}",
+            e.message
+        );
+    }
+    // Nothing was added to any of those tables, and the state holds what it held.
+    assert_eq!(columns_of(&tb, &[&state]).await, state_columns);
+    assert_eq!(columns_of(&tb, &system).await, system_columns);
+    assert!(
+        !system_columns.iter().any(|c| c.contains("._sluice_")),
+        "{system_columns:?}"
+    );
+    let mut ledger_after = tb
+        .rows(&format!(
+            "SELECT key, etag FROM \"{state}\".ledger ORDER BY 1, 2"
+        ))
+        .await;
+    ledger_after.retain(|r| r[0].as_deref() != Some(good2.as_str()));
+    assert_eq!(ledger_after, ledger_before);
+    let generations = format!("SELECT count(*) FROM \"{state}\".generations");
+    assert_eq!(tb.count(&generations).await, 0);
+    let rejects = format!("SELECT count(*) FROM \"{state}\".rejects");
+    assert_eq!(tb.count(&rejects).await, 0);
+    assert_eq!(tb.count("SELECT count(*) FROM {s}.t").await, 3);
+
+    // A replacement asked for a table of the state schema is refused the same way.
+    let ctx = tb.load_context("").await;
+    let msg = sluice_common::message::ReplaceMessage {
+        v: 1,
+        kind: "replace".into(),
+        bucket: tb.bucket.clone(),
+        schema: state.clone(),
+        table: "generations".into(),
+        folder: format!("{}{state}/generations/", tb.prefix),
+        generation: "2000-01-01T00:00:00.000Z".into(),
+        start: "2000-01-01T00:00:00.000Z".into(),
+        files: 0,
+        head_key: hostile[2].0.clone(),
+        head_etag: etags[2].clone(),
+    };
+    let e = sluice_worker::load::apply_replace(&ctx, &msg)
+        .await
+        .expect_err("refused");
+    assert_eq!(e.class(), "reserved_schema", "{e}");
+    assert_eq!(tb.count(&generations).await, 0);
+}

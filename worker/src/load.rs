@@ -66,8 +66,10 @@ pub struct LoadContext {
 }
 
 impl LoadContext {
-    /// Refuses a target outside the allowed schemas, before any SQL names it.
+    /// Refuses a target in a reserved schema (whatever `--schemas` says) or outside the allowed
+    /// schemas, before any SQL names it.
     fn check_schema(&self, key: &str, schema: &str, table: &str) -> Result<(), LoadError> {
+        target::refuse_reserved(key, schema, table, &self.state_schema)?;
         match &self.schemas {
             Some(allowed) if !allowed.iter().any(|s| s == schema) => {
                 Err(LoadError::SchemaNotAllowed {
