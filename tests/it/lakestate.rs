@@ -295,3 +295,140 @@ async fn keys_naming_the_state_schema_or_postgresql_schemas_are_refused() {
     assert_eq!(e.class(), "reserved_schema", "{e}");
     assert_eq!(tb.count(&generations).await, 0);
 }
+
+/// A manifest item for `key` in the test's table, `discovered`.
+async fn discovered(tb: &TestBed, key: &str) {
+    let file = sluice_common::store::NewFile {
+        bucket: tb.bucket.clone(),
+        key: key.to_owned(),
+        etag: "e1".to_owned(),
+        size: 1,
+        last_modified: "2024-10-29T11:00:00.000Z".to_owned(),
+        table: format!("{}.t", tb.schema),
+        kind: "cdc".to_owned(),
+    };
+    assert!(tb.manifest.record_discovered(&file).await.unwrap());
+}
+
+/// Transitions, annotations (also from writers at once) and an item written before there was
+/// a cap all leave the history at the cap, with the newest entries kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn manifest_histories_stop_at_the_cap_with_the_newest_entries() {
+    use sluice_common::manifest::{Transition, HISTORY_CAP};
+    use sluice_common::store::{Annotation, Changes, Moved};
+    let tb = TestBed::new("history").await;
+    let key = tb.key("t/20241029-113401000.csv");
+    discovered(&tb, &key).await;
+
+    // Transitions: queued again and again, each with a long note (capped per entry).
+    for i in 0..(HISTORY_CAP + 30) {
+        let changes = Changes {
+            note: Some(format!("pass {i} {}", "x".repeat(5000))),
+            ..Changes::default()
+        };
+        let moved = tb
+            .manifest
+            .transition(&key, "e1", Transition::Enqueue, changes)
+            .await
+            .unwrap();
+        let Moved::Applied(item) = moved else {
+            panic!("enqueue {i}: {moved:?}")
+        };
+        assert!(item.history.len() <= HISTORY_CAP, "{i}");
+    }
+    let item = tb.item(&key, "e1").await;
+    assert_eq!(item.history.len(), HISTORY_CAP);
+    assert!(item.history[HISTORY_CAP - 1].contains("(pass 79 xxx"));
+    assert!(
+        item.history[0].contains("(pass 30 xxx"),
+        "{}",
+        item.history[0]
+    );
+    assert!(item.history.iter().all(|h| h.len() < 1000));
+
+    // A refused transition on a full history is still refused, and reports the item.
+    let moved = tb
+        .manifest
+        .transition(&key, "e1", Transition::Reload, Changes::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&moved, Moved::Refused(Some(i)) if i.status == Some(sluice_common::manifest::Status::Queued)),
+        "{moved:?}"
+    );
+
+    // Annotations from four writers at once: none fails, none is lost but the oldest.
+    let writers = (0..4).map(|w| {
+        let store = tb.manifest.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                store
+                    .annotate(
+                        &key,
+                        "e1",
+                        &[("replace_sent_at", Annotation::Text(format!("{w}-{i}")))],
+                        Some(&format!("writer {w} note {i}")),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {w} note {i}: {e}"));
+            }
+        })
+    });
+    for w in writers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    let item = tb.item(&key, "e1").await;
+    assert_eq!(item.history.len(), HISTORY_CAP, "{:?}", item.history);
+    let notes = item
+        .history
+        .iter()
+        .filter(|h| h.contains("writer "))
+        .count();
+    assert_eq!(notes, HISTORY_CAP, "80 notes written, the newest 50 kept");
+    for w in 0..4 {
+        assert!(
+            item.history
+                .iter()
+                .any(|h| h.ends_with(&format!("writer {w} note 19"))),
+            "writer {w}'s last note is among the newest: {:?}",
+            item.history
+        );
+    }
+
+    // An item written before the cap, with 300 entries, is brought back to it by its next write.
+    let old_key = tb.key("t/20241029-113402000.csv");
+    discovered(&tb, &old_key).await;
+    let long: Vec<_> = (0..300)
+        .map(|i| aws_sdk_dynamodb::types::AttributeValue::S(format!("old {i}")))
+        .collect();
+    tb.aws
+        .dynamodb
+        .update_item()
+        .table_name(&tb.name)
+        .key(
+            "key",
+            aws_sdk_dynamodb::types::AttributeValue::S(old_key.clone()),
+        )
+        .key(
+            "etag",
+            aws_sdk_dynamodb::types::AttributeValue::S("e1".into()),
+        )
+        .update_expression("SET history = :h")
+        .expression_attribute_values(":h", aws_sdk_dynamodb::types::AttributeValue::L(long))
+        .send()
+        .await
+        .unwrap();
+    let moved = tb
+        .manifest
+        .transition(&old_key, "e1", Transition::Enqueue, Changes::default())
+        .await
+        .unwrap();
+    let Moved::Applied(item) = moved else {
+        panic!("{moved:?}")
+    };
+    assert_eq!(item.history.len(), HISTORY_CAP);
+    assert_eq!(item.history[0], "old 251");
+    assert_eq!(item.history[HISTORY_CAP - 2], "old 299");
+    assert!(item.history[HISTORY_CAP - 1].ends_with(" queued"));
+}
