@@ -432,3 +432,33 @@ async fn manifest_histories_stop_at_the_cap_with_the_newest_entries() {
     assert_eq!(item.history[HISTORY_CAP - 2], "old 299");
     assert!(item.history[HISTORY_CAP - 1].ends_with(" queued"));
 }
+
+/// A complete generation that no worker replaces is asked for again at every pass; its first
+/// file's history notes the first ask only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn asking_again_for_a_replacement_adds_nothing_to_the_history() {
+    let mut tb = TestBed::new("reask").await;
+    tb.generation_quiet = Duration::ZERO;
+    tb.sql("CREATE TABLE {s}.t (id int PRIMARY KEY, a text)")
+        .await;
+    let key = tb.key("t/LOAD00000001.csv");
+    let etag = tb.put(&key, "1,a\n").await;
+    tb.scan().await;
+    tb.drain(&[]).await;
+    let ctx = tb.scan_context(Duration::ZERO);
+    let mut lengths = Vec::new();
+    for _ in 0..6 {
+        let (pass, _) = sluice_coordinator::scan::scan(&ctx, false).await.unwrap();
+        assert_eq!(pass.replacements_sent, 1, "{pass:?}");
+        lengths.push(tb.item(&key, &etag).await.history.len());
+    }
+    let item = tb.item(&key, &etag).await;
+    let asks = item
+        .history
+        .iter()
+        .filter(|h| h.contains("replacement asked"))
+        .count();
+    assert_eq!(asks, 1, "{:?}", item.history);
+    assert!(lengths.windows(2).all(|w| w[0] == w[1]), "{lengths:?}");
+    assert!(item.replace_sent_at.is_some());
+}
