@@ -279,6 +279,27 @@ mod tests {
     }
 
     #[test]
+    fn parquet_and_gzip_full_loads_are_generations_like_csv_ones() {
+        let a = obj("s/t/LOAD00000001.parquet", "a", "2024-10-29T11:00:00.000Z");
+        let b = obj("s/t/LOAD00000002.PARQUET", "b", "2024-10-29T11:00:01.000Z");
+        let c = obj("s/u/LOAD00000001.csv.gz", "c", "2024-10-29T11:00:00.000Z");
+        let listing = vec![a.clone(), b.clone(), c.clone()];
+        let known: HashMap<_, _> = [
+            item(&a, Status::Loaded),
+            item(&b, Status::Loaded),
+            item(&c, Status::Loaded),
+        ]
+        .into_iter()
+        .collect();
+        let plans = plan_generations("", &listing, &known, NOW, QUIET, REQUEUE);
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].generation.members, vec![a.clone(), b]);
+        assert_eq!(plans[0].generation.head, a);
+        assert_eq!(plans[1].generation.members, vec![c]);
+        assert!(plans.iter().all(|p| p.send_replace));
+    }
+
+    #[test]
     fn only_the_first_replace_ask_is_noted_in_the_history() {
         let a = obj("s/t/LOAD00000001.csv", "a", "2024-10-29T11:00:00.000Z");
         let mut known: HashMap<_, _> = [item(&a, Status::Loaded)].into_iter().collect();
