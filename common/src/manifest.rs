@@ -19,7 +19,9 @@
 //! - `dead` and `skipped` items leave only through an operator's retry;
 //! - operator moves that re-enqueue (`retry`, `reload`) start a fresh round of attempts: the
 //!   attempt count restarts at 0 (the earlier ones are kept in `attempts_before`), so the attempt
-//!   limit does not kill the file again at its first claim.
+//!   limit does not kill the file again at its first claim;
+//! - an item's history holds at most [`HISTORY_CAP`] entries, the newest; the oldest are dropped
+//!   ([`history_excess`]), so no item grows without bound however often it is written.
 
 use serde::Serialize;
 use std::fmt;
@@ -323,6 +325,33 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// History entries a manifest item keeps; older ones are dropped. A file's usual story is four
+/// entries (discovered, queued, loading, loaded); one that fails up to the attempt limit, with
+/// an operator's retry or two, stays under thirty. Fifty keep the whole story of any file but a
+/// pathological one, and its latest fifty moves then. Every entry is short (each error, operator
+/// text or note in it is capped at [`HISTORY_TEXT_MAX`] bytes), so a full history stays under
+/// about 60 KB: with the rest of the item (its error at most 3 KB, an operator's reason 2 KB),
+/// far below DynamoDB's 400 KB item limit.
+pub const HISTORY_CAP: usize = 50;
+
+/// Longest error excerpt, operator text or note in one history entry, in bytes.
+pub const HISTORY_TEXT_MAX: usize = 300;
+
+/// How many of the oldest entries to drop from a history of `len` entries so that `adding`
+/// more leave at most `cap` (at least one entry is always kept: the one added).
+pub fn history_excess(len: usize, adding: usize, cap: usize) -> usize {
+    (len + adding)
+        .saturating_sub(cap.max(adding).max(1))
+        .min(len)
+}
+
+/// A history after appending `entries`, capped at `cap`: the newest kept, oldest first. What
+/// the store's conditional writes leave in DynamoDB.
+pub fn append_capped(history: &[String], entries: &[String], cap: usize) -> Vec<String> {
+    let drop = history_excess(history.len(), entries.len(), cap);
+    history[drop..].iter().chain(entries).cloned().collect()
+}
+
 /// Caps a text stored in the manifest (DynamoDB items are limited to 400 KB), on a char boundary.
 pub fn cap_text(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -458,6 +487,43 @@ mod tests {
         assert_eq!(Transition::Retry.target(), Queued);
         assert_eq!(Transition::GiveUp.target(), Dead);
         assert_eq!(Transition::Complete.target(), Loaded);
+    }
+
+    #[test]
+    fn histories_keep_their_newest_entries_up_to_the_cap() {
+        let h = |r: std::ops::Range<usize>| r.map(|i| format!("e{i}")).collect::<Vec<_>>();
+        assert_eq!(history_excess(0, 1, 50), 0);
+        assert_eq!(history_excess(48, 1, 50), 0);
+        assert_eq!(history_excess(49, 1, 50), 0);
+        assert_eq!(history_excess(50, 1, 50), 1);
+        assert_eq!(history_excess(1000, 1, 50), 951);
+        assert_eq!(history_excess(10, 3, 5), 8);
+        assert_eq!(history_excess(1, 1, 0), 1, "the entry added is always kept");
+        assert_eq!(history_excess(2, 9, 5), 2, "never more than there is");
+        assert_eq!(append_capped(&h(0..3), &h(3..4), 5), h(0..4));
+        assert_eq!(append_capped(&h(0..5), &h(5..6), 5), h(1..6));
+        assert_eq!(append_capped(&h(0..300), &h(300..301), 50), h(251..301));
+        // Appending one at a time never passes the cap and ends with the newest.
+        let mut history = Vec::new();
+        for i in 0..200 {
+            history = append_capped(&history, &h(i..i + 1), HISTORY_CAP);
+            assert!(history.len() <= HISTORY_CAP);
+        }
+        assert_eq!(history, h(150..200));
+    }
+
+    #[test]
+    fn a_full_history_stays_far_below_the_item_limit() {
+        // The longest entry a transition writes: its time, status, worker, and an error, an
+        // operator text and a note, each capped.
+        let long = "é".repeat(10_000);
+        let text = cap_text(&long, HISTORY_TEXT_MAX);
+        let entry = format!(
+            "2024-10-29T11:34:01.123Z failed by worker-{} : {text} ({text}) ({text})",
+            "w".repeat(64)
+        );
+        assert!(entry.len() < 1200, "{}", entry.len());
+        assert!(HISTORY_CAP * entry.len() < 60_000);
     }
 
     #[test]

@@ -10,7 +10,14 @@
 //!   CDC files are named by timestamp (`20241029-113401000`), so lexical order is time order;
 //! - the extension gives the format: `.csv`, `.csv.gz` (CSV, gzip-compressed) or `.parquet`
 //!   (DMS `DataFormat=parquet`; compression is inside the file), matched without regard to case.
-//!   The kind rules above are the same for every format.
+//!   The kind rules above are the same for every format;
+//! - some schemas are never targets, whatever a key or the rules file says and whatever the
+//!   worker's `--schemas` allows ([`reserved_schema`]): Sluice's state schema (its ledger,
+//!   rejects, generations and tombstone tables) and PostgreSQL's own (`pg_catalog`,
+//!   `information_schema`, `pg_toast` and every `pg_*`). The check is on the final target
+//!   schema, after the rules' `target`, and ignores ASCII case: PostgreSQL would match a folder
+//!   `Sluice` only to a schema of that exact name, but refusing a look-alike costs an operator
+//!   a rename, while missing one would let the lake write Sluice's state.
 
 use std::fmt;
 
@@ -95,6 +102,37 @@ impl fmt::Display for Unmapped {
                 write!(f, "file {name:?} is not .csv, .csv.gz or .parquet")
             }
         }
+    }
+}
+
+/// Why a schema is never a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservedSchema {
+    /// Sluice's own state schema (`--state-schema`).
+    State,
+    /// A schema of PostgreSQL's own: `pg_catalog`, `information_schema`, `pg_toast`, `pg_*`.
+    System,
+}
+
+impl fmt::Display for ReservedSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReservedSchema::State => write!(f, "sluice's state schema"),
+            ReservedSchema::System => write!(f, "a postgresql system schema"),
+        }
+    }
+}
+
+/// Whether `schema` (a target's final schema) may never be loaded into, given Sluice's state
+/// schema. ASCII case is ignored on purpose (see the module docs).
+pub fn reserved_schema(schema: &str, state_schema: &str) -> Option<ReservedSchema> {
+    let lower = schema.to_ascii_lowercase();
+    if lower == state_schema.to_ascii_lowercase() {
+        Some(ReservedSchema::State)
+    } else if lower == "information_schema" || lower.starts_with("pg_") {
+        Some(ReservedSchema::System)
+    } else {
+        None
     }
 }
 
@@ -310,6 +348,40 @@ mod tests {
             map_key("", "a/b/.csv"),
             Err(Unmapped::UnsupportedFile(".csv".into()))
         );
+    }
+
+    #[test]
+    fn the_state_schema_and_postgresql_schemas_are_never_targets() {
+        use ReservedSchema::*;
+        for (schema, state, reserved) in [
+            ("sluice", "sluice", Some(State)),
+            ("Sluice", "sluice", Some(State)),
+            ("SLUICE", "sluice", Some(State)),
+            ("warehouse_state", "Warehouse_State", Some(State)),
+            ("sluice", "other", None),
+            ("other", "other", Some(State)),
+            ("sluice_x", "sluice", None),
+            ("pg_catalog", "sluice", Some(System)),
+            ("PG_CATALOG", "sluice", Some(System)),
+            ("pg_toast", "sluice", Some(System)),
+            ("pg_toast_temp_1", "sluice", Some(System)),
+            ("pg_temp_3", "sluice", Some(System)),
+            ("Pg_Anything", "sluice", Some(System)),
+            ("information_schema", "sluice", Some(System)),
+            ("Information_Schema", "sluice", Some(System)),
+            ("information_schema2", "sluice", None),
+            ("pgdata", "sluice", None),
+            ("public", "sluice", None),
+            ("", "sluice", None),
+        ] {
+            assert_eq!(
+                reserved_schema(schema, state),
+                reserved,
+                "{schema} ({state})"
+            );
+        }
+        assert_eq!(State.to_string(), "sluice's state schema");
+        assert_eq!(System.to_string(), "a postgresql system schema");
     }
 
     #[test]

@@ -16,6 +16,12 @@
 //! [`Transition::allowed_from`]; a refused condition is reported as [`Moved::Refused`] with the
 //! item as it now is, never silently overwritten.
 //!
+//! Invariant: an item's history never holds more than [`HISTORY_CAP`] entries. Every write that
+//! appends one (a transition, an annotation with a note) is conditioned on the history having
+//! room; when it is full, the oldest entries are removed by an update conditioned on the
+//! history's length as read (so an entry a concurrent writer appended meanwhile is never the one
+//! dropped), and the write is sent again ([`ManifestStore::update_capped`]).
+//!
 //! Operator moves (`retry`, `reload`, `skip`) record who and why (`operator*` attributes and a
 //! history note), and may be conditioned on the item being unchanged since the operator saw it
 //! ([`Changes::expect_updated_at`]). `retry` and `reload` start a fresh round of attempts:
@@ -27,14 +33,16 @@
 use crate::checkpoint::Checkpoint;
 use crate::error::{sdk_error_is_transient, sdk_error_text, Error, ItemRef};
 use crate::manifest::{
-    cap_text, FileError, ManifestItem, OperatorAction, PhaseTimings, RowCounts, Status, Transition,
+    cap_text, history_excess, FileError, ManifestItem, OperatorAction, PhaseTimings, RowCounts,
+    Status, Transition, HISTORY_CAP, HISTORY_TEXT_MAX,
 };
 use crate::telemetry::scrub;
 use crate::timefmt;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, KeysAndAttributes, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
-    TableStatus,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -275,7 +283,7 @@ impl ManifestStore {
             let h = x.name("history");
             let entry = x.value(AttributeValue::L(vec![s(&format!(
                 "{now} {}",
-                scrub(note)
+                cap_text(&scrub(note), HISTORY_TEXT_MAX)
             ))]));
             let empty = x.value(AttributeValue::L(vec![]));
             x.sets.push(format!(
@@ -283,24 +291,25 @@ impl ManifestStore {
             ));
         }
         let k = x.name("key");
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("key", s(key))
-            .key("etag", s(etag))
-            .update_expression(x.update_expression())
-            .condition_expression(format!("attribute_exists({k})"));
-        for (p, name) in &x.names {
-            req = req.expression_attribute_names(p, name);
+        let update = Update {
+            operation: "update_item",
+            expression: x.update_expression(),
+            condition: format!("attribute_exists({k})"),
+            names: x.names,
+            values: x.values,
+            appends_history: note.is_some(),
+            return_new: false,
+        };
+        match self.update_capped(key, etag, update).await? {
+            Updated::Applied(_) => Ok(()),
+            Updated::Refused => Err(Error::Manifest {
+                operation: "update_item",
+                table: self.table.clone(),
+                item: ItemRef::new(key, etag),
+                message: "no such manifest item".to_owned(),
+                transient: false,
+            }),
         }
-        for (p, v) in &x.values {
-            req = req.expression_attribute_values(p, v.clone());
-        }
-        req.send()
-            .await
-            .map_err(|e| self.err("update_item", ItemRef::new(key, etag), &e))?;
-        Ok(())
     }
 
     /// Applies a transition as one conditional update.
@@ -412,17 +421,20 @@ impl ManifestStore {
             event.push_str(&format!(" by {w}"));
         }
         if let Some(Some(e)) = &changes.error {
-            event.push_str(&format!(": {}", cap_text(&scrub(&e.message), 300)));
+            event.push_str(&format!(
+                ": {}",
+                cap_text(&scrub(&e.message), HISTORY_TEXT_MAX)
+            ));
         }
         if let Some(op) = &changes.operator {
             let mut text = format!("{} by {}", transition.name(), op.who);
             if let Some(r) = &op.reason {
                 text.push_str(&format!(": {r}"));
             }
-            event.push_str(&format!(" ({})", cap_text(&text, 300)));
+            event.push_str(&format!(" ({})", cap_text(&text, HISTORY_TEXT_MAX)));
         }
         if let Some(note) = &changes.note {
-            event.push_str(&format!(" ({})", cap_text(&scrub(note), 300)));
+            event.push_str(&format!(" ({})", cap_text(&scrub(note), HISTORY_TEXT_MAX)));
         }
         let h = x.name("history");
         let empty = x.value(AttributeValue::L(vec![]));
@@ -432,30 +444,130 @@ impl ManifestStore {
         ));
 
         let condition = x.condition(transition, &changes);
+        let update = Update {
+            operation: transition.name(),
+            expression: x.update_expression(),
+            condition,
+            names: x.names,
+            values: x.values,
+            appends_history: true,
+            return_new: true,
+        };
+        match self.update_capped(key, etag, update).await? {
+            Updated::Applied(item) => Ok(Moved::Applied(parse_item(&item))),
+            Updated::Refused => Ok(Moved::Refused(self.get(key, etag).await?)),
+        }
+    }
+
+    /// Sends one conditional update. One that appends a history entry also requires room for
+    /// it (fewer than [`HISTORY_CAP`] entries); refused on a full history, it drops the oldest
+    /// entries ([`ManifestStore::drop_oldest_history`]) and is sent again. Refused otherwise, it
+    /// is [`Updated::Refused`].
+    async fn update_capped(&self, key: &str, etag: &str, u: Update) -> Result<Updated, Error> {
+        let mut names = u.names;
+        let mut values = u.values;
+        let condition = if u.appends_history {
+            names.insert(HISTORY.to_owned(), "history".to_owned());
+            values.insert(":history_cap".to_owned(), n(HISTORY_CAP as i64));
+            format!(
+                "({}) AND (attribute_not_exists({HISTORY}) OR size({HISTORY}) < :history_cap)",
+                u.condition
+            )
+        } else {
+            u.condition
+        };
+        // A history far over the cap (written before there was one) takes a few rounds.
+        for _ in 0..HISTORY_ROUNDS {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("key", s(key))
+                .key("etag", s(etag))
+                .update_expression(&u.expression)
+                .condition_expression(&condition)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .return_values(if u.return_new {
+                    ReturnValue::AllNew
+                } else {
+                    ReturnValue::None
+                })
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            let refused = match result {
+                Ok(out) => return Ok(Updated::Applied(out.attributes.unwrap_or_default())),
+                Err(e) => match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
+                    _ => return Err(self.err(u.operation, ItemRef::new(key, etag), &e)),
+                },
+            };
+            if !u.appends_history {
+                return Ok(Updated::Refused);
+            }
+            // The item as the condition saw it; read it when the service did not say.
+            let len = match refused {
+                Some(item) => history_len(&item),
+                None => match self.get(key, etag).await? {
+                    Some(item) => item.history.len(),
+                    None => return Ok(Updated::Refused),
+                },
+            };
+            if len < HISTORY_CAP {
+                return Ok(Updated::Refused);
+            }
+            self.drop_oldest_history(key, etag, len, u.operation)
+                .await?;
+        }
+        Err(Error::Manifest {
+            operation: u.operation,
+            table: self.table.clone(),
+            item: ItemRef::new(key, etag),
+            message: "the item's history kept changing while room was made for a new entry"
+                .to_owned(),
+            transient: true,
+        })
+    }
+
+    /// Drops the oldest entries of a history that held `len` entries when it was read, so that
+    /// one more fits (at most [`HISTORY_TRIM_BATCH`] at a time). Conditioned on the history
+    /// still holding `len` entries: if another writer changed it meanwhile, nothing is dropped
+    /// and the caller's next attempt reads it again.
+    async fn drop_oldest_history(
+        &self,
+        key: &str,
+        etag: &str,
+        len: usize,
+        operation: &'static str,
+    ) -> Result<(), Error> {
+        let drop = history_excess(len, 1, HISTORY_CAP).min(HISTORY_TRIM_BATCH);
+        if drop == 0 {
+            return Ok(());
+        }
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("key", s(key))
             .key("etag", s(etag))
-            .update_expression(x.update_expression())
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(x.names))
-            .set_expression_attribute_values(Some(x.values))
-            .return_values(ReturnValue::AllNew)
+            .update_expression(trim_expression(drop))
+            .condition_expression(format!("size({HISTORY}) = :history_len"))
+            .expression_attribute_names(HISTORY, "history")
+            .expression_attribute_values(":history_len", n(len as i64))
             .send()
             .await;
         match result {
-            Ok(out) => Ok(Moved::Applied(parse_item(
-                out.attributes().unwrap_or(&HashMap::new()),
-            ))),
+            Ok(_) => Ok(()),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Ok(Moved::Refused(self.get(key, etag).await?))
+                Ok(())
             }
-            Err(e) => Err(self.err(transition.name(), ItemRef::new(key, etag), &e)),
+            Err(e) => Err(self.err(operation, ItemRef::new(key, etag), &e)),
         }
     }
 
@@ -1172,6 +1284,49 @@ pub fn parse_item(item: &Item) -> ManifestItem {
     }
 }
 
+/// The history's name placeholder in the expressions that cap it.
+const HISTORY: &str = "#history";
+
+/// Oldest history entries one update drops at most (keeps the expression far below DynamoDB's
+/// 4 KB limit).
+const HISTORY_TRIM_BATCH: usize = 100;
+
+/// Attempts of one write whose history needs room: enough for a history of 2,000 entries.
+const HISTORY_ROUNDS: usize = 25;
+
+/// `REMOVE` of a history's `drop` oldest entries (indexes refer to the list before the update).
+fn trim_expression(drop: usize) -> String {
+    let paths: Vec<String> = (0..drop).map(|i| format!("{HISTORY}[{i}]")).collect();
+    format!("REMOVE {}", paths.join(", "))
+}
+
+fn history_len(item: &Item) -> usize {
+    item.get("history")
+        .and_then(|v| v.as_l().ok())
+        .map_or(0, Vec::len)
+}
+
+/// A conditional update, as [`ManifestStore::update_capped`] sends it.
+struct Update {
+    operation: &'static str,
+    expression: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+    /// It appends one history entry: its condition also requires room for it.
+    appends_history: bool,
+    /// Return the item as it is after the update.
+    return_new: bool,
+}
+
+/// How a conditional update ended.
+enum Updated {
+    /// Applied; the item's attributes after it (empty unless asked).
+    Applied(Item),
+    /// Its condition refused it (not for want of room in the history).
+    Refused,
+}
+
 /// A value [`ManifestStore::annotate`] writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Annotation {
@@ -1304,6 +1459,22 @@ mod tests {
         }
         assert!(!statuses.contains(&"loaded"));
         assert_eq!(x.names["#key"], "key");
+    }
+
+    #[test]
+    fn trimming_removes_the_oldest_entries_by_index() {
+        assert_eq!(trim_expression(1), "REMOVE #history[0]");
+        assert_eq!(
+            trim_expression(3),
+            "REMOVE #history[0], #history[1], #history[2]"
+        );
+        assert!(trim_expression(HISTORY_TRIM_BATCH).len() < 2000);
+        let item = HashMap::from([(
+            "history".to_owned(),
+            AttributeValue::L(vec![s("a"), s("b")]),
+        )]);
+        assert_eq!(history_len(&item), 2);
+        assert_eq!(history_len(&HashMap::new()), 0);
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //!   for the quiet period (DMS may still be writing the generation);
 //! - a complete generation is replaced once: the coordinator sends one replace message and
 //!   records `replace_sent_at` on the first file's item, and asks again only after
-//!   `requeue_after` without a `replaced_at`.
+//!   `requeue_after` without a `replaced_at`. Only the first ask is noted in the first file's
+//!   history ([`GenerationPlan::replace_note`]): asking again changes nothing worth a line, and
+//!   the history stays short however long the generation waits.
 //!
 //! Invariant: a generation is never declared complete while any member is unknown to the
 //! manifest or not `loaded`.
@@ -63,6 +65,23 @@ pub struct GenerationPlan {
     pub unlabelled: Vec<(String, String)>,
     /// Send the replace message now.
     pub send_replace: bool,
+    /// The replacement was asked before (the first file records `replace_sent_at`).
+    pub asked_before: bool,
+}
+
+impl GenerationPlan {
+    /// The history note of a replace ask: the first ask only; asking again changes nothing the
+    /// history should repeat.
+    pub fn replace_note(&self) -> Option<String> {
+        let g = &self.generation;
+        (!self.asked_before).then(|| {
+            format!(
+                "generation {} complete ({} files): replacement asked",
+                g.label,
+                g.members.len()
+            )
+        })
+    }
 }
 
 /// The newest generation of every table with `LOAD` files, and what to do about each.
@@ -129,12 +148,8 @@ pub fn plan_generations(
             .map(|o| (o.key.clone(), o.etag.clone()))
             .collect();
         let complete = loaded == members.len() && older_than(Some(&newest), quiet);
-        let send_replace = complete
-            && !replaced
-            && older_than(
-                head_item.and_then(|i| i.replace_sent_at.as_deref()),
-                requeue_after,
-            );
+        let asked_at = head_item.and_then(|i| i.replace_sent_at.as_deref());
+        let send_replace = complete && !replaced && older_than(asked_at, requeue_after);
         plans.push(GenerationPlan {
             generation: Generation {
                 folder: format!("{prefix}{schema}/{table}/"),
@@ -150,6 +165,7 @@ pub fn plan_generations(
             },
             unlabelled,
             send_replace,
+            asked_before: asked_at.is_some(),
         });
     }
     plans
@@ -260,6 +276,47 @@ mod tests {
         let p = plan_generations("", &fresh, &HashMap::new(), NOW, Duration::ZERO, REQUEUE);
         assert!(!p[0].send_replace);
         assert!(p[0].unlabelled.is_empty());
+    }
+
+    #[test]
+    fn parquet_and_gzip_full_loads_are_generations_like_csv_ones() {
+        let a = obj("s/t/LOAD00000001.parquet", "a", "2024-10-29T11:00:00.000Z");
+        let b = obj("s/t/LOAD00000002.PARQUET", "b", "2024-10-29T11:00:01.000Z");
+        let c = obj("s/u/LOAD00000001.csv.gz", "c", "2024-10-29T11:00:00.000Z");
+        let listing = vec![a.clone(), b.clone(), c.clone()];
+        let known: HashMap<_, _> = [
+            item(&a, Status::Loaded),
+            item(&b, Status::Loaded),
+            item(&c, Status::Loaded),
+        ]
+        .into_iter()
+        .collect();
+        let plans = plan_generations("", &listing, &known, NOW, QUIET, REQUEUE);
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].generation.members, vec![a.clone(), b]);
+        assert_eq!(plans[0].generation.head, a);
+        assert_eq!(plans[1].generation.members, vec![c]);
+        assert!(plans.iter().all(|p| p.send_replace));
+    }
+
+    #[test]
+    fn only_the_first_replace_ask_is_noted_in_the_history() {
+        let a = obj("s/t/LOAD00000001.csv", "a", "2024-10-29T11:00:00.000Z");
+        let mut known: HashMap<_, _> = [item(&a, Status::Loaded)].into_iter().collect();
+        let plan = |known: &HashMap<_, _>| {
+            plan_generations("", std::slice::from_ref(&a), known, NOW, QUIET, REQUEUE).remove(0)
+        };
+        let first = plan(&known);
+        assert!(first.send_replace && !first.asked_before);
+        assert_eq!(
+            first.replace_note().as_deref(),
+            Some("generation 2024-10-29T11:00:00.000Z complete (1 files): replacement asked")
+        );
+        known.values_mut().next().unwrap().replace_sent_at =
+            Some("2024-10-29T11:10:00.000Z".into());
+        let again = plan(&known);
+        assert!(again.send_replace && again.asked_before, "asked long ago");
+        assert_eq!(again.replace_note(), None);
     }
 
     #[test]

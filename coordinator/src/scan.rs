@@ -445,11 +445,7 @@ async fn generations(
                         &g.head.key,
                         &g.head.etag,
                         &[("replace_sent_at", Annotation::Text(timefmt::now()))],
-                        Some(&format!(
-                            "generation {} complete ({} files): replacement asked",
-                            g.label,
-                            g.members.len()
-                        )),
+                        plan.replace_note().as_deref(),
                     )
                     .await?;
                 info!(table = %g.source_table(), generation = %g.label, files = g.members.len(), "full-load generation complete; replacement asked");

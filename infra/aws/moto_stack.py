@@ -43,6 +43,7 @@ def main() -> int:
     ap.add_argument("--db-name", required=True)
     ap.add_argument("--db-user", required=True)
     ap.add_argument("--concurrency", default="2")
+    ap.add_argument("--schemas", required=True, help="the stack's TargetSchemas")
     args = ap.parse_args()
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
@@ -89,6 +90,7 @@ def main() -> int:
         "SubnetIds": ",".join(subnets),
         "ImageTag": "local-test",
         "WorkerConcurrency": args.concurrency,
+        "TargetSchemas": args.schemas,
     }
     with open(TEMPLATE, encoding="utf-8") as f:
         body = f.read()

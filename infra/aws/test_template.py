@@ -543,5 +543,20 @@ class Observability(TemplateTestCase):
         self.assertIn(mounts[tmpdir]["SourceVolume"], [v["Name"] for v in volumes])
 
 
+class TargetSchemas(TemplateTestCase):
+    def test_the_allowed_schemas_are_a_required_parameter_that_reaches_the_worker(self):
+        param = self.t["Parameters"]["TargetSchemas"]
+        self.assertNotIn("Default", param, "a deployment says where the lake may write")
+        pattern = re.compile(param["AllowedPattern"])
+        for good in ("warehouse", "warehouse,staging", "Mixed Case,x"):
+            self.assertRegex(good, pattern)
+        for bad in ("", ",", "a,", ",a", "a,,b"):
+            self.assertNotRegex(bad, pattern)
+        self.assertEqual(self.env("WorkerTaskDefinition")["SLUICE_SCHEMAS"], {"Ref": "TargetSchemas"})
+        self.assertNotIn("SLUICE_SCHEMAS", self.env("CoordinatorTaskDefinition"))
+        # The worker reads exactly this variable for its --schemas list.
+        self.assertIn('env = "SLUICE_SCHEMAS"', read("worker", "src", "config.rs"))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -57,6 +57,7 @@ async fn create_stack(tb: &TestBed, db: &Db) -> Value {
         .arg(repo_root().join("infra/aws/moto_stack.py"))
         .args(["--stack-name", &tb.name, "--bucket", &tb.bucket])
         .args(["--prefix", &tb.prefix, "--concurrency", "2"])
+        .args(["--schemas", &tb.schema])
         .args(["--db-host", &db.host, "--db-port", &db.port.to_string()])
         .args(["--db-name", &db.name, "--db-user", &db.user])
         .env("SLUICE_TEST_DB_PASSWORD", &db.password)
@@ -311,6 +312,10 @@ async fn stack_in_moto_runs_coordinator_and_worker_end_to_end() {
     assert_eq!(
         text(&coordinator_task["environment"]["SLUICE_MANIFEST_TABLE"]),
         table
+    );
+    assert_eq!(
+        text(&worker_task["environment"]["SLUICE_SCHEMAS"]),
+        tb.schema
     );
 
     // The lake: a full load and a CDC file for one table.

@@ -14,6 +14,7 @@ mod direct;
 mod failures;
 mod faults;
 mod generations;
+mod lakestate;
 mod loader;
 mod netfault;
 mod numbers;

@@ -25,6 +25,14 @@ pub enum LoadError {
         allowed: String,
     },
 
+    #[error("{key} names {schema}.{table}, in {reason}: sluice never loads into its own state or postgresql's catalogs, whatever the key, the rules or --schemas say")]
+    ReservedSchema {
+        key: String,
+        schema: String,
+        table: String,
+        reason: sluice_common::mapping::ReservedSchema,
+    },
+
     #[error("target table {table} has no primary key; sluice merges by primary key")]
     NoPrimaryKey { table: String },
 
@@ -233,6 +241,7 @@ impl LoadError {
         match self {
             LoadError::UnknownTable { .. } => "unknown_table",
             LoadError::SchemaNotAllowed { .. } => "schema_not_allowed",
+            LoadError::ReservedSchema { .. } => "reserved_schema",
             LoadError::NoPrimaryKey { .. } => "no_primary_key",
             LoadError::UnknownColumn { .. } => "unknown_column",
             LoadError::MissingKeyColumn { .. } => "missing_key_column",

@@ -66,8 +66,10 @@ pub struct LoadContext {
 }
 
 impl LoadContext {
-    /// Refuses a target outside the allowed schemas, before any SQL names it.
+    /// Refuses a target in a reserved schema (whatever `--schemas` says) or outside the allowed
+    /// schemas, before any SQL names it.
     fn check_schema(&self, key: &str, schema: &str, table: &str) -> Result<(), LoadError> {
+        target::refuse_reserved(key, schema, table, &self.state_schema)?;
         match &self.schemas {
             Some(allowed) if !allowed.iter().any(|s| s == schema) => {
                 Err(LoadError::SchemaNotAllowed {
@@ -638,14 +640,14 @@ pub async fn apply_replace(
     let mut client = connect(ctx, key, &target_label).await?;
     let soft = rules.soft_delete.as_deref();
     prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
-    let found: i64 = client
-        .query_one(
+    let keys = client
+        .query(
             &sql::generation_files_sql(&ctx.state_schema),
             &[&msg.bucket, &msg.folder, &start],
         )
         .await
-        .map_err(pg)?
-        .get(0);
+        .map_err(pg)?;
+    let found = sql::count_full_loads(keys.iter().map(|r| r.get::<_, &str>(0)));
     if found < msg.files as i64 {
         return Ok(ReplaceOutcome::Incomplete {
             found,

@@ -621,14 +621,31 @@ pub fn insert_reject_sql(state_schema: &str) -> String {
     )
 }
 
-/// How many `LOAD` files (distinct keys) of a table folder written at or after a generation's
-/// start the ledger holds (`$1` bucket, `$2` folder, `$3` start).
+/// The keys of a table folder written at or after a generation's start that the ledger holds
+/// and whose name may be a `LOAD` file (`$1` bucket, `$2` folder, `$3` start). Which of them are
+/// full-load files is for [`count_full_loads`] to say: the key's name, format and kind are read
+/// by `sluice_common::mapping` alone, as the coordinator reads them when it counts the
+/// generation's members, so a format the mapping loads (`.csv`, `.csv.gz`, `.parquet`) is
+/// counted here too.
 pub fn generation_files_sql(state_schema: &str) -> String {
     format!(
-        "SELECT count(DISTINCT key) FROM {}.ledger WHERE bucket = $1 AND starts_with(key, $2) \
-         AND file_time >= $3 AND key ~* '/LOAD[0-9a-f]{{8}}\\.csv(\\.gz)?$'",
+        "SELECT DISTINCT key FROM {}.ledger WHERE bucket = $1 AND starts_with(key, $2) \
+         AND file_time >= $3 AND strpos(key, '/LOAD') > 0",
         quote_ident(state_schema)
     )
+}
+
+/// How many of `keys` name full-load files, by the same rule the coordinator uses to find a
+/// generation's members ([`sluice_common::mapping::map_key`]).
+pub fn count_full_loads<'a>(keys: impl IntoIterator<Item = &'a str>) -> i64 {
+    keys.into_iter()
+        .filter(|key| {
+            matches!(
+                sluice_common::mapping::map_key("", key).map(|f| f.kind),
+                Ok(sluice_common::mapping::FileKind::FullLoad { .. })
+            )
+        })
+        .count() as i64
 }
 
 /// Records that a generation's replacement runs (`$1` target, `$2` generation, `$3` start, `$4`
@@ -903,6 +920,24 @@ mod tests {
             "{soft}"
         );
         assert!(generation_files_sql("s").contains("starts_with(key, $2) AND file_time >= $3"));
+    }
+
+    #[test]
+    fn a_generation_counts_its_load_files_in_every_format() {
+        let keys = [
+            "dms/s/t/LOAD00000001.csv",
+            "dms/s/t/LOAD00000002.csv.gz",
+            "dms/s/t/LOAD00000003.parquet",
+            "dms/s/t/LOAD0000000A.PARQUET",
+            "dms/s/t/20241029-113401000.parquet",
+            "dms/s/t/20241029-113401000.csv",
+            "dms/s/t/load00000004.csv",
+            "dms/s/t/LOAD00000005.orc",
+            "dms/s/t/LOAD0000006.parquet",
+        ];
+        assert_eq!(count_full_loads(keys), 4);
+        assert_eq!(count_full_loads(["dms/s/t/LOAD00000001.parquet"]), 1);
+        assert!(generation_files_sql("s").contains("strpos(key, '/LOAD') > 0"));
     }
 
     #[test]

@@ -1,11 +1,33 @@
 //! Resolves a file's target table from the catalog.
 //!
-//! Invariant: names taken from S3 keys (or the rules file) are only ever bound as parameters of
-//! the catalog query; the names used in SQL afterwards are the catalog's own, quoted.
+//! Invariants: names taken from S3 keys (or the rules file) are only ever bound as parameters of
+//! the catalog query; the names used in SQL afterwards are the catalog's own, quoted. A target
+//! in a reserved schema (Sluice's state schema, PostgreSQL's own: see
+//! `sluice_common::mapping::reserved_schema`) is refused by [`refuse_reserved`] before any SQL
+//! runs for the file, whatever `--schemas` allows.
 
 use crate::error::LoadError;
 use crate::sql::{is_system_column, Column, TargetTable, CATALOG_COLUMNS};
 use deadpool_postgres::GenericClient;
+
+/// Refuses a final target (after the rules' `target`) in a reserved schema, as the permanent
+/// `reserved_schema` error naming the key and the schema.
+pub fn refuse_reserved(
+    key: &str,
+    schema: &str,
+    table: &str,
+    state_schema: &str,
+) -> Result<(), LoadError> {
+    match sluice_common::mapping::reserved_schema(schema, state_schema) {
+        Some(reason) => Err(LoadError::ReservedSchema {
+            key: key.to_owned(),
+            schema: schema.to_owned(),
+            table: table.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
 
 /// Looks the table up; `key` only labels errors. Sluice's system columns (`_sluice_*`) and the
 /// soft-delete flag are not data columns: they are listed in `present` instead.
@@ -70,4 +92,35 @@ pub async fn resolve<C: GenericClient>(
         key: key_cols.into_iter().map(|(_, i)| i).collect(),
         present,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_targets_are_refused_permanently_with_their_own_class() {
+        let e = refuse_reserved(
+            "dms/sluice/generations/LOAD00000001.csv",
+            "sluice",
+            "generations",
+            "sluice",
+        )
+        .unwrap_err();
+        assert_eq!(e.class(), "reserved_schema");
+        assert!(!e.is_transient());
+        let text = e.to_string();
+        assert!(
+            text.contains("dms/sluice/generations/LOAD00000001.csv"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice.generations, in sluice's state schema"),
+            "{text}"
+        );
+        let e = refuse_reserved("k", "pg_catalog", "pg_class", "sluice").unwrap_err();
+        assert!(e.to_string().contains("a postgresql system schema"), "{e}");
+        assert!(refuse_reserved("k", "public", "t", "sluice").is_ok());
+        assert!(refuse_reserved("k", "sluice", "t", "elsewhere").is_ok());
+    }
 }
