@@ -6,6 +6,7 @@ mod support;
 
 mod aws_stack;
 mod badinput;
+mod bombs;
 mod check;
 mod checkpoints;
 mod direct;

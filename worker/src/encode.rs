@@ -8,7 +8,9 @@
 //! - whether records start with DMS's `Op` field (`I`/`U`/`D`): by header name, or by count
 //!   (one more field than columns). Full-load files without it are all inserts.
 //!
-//! Invariants: every record has exactly the layout's field count; each field is valid UTF-8
+//! Invariants: every record has exactly the layout's field count (the reader keeps the positions
+//! of at most [`max_file_fields`] fields of a data record, so a record of millions of empty
+//! fields costs its bytes, not 16 bytes of bookkeeping per byte, and is a `column_count` error); each field is valid UTF-8
 //! without NUL (PostgreSQL refuses both in text) after the table's byte policy (strip, replace,
 //! or the record is bad) or transcoding from its source encoding; an unquoted field equal to the
 //! NULL marker is `\N`, everything else (a quoted `"NULL"`, an empty quoted field) is data,
@@ -361,6 +363,7 @@ pub fn encode<R: BufRead>(
             header_layout = Some(layout_from_header(spec, &header)?);
         }
     }
+    reader.set_max_fields(max_file_fields(spec, header_layout.as_ref()));
     let mut output = Output {
         tx,
         segmented: spec.segmented,
@@ -416,14 +419,14 @@ pub fn encode<R: BufRead>(
         }
         let l = layout.as_ref().expect("layout is set above");
         let start = output.out.len();
-        let result = if record.len() != l.file_field_count() {
+        let result = if record.field_count() != l.file_field_count() {
             Err(LoadError::ColumnCount {
                 key: spec.key.to_owned(),
                 table: spec.target.label(),
                 record: data_record,
                 line,
                 expected: l.file_field_count(),
-                found: record.len(),
+                found: record.field_count(),
                 value: excerpt(record.raw()),
             })
         } else if spec.direct.is_some()
@@ -850,6 +853,19 @@ fn check_key_columns(spec: &EncodeSpec<'_>, columns: &[usize]) -> Result<(), Loa
 }
 
 fn layout_from_header(spec: &EncodeSpec<'_>, header: &Record<'_>) -> Result<Layout, LoadError> {
+    if header.field_count() > header.len() {
+        return Err(LoadError::Csv {
+            key: spec.key.to_owned(),
+            reason: format!(
+                "the header has {} fields, more than the {} a header may have",
+                header.field_count(),
+                header.len()
+            ),
+            record: None,
+            line: Some(header.line()),
+            class: "column_count",
+        });
+    }
     let mut names: Vec<String> = Vec::with_capacity(header.len());
     for (i, f) in header.iter().enumerate() {
         let name = std::str::from_utf8(f.value).map_err(|_| LoadError::Csv {
@@ -869,6 +885,24 @@ fn layout_from_header(spec: &EncodeSpec<'_>, header: &Record<'_>) -> Result<Layo
         Some(list) => file_layout(spec, list, has_op),
         None => file_layout(spec, data_names, has_op),
     }
+}
+
+/// The most fields a data record of the file may have: the header's layout's count, else the
+/// columns of the rules' list, of document mode or of the table (and DMS's timestamp field),
+/// plus `Op`. The reader keeps the positions of no more (see `csv::Record::field_count`); a
+/// record with more is a `column_count` error, whatever the layout turns out to be.
+fn max_file_fields(spec: &EncodeSpec<'_>, header: Option<&Layout>) -> usize {
+    if let Some(l) = header {
+        return l.file_field_count();
+    }
+    let columns = match (&spec.rules.columns, &spec.rules.document) {
+        (Some(list), _) => list.len(),
+        (None, Some(_)) => document_file_columns(spec).len(),
+        (None, None) => {
+            spec.target.columns.len() + usize::from(spec.rules.timestamp_column.is_some())
+        }
+    };
+    columns + 1
 }
 
 /// Without a header: the rules' column list, or the target's data columns in ordinal order
@@ -907,7 +941,7 @@ fn layout_by_count(
         }
     };
     let n = layout.file_field_count();
-    let found = first.len();
+    let found = first.field_count();
     if found == n {
         return Ok(layout);
     }
@@ -1484,6 +1518,60 @@ mod tests {
             matches!(e, LoadError::BadOperation { record: 2, .. }),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_record_of_millions_of_fields_is_a_column_count_error_without_their_positions() {
+        let t = table(&["id", "note"]);
+        // A million commas (within the 1 MiB record limit): a million empty fields, 16 bytes
+        // of position each if they were kept.
+        let commas = ",".repeat(1_000_000);
+        for (input, record, expected) in [
+            (format!("{commas}\n"), 1, 2),
+            (format!("I,1,a\n{commas}\n"), 2, 3),
+        ] {
+            let e = run(&input, &t, &TableRules::default()).unwrap_err();
+            assert!(
+                matches!(e, LoadError::ColumnCount { record: r, expected: x, found, .. }
+                    if r == record && x == expected && found == 1_000_001),
+                "{e}"
+            );
+            assert_eq!(e.class(), "column_count");
+        }
+        assert_eq!(max_file_fields_of(&t, &TableRules::default()), 3);
+        // With a header, records have exactly its count; the header itself is bounded.
+        let rules = TableRules {
+            header: true,
+            ..TableRules::default()
+        };
+        let e = run(&format!("id,note\n{commas}\n"), &t, &rules).unwrap_err();
+        assert!(
+            matches!(e, LoadError::ColumnCount { expected: 2, found, .. } if found == 1_000_001),
+            "{e}"
+        );
+        let e = run(&format!("id,note{commas}\n1,a\n"), &t, &rules).unwrap_err();
+        assert_eq!(e.class(), "column_count", "{e}");
+        assert!(e.to_string().contains("the header has"), "{e}");
+        // With reject_rows the record is set aside (its bytes kept) and the rest loads.
+        let rules = TableRules {
+            on_error: OnError::RejectRows,
+            ..TableRules::default()
+        };
+        let (_, text, parsed) = run(&format!("1,a\n{commas}\n2,b\n"), &t, &rules).unwrap();
+        assert_eq!((parsed.records, parsed.rejected), (3, 1));
+        assert!(text.ends_with("\t2\tb\n"), "{}", &text[text.len() - 40..]);
+    }
+
+    fn max_file_fields_of(t: &TargetTable, rules: &TableRules) -> usize {
+        let spec = EncodeSpec {
+            key: "k.csv",
+            target: t,
+            rules,
+            max_record_bytes: 1 << 20,
+            segmented: false,
+            direct: None,
+        };
+        max_file_fields(&spec, None)
     }
 
     #[test]
