@@ -97,3 +97,33 @@ async fn a_record_of_64_mib_of_commas_is_a_column_count_error_in_bounded_memory(
     );
     assert_eq!(tb.count("SELECT count(*) FROM {s}.t").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_past_the_decompressed_cap_is_refused_in_bounded_memory() {
+    let tb = TestBed::new("gzbomb").await;
+    tb.sql("CREATE TABLE {s}.t (id int PRIMARY KEY, v text)")
+        .await;
+    // 64 MiB of valid short records (no record or field limit stops it) in ~64 KB of gzip,
+    // against a cap of 8 MiB.
+    let line = b"1,all the same row\n";
+    let body: Vec<u8> = line
+        .iter()
+        .copied()
+        .cycle()
+        .take(line.len() * ((64 << 20) / line.len()))
+        .collect();
+    let key = tb.key("t/LOAD00000001.csv.gz");
+    let etag = tb.put(&key, gzip(&body)).await;
+    drop(body);
+    let out = beside_a_good_file(&tb, &key, &etag, &["--max-decompressed-bytes=8388608"]).await;
+    assert_eq!(out.error.class, "decompressed_too_large", "{:?}", out.error);
+    for part in ["8388608 bytes", "--max-decompressed-bytes"] {
+        assert!(out.error.message.contains(part), "{}", out.error.message);
+    }
+    assert!(
+        out.peak_mib < PEAK_LIMIT_MIB,
+        "worker peak RSS {} MiB",
+        out.peak_mib
+    );
+    assert_eq!(tb.count("SELECT count(*) FROM {s}.t").await, 0);
+}
