@@ -861,9 +861,18 @@ fn encode_parquet<R: Read>(
         message: f.0.clone(),
     };
     let mut rows = crate::parquet::ParquetCsv::open(file, crate::parquet::NULL_MARKER)
-        .map_err(|f| not_parquet(&f))?;
+        .map_err(|f| not_parquet(&f))?
+        .limit(spec.max_record_bytes);
     let result = encode(BufReader::with_capacity(1 << 16, &mut rows), spec, tx);
     match (result, rows.failure()) {
+        // A page, value or row beyond the record limit: bad input, as in a CSV file.
+        (Err(_), Some(f)) if rows.over_limit().is_some() => Err(LoadError::Csv {
+            key: spec.key.to_owned(),
+            reason: f.0.clone(),
+            record: rows.over_limit().and_then(|o| o.row),
+            line: None,
+            class: "record_too_long",
+        }),
         (Err(_), Some(f)) => Err(not_parquet(f)),
         (Err(e), None) => Err(e),
         (Ok(parsed), _) => Ok(Parsed {
