@@ -246,3 +246,57 @@ async fn parquet_rows_of_1_mib_load_a_few_pages_at_a_time() {
     );
     assert!(peak < PEAK_LIMIT_MIB, "worker peak RSS {peak} MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_reject_rows_the_64_mib_comma_record_is_set_aside_whole_in_bounded_memory() {
+    let tb = TestBed::new("commasrej").await;
+    tb.sql("CREATE TABLE {s}.t (id int PRIMARY KEY, v text)")
+        .await;
+    tb.sql("CREATE TABLE {s}.good (id int PRIMARY KEY, v text)")
+        .await;
+    let rules = std::env::temp_dir().join(format!("{}.toml", tb.name));
+    std::fs::write(
+        &rules,
+        format!("[tables.\"{}.t\"]\non_error = \"reject_rows\"\n", tb.schema),
+    )
+    .unwrap();
+    let config = format!("--config={}", rules.display());
+    let mut body = b"1,a\n".to_vec();
+    body.extend(vec![b','; 64 << 20]);
+    body.extend(b"\n2,b\n");
+    let key = tb.key("t/LOAD00000001.csv.gz");
+    let etag = tb.put(&key, gzip(&body)).await;
+    drop(body);
+    let good: String = (1..=2000).map(|i| format!("{i},row {i}\n")).collect();
+    let good_key = tb.key("good/LOAD00000001.csv");
+    let good_etag = tb.put(&good_key, good).await;
+    let peak = peak_until_done(
+        &tb,
+        &[(&key, &etag), (&good_key, &good_etag)],
+        &[config.as_str()],
+    )
+    .await;
+    let _ = std::fs::remove_file(&rules);
+    let item = tb.item(&key, &etag).await;
+    assert_eq!(item.status, Some(Status::Loaded), "{:?}", item.error);
+    let rows = item.rows.unwrap();
+    assert_eq!(
+        (rows.read, rows.merged, rows.rejected),
+        (3, 2, 1),
+        "{rows:?}"
+    );
+    assert_eq!(
+        tb.rows(&format!(
+            "SELECT record::text, class, length(raw)::text FROM \"{}\".rejects WHERE key = '{key}'",
+            tb.state_schema
+        ))
+        .await,
+        vec![vec![
+            Some("2".to_owned()),
+            Some("column_count".to_owned()),
+            Some((64 << 20).to_string())
+        ]]
+    );
+    assert_eq!(tb.status(&good_key, &good_etag).await, Some(Status::Loaded));
+    assert!(peak < PEAK_LIMIT_MIB, "worker peak RSS {peak} MiB");
+}

@@ -243,6 +243,15 @@ impl EncodeSpec<'_> {
     }
 }
 
+/// Where a record is in the file, and its original bytes.
+#[derive(Clone, Copy)]
+struct RecordAt<'a> {
+    number: u64,
+    line: u64,
+    offset: u64,
+    raw: &'a [u8],
+}
+
 /// A record set aside before the layout was known.
 struct PendingReject {
     number: u64,
@@ -318,6 +327,21 @@ impl Output<'_> {
         true
     }
 
+    /// Writes a rejected record's stage row ([`write_reject`]). Without segments, the hex of
+    /// a long record is sent in chunks as it is written, so a rejected record of the limit's
+    /// size costs no second, doubled copy of itself. False when the receiver is gone.
+    fn reject(&mut self, layout: &Layout, at: RecordAt<'_>, error: &LoadError) -> bool {
+        write_reject_head(&mut self.out, at.number, at.line, at.offset, error);
+        for piece in at.raw.chunks(CHUNK_BYTES / 2) {
+            write_hex(&mut self.out, piece);
+            if !self.segmented && self.out.len() >= CHUNK_BYTES && !self.flush() {
+                return false;
+            }
+        }
+        write_reject_tail(&mut self.out, layout);
+        true
+    }
+
     fn flush(&mut self) -> bool {
         let text = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK_BYTES + 4096));
         if self.segmented {
@@ -372,6 +396,7 @@ pub fn encode<R: BufRead>(
     };
     let mut layout: Option<Layout> = None;
     let mut pending: Vec<PendingReject> = Vec::new();
+    let mut pending_bytes: usize = 0;
     let mut data_record: u64 = 0;
     let mut keep: Vec<usize> = Vec::new();
     let mut expanded = RecordBuf::default();
@@ -402,7 +427,10 @@ pub fn encode<R: BufRead>(
                     layout = Some(l);
                 }
                 Err(e) if spec.rejects() && is_record_error(&e) => {
-                    if pending.len() >= PENDING_REJECTS_LIMIT {
+                    pending_bytes += record.raw().len();
+                    if pending.len() >= PENDING_REJECTS_LIMIT
+                        || pending_bytes > spec.max_record_bytes
+                    {
                         return Err(e);
                     }
                     pending.push(PendingReject {
@@ -459,15 +487,15 @@ pub fn encode<R: BufRead>(
             }
             Err(e) if spec.rejects() && is_record_error(&e) => {
                 output.out.truncate(start);
-                write_reject(
-                    &mut output.out,
-                    l,
-                    data_record,
+                let at = RecordAt {
+                    number: data_record,
                     line,
-                    record.byte_offset(),
-                    record.raw(),
-                    &e,
-                );
+                    offset: record.byte_offset(),
+                    raw: record.raw(),
+                };
+                if !output.reject(l, at, &e) {
+                    return Ok(parsed);
+                }
                 parsed.rejected += 1;
             }
             Err(e) => return Err(e),
@@ -560,15 +588,15 @@ fn write_pending(
     let _ = spec;
     for p in pending.drain(..) {
         let start = output.out.len();
-        write_reject(
-            &mut output.out,
-            layout,
-            p.number,
-            p.line,
-            p.offset,
-            &p.raw,
-            &p.error,
-        );
+        let at = RecordAt {
+            number: p.number,
+            line: p.line,
+            offset: p.offset,
+            raw: &p.raw,
+        };
+        if !output.reject(layout, at, &p.error) {
+            return false;
+        }
         parsed.rejected += 1;
         if !output.record_done(start, p.number, p.line, p.offset, &p.raw) {
             return false;
@@ -577,17 +605,10 @@ fn write_pending(
     true
 }
 
-/// A rejected record's stage row: `R`, reason, class, column, line, byte offset, original
-/// bytes (hex `bytea`), and NULL data columns.
-fn write_reject(
-    out: &mut Vec<u8>,
-    layout: &Layout,
-    number: u64,
-    line: u64,
-    offset: u64,
-    raw: &[u8],
-    error: &LoadError,
-) {
+/// A rejected record's stage row, written by [`Output::reject`] in three parts: `R`, reason,
+/// class, column, line, byte offset ([`write_reject_head`]), original bytes (hex `bytea`,
+/// [`write_hex`]), and NULL data columns ([`write_reject_tail`]).
+fn write_reject_head(out: &mut Vec<u8>, number: u64, line: u64, offset: u64, error: &LoadError) {
     let _ = write!(out, "{number}\tR\t\\N\t\\N\t");
     escape_copy_text(error.to_string().as_bytes(), out);
     out.push(b'\t');
@@ -598,12 +619,20 @@ fn write_reject(
         None => out.extend_from_slice(b"\\N"),
     }
     let _ = write!(out, "\t{line}\t{offset}\t\\\\x");
+}
+
+/// Bytes as hex digits (part of a reject's `bytea`).
+fn write_hex(out: &mut Vec<u8>, raw: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(raw.len() * 2);
     for &b in raw {
         out.push(HEX[usize::from(b >> 4)]);
         out.push(HEX[usize::from(b & 15)]);
     }
+}
+
+/// A reject's stage row after its original bytes: NULL data columns.
+fn write_reject_tail(out: &mut Vec<u8>, layout: &Layout) {
     for _ in 0..layout.columns.len() {
         out.extend_from_slice(b"\t\\N");
     }
@@ -1560,6 +1589,59 @@ mod tests {
         let (_, text, parsed) = run(&format!("1,a\n{commas}\n2,b\n"), &t, &rules).unwrap();
         assert_eq!((parsed.records, parsed.rejected), (3, 1));
         assert!(text.ends_with("\t2\tb\n"), "{}", &text[text.len() - 40..]);
+    }
+
+    #[test]
+    fn a_huge_rejected_record_is_sent_in_chunks_and_early_rejects_are_bounded() {
+        let t = table(&["id", "note"]);
+        let rules = TableRules {
+            on_error: OnError::RejectRows,
+            ..TableRules::default()
+        };
+        let spec = EncodeSpec {
+            key: "k.csv",
+            target: &t,
+            rules: &rules,
+            max_record_bytes: 8 << 20,
+            segmented: false,
+            direct: None,
+        };
+        // 3 MiB of commas after a good record: its reject row (6 MiB of hex) goes out in
+        // chunks of about CHUNK_BYTES, never as one piece.
+        let input = format!("1,a\n{}\n2,b\n", ",".repeat(3 << 20));
+        let (tx, mut rx) = mpsc::channel(1024);
+        let parsed = encode(input.as_bytes(), &spec, &tx).unwrap();
+        drop(tx);
+        assert_eq!((parsed.records, parsed.rejected), (3, 1));
+        let mut text = Vec::new();
+        let mut largest = 0;
+        while let Ok(c) = rx.try_recv() {
+            if let Chunk::Data(d) = c {
+                largest = largest.max(d.len());
+                text.extend_from_slice(&d);
+            }
+        }
+        assert!(largest < CHUNK_BYTES + (CHUNK_BYTES / 2) * 2, "{largest}");
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].starts_with("2\tR\t"), "{}", &lines[1][..40]);
+        assert!(
+            lines[1].ends_with(&format!("\\\\x{}\t\\N\t\\N", "2c".repeat(3 << 20))),
+            "the original bytes, untruncated"
+        );
+        assert!(lines[2].ends_with("\t2\tb"), "{}", lines[2]);
+        // Records rejected before the layout is known are kept up to the record limit.
+        let bad = ",".repeat(600 << 10);
+        let (tx, _rx) = mpsc::channel(1024);
+        let small = EncodeSpec {
+            max_record_bytes: 1 << 20,
+            ..spec
+        };
+        let e = encode(format!("{bad}\n{bad}\n1,a\n").as_bytes(), &small, &tx).unwrap_err();
+        assert!(matches!(e, LoadError::ColumnCount { record: 2, .. }), "{e}");
+        let (_, _, parsed) = run(&format!("{bad}\n1\n1,a\n"), &t, &rules).unwrap();
+        assert_eq!((parsed.records, parsed.rejected), (3, 2));
     }
 
     fn max_file_fields_of(t: &TargetTable, rules: &TableRules) -> usize {
