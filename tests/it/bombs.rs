@@ -300,3 +300,30 @@ async fn under_reject_rows_the_64_mib_comma_record_is_set_aside_whole_in_bounded
     assert_eq!(tb.status(&good_key, &good_etag).await, Some(Status::Loaded));
     assert!(peak < PEAK_LIMIT_MIB, "worker peak RSS {peak} MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_lists_of_1_mib_values_load_a_few_pages_at_a_time() {
+    let tb = TestBed::new("pqlists").await;
+    tb.sql("CREATE TABLE {s}.t (id int PRIMARY KEY, tags jsonb)")
+        .await;
+    // 300 rows whose list holds one value of 1 MiB, one page per value: the nested columns'
+    // row iterator buffering 1,024 values per column would keep every page (300 MiB).
+    let file = pyarrow_file(
+        "t = pa.table({'id': pa.array(range(1, 301), pa.int32()), \
+                       'tags': pa.array([[chr(97 + i % 26) * (1 << 20)] for i in range(300)])})\n\
+         pq.write_table(t, sys.argv[1], compression='gzip', use_dictionary=False, \
+                        data_page_size=1 << 20, write_batch_size=1)",
+    );
+    assert!(file.len() < 4 << 20, "{} bytes", file.len());
+    let key = tb.key("t/LOAD00000001.parquet");
+    let etag = tb.put(&key, file).await;
+    let peak = peak_until_done(&tb, &[(&key, &etag)], &[]).await;
+    let item = tb.item(&key, &etag).await;
+    assert_eq!(item.status, Some(Status::Loaded), "{:?}", item.error);
+    assert_eq!(
+        tb.count("SELECT count(*) FROM {s}.t WHERE length(tags->>0) = 1048576")
+            .await,
+        300
+    );
+    assert!(peak < PEAK_LIMIT_MIB, "worker peak RSS {peak} MiB");
+}

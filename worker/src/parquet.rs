@@ -26,9 +26,11 @@
 //!   page header of its column chunks is read (see [`check_chunk`]); a page larger than the
 //!   record limit ([`ParquetCsv::limit`], the worker's `--max-record-bytes`) is refused, a gzip
 //!   page that inflates past its declared size is corrupt, and a batch holds fewer rows where
-//!   rows are large, so the pages one batch keeps stay near [`BATCH_BYTES`]; a value or a row
-//!   longer than the limit is refused before it is rendered whole ([`ParquetCsv::over_limit`]
-//!   then says so: the loader reports `record_too_long`, not a corrupt file);
+//!   rows are large, so the pages one batch keeps stay near [`BATCH_BYTES`] (the nested
+//!   columns' row iterator buffers as few values per column, and its rows are taken one at a
+//!   time, as each is rendered); a value or a row longer than the limit is refused before it
+//!   is rendered whole ([`ParquetCsv::over_limit`] then says so: the loader reports
+//!   `record_too_long`, not a corrupt file);
 //! - anything the Parquet reader refuses (or panics on) is a [`ParquetFailure`]: the file is
 //!   not valid Parquet, which no retry can change.
 //!
@@ -741,8 +743,8 @@ pub struct ParquetCsv {
     columns: Vec<Column>,
     names: Vec<String>,
     /// Rows of the list, map and struct columns, in step with the flat columns' readers.
+    /// Read one row at a time, as each row is rendered: a batch of them could be large.
     nested: Option<RowIter<'static>>,
-    nested_rows: Vec<Row>,
     null: Vec<u8>,
     row_group: usize,
     /// Rows of the current row group not yet decoded.
@@ -850,7 +852,6 @@ impl ParquetCsv {
                 columns,
                 names,
                 nested,
-                nested_rows: Vec::new(),
                 null: null.as_bytes().to_vec(),
                 row_group: 0,
                 group_left: 0,
@@ -881,11 +882,13 @@ impl ParquetCsv {
     }
 
     /// Checks the page headers of row group `index` (see [`check_chunk`]) and sizes its
-    /// batches.
+    /// batches: those of the flat columns, and the values the nested columns' row iterator
+    /// buffers per leaf (it opens the row group after this, with that size).
     fn check_row_group(&mut self, index: usize) -> Result<(), ParquetFailure> {
         let meta = self.file.metadata().row_group(index);
         let limit = self.limit as u64;
         let mut per_row = Vec::new();
+        let mut nested_per_value = Vec::new();
         let mut refused = None;
         for (leaf, chunk) in meta.columns().iter().enumerate() {
             let gzip = matches!(chunk.compression(), parquet::basic::Compression::GZIP(_));
@@ -897,6 +900,8 @@ impl ParquetCsv {
                         .any(|c| matches!(c, Column::Flat(f) if f.leaf == leaf));
                     if flat {
                         per_row.push(pages.per_row);
+                    } else {
+                        nested_per_value.push(pages.per_row);
                     }
                 }
                 Err(r) => {
@@ -908,6 +913,10 @@ impl ParquetCsv {
         match refused {
             None => {
                 self.batch = batch_rows(&per_row);
+                self.nested = self
+                    .nested
+                    .take()
+                    .map(|rows| rows.with_batch_size(batch_rows(&nested_per_value)));
                 Ok(())
             }
             Some((column, Refusal::TooLarge(why))) => {
@@ -987,25 +996,6 @@ impl ParquetCsv {
                 f.next_value = 0;
             }
         }
-        self.nested_rows.clear();
-        if let Some(rows) = self.nested.as_mut() {
-            for _ in 0..n {
-                match rows.next() {
-                    Some(Ok(row)) => self.nested_rows.push(row),
-                    Some(Err(e)) => {
-                        return Err(ParquetFailure(format!(
-                            "row group {}, a list, map or struct column: {e}",
-                            self.row_group - 1
-                        )))
-                    }
-                    None => {
-                        return Err(ParquetFailure(
-                            "the nested columns end before the file's rows".into(),
-                        ))
-                    }
-                }
-            }
-        }
         self.group_left -= n;
         self.batch_rows = n;
         self.batch_next = 0;
@@ -1028,6 +1018,21 @@ impl ParquetCsv {
         let row = self.rows_done;
         let limit = self.limit;
         let start = self.text.len();
+        let nested_row = match self.nested.as_mut().map(Iterator::next) {
+            None => None,
+            Some(Some(Ok(row))) => Some(row),
+            Some(Some(Err(e))) => {
+                return Err(ParquetFailure(format!(
+                    "row group {}, a list, map or struct column: {e}",
+                    self.row_group - 1
+                )))
+            }
+            Some(None) => {
+                return Err(ParquetFailure(
+                    "the nested columns end before the file's rows".into(),
+                ))
+            }
+        };
         let out = &mut self.text;
         let mut cell = Vec::new();
         for (i, c) in self.columns.iter_mut().enumerate() {
@@ -1069,7 +1074,9 @@ impl ParquetCsv {
                     }
                 }
                 Column::Nested(j) => {
-                    let field = self.nested_rows[r]
+                    let field = nested_row
+                        .as_ref()
+                        .expect("a nested column has its row iterator")
                         .get_column_iter()
                         .nth(*j)
                         .map(|(_, f)| f);
