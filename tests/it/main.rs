@@ -8,6 +8,7 @@ mod attempts;
 mod aws_stack;
 mod awserrors;
 mod badinput;
+mod bombs;
 mod check;
 mod checkpoints;
 mod direct;

@@ -266,6 +266,7 @@ impl TestBed {
             state_schema: self.state_schema.clone(),
             worker_id: format!("{}-direct", self.name),
             max_record_bytes: 1 << 20,
+            max_decompressed_bytes: 1 << 32,
             prepared: Default::default(),
             schemas: None,
         }

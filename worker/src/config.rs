@@ -51,6 +51,15 @@ pub struct WorkerArgs {
     /// Largest record accepted, in bytes; a longer one fails its file.
     #[arg(long, env = "SLUICE_MAX_RECORD_BYTES", default_value = "67108864")]
     pub max_record_bytes: usize,
+    /// Largest decompressed size of one `.csv.gz` file, in bytes (default 4 GiB, four times the
+    /// largest file DMS writes); a file that decompresses to more fails as
+    /// `decompressed_too_large`, a gzip bomb.
+    #[arg(
+        long,
+        env = "SLUICE_MAX_DECOMPRESSED_BYTES",
+        default_value = "4294967296"
+    )]
+    pub max_decompressed_bytes: u64,
     /// Log format: json, text or auto (text on a terminal).
     #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "auto")]
     pub log_format: String,
@@ -107,6 +116,7 @@ pub struct WorkerConfig {
     pub worker_id: String,
     pub state_schema: String,
     pub max_record_bytes: usize,
+    pub max_decompressed_bytes: u64,
     /// Target schemas files may load into; None: any.
     pub schemas: Option<Vec<String>>,
     pub bad_message_delay: Duration,
@@ -163,6 +173,9 @@ impl WorkerArgs {
         if self.state_schema.is_empty() {
             return Err(bad("SLUICE_STATE_SCHEMA", "must not be empty"));
         }
+        if self.max_decompressed_bytes == 0 {
+            return Err(bad("SLUICE_MAX_DECOMPRESSED_BYTES", "must be at least 1"));
+        }
         if self.metrics_interval == 0 {
             return Err(bad("SLUICE_METRICS_INTERVAL", "must be at least 1 second"));
         }
@@ -201,6 +214,7 @@ impl WorkerArgs {
             worker_id,
             state_schema: self.state_schema,
             max_record_bytes: self.max_record_bytes,
+            max_decompressed_bytes: self.max_decompressed_bytes,
             schemas,
             bad_message_delay: Duration::from_secs(self.bad_message_delay),
             fault,

@@ -43,8 +43,13 @@
 //!   whose bytes, terminator excluded, exceed
 //!   [`ReaderOptions::max_record_bytes`] is [`CsvError::RecordTooLong`]; the
 //!   reader never looks more than `max_record_bytes + 2` bytes into a record,
-//!   so no buffer grows past that (the field-position vector holds at most one
-//!   16-byte entry per byte of the record).
+//!   so no buffer grows past that. Field positions (16 bytes each, where a
+//!   field may take one byte: a record of commas) are kept for the first
+//!   [`ReaderOptions::max_fields`] fields only; the fields beyond are counted,
+//!   not kept, so [`Record::field_count`] is exact while [`Record::len`] (what
+//!   [`Record::get`] and [`Record::iter`] see) is at most `max_fields`. A
+//!   caller that knows how many fields a record must have sets that many (plus
+//!   one, to tell "too many" from "exact") with [`RecordReader::set_max_fields`].
 //! * Positions: [`Record::record_number`] counts records returned (blank lines
 //!   excluded), [`Record::line`] is the 1-based physical line (LF count) where
 //!   the record starts, LFs embedded in quoted fields included, and
@@ -79,7 +84,13 @@ pub struct ReaderOptions {
     /// terminator (64 MiB by default). On 32-bit targets it is capped at
     /// 1 GiB.
     pub max_record_bytes: usize,
+    /// Fields whose positions are kept per record ([`DEFAULT_MAX_FIELDS`] by
+    /// default); more are counted only. At least 1.
+    pub max_fields: usize,
 }
+
+/// Default [`ReaderOptions::max_fields`]: 1 MiB of positions.
+pub const DEFAULT_MAX_FIELDS: usize = 1 << 16;
 
 impl Default for ReaderOptions {
     fn default() -> Self {
@@ -88,6 +99,7 @@ impl Default for ReaderOptions {
             quote: b'"',
             terminator: LF,
             max_record_bytes: 64 * 1024 * 1024,
+            max_fields: DEFAULT_MAX_FIELDS,
         }
     }
 }
@@ -187,6 +199,29 @@ impl FieldPos {
     }
 }
 
+/// The field positions of the record being read: the first `cap` are kept,
+/// every one is counted.
+#[derive(Debug)]
+struct Fields {
+    kept: Vec<FieldPos>,
+    count: usize,
+    cap: usize,
+}
+
+impl Fields {
+    fn push(&mut self, pos: FieldPos) {
+        if self.kept.len() < self.cap {
+            self.kept.push(pos);
+        }
+        self.count += 1;
+    }
+
+    fn clear(&mut self) {
+        self.kept.clear();
+        self.count = 0;
+    }
+}
+
 /// A record: a view of the reader's buffers, valid until the next call of
 /// [`RecordReader::next_record`].
 #[derive(Clone, Copy)]
@@ -194,15 +229,24 @@ pub struct Record<'a> {
     raw: &'a [u8],
     data: &'a [u8],
     fields: &'a [FieldPos],
+    /// Fields of the record, those beyond `fields` (not kept) included.
+    count: usize,
     number: u64,
     line: u64,
     offset: u64,
 }
 
 impl<'a> Record<'a> {
-    /// Number of fields (at least 1).
+    /// Number of fields kept (at least 1): all of them unless the record has
+    /// more than [`ReaderOptions::max_fields`] (see [`Record::field_count`]).
     pub fn len(&self) -> usize {
         self.fields.len()
+    }
+
+    /// Number of fields of the record, counted even where their positions
+    /// were not kept (more than [`ReaderOptions::max_fields`]).
+    pub fn field_count(&self) -> usize {
+        self.count
     }
 
     /// Whether the record has no field (never true for a record returned by
@@ -275,6 +319,7 @@ impl RecordBuf {
             raw: original.raw,
             data: &self.data,
             fields: &self.fields,
+            count: self.fields.len(),
             number: original.number,
             line: original.line,
             offset: original.offset,
@@ -398,7 +443,7 @@ impl Scanner {
 
     /// Pushes the current quoted field, whose closing quote is at
     /// `self.quote_pos`.
-    fn push_quoted(&self, data: &[u8], fields: &mut Vec<FieldPos>) {
+    fn push_quoted(&self, data: &[u8], fields: &mut Fields) {
         fields.push(if self.escaped {
             FieldPos::new(self.data_start, data.len(), true, true)
         } else {
@@ -413,7 +458,7 @@ impl Scanner {
         raw: &[u8],
         buf: &[u8],
         data: &mut Vec<u8>,
-        fields: &mut Vec<FieldPos>,
+        fields: &mut Fields,
         syntax: Syntax,
     ) -> Result<Step, BadAfterQuote> {
         let Syntax {
@@ -523,7 +568,7 @@ impl Scanner {
                         i += 1;
                     } else {
                         return Err(BadAfterQuote {
-                            column: fields.len() + 1,
+                            column: fields.count + 1,
                             byte: b,
                         });
                     }
@@ -534,7 +579,7 @@ impl Scanner {
                     }
                     if buf[i] != LF {
                         return Err(BadAfterQuote {
-                            column: fields.len() + 1,
+                            column: fields.count + 1,
                             byte: CR,
                         });
                     }
@@ -595,7 +640,7 @@ pub struct RecordReader<R: BufRead> {
     raw: Vec<u8>,
     /// Unescaped values of quoted fields that had doubled quotes.
     data: Vec<u8>,
-    fields: Vec<FieldPos>,
+    fields: Fields,
     scanner: Scanner,
     bytes_read: u64,
     lines_read: u64,
@@ -617,6 +662,7 @@ impl<R: BufRead> RecordReader<R> {
             quote,
             terminator,
             max_record_bytes,
+            max_fields,
         } = options;
         assert!(
             delimiter != quote,
@@ -639,7 +685,11 @@ impl<R: BufRead> RecordReader<R> {
             limit: max_record_bytes.min(POS_MASK - 2),
             raw: Vec::new(),
             data: Vec::new(),
-            fields: Vec::new(),
+            fields: Fields {
+                kept: Vec::new(),
+                count: 0,
+                cap: max_fields.max(1),
+            },
             scanner: Scanner::new(),
             bytes_read: 0,
             lines_read: 0,
@@ -669,11 +719,17 @@ impl<R: BufRead> RecordReader<R> {
         Ok(Some(Record {
             raw: &self.raw,
             data: &self.data,
-            fields: &self.fields,
+            fields: &self.fields.kept,
+            count: self.fields.count,
             number: self.records,
             line: self.record_line,
             offset: self.record_offset,
         }))
+    }
+
+    /// Changes [`ReaderOptions::max_fields`] for the records read from now on.
+    pub fn set_max_fields(&mut self, max_fields: usize) {
+        self.fields.cap = max_fields.max(1);
     }
 
     /// Total bytes of the stream consumed so far.
@@ -762,7 +818,7 @@ impl<R: BufRead> RecordReader<R> {
                 return Err(CsvError::AfterQuote {
                     record: self.records + 1,
                     line: self.record_line,
-                    column: self.fields.len() + 1,
+                    column: self.fields.count + 1,
                     byte: CR,
                 })
             }
@@ -1151,6 +1207,56 @@ mod tests {
         ReaderOptions {
             max_record_bytes: limit,
             ..ReaderOptions::default()
+        }
+    }
+
+    #[test]
+    fn fields_beyond_max_fields_are_counted_not_kept() {
+        // A record of a million empty fields, then a normal one.
+        let mut input = vec![b','; 1_000_000];
+        input.extend_from_slice(b"\n\"x\",y\n1,\"a\"z\n");
+        let options = ReaderOptions {
+            max_fields: 3,
+            ..ReaderOptions::default()
+        };
+        let mut rdr = RecordReader::new(&input[..], options);
+        let rec = rdr.next_record().unwrap().unwrap();
+        assert_eq!((rec.len(), rec.field_count()), (3, 1_000_001));
+        assert_eq!(rec.iter().count(), 3);
+        assert!(rec.get(3).is_none());
+        assert_eq!(rec.raw().len(), 1_000_000);
+        assert!(
+            rdr.fields.kept.capacity() <= 4,
+            "positions kept: {}",
+            rdr.fields.kept.capacity()
+        );
+        // The reader goes on at the next record, which fits.
+        let rec = rdr.next_record().unwrap().unwrap();
+        assert_eq!((rec.len(), rec.field_count()), (2, 2));
+        assert_eq!(
+            rec.get(0),
+            Some(Field {
+                value: b"x",
+                quoted: true
+            })
+        );
+        assert_eq!((rec.record_number(), rec.line()), (2, 2));
+        // Columns in errors count every field, kept or not.
+        rdr.set_max_fields(1);
+        assert_eq!(
+            rdr.next_record().unwrap_err(),
+            CsvError::AfterQuote {
+                record: 3,
+                line: 3,
+                column: 2,
+                byte: b'z'
+            }
+        );
+        // Every buffer capacity agrees on the counts.
+        for cap in [1, 7, 8192] {
+            let mut rdr = RecordReader::new(BufReader::with_capacity(cap, &input[..]), options);
+            let rec = rdr.next_record().unwrap().unwrap();
+            assert_eq!((rec.len(), rec.field_count()), (3, 1_000_001), "{cap}");
         }
     }
 

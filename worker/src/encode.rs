@@ -8,7 +8,9 @@
 //! - whether records start with DMS's `Op` field (`I`/`U`/`D`): by header name, or by count
 //!   (one more field than columns). Full-load files without it are all inserts.
 //!
-//! Invariants: every record has exactly the layout's field count; each field is valid UTF-8
+//! Invariants: every record has exactly the layout's field count (the reader keeps the positions
+//! of at most [`max_file_fields`] fields of a data record, so a record of millions of empty
+//! fields costs its bytes, not 16 bytes of bookkeeping per byte, and is a `column_count` error); each field is valid UTF-8
 //! without NUL (PostgreSQL refuses both in text) after the table's byte policy (strip, replace,
 //! or the record is bad) or transcoding from its source encoding; an unquoted field equal to the
 //! NULL marker is `\N`, everything else (a quoted `"NULL"`, an empty quoted field) is data,
@@ -241,6 +243,15 @@ impl EncodeSpec<'_> {
     }
 }
 
+/// Where a record is in the file, and its original bytes.
+#[derive(Clone, Copy)]
+struct RecordAt<'a> {
+    number: u64,
+    line: u64,
+    offset: u64,
+    raw: &'a [u8],
+}
+
 /// A record set aside before the layout was known.
 struct PendingReject {
     number: u64,
@@ -316,6 +327,21 @@ impl Output<'_> {
         true
     }
 
+    /// Writes a rejected record's stage row ([`write_reject`]). Without segments, the hex of
+    /// a long record is sent in chunks as it is written, so a rejected record of the limit's
+    /// size costs no second, doubled copy of itself. False when the receiver is gone.
+    fn reject(&mut self, layout: &Layout, at: RecordAt<'_>, error: &LoadError) -> bool {
+        write_reject_head(&mut self.out, at.number, at.line, at.offset, error);
+        for piece in at.raw.chunks(CHUNK_BYTES / 2) {
+            write_hex(&mut self.out, piece);
+            if !self.segmented && self.out.len() >= CHUNK_BYTES && !self.flush() {
+                return false;
+            }
+        }
+        write_reject_tail(&mut self.out, layout);
+        true
+    }
+
     fn flush(&mut self) -> bool {
         let text = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK_BYTES + 4096));
         if self.segmented {
@@ -361,6 +387,7 @@ pub fn encode<R: BufRead>(
             header_layout = Some(layout_from_header(spec, &header)?);
         }
     }
+    reader.set_max_fields(max_file_fields(spec, header_layout.as_ref()));
     let mut output = Output {
         tx,
         segmented: spec.segmented,
@@ -369,6 +396,7 @@ pub fn encode<R: BufRead>(
     };
     let mut layout: Option<Layout> = None;
     let mut pending: Vec<PendingReject> = Vec::new();
+    let mut pending_bytes: usize = 0;
     let mut data_record: u64 = 0;
     let mut keep: Vec<usize> = Vec::new();
     let mut expanded = RecordBuf::default();
@@ -399,7 +427,10 @@ pub fn encode<R: BufRead>(
                     layout = Some(l);
                 }
                 Err(e) if spec.rejects() && is_record_error(&e) => {
-                    if pending.len() >= PENDING_REJECTS_LIMIT {
+                    pending_bytes += record.raw().len();
+                    if pending.len() >= PENDING_REJECTS_LIMIT
+                        || pending_bytes > spec.max_record_bytes
+                    {
                         return Err(e);
                     }
                     pending.push(PendingReject {
@@ -416,14 +447,14 @@ pub fn encode<R: BufRead>(
         }
         let l = layout.as_ref().expect("layout is set above");
         let start = output.out.len();
-        let result = if record.len() != l.file_field_count() {
+        let result = if record.field_count() != l.file_field_count() {
             Err(LoadError::ColumnCount {
                 key: spec.key.to_owned(),
                 table: spec.target.label(),
                 record: data_record,
                 line,
                 expected: l.file_field_count(),
-                found: record.len(),
+                found: record.field_count(),
                 value: excerpt(record.raw()),
             })
         } else if spec.direct.is_some()
@@ -456,15 +487,15 @@ pub fn encode<R: BufRead>(
             }
             Err(e) if spec.rejects() && is_record_error(&e) => {
                 output.out.truncate(start);
-                write_reject(
-                    &mut output.out,
-                    l,
-                    data_record,
+                let at = RecordAt {
+                    number: data_record,
                     line,
-                    record.byte_offset(),
-                    record.raw(),
-                    &e,
-                );
+                    offset: record.byte_offset(),
+                    raw: record.raw(),
+                };
+                if !output.reject(l, at, &e) {
+                    return Ok(parsed);
+                }
                 parsed.rejected += 1;
             }
             Err(e) => return Err(e),
@@ -557,15 +588,15 @@ fn write_pending(
     let _ = spec;
     for p in pending.drain(..) {
         let start = output.out.len();
-        write_reject(
-            &mut output.out,
-            layout,
-            p.number,
-            p.line,
-            p.offset,
-            &p.raw,
-            &p.error,
-        );
+        let at = RecordAt {
+            number: p.number,
+            line: p.line,
+            offset: p.offset,
+            raw: &p.raw,
+        };
+        if !output.reject(layout, at, &p.error) {
+            return false;
+        }
         parsed.rejected += 1;
         if !output.record_done(start, p.number, p.line, p.offset, &p.raw) {
             return false;
@@ -574,17 +605,10 @@ fn write_pending(
     true
 }
 
-/// A rejected record's stage row: `R`, reason, class, column, line, byte offset, original
-/// bytes (hex `bytea`), and NULL data columns.
-fn write_reject(
-    out: &mut Vec<u8>,
-    layout: &Layout,
-    number: u64,
-    line: u64,
-    offset: u64,
-    raw: &[u8],
-    error: &LoadError,
-) {
+/// A rejected record's stage row, written by [`Output::reject`] in three parts: `R`, reason,
+/// class, column, line, byte offset ([`write_reject_head`]), original bytes (hex `bytea`,
+/// [`write_hex`]), and NULL data columns ([`write_reject_tail`]).
+fn write_reject_head(out: &mut Vec<u8>, number: u64, line: u64, offset: u64, error: &LoadError) {
     let _ = write!(out, "{number}\tR\t\\N\t\\N\t");
     escape_copy_text(error.to_string().as_bytes(), out);
     out.push(b'\t');
@@ -595,12 +619,20 @@ fn write_reject(
         None => out.extend_from_slice(b"\\N"),
     }
     let _ = write!(out, "\t{line}\t{offset}\t\\\\x");
+}
+
+/// Bytes as hex digits (part of a reject's `bytea`).
+fn write_hex(out: &mut Vec<u8>, raw: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(raw.len() * 2);
     for &b in raw {
         out.push(HEX[usize::from(b >> 4)]);
         out.push(HEX[usize::from(b & 15)]);
     }
+}
+
+/// A reject's stage row after its original bytes: NULL data columns.
+fn write_reject_tail(out: &mut Vec<u8>, layout: &Layout) {
     for _ in 0..layout.columns.len() {
         out.extend_from_slice(b"\t\\N");
     }
@@ -843,6 +875,19 @@ fn check_key_columns(spec: &EncodeSpec<'_>, columns: &[usize]) -> Result<(), Loa
 }
 
 fn layout_from_header(spec: &EncodeSpec<'_>, header: &Record<'_>) -> Result<Layout, LoadError> {
+    if header.field_count() > header.len() {
+        return Err(LoadError::Csv {
+            key: spec.key.to_owned(),
+            reason: format!(
+                "the header has {} fields, more than the {} a header may have",
+                header.field_count(),
+                header.len()
+            ),
+            record: None,
+            line: Some(header.line()),
+            class: "column_count",
+        });
+    }
     let mut names: Vec<String> = Vec::with_capacity(header.len());
     for (i, f) in header.iter().enumerate() {
         let name = std::str::from_utf8(f.value).map_err(|_| LoadError::Csv {
@@ -862,6 +907,24 @@ fn layout_from_header(spec: &EncodeSpec<'_>, header: &Record<'_>) -> Result<Layo
         Some(list) => file_layout(spec, list, has_op),
         None => file_layout(spec, data_names, has_op),
     }
+}
+
+/// The most fields a data record of the file may have: the header's layout's count, else the
+/// columns of the rules' list, of document mode or of the table (and DMS's timestamp field),
+/// plus `Op`. The reader keeps the positions of no more (see `csv::Record::field_count`); a
+/// record with more is a `column_count` error, whatever the layout turns out to be.
+fn max_file_fields(spec: &EncodeSpec<'_>, header: Option<&Layout>) -> usize {
+    if let Some(l) = header {
+        return l.file_field_count();
+    }
+    let columns = match (&spec.rules.columns, &spec.rules.document) {
+        (Some(list), _) => list.len(),
+        (None, Some(_)) => document_file_columns(spec).len(),
+        (None, None) => {
+            spec.target.columns.len() + usize::from(spec.rules.timestamp_column.is_some())
+        }
+    };
+    columns + 1
 }
 
 /// Without a header: the rules' column list, or the target's data columns in ordinal order
@@ -900,7 +963,7 @@ fn layout_by_count(
         }
     };
     let n = layout.file_field_count();
-    let found = first.len();
+    let found = first.field_count();
     if found == n {
         return Ok(layout);
     }
@@ -1477,6 +1540,113 @@ mod tests {
             matches!(e, LoadError::BadOperation { record: 2, .. }),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_record_of_millions_of_fields_is_a_column_count_error_without_their_positions() {
+        let t = table(&["id", "note"]);
+        // A million commas (within the 1 MiB record limit): a million empty fields, 16 bytes
+        // of position each if they were kept.
+        let commas = ",".repeat(1_000_000);
+        for (input, record, expected) in [
+            (format!("{commas}\n"), 1, 2),
+            (format!("I,1,a\n{commas}\n"), 2, 3),
+        ] {
+            let e = run(&input, &t, &TableRules::default()).unwrap_err();
+            assert!(
+                matches!(e, LoadError::ColumnCount { record: r, expected: x, found, .. }
+                    if r == record && x == expected && found == 1_000_001),
+                "{e}"
+            );
+            assert_eq!(e.class(), "column_count");
+        }
+        assert_eq!(max_file_fields_of(&t, &TableRules::default()), 3);
+        // With a header, records have exactly its count; the header itself is bounded.
+        let rules = TableRules {
+            header: true,
+            ..TableRules::default()
+        };
+        let e = run(&format!("id,note\n{commas}\n"), &t, &rules).unwrap_err();
+        assert!(
+            matches!(e, LoadError::ColumnCount { expected: 2, found, .. } if found == 1_000_001),
+            "{e}"
+        );
+        let e = run(&format!("id,note{commas}\n1,a\n"), &t, &rules).unwrap_err();
+        assert_eq!(e.class(), "column_count", "{e}");
+        assert!(e.to_string().contains("the header has"), "{e}");
+        // With reject_rows the record is set aside (its bytes kept) and the rest loads.
+        let rules = TableRules {
+            on_error: OnError::RejectRows,
+            ..TableRules::default()
+        };
+        let (_, text, parsed) = run(&format!("1,a\n{commas}\n2,b\n"), &t, &rules).unwrap();
+        assert_eq!((parsed.records, parsed.rejected), (3, 1));
+        assert!(text.ends_with("\t2\tb\n"), "{}", &text[text.len() - 40..]);
+    }
+
+    #[test]
+    fn a_huge_rejected_record_is_sent_in_chunks_and_early_rejects_are_bounded() {
+        let t = table(&["id", "note"]);
+        let rules = TableRules {
+            on_error: OnError::RejectRows,
+            ..TableRules::default()
+        };
+        let spec = EncodeSpec {
+            key: "k.csv",
+            target: &t,
+            rules: &rules,
+            max_record_bytes: 8 << 20,
+            segmented: false,
+            direct: None,
+        };
+        // 3 MiB of commas after a good record: its reject row (6 MiB of hex) goes out in
+        // chunks of about CHUNK_BYTES, never as one piece.
+        let input = format!("1,a\n{}\n2,b\n", ",".repeat(3 << 20));
+        let (tx, mut rx) = mpsc::channel(1024);
+        let parsed = encode(input.as_bytes(), &spec, &tx).unwrap();
+        drop(tx);
+        assert_eq!((parsed.records, parsed.rejected), (3, 1));
+        let mut text = Vec::new();
+        let mut largest = 0;
+        while let Ok(c) = rx.try_recv() {
+            if let Chunk::Data(d) = c {
+                largest = largest.max(d.len());
+                text.extend_from_slice(&d);
+            }
+        }
+        assert!(largest < CHUNK_BYTES + (CHUNK_BYTES / 2) * 2, "{largest}");
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].starts_with("2\tR\t"), "{}", &lines[1][..40]);
+        assert!(
+            lines[1].ends_with(&format!("\\\\x{}\t\\N\t\\N", "2c".repeat(3 << 20))),
+            "the original bytes, untruncated"
+        );
+        assert!(lines[2].ends_with("\t2\tb"), "{}", lines[2]);
+        // Records rejected before the layout is known are kept up to the record limit.
+        let bad = ",".repeat(600 << 10);
+        let (tx, _rx) = mpsc::channel(1024);
+        let small = EncodeSpec {
+            max_record_bytes: 1 << 20,
+            ..spec
+        };
+        let e = encode(format!("{bad}\n{bad}\n1,a\n").as_bytes(), &small, &tx).unwrap_err();
+        assert!(matches!(e, LoadError::ColumnCount { record: 2, .. }), "{e}");
+        let (_, _, parsed) = run(&format!("{bad}\n1\n1,a\n"), &t, &rules).unwrap();
+        assert_eq!((parsed.records, parsed.rejected), (3, 2));
+    }
+
+    fn max_file_fields_of(t: &TargetTable, rules: &TableRules) -> usize {
+        let spec = EncodeSpec {
+            key: "k.csv",
+            target: t,
+            rules,
+            max_record_bytes: 1 << 20,
+            segmented: false,
+            direct: None,
+        };
+        max_file_fields(&spec, None)
     }
 
     #[test]

@@ -191,6 +191,11 @@ pub enum LoadError {
     #[error("{key} is not a valid gzip stream: {message}")]
     Gzip { key: String, message: String },
 
+    /// A `.csv.gz` object decompresses to more than the worker's cap: a gzip bomb (permanent:
+    /// the bytes will not change under the same ETag).
+    #[error("{key} decompresses to more than {limit} bytes, the limit per file (--max-decompressed-bytes, SLUICE_MAX_DECOMPRESSED_BYTES); nothing of it was applied")]
+    DecompressedTooLarge { key: String, limit: u64 },
+
     /// The object is not a Parquet file the worker can read (permanent: the bytes will not
     /// change under the same ETag).
     #[error("s3://{bucket}/{key} is not a valid Parquet file: {message}")]
@@ -261,6 +266,7 @@ impl LoadError {
             LoadError::AccessDenied { .. } => "access_denied",
             LoadError::S3 { .. } => "s3",
             LoadError::Gzip { .. } => "corrupt_gzip",
+            LoadError::DecompressedTooLarge { .. } => "decompressed_too_large",
             LoadError::Parquet { .. } => "corrupt_parquet",
             LoadError::Spool { .. } => "local_io",
             LoadError::Database {

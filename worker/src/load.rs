@@ -58,6 +58,8 @@ pub struct LoadContext {
     pub state_schema: String,
     pub worker_id: String,
     pub max_record_bytes: usize,
+    /// Most bytes a compressed file may decompress to (see [`Capped`]).
+    pub max_decompressed_bytes: u64,
     /// Target tables (schema, name, soft-delete flag) this process has prepared for the version
     /// guard; a prepared table costs no catalog query before its load's transaction.
     pub prepared: Arc<Mutex<HashMap<PreparedTable, u32>>>,
@@ -770,6 +772,7 @@ fn start_parse(
     };
     let (bucket, key) = (msg.bucket.clone(), msg.key.clone());
     let max_record_bytes = ctx.max_record_bytes;
+    let max_decompressed = ctx.max_decompressed_bytes;
     let failed = source_failed.clone();
     let parser = tokio::task::spawn_blocking(move || {
         let raw = Tracked {
@@ -787,13 +790,23 @@ fn start_parse(
         if source.format == Format::Parquet {
             return encode_parquet(raw, &bucket, &spec, &tx);
         }
+        let over = Arc::new(AtomicBool::new(false));
         let input: Box<dyn Read> = match source.compression {
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                BufReader::with_capacity(1 << 16, raw),
-            )),
+            Compression::Gzip => Box::new(Capped {
+                inner: flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw)),
+                left: max_decompressed,
+                over: over.clone(),
+            }),
             Compression::None => Box::new(raw),
         };
-        encode(BufReader::with_capacity(1 << 20, input), &spec, &tx)
+        let parsed = encode(BufReader::with_capacity(1 << 20, input), &spec, &tx);
+        if over.load(Ordering::SeqCst) {
+            return Err(LoadError::DecompressedTooLarge {
+                key,
+                limit: max_decompressed,
+            });
+        }
+        parsed
     });
     ParseRun {
         rx,
@@ -850,9 +863,18 @@ fn encode_parquet<R: Read>(
         message: f.0.clone(),
     };
     let mut rows = crate::parquet::ParquetCsv::open(file, crate::parquet::NULL_MARKER)
-        .map_err(|f| not_parquet(&f))?;
+        .map_err(|f| not_parquet(&f))?
+        .limit(spec.max_record_bytes);
     let result = encode(BufReader::with_capacity(1 << 16, &mut rows), spec, tx);
     match (result, rows.failure()) {
+        // A page, value or row beyond the record limit: bad input, as in a CSV file.
+        (Err(_), Some(f)) if rows.over_limit().is_some() => Err(LoadError::Csv {
+            key: spec.key.to_owned(),
+            reason: f.0.clone(),
+            record: rows.over_limit().and_then(|o| o.row),
+            line: None,
+            class: "record_too_long",
+        }),
         (Err(_), Some(f)) => Err(not_parquet(f)),
         (Err(e), None) => Err(e),
         (Ok(parsed), _) => Ok(Parsed {
@@ -1147,6 +1169,32 @@ impl<R: Read> Read for Tracked<R> {
     }
 }
 
+/// A decompressed stream that fails once more than `left` bytes came out of it (a gzip bomb),
+/// and sets `over`, so that the parser's error becomes [`LoadError::DecompressedTooLarge`]
+/// rather than a corrupt stream. A stream of exactly the limit passes.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    over: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte more than is left tells "exactly the limit" from "more".
+        let want =
+            usize::try_from(self.left.saturating_add(1)).map_or(buf.len(), |w| w.min(buf.len()));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.over.store(true, Ordering::SeqCst);
+            return Err(std::io::Error::other(
+                "decompressed size beyond the limit per file",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Starts the GET of exactly the message's object version.
 async fn get_object(
     s3: &aws_sdk_s3::Client,
@@ -1188,6 +1236,77 @@ async fn get_object(
                 message: sluice_common::error::sdk_error_text(&e),
                 transient: sluice_common::error::sdk_error_is_transient(&e),
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_capped(data: &[u8], limit: u64) -> (std::io::Result<Vec<u8>>, bool) {
+        let over = Arc::new(AtomicBool::new(false));
+        let mut capped = Capped {
+            inner: data,
+            left: limit,
+            over: over.clone(),
+        };
+        let mut out = Vec::new();
+        let result = capped.read_to_end(&mut out).map(|_| out);
+        (result, over.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn decompressed_bytes_are_capped_per_file() {
+        let data = vec![7u8; 10_000];
+        let (ok, over) = read_capped(&data, 10_000);
+        assert_eq!((ok.unwrap().len(), over), (10_000, false));
+        let (ok, over) = read_capped(&data, 20_000);
+        assert_eq!((ok.unwrap().len(), over), (10_000, false));
+        let (err, over) = read_capped(&data, 9_999);
+        assert!(err.is_err() && over);
+        let (err, over) = read_capped(&data, 1);
+        assert!(err.is_err() && over);
+        let (ok, over) = read_capped(b"", 1);
+        assert_eq!((ok.unwrap().len(), over), (0, false));
+        // Through a real gzip bomb: 8 MiB of zeros, 8 KiB compressed, capped at 1 MiB.
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut bomb, &vec![0u8; 8 << 20]).unwrap();
+        let bomb = bomb.finish().unwrap();
+        let over = Arc::new(AtomicBool::new(false));
+        let mut capped = Capped {
+            inner: flate2::read::MultiGzDecoder::new(&bomb[..]),
+            left: 1 << 20,
+            over: over.clone(),
+        };
+        let mut sink = [0u8; 1 << 16];
+        let mut total = 0u64;
+        let err = loop {
+            match capped.read(&mut sink) {
+                Ok(0) => panic!("the bomb ended within the cap"),
+                Ok(n) => total += n as u64,
+                Err(e) => break e,
+            }
+        };
+        assert!(over.load(Ordering::SeqCst), "{err}");
+        assert_eq!(total, 1 << 20, "every byte up to the cap is passed on");
+    }
+
+    #[test]
+    fn decompressed_too_large_is_permanent_and_names_file_cap_and_flag() {
+        let e = LoadError::DecompressedTooLarge {
+            key: "dms/s/t/LOAD00000001.csv.gz".into(),
+            limit: 1 << 20,
+        };
+        let f = e.to_file_error();
+        assert_eq!(f.class, "decompressed_too_large");
+        assert!(f.permanent);
+        for part in [
+            "dms/s/t/LOAD00000001.csv.gz",
+            "1048576 bytes",
+            "--max-decompressed-bytes",
+        ] {
+            assert!(f.message.contains(part), "{}", f.message);
         }
     }
 }

@@ -22,6 +22,15 @@
 //!   row group, [`BATCH_ROWS`] at a time per column (the column readers decode page by page),
 //!   and at most about [`TEXT_TARGET`] bytes of text (plus one row) are buffered; nothing of a
 //!   row group is kept once it has been read;
+//! - nothing the file declares is trusted with memory: before a row group is decoded, every
+//!   page header of its column chunks is read (see [`check_chunk`]); a page larger than the
+//!   record limit ([`ParquetCsv::limit`], the worker's `--max-record-bytes`) is refused, a gzip
+//!   page that inflates past its declared size is corrupt, and a batch holds fewer rows where
+//!   rows are large, so the pages one batch keeps stay near [`BATCH_BYTES`] (the nested
+//!   columns' row iterator buffers as few values per column, and its rows are taken one at a
+//!   time, as each is rendered); a value or a row longer than the limit is refused before it
+//!   is rendered whole ([`ParquetCsv::over_limit`] then says so: the loader reports
+//!   `record_too_long`, not a corrupt file);
 //! - anything the Parquet reader refuses (or panics on) is a [`ParquetFailure`]: the file is
 //!   not valid Parquet, which no retry can change.
 //!
@@ -46,6 +55,19 @@ pub const NULL_MARKER: &str = "NULL";
 pub const BATCH_ROWS: usize = 1024;
 /// Text rendered ahead of the reader, at most (plus one row).
 pub const TEXT_TARGET: usize = 1 << 20;
+/// Uncompressed page bytes a batch of rows should keep, at most (see [`batch_rows`]).
+pub const BATCH_BYTES: usize = 16 << 20;
+/// The record limit of a [`ParquetCsv`] unless [`ParquetCsv::limit`] sets one: the worker's
+/// default `--max-record-bytes`.
+pub const DEFAULT_LIMIT: usize = 64 << 20;
+
+/// A failure of [`ParquetCsv`] that is a page, value or row beyond the record limit rather
+/// than damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverLimit {
+    /// The 1-based row whose value or text passed the limit; None for a page.
+    pub row: Option<u64>,
+}
 
 /// The rules the encoder reads a [`ParquetCsv`] stream with: the table's own, but a header
 /// (the Parquet schema names the columns, so a configured column list is ignored), `,`, the
@@ -709,11 +731,20 @@ enum Column {
 /// A Parquet file as a CSV byte stream; see the module docs.
 pub struct ParquetCsv {
     file: SerializedFileReader<File>,
+    /// The same file, for reading page headers before the reader decodes their pages.
+    raw: File,
+    /// Largest page, value and row accepted, in bytes.
+    limit: usize,
+    /// Rows per batch of the current row group (see [`batch_rows`]).
+    batch: usize,
+    /// Rows rendered so far.
+    rows_done: u64,
+    over_limit: Option<OverLimit>,
     columns: Vec<Column>,
     names: Vec<String>,
     /// Rows of the list, map and struct columns, in step with the flat columns' readers.
+    /// Read one row at a time, as each row is rendered: a batch of them could be large.
     nested: Option<RowIter<'static>>,
-    nested_rows: Vec<Row>,
     null: Vec<u8>,
     row_group: usize,
     /// Rows of the current row group not yet decoded.
@@ -751,9 +782,9 @@ impl ParquetCsv {
     /// unquoted, for SQL NULL.
     pub fn open(file: File, null: &str) -> Result<ParquetCsv, ParquetFailure> {
         guarded(|| {
-            let second = file
-                .try_clone()
-                .map_err(|e| ParquetFailure(format!("cannot reopen the file: {e}")))?;
+            let reopen = |e: io::Error| ParquetFailure(format!("cannot reopen the file: {e}"));
+            let second = file.try_clone().map_err(reopen)?;
+            let raw = file.try_clone().map_err(reopen)?;
             let reader = SerializedFileReader::new(file).map_err(failure)?;
             let schema = reader.metadata().file_metadata().schema_descr_ptr();
             let root = schema.root_schema();
@@ -813,10 +844,14 @@ impl ParquetCsv {
             };
             Ok(ParquetCsv {
                 file: reader,
+                raw,
+                limit: DEFAULT_LIMIT,
+                batch: BATCH_ROWS,
+                rows_done: 0,
+                over_limit: None,
                 columns,
                 names,
                 nested,
-                nested_rows: Vec::new(),
                 null: null.as_bytes().to_vec(),
                 row_group: 0,
                 group_left: 0,
@@ -833,6 +868,67 @@ impl ParquetCsv {
     /// Why reading failed, if it did (the [`Read`] error only carries the text).
     pub fn failure(&self) -> Option<&ParquetFailure> {
         self.failure.as_ref()
+    }
+
+    /// Sets the largest page, value and row accepted ([`DEFAULT_LIMIT`] otherwise).
+    pub fn limit(mut self, max_record_bytes: usize) -> ParquetCsv {
+        self.limit = max_record_bytes;
+        self
+    }
+
+    /// Whether the failure was a page, value or row beyond the limit.
+    pub fn over_limit(&self) -> Option<OverLimit> {
+        self.over_limit
+    }
+
+    /// Checks the page headers of row group `index` (see [`check_chunk`]) and sizes its
+    /// batches: those of the flat columns, and the values the nested columns' row iterator
+    /// buffers per leaf (it opens the row group after this, with that size).
+    fn check_row_group(&mut self, index: usize) -> Result<(), ParquetFailure> {
+        let meta = self.file.metadata().row_group(index);
+        let limit = self.limit as u64;
+        let mut per_row = Vec::new();
+        let mut nested_per_value = Vec::new();
+        let mut refused = None;
+        for (leaf, chunk) in meta.columns().iter().enumerate() {
+            let gzip = matches!(chunk.compression(), parquet::basic::Compression::GZIP(_));
+            match check_chunk(&self.raw, chunk.byte_range(), gzip, limit) {
+                Ok(pages) => {
+                    let flat = self
+                        .columns
+                        .iter()
+                        .any(|c| matches!(c, Column::Flat(f) if f.leaf == leaf));
+                    if flat {
+                        per_row.push(pages.per_row);
+                    } else {
+                        nested_per_value.push(pages.per_row);
+                    }
+                }
+                Err(r) => {
+                    refused = Some((chunk.column_path().string(), r));
+                    break;
+                }
+            }
+        }
+        match refused {
+            None => {
+                self.batch = batch_rows(&per_row);
+                self.nested = self
+                    .nested
+                    .take()
+                    .map(|rows| rows.with_batch_size(batch_rows(&nested_per_value)));
+                Ok(())
+            }
+            Some((column, Refusal::TooLarge(why))) => {
+                self.over_limit = Some(OverLimit { row: None });
+                Err(ParquetFailure(format!(
+                    "row group {index}, column {column:?}: {why}"
+                )))
+            }
+            Some((column, Refusal::Corrupt(why))) => Err(ParquetFailure(format!(
+                "row group {index}, column {column:?}: {why}"
+            ))),
+        }
     }
 
     /// Renders more text into `self.text`; false at the end of the file.
@@ -854,7 +950,7 @@ impl ParquetCsv {
             if self.batch_next == self.batch_rows && !self.next_batch()? {
                 break;
             }
-            self.render_row();
+            self.render_row()?;
         }
         Ok(!self.text.is_empty())
     }
@@ -865,6 +961,7 @@ impl ParquetCsv {
             if self.row_group >= self.file.num_row_groups() {
                 return Ok(false);
             }
+            self.check_row_group(self.row_group)?;
             let group = self.file.get_row_group(self.row_group).map_err(failure)?;
             let rows = group.metadata().num_rows();
             self.group_left = usize::try_from(rows).map_err(|_| {
@@ -877,7 +974,7 @@ impl ParquetCsv {
             }
             self.row_group += 1;
         }
-        let n = self.group_left.min(BATCH_ROWS);
+        let n = self.group_left.min(self.batch);
         for c in &mut self.columns {
             if let Column::Flat(f) = c {
                 let reader = f.reader.as_mut().expect("opened with its row group");
@@ -899,25 +996,6 @@ impl ParquetCsv {
                 f.next_value = 0;
             }
         }
-        self.nested_rows.clear();
-        if let Some(rows) = self.nested.as_mut() {
-            for _ in 0..n {
-                match rows.next() {
-                    Some(Ok(row)) => self.nested_rows.push(row),
-                    Some(Err(e)) => {
-                        return Err(ParquetFailure(format!(
-                            "row group {}, a list, map or struct column: {e}",
-                            self.row_group - 1
-                        )))
-                    }
-                    None => {
-                        return Err(ParquetFailure(
-                            "the nested columns end before the file's rows".into(),
-                        ))
-                    }
-                }
-            }
-        }
         self.group_left -= n;
         self.batch_rows = n;
         self.batch_next = 0;
@@ -931,13 +1009,40 @@ impl ParquetCsv {
         Ok(true)
     }
 
-    /// Writes the batch's next row as a CSV record.
-    fn render_row(&mut self) {
+    /// Writes the batch's next row as a CSV record; refuses a value or a row longer than the
+    /// limit before rendering it (further).
+    fn render_row(&mut self) -> Result<(), ParquetFailure> {
         let r = self.batch_next;
         self.batch_next += 1;
+        self.rows_done += 1;
+        let row = self.rows_done;
+        let limit = self.limit;
+        let start = self.text.len();
+        let nested_row = match self.nested.as_mut().map(Iterator::next) {
+            None => None,
+            Some(Some(Ok(row))) => Some(row),
+            Some(Some(Err(e))) => {
+                return Err(ParquetFailure(format!(
+                    "row group {}, a list, map or struct column: {e}",
+                    self.row_group - 1
+                )))
+            }
+            Some(None) => {
+                return Err(ParquetFailure(
+                    "the nested columns end before the file's rows".into(),
+                ))
+            }
+        };
         let out = &mut self.text;
         let mut cell = Vec::new();
         for (i, c) in self.columns.iter_mut().enumerate() {
+            if out.len() - start > limit {
+                self.over_limit = Some(OverLimit { row: Some(row) });
+                return Err(ParquetFailure(format!(
+                    "row {row} is longer than the record limit of {limit} bytes \
+                     (--max-record-bytes)"
+                )));
+            }
             if i > 0 {
                 out.push(b',');
             }
@@ -950,6 +1055,15 @@ impl ParquetCsv {
                     }
                     let v = if f.max_def == 0 { r } else { f.next_value };
                     f.next_value += 1;
+                    let len = value_len(&f.values, v);
+                    if len > limit {
+                        self.over_limit = Some(OverLimit { row: Some(row) });
+                        return Err(ParquetFailure(format!(
+                            "row {row}, column {:?}: a value of {len} bytes, more than the \
+                             record limit of {limit} bytes (--max-record-bytes)",
+                            f.name
+                        )));
+                    }
                     match f.render {
                         Render::Text => write_quoted(out, text_value(&f.values, v)),
                         render => {
@@ -960,7 +1074,9 @@ impl ParquetCsv {
                     }
                 }
                 Column::Nested(j) => {
-                    let field = self.nested_rows[r]
+                    let field = nested_row
+                        .as_ref()
+                        .expect("a nested column has its row iterator")
                         .get_column_iter()
                         .nth(*j)
                         .map(|(_, f)| f);
@@ -969,6 +1085,15 @@ impl ParquetCsv {
                         Some(f) => {
                             cell.clear();
                             write_json(&mut cell, f);
+                            if cell.len() > limit {
+                                self.over_limit = Some(OverLimit { row: Some(row) });
+                                return Err(ParquetFailure(format!(
+                                    "row {row}, column {:?}: a value of {} bytes, more than \
+                                     the record limit of {limit} bytes (--max-record-bytes)",
+                                    self.names[i],
+                                    cell.len()
+                                )));
+                            }
                             write_quoted(out, &cell);
                         }
                     }
@@ -976,6 +1101,22 @@ impl ParquetCsv {
             }
         }
         out.extend_from_slice(b"\r\n");
+        if out.len() - start > limit + 2 {
+            self.over_limit = Some(OverLimit { row: Some(row) });
+            return Err(ParquetFailure(format!(
+                "row {row} is longer than the record limit of {limit} bytes (--max-record-bytes)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The length of value `i` when it is bytes (the only values that can be long).
+fn value_len(values: &Values, i: usize) -> usize {
+    match values {
+        Values::Bytes(v) => v[i].len(),
+        Values::Fixed(v) => v[i].len(),
+        _ => 0,
     }
 }
 
@@ -1046,6 +1187,346 @@ fn check_nested_types(
         }
     }
     Ok(())
+}
+
+// ----------------------------------------------------------------------------------------
+// Page headers, checked before the reader decodes a row group.
+//
+// The `parquet` crate allocates a page's declared uncompressed size before decompressing it,
+// reads a gzip page to its end whatever it declares, and keeps every page a batch of rows
+// touches. So before a row group is read, every page header of its column chunks is read
+// here (Thrift compact protocol, fields skipped without allocating): a page declaring more
+// than the record limit, compressed or not, is refused, and a gzip page is inflated into a
+// small scratch buffer, counting, and refused as soon as it exceeds what it declares. The
+// headers also give each flat column's largest bytes per row, which sizes the row group's
+// batches.
+
+/// Thrift compact protocol types (the low nibble of a field header).
+mod ttype {
+    pub const TRUE: u8 = 1;
+    pub const FALSE: u8 = 2;
+    pub const BYTE: u8 = 3;
+    pub const I16: u8 = 4;
+    pub const I32: u8 = 5;
+    pub const I64: u8 = 6;
+    pub const DOUBLE: u8 = 7;
+    pub const BINARY: u8 = 8;
+    pub const LIST: u8 = 9;
+    pub const SET: u8 = 10;
+    pub const MAP: u8 = 11;
+    pub const STRUCT: u8 = 12;
+    pub const UUID: u8 = 13;
+}
+
+/// Nesting deeper than this in a page header is refused (a hostile header could recurse).
+const MAX_THRIFT_DEPTH: u32 = 32;
+
+/// Why a file is refused before its pages are decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    /// A page or value beyond the record limit: `record_too_long`.
+    TooLarge(String),
+    /// Not valid Parquet: `corrupt_parquet`.
+    Corrupt(String),
+}
+
+/// A Thrift compact-protocol reader that skips what it does not need without allocating;
+/// no length it reads may exceed `limit`.
+struct Compact<R> {
+    r: R,
+    limit: u64,
+}
+
+impl<R: Read> Compact<R> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let mut b = [0u8; 1];
+        self.r
+            .read_exact(&mut b)
+            .map_err(|e| format!("truncated page header: {e}"))?;
+        Ok(b[0])
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v: u64 = 0;
+        for shift in (0..70).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift.min(63);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("page header has a varint longer than 10 bytes".into())
+    }
+
+    fn zigzag(&mut self) -> Result<i64, String> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    fn skip_bytes(&mut self, n: u64) -> Result<(), String> {
+        if n > self.limit {
+            return Err(format!("page header holds a field of {n} bytes"));
+        }
+        let copied = io::copy(&mut (&mut self.r).take(n), &mut io::sink())
+            .map_err(|e| format!("reading a page header: {e}"))?;
+        if copied != n {
+            return Err("truncated page header".into());
+        }
+        Ok(())
+    }
+
+    /// The next field of a struct: (id, type), None at its end. `last` is the previous id.
+    fn field(&mut self, last: &mut i16) -> Result<Option<(i16, u8)>, String> {
+        let b = self.byte()?;
+        if b == 0 {
+            return Ok(None);
+        }
+        let delta = i16::from(b >> 4);
+        let id = if delta == 0 {
+            i16::try_from(self.zigzag()?).map_err(|_| "bad field id in a page header")?
+        } else {
+            last.wrapping_add(delta)
+        };
+        *last = id;
+        Ok(Some((id, b & 0x0f)))
+    }
+
+    /// Reads an integer field of type `ty`.
+    fn int(&mut self, ty: u8) -> Result<i64, String> {
+        match ty {
+            ttype::I16 | ttype::I32 | ttype::I64 => self.zigzag(),
+            _ => Err(format!(
+                "page header field of type {ty} where an integer belongs"
+            )),
+        }
+    }
+
+    /// Skips a value of type `ty`.
+    fn skip(&mut self, ty: u8, depth: u32) -> Result<(), String> {
+        if depth > MAX_THRIFT_DEPTH {
+            return Err("page header nested too deep".into());
+        }
+        match ty {
+            ttype::TRUE | ttype::FALSE => Ok(()),
+            ttype::BYTE => self.byte().map(drop),
+            ttype::I16 | ttype::I32 | ttype::I64 => self.varint().map(drop),
+            ttype::DOUBLE => self.skip_bytes(8),
+            ttype::UUID => self.skip_bytes(16),
+            ttype::BINARY => {
+                let n = self.varint()?;
+                self.skip_bytes(n)
+            }
+            ttype::LIST | ttype::SET => {
+                let h = self.byte()?;
+                let n = match h >> 4 {
+                    15 => self.varint()?,
+                    n => u64::from(n),
+                };
+                self.skip_elements(n, &[h & 0x0f], depth)
+            }
+            ttype::MAP => {
+                let n = self.varint()?;
+                if n == 0 {
+                    return Ok(());
+                }
+                let kv = self.byte()?;
+                self.skip_elements(n, &[kv >> 4, kv & 0x0f], depth)
+            }
+            ttype::STRUCT => {
+                let mut last = 0;
+                while let Some((_, t)) = self.field(&mut last)? {
+                    self.skip(t, depth + 1)?;
+                }
+                Ok(())
+            }
+            other => Err(format!("page header has a field of unknown type {other}")),
+        }
+    }
+
+    /// Skips `n` collection elements of the given types (booleans are one byte each there).
+    fn skip_elements(&mut self, n: u64, types: &[u8], depth: u32) -> Result<(), String> {
+        if n > self.limit {
+            return Err(format!("page header holds a collection of {n} elements"));
+        }
+        for _ in 0..n {
+            for &t in types {
+                if t == ttype::TRUE || t == ttype::FALSE {
+                    self.byte()?;
+                } else {
+                    self.skip(t, depth + 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Page types (`parquet.thrift`).
+const DICTIONARY_PAGE: i64 = 2;
+const DATA_PAGE_V2: i64 = 3;
+
+/// What a page header says about the page's size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PageHeader {
+    kind: i64,
+    uncompressed: i64,
+    compressed: i64,
+    /// Values (data page v1) or rows (v2) in the page; 0 for other pages.
+    rows: i64,
+    /// Data page v2: bytes of repetition and definition levels, stored uncompressed before
+    /// the compressed values.
+    levels: i64,
+    /// Data page v2: whether the values are compressed (the default).
+    compressed_values: bool,
+}
+
+/// Reads one page header (the fields that size the page; the rest is skipped).
+fn read_page_header<R: Read>(r: R, limit: u64) -> Result<PageHeader, String> {
+    let mut c = Compact { r, limit };
+    let mut h = PageHeader {
+        kind: -1,
+        uncompressed: -1,
+        compressed: -1,
+        compressed_values: true,
+        ..PageHeader::default()
+    };
+    let mut last = 0;
+    while let Some((id, ty)) = c.field(&mut last)? {
+        match (id, ty) {
+            (1, _) => h.kind = c.int(ty)?,
+            (2, _) => h.uncompressed = c.int(ty)?,
+            (3, _) => h.compressed = c.int(ty)?,
+            (5 | 8, ttype::STRUCT) => {
+                let v2 = id == 8;
+                let mut last = 0;
+                let (mut def, mut rep) = (0, 0);
+                while let Some((id, ty)) = c.field(&mut last)? {
+                    match (id, v2) {
+                        (1, false) | (3, true) => h.rows = c.int(ty)?,
+                        (5, true) => def = c.int(ty)?,
+                        (6, true) => rep = c.int(ty)?,
+                        (7, true) => h.compressed_values = ty != ttype::FALSE,
+                        _ => c.skip(ty, 1)?,
+                    }
+                }
+                h.levels = def.saturating_add(rep);
+            }
+            _ => c.skip(ty, 0)?,
+        }
+    }
+    if h.kind < 0 || h.uncompressed < 0 || h.compressed < 0 || h.levels < 0 {
+        return Err("page header lacks its type or sizes, or has negative ones".into());
+    }
+    Ok(h)
+}
+
+/// Inflates a gzip page's bytes into a small scratch buffer, counting, and refuses it as
+/// soon as it yields more than `declared` bytes (the `parquet` crate would read it whole).
+fn check_gzip_page<R: Read>(compressed: R, declared: u64) -> Result<(), String> {
+    let mut inflate = flate2::read::MultiGzDecoder::new(compressed);
+    let mut scratch = [0u8; 1 << 14];
+    let mut total: u64 = 0;
+    loop {
+        let n = match inflate.read(&mut scratch) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The reader reports a bad stream itself, with its context.
+            Err(_) => return Ok(()),
+        };
+        total += n as u64;
+        if total > declared {
+            return Err(format!(
+                "a gzip page declares {declared} bytes and inflates to more"
+            ));
+        }
+    }
+}
+
+/// A [`Read`] of a file from an offset on, by positioned reads (no shared cursor).
+struct ReadAt<'f> {
+    file: &'f File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// What the pages of one column chunk hold at most.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ChunkPages {
+    /// The largest declared uncompressed page.
+    largest: u64,
+    /// The most uncompressed bytes per row (per value) of a data page.
+    per_row: u64,
+}
+
+/// Checks every page header of the column chunk at `start..start + len` of `file` against
+/// `limit` (see the section's comment); `gzip`: its pages are gzip, inflated to check them.
+fn check_chunk(
+    file: &File,
+    (start, len): (u64, u64),
+    gzip: bool,
+    limit: u64,
+) -> Result<ChunkPages, Refusal> {
+    let end = start.saturating_add(len);
+    let mut pos = start;
+    let mut pages = ChunkPages::default();
+    while pos < end {
+        let mut at = io::BufReader::with_capacity(1 << 12, ReadAt { file, pos });
+        let h = read_page_header(&mut at, limit).map_err(Refusal::Corrupt)?;
+        let header_len = at.get_ref().pos - at.buffer().len() as u64 - pos;
+        let (uncompressed, compressed) = (h.uncompressed as u64, h.compressed as u64);
+        let size = uncompressed.max(compressed);
+        if size > limit {
+            return Err(Refusal::TooLarge(format!(
+                "a page of {size} bytes, more than the record limit of {limit} bytes \
+                 (--max-record-bytes)"
+            )));
+        }
+        let body = pos + header_len;
+        if gzip && compressed > 0 {
+            let levels = if h.kind == DATA_PAGE_V2 {
+                h.levels as u64
+            } else {
+                0
+            };
+            let declared = uncompressed.saturating_sub(levels);
+            // A page declaring no bytes has only NULLs: the reader does not inflate it.
+            if declared > 0 && (h.kind != DATA_PAGE_V2 || h.compressed_values) {
+                let values = ReadAt {
+                    file,
+                    pos: body.saturating_add(levels),
+                }
+                .take(compressed.saturating_sub(levels));
+                check_gzip_page(values, declared).map_err(Refusal::Corrupt)?;
+            }
+        }
+        pages.largest = pages.largest.max(uncompressed);
+        if h.kind != DICTIONARY_PAGE && h.rows > 0 {
+            pages.per_row = pages.per_row.max(uncompressed.div_ceil(h.rows as u64));
+        }
+        pos = body.saturating_add(compressed);
+    }
+    Ok(pages)
+}
+
+/// Rows a batch of the row group holds: as many as keep the pages a batch touches near
+/// [`BATCH_BYTES`], given each flat column's bytes per row (never fewer than 1, never more
+/// than [`BATCH_ROWS`]).
+fn batch_rows(per_row: &[u64]) -> usize {
+    let row_bytes: u64 = per_row
+        .iter()
+        .fold(0u64, |a, &b| a.saturating_add(b))
+        .max(1);
+    usize::try_from(BATCH_BYTES as u64 / row_bytes)
+        .unwrap_or(BATCH_ROWS)
+        .clamp(1, BATCH_ROWS)
 }
 
 impl Read for ParquetCsv {
@@ -1291,6 +1772,276 @@ mod tests {
             s(|o| write_json(o, &F::ULong(u64::MAX))),
             "18446744073709551615"
         );
+    }
+
+    /// Thrift compact encoding, for hand-made page headers.
+    fn zz(v: i64) -> Vec<u8> {
+        let mut u = ((v << 1) ^ (v >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            if u < 0x80 {
+                out.push(u as u8);
+                return out;
+            }
+            out.push((u as u8 & 0x7f) | 0x80);
+            u >>= 7;
+        }
+    }
+
+    fn int_field(delta: u8, v: i64) -> Vec<u8> {
+        let mut out = vec![(delta << 4) | ttype::I32];
+        out.extend(zz(v));
+        out
+    }
+
+    /// A page header: (type, uncompressed, compressed), rows in its data or dictionary page
+    /// header, or a v2 header with (rows, level bytes, values compressed).
+    fn header(kind: i64, sizes: (i64, i64), rows: i64, v2: Option<(i64, bool)>) -> Vec<u8> {
+        let mut h = int_field(1, kind);
+        h.extend(int_field(1, sizes.0));
+        h.extend(int_field(1, sizes.1));
+        match v2 {
+            None => {
+                let delta = if kind == DICTIONARY_PAGE { 4 } else { 2 };
+                h.push((delta << 4) | ttype::STRUCT);
+                h.extend(int_field(1, rows));
+                h.extend(int_field(1, 0));
+                h.push(0);
+            }
+            Some((levels, compressed)) => {
+                h.push((5 << 4) | ttype::STRUCT);
+                for v in [rows, 0, rows, 0, levels, 0] {
+                    h.extend(int_field(1, v));
+                }
+                h.push(
+                    (1 << 4)
+                        | if compressed {
+                            ttype::TRUE
+                        } else {
+                            ttype::FALSE
+                        },
+                );
+                h.push(0);
+            }
+        }
+        h.push(0);
+        h
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut e, data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn temp_file(bytes: &[u8]) -> File {
+        let path = std::env::temp_dir().join(format!(
+            "sluice-unit-{}-{:?}.bin",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, bytes).unwrap();
+        let f = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    }
+
+    #[test]
+    fn page_headers_give_their_sizes_and_unknown_fields_are_skipped() {
+        let h = header(0, (1000, 300), 10, None);
+        let got = read_page_header(&h[..], 1 << 20).unwrap();
+        assert_eq!(
+            (got.kind, got.uncompressed, got.compressed, got.rows),
+            (0, 1000, 300, 10)
+        );
+        let got =
+            read_page_header(&header(3, (900, 200), 7, Some((40, false)))[..], 1 << 20).unwrap();
+        assert_eq!(
+            (got.rows, got.levels, got.compressed_values),
+            (7, 40, false)
+        );
+        // A crc, a binary field, a list and a nested struct, as later fields: skipped.
+        let mut h = int_field(1, 0);
+        h.extend(int_field(1, 64));
+        h.extend(int_field(1, 32));
+        h.extend(int_field(1, 12345));
+        h.push((6 << 4) | ttype::BINARY);
+        h.push(3);
+        h.extend(b"abc");
+        h.push((1 << 4) | ttype::LIST);
+        h.push((3 << 4) | ttype::I32);
+        h.extend([2, 4, 6]);
+        h.push((1 << 4) | ttype::STRUCT);
+        h.push((1 << 4) | ttype::BINARY);
+        h.extend([2, b'x', b'y']);
+        h.push(0);
+        h.push(0);
+        let got = read_page_header(&h[..], 1 << 20).unwrap();
+        assert_eq!((got.uncompressed, got.compressed), (64, 32));
+        // A binary field longer than the limit is refused without reading (or allocating) it.
+        let mut h = int_field(1, 0);
+        h.push((8 << 4) | ttype::BINARY);
+        h.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let e = read_page_header(&h[..], 1 << 20).unwrap_err();
+        assert!(e.contains("a field of 4294967295 bytes"), "{e}");
+        // Truncated, or without its sizes.
+        let h = header(0, (1000, 300), 10, None);
+        assert!(read_page_header(&h[..5], 1 << 20).is_err());
+        assert!(read_page_header(&[0u8][..], 1 << 20).is_err());
+        // Nesting beyond reason.
+        let mut h = vec![(9 << 4) | ttype::STRUCT];
+        h.extend(std::iter::repeat_n((1 << 4) | ttype::STRUCT, 100));
+        let e = read_page_header(&h[..], 1 << 20).unwrap_err();
+        assert!(e.contains("nested too deep"), "{e}");
+    }
+
+    #[test]
+    fn column_chunks_are_checked_page_by_page() {
+        let values = vec![b'v'; 4000];
+        let dict = gz(b"dictionary");
+        let data = gz(&values);
+        let mut chunk = header(DICTIONARY_PAGE, (10, dict.len() as i64), 1, None);
+        chunk.extend(&dict);
+        chunk.extend(header(0, (4000, data.len() as i64), 100, None));
+        chunk.extend(&data);
+        // A v2 page: 8 bytes of levels, uncompressed, then the gzip values.
+        chunk.extend(header(
+            3,
+            (4008, 8 + data.len() as i64),
+            50,
+            Some((8, true)),
+        ));
+        chunk.extend([0u8; 8]);
+        chunk.extend(&data);
+        let f = temp_file(&chunk);
+        let all = (0, chunk.len() as u64);
+        assert_eq!(
+            check_chunk(&f, all, true, 1 << 20),
+            Ok(ChunkPages {
+                largest: 4008,
+                per_row: 81
+            })
+        );
+        // A page declaring more than the limit, compressed or not.
+        assert!(matches!(
+            check_chunk(&f, all, true, 4000),
+            Err(Refusal::TooLarge(m)) if m.contains("a page of 4008 bytes, more than the record limit of 4000")
+        ));
+        let mut big = header(0, (10, 1 << 30), 1, None);
+        big.extend(b"short");
+        let f = temp_file(&big);
+        assert!(matches!(
+            check_chunk(&f, (0, big.len() as u64), false, 1 << 20),
+            Err(Refusal::TooLarge(_))
+        ));
+        // A gzip page that inflates past what it declares: corrupt, found while counting.
+        let bomb = gz(&vec![0u8; 8 << 20]);
+        let mut lying = header(0, (4000, bomb.len() as i64), 100, None);
+        lying.extend(&bomb);
+        let f = temp_file(&lying);
+        assert!(matches!(
+            check_chunk(&f, (0, lying.len() as u64), true, 1 << 20),
+            Err(Refusal::Corrupt(m)) if m.contains("declares 4000 bytes and inflates to more")
+        ));
+        // Not gzip: not inflated (the reader checks snappy pages against their header itself).
+        assert!(check_chunk(&f, (0, lying.len() as u64), false, 16 << 20).is_ok());
+        // A chunk that claims more bytes than the file has.
+        assert!(matches!(
+            check_chunk(&f, (0, lying.len() as u64 + 100), true, 16 << 20),
+            Err(Refusal::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn batches_hold_fewer_rows_where_rows_are_large() {
+        assert_eq!(batch_rows(&[]), BATCH_ROWS);
+        assert_eq!(batch_rows(&[8, 100, 4]), BATCH_ROWS);
+        assert_eq!(batch_rows(&[1 << 20]), 16);
+        assert_eq!(batch_rows(&[1 << 20, 1 << 20]), 8);
+        assert_eq!(batch_rows(&[64 << 20]), 1);
+        assert_eq!(batch_rows(&[u64::MAX, u64::MAX]), 1);
+    }
+
+    /// A Parquet file written by the crate: `id` int32 and `v` binary (UTF8), gzip pages of
+    /// one value each where values are long.
+    fn written(values: &[&[u8]]) -> File {
+        use parquet::column::writer::ColumnWriter;
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        let schema = Arc::new(
+            parquet::schema::parser::parse_message_type(
+                "message m { required int32 id; required binary v (UTF8); }",
+            )
+            .unwrap(),
+        );
+        let props = Arc::new(
+            WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::GZIP(Default::default()))
+                .set_dictionary_enabled(false)
+                .set_data_page_size_limit(1000)
+                .set_write_batch_size(1)
+                .build(),
+        );
+        let mut out = Vec::new();
+        let mut w = SerializedFileWriter::new(&mut out, schema, props).unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        while let Some(mut col) = rg.next_column().unwrap() {
+            match col.untyped() {
+                ColumnWriter::Int32ColumnWriter(c) => {
+                    let ids: Vec<i32> = (1..=values.len() as i32).collect();
+                    c.write_batch(&ids, None, None).unwrap();
+                }
+                ColumnWriter::ByteArrayColumnWriter(c) => {
+                    let v: Vec<ByteArray> =
+                        values.iter().map(|v| ByteArray::from(v.to_vec())).collect();
+                    c.write_batch(&v, None, None).unwrap();
+                }
+                _ => unreachable!(),
+            }
+            col.close().unwrap();
+        }
+        rg.close().unwrap();
+        w.close().unwrap();
+        temp_file(&out)
+    }
+
+    fn read_all(csv: &mut ParquetCsv) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        csv.read_to_end(&mut out).map(|_| out)
+    }
+
+    #[test]
+    fn pages_and_rows_beyond_the_limit_fail_before_they_are_rendered() {
+        let a = vec![b'a'; 3000];
+        // Within the limit: the rows come out.
+        let mut csv = ParquetCsv::open(written(&[b"x", &a]), "NULL")
+            .unwrap()
+            .limit(8000);
+        let text = read_all(&mut csv).unwrap();
+        // The header, `"1","x"` and `"2","aaa..."`, each with CRLF.
+        assert_eq!(text.len(), 10 + 9 + 3008);
+        assert_eq!(csv.over_limit(), None);
+        // A page beyond it: refused before the row group is read.
+        let mut csv = ParquetCsv::open(written(&[b"x", &a]), "NULL")
+            .unwrap()
+            .limit(2000);
+        assert!(read_all(&mut csv).is_err());
+        assert_eq!(csv.over_limit(), Some(OverLimit { row: None }));
+        let f = csv.failure().unwrap();
+        assert!(f.0.contains("row group 0, column \"v\": a page of"), "{f}");
+        // The value and its page fit, its row does not (every quote doubled): refused while
+        // rendering, with the row.
+        let quotes = vec![b'"'; 1500];
+        let mut csv = ParquetCsv::open(written(&[b"x", &quotes]), "NULL")
+            .unwrap()
+            .limit(2000);
+        let e = read_all(&mut csv).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("row 2 is longer than the record limit of 2000"),
+            "{e}"
+        );
+        assert_eq!(csv.over_limit(), Some(OverLimit { row: Some(2) }));
     }
 
     #[test]

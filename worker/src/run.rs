@@ -97,6 +97,7 @@ pub async fn run(
             state_schema: cfg.state_schema.clone(),
             worker_id: cfg.worker_id.clone(),
             max_record_bytes: cfg.max_record_bytes,
+            max_decompressed_bytes: cfg.max_decompressed_bytes,
             prepared: Default::default(),
             schemas: cfg.schemas.clone().map(Arc::new),
         },
