@@ -20,3 +20,4 @@ mod order;
 mod parquet;
 mod security;
 mod shapes;
+mod waits;

@@ -268,6 +268,7 @@ impl TestBed {
             max_record_bytes: 1 << 20,
             prepared: Default::default(),
             schemas: None,
+            merge_lock_timeout: sluice_worker::db::Waits::default().merge_lock,
         }
     }
 

@@ -10,7 +10,7 @@
 //!     CREATE TEMP TABLE sluice_stage ... ON COMMIT DROP
 //!     COPY sluice_stage FROM STDIN               <- blocking parser thread, bounded channel
 //!     fill partial U images from earlier records (only if the file has any)
-//!     lock the table's merges (advisory, transaction-scoped)
+//!     lock the table's merges (advisory, transaction-scoped, at most --merge-lock-timeout)
 //!     version-guarded merge (set-based; see sql.rs), prune old tombstones
 //!     UPDATE ledger row with counts
 //!   COMMIT                                      -> if the outcome is unknown, the ledger says
@@ -28,8 +28,13 @@
 //! into one table are serialised by its lock, taken after the `COPY` so that the slow part of
 //! loads of one table still runs in parallel; an operation changes a row only if its version
 //! is newer than the row's and its tombstone's, so files may be applied in any order.
+//!
+//! Every wait is bounded (`db::Waits`): the merge lock by `merge_lock_timeout`, other locks
+//! by the session's `lock_timeout`, statements by `statement_timeout`; a wait that runs out
+//! fails the attempt with a transient [`LoadError::LockTimeout`] naming the lock, and the
+//! transaction rolls back.
 
-use crate::db::{db_error, error_text, pool_error_text};
+use crate::db::{self, db_error, error_text, pool_error_text};
 use crate::encode::{encode, Chunk, Direct, EncodeSpec, Layout, Parsed, Segment, CHANNEL_CHUNKS};
 use crate::error::LoadError;
 use crate::sql;
@@ -63,6 +68,8 @@ pub struct LoadContext {
     pub prepared: Arc<Mutex<HashMap<PreparedTable, u32>>>,
     /// Target schemas files may load into; None: any the role can write.
     pub schemas: Option<Arc<Vec<String>>>,
+    /// Longest wait for a table's merge lock; zero: no limit (`db::Waits::merge_lock`).
+    pub merge_lock_timeout: Duration,
 }
 
 impl LoadContext {
@@ -192,6 +199,7 @@ async fn load_once(
     let body = get_object(&ctx.s3, msg).await?;
 
     let txn = client.transaction().await.map_err(pg)?;
+    let claim_started = Instant::now();
     let claimed = txn
         .query(
             &sql::ledger_claim_sql(&ctx.state_schema),
@@ -205,7 +213,10 @@ async fn load_once(
             ],
         )
         .await
-        .map_err(pg)?;
+        .map_err(|e| {
+            let lock = format!("the ledger row of {key} (another session is loading the file)");
+            db::lock_error(e, key, &target_label, &lock, claim_started.elapsed())
+        })?;
     let Some(file_id) = claimed.first().map(|r| r.get::<_, i64>(0)) else {
         return Ok(Attempt::Done(LoadOutcome::AlreadyApplied));
     };
@@ -362,9 +373,7 @@ async fn load_once(
             .map_err(merge_err)?;
     }
     let deletes = sql::Deletes::for_table(&target, soft, &ctx.state_schema);
-    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
-        .await
-        .map_err(merge_err)?;
+    lock_merges(&txn, &target, key, ctx.merge_lock_timeout).await?;
     let merge_sql = sql::merge_sql(&sql::MergeSpec {
         target: &target,
         file_columns: &layout.columns,
@@ -444,9 +453,7 @@ async fn direct_load(
     let copy = started.elapsed();
 
     let started = Instant::now();
-    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
-        .await
-        .map_err(pg)?;
+    lock_merges(&txn, target, key, ctx.merge_lock_timeout).await?;
     let superseded = match sql::Deletes::for_table(target, soft, &ctx.state_schema) {
         sql::Deletes::Hard { tombstones } => {
             // Usually there are none: then nothing to compare, and no scan of the new rows.
@@ -585,7 +592,7 @@ async fn prepared_target(
         Some(oid) => oid,
         None => {
             let target = target::resolve(&*client, schema, table, soft, key).await?;
-            prepare(client, &target, soft, &ctx.state_schema, key).await?;
+            prepare(ctx, client, &target, soft, key).await?;
             ctx.prepared
                 .lock()
                 .expect("prepared-table cache lock")
@@ -654,9 +661,7 @@ pub async fn apply_replace(
     }
     let txn = client.transaction().await.map_err(pg)?;
     let target = target::resolve(&txn, &schema, &table, soft, key).await?;
-    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
-        .await
-        .map_err(pg)?;
+    lock_merges(&txn, &target, key, ctx.merge_lock_timeout).await?;
     let claimed = txn
         .query(
             &sql::generation_claim_sql(&ctx.state_schema),
@@ -690,14 +695,17 @@ pub async fn apply_replace(
 }
 
 /// Adds the system columns, the soft-delete flag or the tombstone table to a target, under
-/// its merge lock, in a transaction of its own. Idempotent.
+/// its merge lock, in a transaction of its own. Idempotent. Its DDL waits for the table's
+/// exclusive lock at most the session's `lock_timeout`: readers queue behind a waiting
+/// `ALTER TABLE`, so it gives up early ([`LoadError::LockTimeout`]) and the load retries.
 async fn prepare(
+    ctx: &LoadContext,
     client: &mut deadpool_postgres::Object,
     target: &sql::TargetTable,
     soft: Option<&str>,
-    state_schema: &str,
     key: &str,
 ) -> Result<(), LoadError> {
+    let state_schema = ctx.state_schema.as_str();
     let err = |e: tokio_postgres::Error| {
         let mut e = db_error(e, key, &target.label(), None);
         if let LoadError::Database { message, .. } = &mut e {
@@ -710,14 +718,44 @@ async fn prepare(
         e
     };
     let txn = client.transaction().await.map_err(err)?;
-    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
-        .await
-        .map_err(err)?;
+    lock_merges(&txn, target, key, ctx.merge_lock_timeout).await?;
     let current = target::resolve(&txn, &target.schema, &target.name, soft, key).await?;
+    let started = Instant::now();
     txn.batch_execute(&sql::prepare_sql(&current, soft, state_schema))
         .await
-        .map_err(err)?;
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                let lock = format!(
+                    "the lock on {} to add sluice's system columns or its tombstone table",
+                    target.label()
+                );
+                db::lock_error(e, key, &target.label(), &lock, started.elapsed())
+            } else {
+                err(e)
+            }
+        })?;
     txn.commit().await.map_err(err)
+}
+
+/// Takes the table's merge lock for the rest of the transaction, waiting at most `timeout`
+/// (zero: no limit); a wait that runs out is [`LoadError::LockTimeout`], naming the lock.
+async fn lock_merges(
+    txn: &deadpool_postgres::Transaction<'_>,
+    target: &sql::TargetTable,
+    key: &str,
+    timeout: Duration,
+) -> Result<(), LoadError> {
+    let started = Instant::now();
+    txn.batch_execute(&sql::merge_lock_sql(target, timeout))
+        .await
+        .map_err(|e| {
+            let lock = format!(
+                "the merge lock of {} (advisory lock {})",
+                target.label(),
+                target.merge_lock()
+            );
+            db::lock_error(e, key, &target.label(), &lock, started.elapsed())
+        })
 }
 
 /// Whether the ledger holds the file, asked on a fresh connection.
