@@ -1,12 +1,14 @@
 //! Every wait on PostgreSQL is bounded: a session that holds a table's merge lock (someone's
 //! `BEGIN` in psql) makes a worker's attempt fail as `lock_timeout` and retry, not wait
-//! forever; a worker's session idle inside a transaction is ended by the server. All on the
-//! shared PostgreSQL, in the test's own schemas; no cluster is stopped.
+//! forever; a worker's session idle inside a transaction is ended by the server; a Parquet
+//! object is downloaded before its transaction begins. All on the shared PostgreSQL, in the
+//! test's own schemas; no cluster is stopped.
 
 use crate::support::{database_url, TestBed};
 use sluice_common::manifest::Status;
 use sluice_worker::db::Waits;
-use std::time::Duration;
+use sluice_worker::load::{load_file, LoadOutcome};
+use std::time::{Duration, SystemTime};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
@@ -188,4 +190,98 @@ async fn worker_sessions_carry_their_limits_and_one_idle_in_a_transaction_is_end
     assert_eq!(defaults.lock, Duration::from_secs(30));
     assert_eq!(defaults.statement, Duration::from_secs(3600));
     assert_eq!(defaults.idle_in_transaction, Duration::from_secs(60));
+}
+
+/// An S3 endpoint serving `body` for any GET: the first half at once, the rest after a pause.
+/// Returns its URL and the time just before the last byte was sent.
+async fn slow_object_endpoint(
+    body: Vec<u8>,
+    etag: String,
+) -> (String, std::sync::Arc<std::sync::Mutex<Option<SystemTime>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let last_byte = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let last = last_byte.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (body, etag, last) = (body.clone(), etag.clone(), last.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nETag: \"{etag}\"\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let half = body.len() / 2;
+                if sock.write_all(head.as_bytes()).await.is_err()
+                    || sock.write_all(&body[..half]).await.is_err()
+                {
+                    return;
+                }
+                let _ = sock.flush().await;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                *last.lock().unwrap() = Some(SystemTime::now());
+                let _ = sock.write_all(&body[half..]).await;
+                let _ = sock.flush().await;
+            });
+        }
+    });
+    (format!("http://{addr}"), last_byte)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parquet_object_is_downloaded_before_its_transaction_begins() {
+    let tb = TestBed::new("waits-spool").await;
+    tb.sql("CREATE TABLE {s}.many (id bigint PRIMARY KEY, label text, at timestamp)")
+        .await;
+    let (file, _) = crate::parquet::write_parquet("row_groups");
+    let key = tb.key("many/LOAD00000001.parquet");
+    let etag = tb.put(&key, file.clone()).await;
+    let msg = tb.message(&key).await;
+    let (endpoint, last_byte) = slow_object_endpoint(file, etag).await;
+    let mut ctx = tb.load_context("").await;
+    ctx.s3 = aws_sdk_s3::Client::from_conf(
+        tb.aws
+            .s3
+            .config()
+            .to_builder()
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let outcome = load_file(&ctx, &msg)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let LoadOutcome::Loaded(stats) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(stats.records, 10_000);
+    let last_byte = last_byte.lock().unwrap().expect("the object was served");
+    // The ledger row's loaded_at is now() of the load's transaction: its start.
+    let began: SystemTime = tb
+        .db
+        .query_one(
+            &format!(
+                "SELECT loaded_at FROM \"{}\".ledger WHERE key = $1",
+                tb.state_schema
+            ),
+            &[&key],
+        )
+        .await
+        .expect("ledger row")
+        .get(0);
+    assert!(
+        began >= last_byte,
+        "the transaction began {:?} before the last byte of the object was sent",
+        last_byte.duration_since(began).unwrap_or_default()
+    );
 }

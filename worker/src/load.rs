@@ -3,7 +3,8 @@
 //! ```text
 //!   ledger has (bucket, key, etag)?  -> already applied, stop
 //!   target prepared? (system columns, tombstone table; once per table and process, own txn)
-//!   GET object (If-Match: etag), streamed (a Parquet file: spooled to an unlinked temp file)
+//!   GET object (If-Match: etag), streamed; a Parquet file is spooled whole to an unlinked
+//!     temp file here, before BEGIN, so no transaction stays open while it downloads
 //!   BEGIN
 //!     INSERT ledger row ON CONFLICT DO NOTHING   -> no file_id: applied by someone else, ROLLBACK
 //!     resolve target from the catalog            (names from the key are bound, never spliced)
@@ -32,7 +33,8 @@
 //! Every wait is bounded (`db::Waits`): the merge lock by `merge_lock_timeout`, other locks
 //! by the session's `lock_timeout`, statements by `statement_timeout`; a wait that runs out
 //! fails the attempt with a transient [`LoadError::LockTimeout`] naming the lock, and the
-//! transaction rolls back.
+//! transaction rolls back. Only a CSV object is read from S3 while its transaction is open,
+//! as the `COPY` streams it.
 
 use crate::db::{self, db_error, error_text, pool_error_text};
 use crate::encode::{encode, Chunk, Direct, EncodeSpec, Layout, Parsed, Segment, CHANNEL_CHUNKS};
@@ -196,7 +198,10 @@ async fn load_once(
     let soft = rules.soft_delete.as_deref();
     let prepared_oid = prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
 
-    let body = get_object(&ctx.s3, msg).await?;
+    let (format, compression) = map_key("", key)
+        .map(|f| (f.format, f.compression))
+        .unwrap_or((Format::Csv, Compression::None));
+    let (body, spooled_again) = open_body(ctx, msg, format).await?;
 
     let txn = client.transaction().await.map_err(pg)?;
     let claim_started = Instant::now();
@@ -242,9 +247,6 @@ async fn load_once(
     }
 
     // Parser thread -> bounded channel -> COPY sink.
-    let (format, compression) = map_key("", key)
-        .map(|f| (f.format, f.compression))
-        .unwrap_or((Format::Csv, Compression::None));
     let rejects = rules.on_error == OnError::RejectRows;
     let started = Instant::now();
     // The direct path: a full-load file into a table with no rows needs no stage and no merge.
@@ -323,7 +325,10 @@ async fn load_once(
                     txn.batch_execute("ROLLBACK TO SAVEPOINT sluice_copy")
                         .await
                         .map_err(pg)?;
-                    let body = get_object(&ctx.s3, msg).await?;
+                    let body = match spooled_again {
+                        Some(file) => Body::Spooled(file),
+                        None => Body::Stream(Box::new(get_object(&ctx.s3, msg).await?)),
+                    };
                     let mut run = start_parse(ctx, msg, body, source, &target, &rules, true, None);
                     run.layout(msg, compression).await?;
                     let mut refused = 0;
@@ -785,12 +790,87 @@ struct Source {
     compression: Compression,
 }
 
+/// An object's bytes, as the parser gets them.
+enum Body {
+    /// A CSV object, streamed from S3 while the `COPY` runs.
+    Stream(Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    /// A Parquet object, already downloaded ([`spool`]).
+    Spooled(std::fs::File),
+}
+
+/// An object's bytes before its transaction begins: a CSV object's stream, or a Parquet
+/// object downloaded whole ([`spool`]), with a second handle on the file for the slow path,
+/// which reads it again.
+async fn open_body(
+    ctx: &LoadContext,
+    msg: &FileMessage,
+    format: Format,
+) -> Result<(Body, Option<std::fs::File>), LoadError> {
+    let body = get_object(&ctx.s3, msg).await?;
+    if format == Format::Csv {
+        return Ok((Body::Stream(Box::new(body)), None));
+    }
+    let file = spool(body, msg).await?;
+    let again = file.try_clone().map_err(|e| LoadError::Spool {
+        bucket: msg.bucket.clone(),
+        key: msg.key.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((Body::Spooled(file), Some(again)))
+}
+
+/// Downloads a Parquet object's `body` whole to a temporary file, before its transaction
+/// begins. Memory stays bounded: the body is copied through a 64 KiB buffer. The file is
+/// unlinked as soon as it is created, so it disappears when its last handle closes, whatever
+/// happens (an error, a panic, the process killed).
+async fn spool(
+    body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    msg: &FileMessage,
+) -> Result<std::fs::File, LoadError> {
+    let (bucket, key) = (msg.bucket.clone(), msg.key.clone());
+    let spooled = tokio::task::spawn_blocking(move || {
+        let spool_err = |e: std::io::Error| LoadError::Spool {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            message: e.to_string(),
+        };
+        let mut raw = SyncIoBridge::new(body);
+        let mut file = unlinked_temp_file().map_err(spool_err)?;
+        let mut copy_buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match raw.read(&mut copy_buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(LoadError::S3 {
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                        message: e.to_string(),
+                        transient: true,
+                    })
+                }
+            };
+            std::io::Write::write_all(&mut file, &copy_buf[..n]).map_err(spool_err)?;
+        }
+        Ok(file)
+    })
+    .await;
+    spooled.unwrap_or_else(|e| {
+        Err(LoadError::Spool {
+            bucket: msg.bucket.clone(),
+            key: msg.key.clone(),
+            message: format!("spooling thread failed: {e}"),
+        })
+    })
+}
+
 /// Starts parsing an object's body on a blocking thread.
 #[allow(clippy::too_many_arguments)]
 fn start_parse(
     ctx: &LoadContext,
     msg: &FileMessage,
-    body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    body: Body,
     source: Source,
     target: &sql::TargetTable,
     rules: &TableRules,
@@ -808,10 +888,6 @@ fn start_parse(
     let max_record_bytes = ctx.max_record_bytes;
     let failed = source_failed.clone();
     let parser = tokio::task::spawn_blocking(move || {
-        let raw = Tracked {
-            inner: SyncIoBridge::new(body),
-            failed,
-        };
         let spec = EncodeSpec {
             key: &key,
             target: &target,
@@ -820,9 +896,14 @@ fn start_parse(
             segmented,
             direct: direct.as_ref(),
         };
-        if source.format == Format::Parquet {
-            return encode_parquet(raw, &bucket, &spec, &tx);
-        }
+        let body = match body {
+            Body::Spooled(file) => return encode_parquet(file, &bucket, &spec, &tx),
+            Body::Stream(body) => body,
+        };
+        let raw = Tracked {
+            inner: SyncIoBridge::new(body),
+            failed,
+        };
         let input: Box<dyn Read> = match source.compression {
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
                 BufReader::with_capacity(1 << 16, raw),
@@ -838,44 +919,24 @@ fn start_parse(
     }
 }
 
-/// Parses a Parquet object: spools `raw` (the S3 body) to a temporary file, then runs the
-/// encoder over the file as CSV ([`crate::parquet::ParquetCsv`]; `spec.rules` are already
-/// [`crate::parquet::csv_rules`]). Memory stays bounded: the body is copied through a 64 KiB
-/// buffer, and the file is read row group by row group. The temporary file is unlinked as
-/// soon as it is created, so it disappears when its handle closes, whatever happens (an
-/// error, a panic, the process killed); a zero-byte object is an empty file, as for CSV.
-fn encode_parquet<R: Read>(
-    mut raw: Tracked<R>,
+/// Parses a Parquet object spooled to `file` ([`spool`]): runs the encoder over the file as
+/// CSV ([`crate::parquet::ParquetCsv`]; `spec.rules` are already
+/// [`crate::parquet::csv_rules`]), row group by row group, so memory stays bounded. A
+/// zero-byte object is an empty file, as for CSV.
+fn encode_parquet(
+    file: std::fs::File,
     bucket: &str,
     spec: &EncodeSpec<'_>,
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<Parsed, LoadError> {
-    let spool_err = |e: std::io::Error| LoadError::Spool {
-        bucket: bucket.to_owned(),
-        key: spec.key.to_owned(),
-        message: e.to_string(),
-    };
-    let mut file = unlinked_temp_file().map_err(spool_err)?;
-    let mut copy_buf = vec![0u8; 1 << 16];
-    let mut size: u64 = 0;
-    loop {
-        let n = match raw.read(&mut copy_buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(LoadError::S3 {
-                    bucket: bucket.to_owned(),
-                    key: spec.key.to_owned(),
-                    message: e.to_string(),
-                    transient: true,
-                })
-            }
-        };
-        std::io::Write::write_all(&mut file, &copy_buf[..n]).map_err(spool_err)?;
-        size += n as u64;
-    }
-    drop(copy_buf);
+    let size = file
+        .metadata()
+        .map_err(|e| LoadError::Spool {
+            bucket: bucket.to_owned(),
+            key: spec.key.to_owned(),
+            message: e.to_string(),
+        })?
+        .len();
     if size == 0 {
         let parsed = encode(&b""[..], spec, tx)?;
         return Ok(parsed);
