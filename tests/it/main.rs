@@ -25,3 +25,4 @@ mod order;
 mod parquet;
 mod security;
 mod shapes;
+mod waits;

@@ -9,7 +9,7 @@ use sluice_worker::load::{load_file, LoadOutcome};
 
 /// Runs `write_parquet.py CASE` and returns the file's bytes and its description (row groups,
 /// rows, column types).
-fn write_parquet(case: &str) -> (Vec<u8>, serde_json::Value) {
+pub(crate) fn write_parquet(case: &str) -> (Vec<u8>, serde_json::Value) {
     let dir = std::env::temp_dir().join(format!(
         "sluice-it-parquet-{}-{}",
         std::process::id(),

@@ -61,8 +61,29 @@ async fn tls_verify_full_checks_the_server_and_refuses_a_wrong_name() {
     ))
     .await;
     assert!(e.contains("NotValidForName"), "{e}");
-    // Without the test CA the server is not trusted.
-    let e = connect_error(&url_with("localhost", "sslmode=verify-full")).await;
+    // Without a CA a verifying mode is refused before connecting, as libpq does (never the
+    // system's public roots for verify-ca); with the system's roots the test CA is unknown.
+    for mode in ["verify-full", "verify-ca"] {
+        let refused = sluice_worker::db::pool(
+            &url_with("localhost", &format!("sslmode={mode}")),
+            1,
+            "sluice-test",
+        )
+        .err()
+        .unwrap_or_else(|| panic!("sslmode={mode} without sslrootcert accepted"))
+        .to_string();
+        assert!(
+            refused.contains(&format!("sslmode={mode} needs the root certificates")),
+            "{refused}"
+        );
+    }
+    assert!(sluice_worker::db::pool(
+        &url_with("localhost", "sslrootcert=system&sslmode=verify-ca"),
+        1,
+        "t"
+    )
+    .is_err());
+    let e = connect_error(&url_with("localhost", "sslrootcert=system")).await;
     assert!(
         e.contains("UnknownIssuer") || e.contains("no root certificate"),
         "{e}"

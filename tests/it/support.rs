@@ -269,6 +269,7 @@ impl TestBed {
             max_decompressed_bytes: 1 << 32,
             prepared: Default::default(),
             schemas: None,
+            merge_lock_timeout: sluice_worker::db::Waits::default().merge_lock,
         }
     }
 

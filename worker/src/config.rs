@@ -1,5 +1,6 @@
 //! The worker's settings: flags with environment equivalents, validated once at start-up.
 
+use crate::db::Waits;
 use clap::Parser;
 use sluice_common::config::redact_url;
 use sluice_common::rules::Rules;
@@ -88,6 +89,23 @@ pub struct WorkerArgs {
     /// Seconds between two EMF flushes.
     #[arg(long, env = "SLUICE_METRICS_INTERVAL", default_value = "60")]
     pub metrics_interval: u64,
+    /// Longest wait, in seconds, for a table's merge lock (other loads of the table merge
+    /// meanwhile); then the attempt fails as `lock_timeout` and is retried. 0: no limit.
+    #[arg(long, env = "SLUICE_MERGE_LOCK_TIMEOUT", default_value = "600")]
+    pub merge_lock_timeout: u64,
+    /// Longest wait, in seconds, for any other lock (PostgreSQL's `lock_timeout`): adding the
+    /// system columns or a tombstone table, the bookkeeping schema, the ledger row of a file
+    /// another session is loading. 0: no limit.
+    #[arg(long, env = "SLUICE_LOCK_TIMEOUT", default_value = "30")]
+    pub lock_timeout: u64,
+    /// Longest run of one statement, in seconds (PostgreSQL's `statement_timeout`); a file's
+    /// `COPY` is one statement, so this bounds the load of the largest file. 0: no limit.
+    #[arg(long, env = "SLUICE_STATEMENT_TIMEOUT", default_value = "3600")]
+    pub statement_timeout: u64,
+    /// Seconds a worker's session may sit idle inside a transaction before PostgreSQL ends it
+    /// and releases its locks (`idle_in_transaction_session_timeout`). 0: no limit.
+    #[arg(long, env = "SLUICE_IDLE_IN_TRANSACTION_TIMEOUT", default_value = "60")]
+    pub idle_in_transaction_timeout: u64,
 }
 
 /// A point where the fault tests make the worker die.
@@ -125,6 +143,8 @@ pub struct WorkerConfig {
     pub health_addr: Option<String>,
     pub metrics_emf: bool,
     pub metrics_interval: Duration,
+    /// How long the worker waits on PostgreSQL.
+    pub waits: Waits,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -142,6 +162,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("metrics_addr", &self.metrics_addr)
             .field("health_addr", &self.health_addr)
             .field("metrics_emf", &self.metrics_emf)
+            .field("waits", &self.waits)
             .finish_non_exhaustive()
     }
 }
@@ -222,6 +243,12 @@ impl WorkerArgs {
             health_addr: self.health_addr.filter(|a| !a.is_empty()),
             metrics_emf: self.metrics_emf,
             metrics_interval: Duration::from_secs(self.metrics_interval),
+            waits: Waits {
+                merge_lock: Duration::from_secs(self.merge_lock_timeout),
+                lock: Duration::from_secs(self.lock_timeout),
+                statement: Duration::from_secs(self.statement_timeout),
+                idle_in_transaction: Duration::from_secs(self.idle_in_transaction_timeout),
+            },
         })
     }
 }

@@ -3,11 +3,65 @@
 //!
 //! Every connection runs with `TimeZone=UTC` (DMS timestamps carry no zone and are UTC, so
 //! `timestamptz` values never shift with the server's default) and `application_name`.
+//!
+//! Every wait on PostgreSQL is bounded ([`Waits`]): each session starts with `lock_timeout`,
+//! `statement_timeout` and `idle_in_transaction_session_timeout` set, and TCP keepalives on
+//! both sides (`sluice_common::postgres`); the table's merge lock has its own, longer limit
+//! (`load.rs`). A lock wait that ends this way is [`LoadError::LockTimeout`] (transient: the
+//! load is retried); a statement cut by `statement_timeout` is SQLSTATE 57014 (transient); a
+//! session ended for idling in a transaction is a lost connection (transient).
 
 use crate::error::{sqlstate_is_transient, LoadError};
 use crate::sql;
 use deadpool_postgres::Pool;
 use sluice_common::config::redact_url;
+use sluice_common::postgres::SessionLimits;
+use std::time::Duration;
+
+/// How long a worker waits on PostgreSQL; `Duration::ZERO` means no limit.
+///
+/// The defaults leave room for a legitimate 1 GB file: its `COPY` is one statement that streams
+/// the whole object (minutes at S3 and disk speeds, so an hour for `statement`), and a merge
+/// waits for the merges of other files of the same table (up to ten minutes for
+/// `merge_lock`). Waits that hold up others stay short: a pending `ALTER TABLE` queues every
+/// reader of its table behind it, so `lock` gives up after 30 s and the load retries later;
+/// a worker's own transaction is never idle longer than a network round trip or an S3
+/// read, so one idle for a minute is stuck (a paused process, a lost client) and is ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    /// The table's merge lock (transaction-scoped advisory lock): `--merge-lock-timeout`.
+    pub merge_lock: Duration,
+    /// Every other lock (`lock_timeout`): DDL, the ledger row of a file another session is
+    /// loading, rows: `--lock-timeout`.
+    pub lock: Duration,
+    /// One statement (`statement_timeout`): `--statement-timeout`.
+    pub statement: Duration,
+    /// A session idle inside a transaction (`idle_in_transaction_session_timeout`):
+    /// `--idle-in-transaction-timeout`.
+    pub idle_in_transaction: Duration,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        Waits {
+            merge_lock: Duration::from_secs(600),
+            lock: Duration::from_secs(30),
+            statement: Duration::from_secs(3600),
+            idle_in_transaction: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Waits {
+    /// The server settings every session starts with.
+    pub fn session(&self) -> SessionLimits {
+        SessionLimits {
+            lock_timeout: Some(self.lock),
+            statement_timeout: Some(self.statement),
+            idle_in_transaction: Some(self.idle_in_transaction),
+        }
+    }
+}
 
 /// Errors setting up the database side, before any file is touched.
 #[derive(Debug, thiserror::Error)]
@@ -18,12 +72,24 @@ pub enum DbSetupError {
     Bootstrap { schema: String, message: String },
 }
 
-/// Builds the pool; connects lazily, with TLS as the URL's `sslmode` says (see
-/// `sluice_common::postgres`).
+/// Builds the pool with the default [`Waits`]; connects lazily, with TLS as the URL's
+/// `sslmode` says (see `sluice_common::postgres`).
 pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSetupError> {
-    sluice_common::postgres::pool(url, size, application_name).map_err(|e| DbSetupError::Url {
-        url: redact_url(url),
-        message: e.to_string(),
+    pool_with(url, size, application_name, &Waits::default())
+}
+
+/// [`pool`] with the worker's configured waits on every session.
+pub fn pool_with(
+    url: &str,
+    size: usize,
+    application_name: &str,
+    waits: &Waits,
+) -> Result<Pool, DbSetupError> {
+    sluice_common::postgres::pool_with(url, size, application_name, &waits.session()).map_err(|e| {
+        DbSetupError::Url {
+            url: redact_url(url),
+            message: e.to_string(),
+        }
     })
 }
 
@@ -71,14 +137,55 @@ pub fn pool_error_text(e: &deadpool_postgres::PoolError) -> String {
     }
 }
 
+/// Whether PostgreSQL ended a lock wait: `lock_timeout` (55P03 `lock_not_available`).
+fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+}
+
+/// A PostgreSQL error from a statement that waits for `lock` (what the lock is, for the
+/// message), started `waited` ago: a lock wait ended by `lock_timeout`, or by
+/// `statement_timeout` (57014) while waiting, is [`LoadError::LockTimeout`]; anything else is
+/// [`db_error`]'s.
+pub fn lock_error(
+    e: tokio_postgres::Error,
+    key: &str,
+    table: &str,
+    lock: &str,
+    waited: Duration,
+) -> LoadError {
+    let canceled = e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
+    if !is_lock_timeout(&e) && !canceled {
+        return db_error(e, key, table, None);
+    }
+    LoadError::LockTimeout {
+        key: key.to_owned(),
+        table: table.to_owned(),
+        lock: lock.to_owned(),
+        waited: Some(waited),
+        sqlstate: e.code().map(|c| c.code().to_owned()).unwrap_or_default(),
+        message: error_text(&e),
+    }
+}
+
 /// Turns a PostgreSQL error into a [`LoadError`]. `record_line` maps a `COPY` line (the record
-/// number) to the file's physical line, when known.
+/// number) to the file's physical line, when known. A lock wait ended by `lock_timeout` is
+/// [`LoadError::LockTimeout`] wherever it happens.
 pub fn db_error(
     e: tokio_postgres::Error,
     key: &str,
     table: &str,
     record_line: Option<&dyn Fn(u64) -> Option<u64>>,
 ) -> LoadError {
+    if is_lock_timeout(&e) {
+        return LoadError::LockTimeout {
+            key: key.to_owned(),
+            table: table.to_owned(),
+            lock: format!("a lock while loading into {table}"),
+            waited: None,
+            sqlstate: "55P03".to_owned(),
+            message: error_text(&e),
+        };
+    }
     let (sqlstate, transient, context) = match e.as_db_error() {
         Some(db) => {
             let code = db.code().code().to_owned();

@@ -230,6 +230,27 @@ pub enum LoadError {
 
     #[error("rules for {key}: {message}")]
     Rules { key: String, message: String },
+
+    /// PostgreSQL ended a wait for a lock another session holds (`lock_timeout`, or
+    /// `statement_timeout` while waiting). Transient: the load is retried.
+    #[error("gave up waiting for {lock}{} loading {key}: another session holds it ({message})", waited_text(*.waited))]
+    LockTimeout {
+        key: String,
+        table: String,
+        /// What the lock is: "the merge lock of s.t (advisory lock 123)", ...
+        lock: String,
+        /// How long the statement waited, where known.
+        waited: Option<std::time::Duration>,
+        sqlstate: String,
+        message: String,
+    },
+}
+
+/// " after 2.0 s", or nothing when the wait is not known.
+fn waited_text(waited: Option<std::time::Duration>) -> String {
+    waited
+        .map(|w| format!(" after {:.1} s", w.as_secs_f64()))
+        .unwrap_or_default()
 }
 
 impl LoadError {
@@ -237,6 +258,7 @@ impl LoadError {
         match self {
             LoadError::S3 { transient, .. } | LoadError::Database { transient, .. } => *transient,
             LoadError::Spool { .. } => true,
+            LoadError::LockTimeout { .. } => true,
             _ => false,
         }
     }
@@ -287,6 +309,7 @@ impl LoadError {
                 }
             }
             LoadError::Rules { .. } => "rules",
+            LoadError::LockTimeout { .. } => "lock_timeout",
         }
     }
 
@@ -367,6 +390,9 @@ impl LoadError {
                 column.clone(),
                 value.clone(),
             ),
+            LoadError::LockTimeout { sqlstate, .. } => {
+                (Some(sqlstate.clone()), None, None, None, None)
+            }
             _ => (None, None, None, None, None),
         };
         FileError {
@@ -466,5 +492,27 @@ mod tests {
         };
         assert!(spool.is_transient());
         assert_eq!(spool.class(), "local_io");
+    }
+
+    #[test]
+    fn a_lock_wait_that_ran_out_is_transient_and_named() {
+        let e = LoadError::LockTimeout {
+            key: "dms/s/t/LOAD00000001.csv".into(),
+            table: "s.t".into(),
+            lock: "the merge lock of s.t (advisory lock 42)".into(),
+            waited: Some(std::time::Duration::from_millis(2049)),
+            sqlstate: "55P03".into(),
+            message: "canceling statement due to lock timeout".into(),
+        };
+        assert!(e.is_transient());
+        let f = e.to_file_error();
+        assert_eq!((f.class.as_str(), f.permanent), ("lock_timeout", false));
+        assert_eq!(f.sqlstate.as_deref(), Some("55P03"));
+        assert_eq!(
+            f.message,
+            "gave up waiting for the merge lock of s.t (advisory lock 42) after 2.0 s loading \
+             dms/s/t/LOAD00000001.csv: another session holds it (canceling statement due to \
+             lock timeout)"
+        );
     }
 }

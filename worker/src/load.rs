@@ -3,14 +3,15 @@
 //! ```text
 //!   ledger has (bucket, key, etag)?  -> already applied, stop
 //!   target prepared? (system columns, tombstone table; once per table and process, own txn)
-//!   GET object (If-Match: etag), streamed (a Parquet file: spooled to an unlinked temp file)
+//!   GET object (If-Match: etag), streamed; a Parquet file is spooled whole to an unlinked
+//!     temp file here, before BEGIN, so no transaction stays open while it downloads
 //!   BEGIN
 //!     INSERT ledger row ON CONFLICT DO NOTHING   -> no file_id: applied by someone else, ROLLBACK
 //!     resolve target from the catalog            (names from the key are bound, never spliced)
 //!     CREATE TEMP TABLE sluice_stage ... ON COMMIT DROP
 //!     COPY sluice_stage FROM STDIN               <- blocking parser thread, bounded channel
 //!     fill partial U images from earlier records (only if the file has any)
-//!     lock the table's merges (advisory, transaction-scoped)
+//!     lock the table's merges (advisory, transaction-scoped, at most --merge-lock-timeout)
 //!     version-guarded merge (set-based; see sql.rs), prune old tombstones
 //!     UPDATE ledger row with counts
 //!   COMMIT                                      -> if the outcome is unknown, the ledger says
@@ -28,8 +29,14 @@
 //! into one table are serialised by its lock, taken after the `COPY` so that the slow part of
 //! loads of one table still runs in parallel; an operation changes a row only if its version
 //! is newer than the row's and its tombstone's, so files may be applied in any order.
+//!
+//! Every wait is bounded (`db::Waits`): the merge lock by `merge_lock_timeout`, other locks
+//! by the session's `lock_timeout`, statements by `statement_timeout`; a wait that runs out
+//! fails the attempt with a transient [`LoadError::LockTimeout`] naming the lock, and the
+//! transaction rolls back. Only a CSV object is read from S3 while its transaction is open,
+//! as the `COPY` streams it.
 
-use crate::db::{db_error, error_text, pool_error_text};
+use crate::db::{self, db_error, error_text, pool_error_text};
 use crate::encode::{encode, Chunk, Direct, EncodeSpec, Layout, Parsed, Segment, CHANNEL_CHUNKS};
 use crate::error::LoadError;
 use crate::sql;
@@ -65,6 +72,8 @@ pub struct LoadContext {
     pub prepared: Arc<Mutex<HashMap<PreparedTable, u32>>>,
     /// Target schemas files may load into; None: any the role can write.
     pub schemas: Option<Arc<Vec<String>>>,
+    /// Longest wait for a table's merge lock; zero: no limit (`db::Waits::merge_lock`).
+    pub merge_lock_timeout: Duration,
 }
 
 impl LoadContext {
@@ -193,9 +202,13 @@ async fn load_once(
     let soft = rules.soft_delete.as_deref();
     let prepared_oid = prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
 
-    let body = get_object(&ctx.s3, msg).await?;
+    let (format, compression) = map_key("", key)
+        .map(|f| (f.format, f.compression))
+        .unwrap_or((Format::Csv, Compression::None));
+    let (body, spooled_again) = open_body(ctx, msg, format).await?;
 
     let txn = client.transaction().await.map_err(pg)?;
+    let claim_started = Instant::now();
     let claimed = txn
         .query(
             &sql::ledger_claim_sql(&ctx.state_schema),
@@ -209,7 +222,10 @@ async fn load_once(
             ],
         )
         .await
-        .map_err(pg)?;
+        .map_err(|e| {
+            let lock = format!("the ledger row of {key} (another session is loading the file)");
+            db::lock_error(e, key, &target_label, &lock, claim_started.elapsed())
+        })?;
     let Some(file_id) = claimed.first().map(|r| r.get::<_, i64>(0)) else {
         return Ok(Attempt::Done(LoadOutcome::AlreadyApplied));
     };
@@ -235,9 +251,6 @@ async fn load_once(
     }
 
     // Parser thread -> bounded channel -> COPY sink.
-    let (format, compression) = map_key("", key)
-        .map(|f| (f.format, f.compression))
-        .unwrap_or((Format::Csv, Compression::None));
     let rejects = rules.on_error == OnError::RejectRows;
     let started = Instant::now();
     // The direct path: a full-load file into a table with no rows needs no stage and no merge.
@@ -316,7 +329,10 @@ async fn load_once(
                     txn.batch_execute("ROLLBACK TO SAVEPOINT sluice_copy")
                         .await
                         .map_err(pg)?;
-                    let body = get_object(&ctx.s3, msg).await?;
+                    let body = match spooled_again {
+                        Some(file) => Body::Spooled(file),
+                        None => Body::Stream(Box::new(get_object(&ctx.s3, msg).await?)),
+                    };
                     let mut run = start_parse(ctx, msg, body, source, &target, &rules, true, None);
                     run.layout(msg, compression).await?;
                     let mut refused = 0;
@@ -366,9 +382,7 @@ async fn load_once(
             .map_err(merge_err)?;
     }
     let deletes = sql::Deletes::for_table(&target, soft, &ctx.state_schema);
-    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
-        .await
-        .map_err(merge_err)?;
+    lock_merges(&txn, &target, key, ctx.merge_lock_timeout).await?;
     let merge_sql = sql::merge_sql(&sql::MergeSpec {
         target: &target,
         file_columns: &layout.columns,
@@ -448,9 +462,7 @@ async fn direct_load(
     let copy = started.elapsed();
 
     let started = Instant::now();
-    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
-        .await
-        .map_err(pg)?;
+    lock_merges(&txn, target, key, ctx.merge_lock_timeout).await?;
     let superseded = match sql::Deletes::for_table(target, soft, &ctx.state_schema) {
         sql::Deletes::Hard { tombstones } => {
             // Usually there are none: then nothing to compare, and no scan of the new rows.
@@ -589,7 +601,7 @@ async fn prepared_target(
         Some(oid) => oid,
         None => {
             let target = target::resolve(&*client, schema, table, soft, key).await?;
-            prepare(client, &target, soft, &ctx.state_schema, key).await?;
+            prepare(ctx, client, &target, soft, key).await?;
             ctx.prepared
                 .lock()
                 .expect("prepared-table cache lock")
@@ -658,9 +670,7 @@ pub async fn apply_replace(
     }
     let txn = client.transaction().await.map_err(pg)?;
     let target = target::resolve(&txn, &schema, &table, soft, key).await?;
-    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
-        .await
-        .map_err(pg)?;
+    lock_merges(&txn, &target, key, ctx.merge_lock_timeout).await?;
     let claimed = txn
         .query(
             &sql::generation_claim_sql(&ctx.state_schema),
@@ -694,14 +704,17 @@ pub async fn apply_replace(
 }
 
 /// Adds the system columns, the soft-delete flag or the tombstone table to a target, under
-/// its merge lock, in a transaction of its own. Idempotent.
+/// its merge lock, in a transaction of its own. Idempotent. Its DDL waits for the table's
+/// exclusive lock at most the session's `lock_timeout`: readers queue behind a waiting
+/// `ALTER TABLE`, so it gives up early ([`LoadError::LockTimeout`]) and the load retries.
 async fn prepare(
+    ctx: &LoadContext,
     client: &mut deadpool_postgres::Object,
     target: &sql::TargetTable,
     soft: Option<&str>,
-    state_schema: &str,
     key: &str,
 ) -> Result<(), LoadError> {
+    let state_schema = ctx.state_schema.as_str();
     let err = |e: tokio_postgres::Error| {
         let mut e = db_error(e, key, &target.label(), None);
         if let LoadError::Database { message, .. } = &mut e {
@@ -714,14 +727,44 @@ async fn prepare(
         e
     };
     let txn = client.transaction().await.map_err(err)?;
-    txn.execute(sql::MERGE_LOCK, &[&target.merge_lock()])
-        .await
-        .map_err(err)?;
+    lock_merges(&txn, target, key, ctx.merge_lock_timeout).await?;
     let current = target::resolve(&txn, &target.schema, &target.name, soft, key).await?;
+    let started = Instant::now();
     txn.batch_execute(&sql::prepare_sql(&current, soft, state_schema))
         .await
-        .map_err(err)?;
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                let lock = format!(
+                    "the lock on {} to add sluice's system columns or its tombstone table",
+                    target.label()
+                );
+                db::lock_error(e, key, &target.label(), &lock, started.elapsed())
+            } else {
+                err(e)
+            }
+        })?;
     txn.commit().await.map_err(err)
+}
+
+/// Takes the table's merge lock for the rest of the transaction, waiting at most `timeout`
+/// (zero: no limit); a wait that runs out is [`LoadError::LockTimeout`], naming the lock.
+async fn lock_merges(
+    txn: &deadpool_postgres::Transaction<'_>,
+    target: &sql::TargetTable,
+    key: &str,
+    timeout: Duration,
+) -> Result<(), LoadError> {
+    let started = Instant::now();
+    txn.batch_execute(&sql::merge_lock_sql(target, timeout))
+        .await
+        .map_err(|e| {
+            let lock = format!(
+                "the merge lock of {} (advisory lock {})",
+                target.label(),
+                target.merge_lock()
+            );
+            db::lock_error(e, key, &target.label(), &lock, started.elapsed())
+        })
 }
 
 /// Whether the ledger holds the file, asked on a fresh connection.
@@ -751,12 +794,87 @@ struct Source {
     compression: Compression,
 }
 
+/// An object's bytes, as the parser gets them.
+enum Body {
+    /// A CSV object, streamed from S3 while the `COPY` runs.
+    Stream(Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    /// A Parquet object, already downloaded ([`spool`]).
+    Spooled(std::fs::File),
+}
+
+/// An object's bytes before its transaction begins: a CSV object's stream, or a Parquet
+/// object downloaded whole ([`spool`]), with a second handle on the file for the slow path,
+/// which reads it again.
+async fn open_body(
+    ctx: &LoadContext,
+    msg: &FileMessage,
+    format: Format,
+) -> Result<(Body, Option<std::fs::File>), LoadError> {
+    let body = get_object(&ctx.s3, msg).await?;
+    if format == Format::Csv {
+        return Ok((Body::Stream(Box::new(body)), None));
+    }
+    let file = spool(body, msg).await?;
+    let again = file.try_clone().map_err(|e| LoadError::Spool {
+        bucket: msg.bucket.clone(),
+        key: msg.key.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((Body::Spooled(file), Some(again)))
+}
+
+/// Downloads a Parquet object's `body` whole to a temporary file, before its transaction
+/// begins. Memory stays bounded: the body is copied through a 64 KiB buffer. The file is
+/// unlinked as soon as it is created, so it disappears when its last handle closes, whatever
+/// happens (an error, a panic, the process killed).
+async fn spool(
+    body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    msg: &FileMessage,
+) -> Result<std::fs::File, LoadError> {
+    let (bucket, key) = (msg.bucket.clone(), msg.key.clone());
+    let spooled = tokio::task::spawn_blocking(move || {
+        let spool_err = |e: std::io::Error| LoadError::Spool {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            message: e.to_string(),
+        };
+        let mut raw = SyncIoBridge::new(body);
+        let mut file = unlinked_temp_file().map_err(spool_err)?;
+        let mut copy_buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match raw.read(&mut copy_buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(LoadError::S3 {
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                        message: e.to_string(),
+                        transient: true,
+                    })
+                }
+            };
+            std::io::Write::write_all(&mut file, &copy_buf[..n]).map_err(spool_err)?;
+        }
+        Ok(file)
+    })
+    .await;
+    spooled.unwrap_or_else(|e| {
+        Err(LoadError::Spool {
+            bucket: msg.bucket.clone(),
+            key: msg.key.clone(),
+            message: format!("spooling thread failed: {e}"),
+        })
+    })
+}
+
 /// Starts parsing an object's body on a blocking thread.
 #[allow(clippy::too_many_arguments)]
 fn start_parse(
     ctx: &LoadContext,
     msg: &FileMessage,
-    body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    body: Body,
     source: Source,
     target: &sql::TargetTable,
     rules: &TableRules,
@@ -775,10 +893,6 @@ fn start_parse(
     let max_decompressed = ctx.max_decompressed_bytes;
     let failed = source_failed.clone();
     let parser = tokio::task::spawn_blocking(move || {
-        let raw = Tracked {
-            inner: SyncIoBridge::new(body),
-            failed,
-        };
         let spec = EncodeSpec {
             key: &key,
             target: &target,
@@ -787,9 +901,14 @@ fn start_parse(
             segmented,
             direct: direct.as_ref(),
         };
-        if source.format == Format::Parquet {
-            return encode_parquet(raw, &bucket, &spec, &tx);
-        }
+        let body = match body {
+            Body::Spooled(file) => return encode_parquet(file, &bucket, &spec, &tx),
+            Body::Stream(body) => body,
+        };
+        let raw = Tracked {
+            inner: SyncIoBridge::new(body),
+            failed,
+        };
         let over = Arc::new(AtomicBool::new(false));
         let input: Box<dyn Read> = match source.compression {
             Compression::Gzip => Box::new(Capped {
@@ -815,44 +934,24 @@ fn start_parse(
     }
 }
 
-/// Parses a Parquet object: spools `raw` (the S3 body) to a temporary file, then runs the
-/// encoder over the file as CSV ([`crate::parquet::ParquetCsv`]; `spec.rules` are already
-/// [`crate::parquet::csv_rules`]). Memory stays bounded: the body is copied through a 64 KiB
-/// buffer, and the file is read row group by row group. The temporary file is unlinked as
-/// soon as it is created, so it disappears when its handle closes, whatever happens (an
-/// error, a panic, the process killed); a zero-byte object is an empty file, as for CSV.
-fn encode_parquet<R: Read>(
-    mut raw: Tracked<R>,
+/// Parses a Parquet object spooled to `file` ([`spool`]): runs the encoder over the file as
+/// CSV ([`crate::parquet::ParquetCsv`]; `spec.rules` are already
+/// [`crate::parquet::csv_rules`]), row group by row group, so memory stays bounded. A
+/// zero-byte object is an empty file, as for CSV.
+fn encode_parquet(
+    file: std::fs::File,
     bucket: &str,
     spec: &EncodeSpec<'_>,
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<Parsed, LoadError> {
-    let spool_err = |e: std::io::Error| LoadError::Spool {
-        bucket: bucket.to_owned(),
-        key: spec.key.to_owned(),
-        message: e.to_string(),
-    };
-    let mut file = unlinked_temp_file().map_err(spool_err)?;
-    let mut copy_buf = vec![0u8; 1 << 16];
-    let mut size: u64 = 0;
-    loop {
-        let n = match raw.read(&mut copy_buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(LoadError::S3 {
-                    bucket: bucket.to_owned(),
-                    key: spec.key.to_owned(),
-                    message: e.to_string(),
-                    transient: true,
-                })
-            }
-        };
-        std::io::Write::write_all(&mut file, &copy_buf[..n]).map_err(spool_err)?;
-        size += n as u64;
-    }
-    drop(copy_buf);
+    let size = file
+        .metadata()
+        .map_err(|e| LoadError::Spool {
+            bucket: bucket.to_owned(),
+            key: spec.key.to_owned(),
+            message: e.to_string(),
+        })?
+        .len();
     if size == 0 {
         let parsed = encode(&b""[..], spec, tx)?;
         return Ok(parsed);

@@ -83,7 +83,12 @@ pub async fn run(
     aws: AwsClients,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, WorkerError> {
-    let pool = db::pool(&cfg.database_url, cfg.concurrency + 1, "sluice-worker")?;
+    let pool = db::pool_with(
+        &cfg.database_url,
+        cfg.concurrency + 1,
+        "sluice-worker",
+        &cfg.waits,
+    )?;
     let observer = observe::start(&cfg, &pool)
         .await
         .map_err(|(addr, source)| WorkerError::Endpoint { addr, source })?;
@@ -100,6 +105,7 @@ pub async fn run(
             max_decompressed_bytes: cfg.max_decompressed_bytes,
             prepared: Default::default(),
             schemas: cfg.schemas.clone().map(Arc::new),
+            merge_lock_timeout: cfg.waits.merge_lock,
         },
         store: ManifestStore::new(aws.dynamodb.clone(), cfg.manifest_table.clone()),
         sqs: aws.sqs.clone(),

@@ -276,6 +276,18 @@ impl Deletes {
 /// Takes a table's merge lock (`$1` [`TargetTable::merge_lock`]) until the transaction ends.
 pub const MERGE_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 
+/// Takes a table's merge lock until the transaction ends, waiting at most `timeout` (zero: no
+/// limit): `lock_timeout` applies to advisory locks, so it is raised to `timeout` for this one
+/// wait and set back to the session's value (`--lock-timeout`) for the rest of the
+/// transaction. One round trip; the key is an integer of ours, never user text.
+pub fn merge_lock_sql(target: &TargetTable, timeout: std::time::Duration) -> String {
+    format!(
+        "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({}); SET LOCAL lock_timeout TO DEFAULT",
+        timeout.as_millis(),
+        target.merge_lock()
+    )
+}
+
 /// What the merge of one file needs to know.
 #[derive(Debug, Clone)]
 pub struct MergeSpec<'a> {
@@ -938,6 +950,19 @@ mod tests {
         assert_eq!(count_full_loads(keys), 4);
         assert_eq!(count_full_loads(["dms/s/t/LOAD00000001.parquet"]), 1);
         assert!(generation_files_sql("s").contains("strpos(key, '/LOAD') > 0"));
+    }
+
+    #[test]
+    fn the_merge_lock_waits_its_own_time_then_the_session_lock_timeout_is_back() {
+        let t = orders();
+        assert_eq!(
+            merge_lock_sql(&t, std::time::Duration::from_millis(2500)),
+            format!(
+                "SET LOCAL lock_timeout = 2500; SELECT pg_advisory_xact_lock({}); \
+                 SET LOCAL lock_timeout TO DEFAULT",
+                t.merge_lock()
+            )
+        );
     }
 
     #[test]
