@@ -18,9 +18,9 @@
 //! Invariant: a generation is never declared complete while any member is unknown to the
 //! manifest or not `loaded`.
 
-use crate::plan::Listed;
+use crate::listing::Listed;
 use sluice_common::manifest::{ManifestItem, Status};
-use sluice_common::mapping::{map_key, FileKind};
+use sluice_common::mapping::FileKind;
 use sluice_common::timefmt;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -95,10 +95,10 @@ pub fn plan_generations(
 ) -> Vec<GenerationPlan> {
     let mut tables: BTreeMap<(String, String), Vec<(&Listed, u64)>> = BTreeMap::new();
     for o in listing {
-        if let Ok(f) = map_key(prefix, &o.key) {
+        if let Ok(f) = &o.file {
             if let FileKind::FullLoad { sequence } = f.kind {
                 tables
-                    .entry((f.schema, f.table))
+                    .entry((f.schema.clone(), f.table.clone()))
                     .or_default()
                     .push((o, sequence));
             }
@@ -177,12 +177,8 @@ mod tests {
     use time::macros::datetime;
 
     fn obj(key: &str, etag: &str, at: &str) -> Listed {
-        Listed {
-            key: key.into(),
-            etag: etag.into(),
-            size: 1,
-            last_modified: at.into(),
-        }
+        let prefix = if key.starts_with("p/") { "p/" } else { "" };
+        Listed::new(prefix, key, etag, 1, at)
     }
 
     fn item(o: &Listed, status: Status) -> ((String, String), ManifestItem) {

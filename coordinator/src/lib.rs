@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`listing`]: the lake's objects, each key mapped once to the file it names.
 //! - [`plan`]: the diff plan (pure).
 //! - [`scan`]: one pass: list, diff, write manifest, enqueue, mark queued, ask for the
 //!   replacement of complete full-load generations.
@@ -18,6 +19,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod error;
 pub mod generation;
+pub mod listing;
 pub mod observe;
 pub mod ops;
 pub mod plan;

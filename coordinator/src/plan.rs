@@ -12,23 +12,13 @@
 //!   may have committed, and the worker's claim checks the ledger before giving up. Permanent
 //!   failures wait for an operator.
 
+pub use crate::listing::Listed;
 use sluice_common::manifest::{ManifestItem, Status};
-use sluice_common::mapping::{map_key, SourceFile, Unmapped};
+use sluice_common::mapping::{SourceFile, Unmapped};
 use sluice_common::timefmt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use time::OffsetDateTime;
-
-/// One object from the listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
-    pub key: String,
-    /// Bare ETag (no quotes).
-    pub etag: String,
-    pub size: i64,
-    /// RFC 3339, UTC.
-    pub last_modified: String,
-}
 
 /// A listed object to write to the manifest and enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,21 +98,32 @@ pub fn unknown_pairs<'a>(
         .collect()
 }
 
-/// Builds the plan. `vouched`: aligned with the listing (or empty), true where a listing
-/// checkpoint vouches that the manifest holds the pair (it was not read). `keys_with_other_etags`:
-/// keys of unknown pairs that the manifest holds under another ETag. `open`: the manifest's
-/// open items (from the sparse index).
-#[allow(clippy::too_many_arguments)]
-pub fn plan(
-    prefix: &str,
-    listing: &[Listed],
-    known: &HashMap<(String, String), ManifestItem>,
-    vouched: &[bool],
-    keys_with_other_etags: &HashSet<String>,
-    open: &[ManifestItem],
-    now: OffsetDateTime,
-    policy: Policy,
-) -> Plan {
+/// What a plan is made from.
+pub struct PlanInput<'a> {
+    /// The listing, each key already mapped.
+    pub listing: &'a [Listed],
+    /// Manifest items of the listed pairs that were read.
+    pub known: &'a HashMap<(String, String), ManifestItem>,
+    /// Aligned with the listing (or empty): true where a listing checkpoint vouches that the
+    /// manifest holds the pair (it was not read).
+    pub vouched: &'a [bool],
+    /// Keys of unknown pairs that the manifest holds under another ETag.
+    pub keys_with_other_etags: &'a HashSet<String>,
+    /// The manifest's open items (from the sparse index).
+    pub open: &'a [ManifestItem],
+    pub now: OffsetDateTime,
+}
+
+/// Builds the plan.
+pub fn plan(input: &PlanInput<'_>, policy: Policy) -> Plan {
+    let PlanInput {
+        listing,
+        known,
+        vouched,
+        keys_with_other_etags,
+        open,
+        now,
+    } = *input;
     let mut p = Plan::default();
     for (i, object) in listing.iter().enumerate() {
         if vouched.get(i).copied().unwrap_or(false)
@@ -131,13 +132,13 @@ pub fn plan(
             p.unchanged += 1;
             continue;
         }
-        match map_key(prefix, &object.key) {
+        match &object.file {
             Err(Unmapped::Folder) => p.folders += 1,
             Err(reason) => p.unloadable.push((object.clone(), reason.to_string())),
             Ok(file) => {
                 let c = Candidate {
                     object: object.clone(),
-                    file,
+                    file: file.clone(),
                 };
                 if keys_with_other_etags.contains(&object.key) {
                     p.changed.push(c);
@@ -192,12 +193,28 @@ mod tests {
     };
 
     fn obj(key: &str, etag: &str) -> Listed {
-        Listed {
-            key: key.into(),
-            etag: etag.into(),
-            size: 1,
-            last_modified: "2024-10-29T11:00:00.000Z".into(),
-        }
+        let prefix = if key.starts_with("p/") { "p/" } else { "" };
+        Listed::new(prefix, key, etag, 1, "2024-10-29T11:00:00.000Z")
+    }
+
+    /// The plan of a listing, with no checkpoint and the given manifest.
+    fn plan_of(
+        listing: &[Listed],
+        known: &HashMap<(String, String), ManifestItem>,
+        vouched: &[bool],
+        others: &HashSet<String>,
+        open: &[ManifestItem],
+        policy: Policy,
+    ) -> Plan {
+        let input = PlanInput {
+            listing,
+            known,
+            vouched,
+            keys_with_other_etags: others,
+            open,
+            now: NOW,
+        };
+        plan(&input, policy)
     }
 
     fn item(key: &str, status: Status, attempts: u32, updated: &str) -> ManifestItem {
@@ -263,7 +280,7 @@ mod tests {
         ]);
         assert_eq!(unknown_pairs(&listing, &k).len(), 2);
         let others = HashSet::from(["p/s/t/LOAD00000002.csv".to_string()]);
-        let p = plan("p/", &listing, &k, &[], &others, &[], NOW, POLICY);
+        let p = plan_of(&listing, &k, &[], &others, &[], POLICY);
         assert_eq!(p.unchanged, 1);
         assert_eq!(p.changed.len(), 1);
         assert_eq!(p.changed[0].object.etag, "b2");
@@ -277,14 +294,12 @@ mod tests {
             obj("p/s/t/20241029-110000000.csv", "a"),
             obj("p/s/t/20241029-110000001.csv", "b"),
         ];
-        let p = plan(
-            "p/",
+        let p = plan_of(
             &listing,
             &HashMap::new(),
             &[true, false],
             &HashSet::new(),
             &[],
-            NOW,
             POLICY,
         );
         assert_eq!(p.unchanged, 1);
@@ -300,16 +315,7 @@ mod tests {
             obj("p/s/t/x.orc", "y"),
             obj("p/s/t/LOAD00000001.parquet", "z"),
         ];
-        let p = plan(
-            "p/",
-            &listing,
-            &HashMap::new(),
-            &[],
-            &HashSet::new(),
-            &[],
-            NOW,
-            POLICY,
-        );
+        let p = plan_of(&listing, &HashMap::new(), &[], &HashSet::new(), &[], POLICY);
         assert_eq!(p.folders, 1);
         assert_eq!(p.unloadable.len(), 2);
         assert!(p.unloadable[1].1.contains("x.orc"));
@@ -331,16 +337,7 @@ mod tests {
             item("e", Status::Dead, 3, "2024-10-29T11:00:00.000Z"),
             item("f", Status::Skipped, 0, "2024-10-29T11:00:00.000Z"),
         ];
-        let p = plan(
-            "",
-            &[],
-            &HashMap::new(),
-            &[],
-            &HashSet::new(),
-            &open,
-            NOW,
-            POLICY,
-        );
+        let p = plan_of(&[], &HashMap::new(), &[], &HashSet::new(), &open, POLICY);
         let keys: Vec<&str> = p.requeue.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, vec!["a", "c", "d"]);
         assert_eq!(p.waiting, 3);
@@ -360,16 +357,7 @@ mod tests {
             item("q", Status::Queued, 3, "2024-10-29T11:00:00.000Z"),
             permanent,
         ];
-        let p = plan(
-            "",
-            &[],
-            &HashMap::new(),
-            &[],
-            &HashSet::new(),
-            &open,
-            NOW,
-            POLICY,
-        );
+        let p = plan_of(&[], &HashMap::new(), &[], &HashSet::new(), &open, POLICY);
         // `q` is stuck at the limit: back to a worker, whose claim asks the ledger first.
         assert_eq!(
             p.requeue.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
@@ -394,16 +382,7 @@ mod tests {
         let mut at_limit = item("at_limit", Status::Loading, 3, "2024-10-29T11:00:00.000Z");
         at_limit.heartbeat_at = Some("2024-10-29T11:58:00.000Z".into());
         let open = vec![beating, silent, queued, at_limit];
-        let p = plan(
-            "",
-            &[],
-            &HashMap::new(),
-            &[],
-            &HashSet::new(),
-            &open,
-            NOW,
-            POLICY,
-        );
+        let p = plan_of(&[], &HashMap::new(), &[], &HashSet::new(), &open, POLICY);
         assert_eq!(
             p.requeue.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
             vec!["silent", "queued"]
@@ -420,16 +399,7 @@ mod tests {
             requeue_after: Duration::ZERO,
             ..POLICY
         };
-        let p = plan(
-            "",
-            &[],
-            &HashMap::new(),
-            &[],
-            &HashSet::new(),
-            &open,
-            NOW,
-            policy,
-        );
+        let p = plan_of(&[], &HashMap::new(), &[], &HashSet::new(), &open, policy);
         assert_eq!(p.requeue.len(), 1);
     }
 }

@@ -18,14 +18,15 @@
 
 use crate::error::CoordinatorError;
 use crate::generation::{plan_generations, GenerationPlan};
-use crate::plan::{plan, Candidate, Listed, Plan, Policy};
+use crate::listing::{list_objects, Listed};
+use crate::plan::{plan, Candidate, Plan, PlanInput, Policy};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use sluice_common::checkpoint::{self, Checkpoint};
 use sluice_common::config::SourceLocation;
 use sluice_common::manifest::{ManifestItem, Status, Transition};
-use sluice_common::mapping::{map_key, FileKind};
-use sluice_common::message::{bare_etag, FileMessage, ReplaceMessage, MESSAGE_VERSION};
+use sluice_common::mapping::FileKind;
+use sluice_common::message::{FileMessage, ReplaceMessage, MESSAGE_VERSION};
 use sluice_common::store::CONCURRENT_CALLS;
 use sluice_common::store::{Annotation, Changes, ManifestStore, NewFile};
 use sluice_common::timefmt;
@@ -86,51 +87,10 @@ pub struct Diff {
     pub vouched: usize,
 }
 
-/// Lists every object under the source prefix, paginated.
+/// Lists every object under the source prefix, paginated, each key mapped.
 pub async fn list(ctx: &ScanContext) -> Result<Vec<Listed>, CoordinatorError> {
-    list_objects(&ctx.s3, &ctx.source.bucket, &ctx.source.prefix).await
-}
-
-/// Lists every object of `bucket` under `prefix`, paginated.
-pub async fn list_objects(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Vec<Listed>, CoordinatorError> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| CoordinatorError::List {
-                bucket: bucket.to_owned(),
-                prefix: prefix.to_owned(),
-                message: sluice_common::error::sdk_error_text(&e),
-                transient: sluice_common::error::sdk_error_is_transient(&e),
-            })?;
-        for o in page.contents() {
-            let last_modified = o
-                .last_modified()
-                .and_then(|t| time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok())
-                .map(timefmt::format)
-                .unwrap_or_default();
-            out.push(Listed {
-                key: o.key().unwrap_or_default().to_owned(),
-                etag: bare_etag(o.e_tag().unwrap_or_default()),
-                size: o.size().unwrap_or(0),
-                last_modified,
-            });
-        }
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-            _ => return Ok(out),
-        }
-    }
+    let prefix = &ctx.source.prefix;
+    list_objects(&ctx.s3, &ctx.source.bucket, prefix, prefix).await
 }
 
 /// Builds the plan from a fresh listing and the manifest.
@@ -145,7 +105,7 @@ fn checkpoint_pairs(listing: &[Listed]) -> (Vec<usize>, Vec<(&str, &str)>) {
     listing
         .iter()
         .enumerate()
-        .filter(|(_, o)| !o.key.ends_with('/'))
+        .filter(|(_, o)| !o.is_folder())
         .map(|(i, o)| (i, (o.key.as_str(), o.etag.as_str())))
         .unzip()
 }
@@ -165,10 +125,8 @@ pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorErro
             vouched[i] = covered;
         }
     }
-    let is_full_load = |o: &Listed| {
-        map_key(&ctx.source.prefix, &o.key)
-            .is_ok_and(|f| matches!(f.kind, FileKind::FullLoad { .. }))
-    };
+    let is_full_load =
+        |o: &Listed| matches!(&o.file, Ok(f) if matches!(f.kind, FileKind::FullLoad { .. }));
     let pairs: Vec<(String, String)> = listing
         .iter()
         .zip(&vouched)
@@ -180,7 +138,7 @@ pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorErro
         .iter()
         .zip(&vouched)
         .filter(|(o, v)| {
-            !**v && !o.key.ends_with('/') && !known.contains_key(&(o.key.clone(), o.etag.clone()))
+            !**v && !o.is_folder() && !known.contains_key(&(o.key.clone(), o.etag.clone()))
         })
         .map(|(o, _)| o)
         .collect();
@@ -207,16 +165,15 @@ pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorErro
         open.extend(ctx.store.list_open(status, None).await?);
     }
     let now = time::OffsetDateTime::now_utc();
-    let mut p = plan(
-        &ctx.source.prefix,
-        &listing,
-        &known,
-        &vouched,
-        &others,
-        &open,
+    let input = PlanInput {
+        listing: &listing,
+        known: &known,
+        vouched: &vouched,
+        keys_with_other_etags: &others,
+        open: &open,
         now,
-        ctx.policy,
-    );
+    };
+    let mut p = plan(&input, ctx.policy);
     p.backlog = crate::plan::backlog(&open, now);
     p.generations = plan_generations(
         &ctx.source.prefix,
@@ -256,18 +213,12 @@ pub async fn pass(
     ctx: &ScanContext,
     options: PassOptions,
 ) -> Result<(ScanSummary, Plan), CoordinatorError> {
-    let dry_run = options.dry_run;
-    let Diff {
-        listing,
-        plan: p,
-        checkpoints,
-        read,
-        vouched,
-    } = diff(ctx, options.full).await?;
+    let d = diff(ctx, options.full).await?;
+    let p = &d.plan;
     let mut summary = ScanSummary {
-        read,
-        vouched,
-        listed: listing.len(),
+        read: d.read,
+        vouched: d.vouched,
+        listed: d.listing.len(),
         new: p.new.len(),
         changed: p.changed.len(),
         requeued: p.requeue.len(),
@@ -279,31 +230,72 @@ pub async fn pass(
             .iter()
             .filter(|g| g.generation.in_progress())
             .count(),
-        dry_run,
+        dry_run: options.dry_run,
         ..ScanSummary::default()
     };
-    if dry_run {
-        return Ok((summary, p));
+    if options.dry_run {
+        return Ok((summary, d.plan));
     }
-
     // Manifest first: every new item is written before any message is sent.
-    let mut to_send: Vec<FileMessage> = stream::iter(p.new.iter().chain(&p.changed))
-        .map(|c| async move {
-            let recorded = ctx.store.record_discovered(&new_file(ctx, c)).await?;
-            Ok::<_, sluice_common::error::Error>(recorded.then(|| message_for(ctx, c)))
-        })
-        .buffered(CONCURRENT_CALLS)
-        .try_collect::<Vec<_>>()
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut to_send = record_new(ctx, p).await?;
     for item in &p.requeue {
         match message_for_item(&ctx.source, item) {
             Some(m) => to_send.push(m),
             None => warn!(key = %item.key, "open item no longer maps to a table; not re-enqueued"),
         }
     }
+    record_unloadable(ctx, p).await?;
+    // Every listed pair is in the manifest now: remember this listing.
+    let (_, pairs) = checkpoint_pairs(&d.listing);
+    let next = checkpoint::build(&pairs, &d.checkpoints);
+    summary.checkpoints_written = ctx
+        .store
+        .write_checkpoints(
+            &ctx.source.bucket,
+            &ctx.source.prefix,
+            &d.checkpoints,
+            &next,
+        )
+        .await?;
+    give_up(ctx, p).await?;
+    (summary.sent, summary.send_failed) = enqueue(ctx, &to_send).await?;
+    summary.replacements_sent = generations(ctx, &p.generations).await?;
+    info!(
+        listed = summary.listed,
+        new = summary.new,
+        changed = summary.changed,
+        requeued = summary.requeued,
+        unchanged = summary.unchanged,
+        dead = summary.dead,
+        unloadable = summary.unloadable,
+        sent = summary.sent,
+        send_failed = summary.send_failed,
+        generations_in_progress = summary.generations_in_progress,
+        replacements_sent = summary.replacements_sent,
+        read = summary.read,
+        vouched = summary.vouched,
+        checkpoints_written = summary.checkpoints_written,
+        "scan pass done"
+    );
+    Ok((summary, d.plan))
+}
+
+/// Writes the new and changed files' items (`discovered`); returns the messages of those this
+/// pass wrote (an item another coordinator wrote first is its to send).
+async fn record_new(ctx: &ScanContext, p: &Plan) -> Result<Vec<FileMessage>, CoordinatorError> {
+    let messages = stream::iter(p.new.iter().chain(&p.changed))
+        .map(|c| async move {
+            let recorded = ctx.store.record_discovered(&new_file(ctx, c)).await?;
+            Ok::<_, sluice_common::error::Error>(recorded.then(|| message_for(ctx, c)))
+        })
+        .buffered(CONCURRENT_CALLS)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(messages.into_iter().flatten().collect())
+}
+
+/// Records each object that names no loadable file as `dead`, with the reason.
+async fn record_unloadable(ctx: &ScanContext, p: &Plan) -> Result<(), CoordinatorError> {
     for (object, reason) in &p.unloadable {
         let file = NewFile {
             bucket: ctx.source.bucket.clone(),
@@ -322,13 +314,11 @@ pub async fn pass(
             warn!(key = %object.key, reason = %reason, "object is not a loadable file; recorded as dead");
         }
     }
-    // Every listed pair is in the manifest now: remember this listing.
-    let (_, pairs) = checkpoint_pairs(&listing);
-    let next = checkpoint::build(&pairs, &checkpoints);
-    summary.checkpoints_written = ctx
-        .store
-        .write_checkpoints(&ctx.source.bucket, &ctx.source.prefix, &checkpoints, &next)
-        .await?;
+    Ok(())
+}
+
+/// Marks the files that failed at the attempt limit `dead`, with their last error.
+async fn give_up(ctx: &ScanContext, p: &Plan) -> Result<(), CoordinatorError> {
     for item in &p.give_up {
         let last = item
             .error
@@ -344,8 +334,15 @@ pub async fn pass(
             .await?;
         warn!(key = %item.key, etag = %item.etag, attempts = item.attempts, "file is dead");
     }
+    Ok(())
+}
 
-    // Then enqueue, 10 per call, then mark queued; batches and marks run side by side.
+/// Sends the messages, 10 per call, and marks each sent file `queued`; batches and marks run
+/// side by side. Returns the messages sent and those that failed (the next pass retries them).
+async fn enqueue(
+    ctx: &ScanContext,
+    to_send: &[FileMessage],
+) -> Result<(usize, usize), CoordinatorError> {
     let batches: Vec<(usize, usize)> = stream::iter(to_send.chunks(10))
         .map(|batch| async move {
             let (sent, failed) = send_batch(&ctx.sqs, &ctx.queue_url, batch).await;
@@ -370,29 +367,9 @@ pub async fn pass(
         .buffer_unordered(CONCURRENT_CALLS / 4)
         .try_collect()
         .await?;
-    for (sent, failed) in batches {
-        summary.sent += sent;
-        summary.send_failed += failed;
-    }
-    summary.replacements_sent = generations(ctx, &p.generations).await?;
-    info!(
-        listed = summary.listed,
-        new = summary.new,
-        changed = summary.changed,
-        requeued = summary.requeued,
-        unchanged = summary.unchanged,
-        dead = summary.dead,
-        unloadable = summary.unloadable,
-        sent = summary.sent,
-        send_failed = summary.send_failed,
-        generations_in_progress = summary.generations_in_progress,
-        replacements_sent = summary.replacements_sent,
-        read = summary.read,
-        vouched = summary.vouched,
-        checkpoints_written = summary.checkpoints_written,
-        "scan pass done"
-    );
-    Ok((summary, p))
+    Ok(batches
+        .into_iter()
+        .fold((0, 0), |(s, f), (sent, failed)| (s + sent, f + failed)))
 }
 
 /// Names each generation's files in the manifest, and asks a worker to replace the rows of

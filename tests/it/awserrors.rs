@@ -124,9 +124,10 @@ async fn listing_and_manifest_errors_are_classified_by_status_and_kind_of_code()
         };
         let stub = Stub::start(status, "application/xml", body).await;
         let aws = stub.clients(&tb);
-        let e = sluice_coordinator::scan::list_objects(&aws.s3, &tb.bucket, &tb.prefix)
-            .await
-            .expect_err("the stub answers an error");
+        let e =
+            sluice_coordinator::listing::list_objects(&aws.s3, &tb.bucket, &tb.prefix, &tb.prefix)
+                .await
+                .expect_err("the stub answers an error");
         assert_eq!(e.is_transient(), transient, "S3 {status} {code}: {e}");
     }
 

@@ -20,11 +20,9 @@ use super::ledger::Ledger;
 use super::moves::is_stuck;
 use super::{Ops, Scope};
 use crate::error::CoordinatorError;
-use crate::plan::Listed;
-use crate::scan::list_objects;
+use crate::listing::{list_objects, Listed};
 use serde::Serialize;
 use sluice_common::manifest::{FileError, ManifestItem, Status};
-use sluice_common::mapping::map_key;
 use sluice_common::timefmt;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
@@ -150,7 +148,6 @@ pub const EXIT_FOUND: i32 = 3;
 
 /// What the pure classification is given.
 pub struct Inputs<'a> {
-    pub lake_prefix: &'a str,
     pub listing: &'a [Listed],
     /// Open manifest items in scope.
     pub open: &'a [ManifestItem],
@@ -171,7 +168,7 @@ pub fn classify(inp: &Inputs<'_>) -> Report {
     let listed: HashMap<(String, String), &Listed> = inp
         .listing
         .iter()
-        .filter(|o| !o.key.ends_with('/'))
+        .filter(|o| !o.is_folder())
         .map(|o| ((o.key.clone(), o.etag.clone()), o))
         .collect();
     r.listed = listed.len();
@@ -186,9 +183,7 @@ pub fn classify(inp: &Inputs<'_>) -> Report {
     for pair in pairs {
         let o = listed[pair];
         let in_ledger = inp.ledger.contains(pair);
-        let table = map_key(inp.lake_prefix, &o.key)
-            .map(|f| f.source_table())
-            .unwrap_or_default();
+        let table = o.source_table().unwrap_or_default();
         let item: &ManifestItem = match open.get(pair) {
             Some(i) => i,
             None => match inp.looked_up.get(pair) {
@@ -236,8 +231,7 @@ pub fn classify(inp: &Inputs<'_>) -> Report {
     let tables_listed: HashSet<String> = inp
         .listing
         .iter()
-        .filter_map(|o| map_key(inp.lake_prefix, &o.key).ok())
-        .map(|f| f.source_table())
+        .filter_map(Listed::source_table)
         .collect();
     let configured: BTreeSet<&String> = inp.configured.iter().collect();
     for t in configured {
@@ -467,10 +461,10 @@ pub async fn report(ops: &Ops, opts: &Options) -> Result<Report, CoordinatorErro
     let source = ops.source("skipped")?;
     let ledger: &Ledger = ops.ledger("skipped")?;
     let prefix = opts.scope.key_prefix(&source.prefix)?;
-    let mut listing = list_objects(&ops.aws.s3, &source.bucket, &prefix).await?;
-    listing.retain(|o| !o.key.ends_with('/'));
+    let mut listing = list_objects(&ops.aws.s3, &source.bucket, &source.prefix, &prefix).await?;
+    listing.retain(|o| !o.is_folder());
     if let Some(t) = &opts.scope.table {
-        listing.retain(|o| map_key(&source.prefix, &o.key).is_ok_and(|f| f.source_table() == *t));
+        listing.retain(|o| o.source_table().as_ref() == Some(t));
     }
     let mut open = Vec::new();
     for status in Status::ALL.into_iter().filter(|s| s.is_open()) {
@@ -514,7 +508,6 @@ pub async fn report(ops: &Ops, opts: &Options) -> Result<Report, CoordinatorErro
         .collect();
     let now = OffsetDateTime::now_utc();
     let mut r = classify(&Inputs {
-        lake_prefix: &source.prefix,
         listing: &listing,
         open: &open,
         ledger: &in_ledger,
@@ -647,17 +640,13 @@ pub fn format(r: &Report) -> String {
 mod tests {
     use super::*;
     use sluice_common::manifest::OperatorAction;
+    use sluice_common::mapping::map_key;
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2024-10-29 12:00 UTC);
 
     fn obj(key: &str) -> Listed {
-        Listed {
-            key: key.into(),
-            etag: "e".into(),
-            size: 100,
-            last_modified: "2024-10-29T09:00:00.000Z".into(),
-        }
+        Listed::new("dms/", key, "e", 100, "2024-10-29T09:00:00.000Z")
     }
 
     fn item(key: &str, status: Status, updated: &str) -> ManifestItem {
@@ -690,7 +679,6 @@ mod tests {
     impl Case {
         fn run(&self) -> Report {
             classify(&Inputs {
-                lake_prefix: "dms/",
                 listing: &self.listing,
                 open: &self.open,
                 ledger: &self.ledger,

@@ -16,7 +16,7 @@ use crate::generation::Generation;
 use crate::scan::{make_plan, ScanContext};
 use serde::Serialize;
 use sluice_common::manifest::{ManifestItem, Status};
-use sluice_common::mapping::{map_key, FileKind};
+use sluice_common::mapping::FileKind;
 use sluice_common::store::Annotation;
 use sluice_common::timefmt;
 
@@ -79,7 +79,7 @@ pub async fn plan_refresh(ops: &Ops, table: &str) -> Result<RefreshPlan, Coordin
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
         .unwrap_or(i64::MAX);
     for o in &listing {
-        if let Ok(f) = map_key(&ctx.source.prefix, &o.key) {
+        if let Ok(f) = &o.file {
             if let FileKind::Cdc { timestamp_ms } = f.kind {
                 if f.schema == schema && f.table == name && timestamp_ms >= start_ms {
                     pairs.push((o.key.clone(), o.etag.clone()));

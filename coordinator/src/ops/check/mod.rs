@@ -209,10 +209,8 @@ pub async fn run(
 ) -> Result<Report, CoordinatorError> {
     let mut lake_tables = BTreeSet::new();
     if let Some((s3, loc)) = source {
-        for o in crate::scan::list_objects(s3, &loc.bucket, &loc.prefix).await? {
-            if let Ok(f) = sluice_common::mapping::map_key(&loc.prefix, &o.key) {
-                lake_tables.insert(f.source_table());
-            }
+        for o in crate::listing::list_objects(s3, &loc.bucket, &loc.prefix, &loc.prefix).await? {
+            lake_tables.extend(o.source_table());
         }
     }
     let tables = tables_to_check(rules, &lake_tables);
