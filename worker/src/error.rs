@@ -264,6 +264,7 @@ impl LoadError {
                 } else {
                     match sqlstate.as_deref().map(|s| &s[..2.min(s.len())]) {
                         _ if sqlstate.as_deref() == Some("42501") => "permission_denied",
+                        _ if sqlstate.as_deref() == Some("40002") => "constraint",
                         Some("22") => "bad_value",
                         Some("23") => "constraint",
                         Some("42") => "schema",
@@ -369,8 +370,13 @@ impl LoadError {
 
 /// Whether a SQLSTATE means "try again later": connection loss, serialization failures and
 /// deadlocks, resource exhaustion, shutdowns and lock timeouts. Everything else (bad data,
-/// constraints, missing objects, privileges) is permanent for this file.
+/// constraints, missing objects, privileges) is permanent for this file; so is 40002
+/// (transaction_integrity_constraint_violation: a deferred constraint refused at commit fails
+/// the same way every time), the one code of class 40 that retrying cannot fix.
 pub fn sqlstate_is_transient(code: &str) -> bool {
+    if code == "40002" {
+        return false;
+    }
     matches!(&code[..2.min(code.len())], "08" | "40" | "53" | "58")
         || matches!(
             code,
@@ -390,10 +396,36 @@ mod tests {
             assert!(sqlstate_is_transient(transient), "{transient}");
         }
         for permanent in [
-            "22P02", "22003", "23505", "23502", "42P01", "42501", "XX000",
+            "22P02", "22003", "23505", "23502", "42P01", "42501", "XX000", "40002",
         ] {
             assert!(!sqlstate_is_transient(permanent), "{permanent}");
         }
+    }
+
+    #[test]
+    fn integrity_violation_at_commit_is_permanent_other_rollbacks_are_not() {
+        // 40002: a deferred constraint refused at COMMIT; retrying gives the same refusal.
+        assert!(!sqlstate_is_transient("40002"));
+        // serialization failure, deadlock, and the class's other codes stay transient
+        for code in ["40001", "40P01", "40000", "40003"] {
+            assert!(sqlstate_is_transient(code), "{code}");
+        }
+        let e = LoadError::Database {
+            key: "k".into(),
+            table: "s.t".into(),
+            message: "insert or update violates foreign key constraint".into(),
+            sqlstate: Some("40002".into()),
+            record: None,
+            line: None,
+            column: None,
+            value: None,
+            transient: sqlstate_is_transient("40002"),
+        };
+        assert!(!e.is_transient());
+        let f = e.to_file_error();
+        assert!(f.permanent);
+        assert_eq!(f.class, "constraint");
+        assert_eq!(f.sqlstate.as_deref(), Some("40002"));
     }
 
     #[test]
