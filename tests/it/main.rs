@@ -17,6 +17,7 @@ mod netfault;
 mod observe;
 mod operate;
 mod order;
+mod outage;
 mod parquet;
 mod security;
 mod shapes;
