@@ -346,6 +346,29 @@ pub async fn bootstrap_with_retry(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_refused_connection_is_an_outage_to_wait_out() {
+        // Nothing listens on port 1: the connection is refused.
+        let e = tokio_postgres::connect(
+            "host=127.0.0.1 port=1 user=u dbname=d connect_timeout=5",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+        assert_eq!(outage_of(&e), Some(Outage::Unavailable), "{e}");
+        let load = db_error(e, "dms/s/t/LOAD00000001.csv", "s.t", None);
+        assert_eq!(load.outage(), Some(Outage::Unavailable));
+        assert_eq!(load.class(), "database_unavailable");
+        assert!(load.retry_in_place());
+        assert!(!load.to_file_error().permanent);
+
+        let e = deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Create);
+        let load = pool_error(e, "k", "s.t");
+        assert_eq!(load.outage(), Some(Outage::Unavailable), "{load}");
+        assert!(load.to_string().contains("cannot connect"), "{load}");
+    }
+
     #[test]
     fn connections_opened_before_an_outage_are_stale() {
         let s = Staleness::default();

@@ -516,5 +516,24 @@ mod tests {
         assert!(l.state().0, "waiting for a slot is not a stall");
         l.slot_taken();
         assert!(l.state().0);
+        // Held back by a database outage: the database check says so, the loop is not stalled.
+        let l = Liveness {
+            base: Instant::now() - Duration::from_secs(200),
+            ..l
+        };
+        assert!(!l.state().0);
+        l.waiting_for_database.store(true, Ordering::Relaxed);
+        assert!(l.state().0, "waiting for the database is not a stall");
+    }
+
+    #[test]
+    fn a_read_only_probe_is_unhealthy_and_says_not_writable() {
+        let ro = Probe::ReadOnly("the database is read-only: transaction_read_only is on".into());
+        assert!(!ro.ok());
+        assert_eq!(ro.json()["writable"], false);
+        assert_eq!(ro.json()["ok"], false);
+        assert!(Probe::Busy.ok() && Probe::Writable.ok());
+        assert_eq!(Probe::Writable.json()["writable"], true);
+        assert!(!Probe::Down("connection refused".into()).ok());
     }
 }
