@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   (none) --discover--> discovered --enqueue--> queued --claim--> loading --complete--> loaded
-//!                                                  ^                  |
+//!                                                  ^   ^              |
+//!                                                  |   +--hand back---+  (database outage: no attempt spent)
 //!                                                  +-- enqueue -- failed <--fail--+
 //!                              (attempt limit or permanent error) --give up--> dead
 //!                              operator: retry -> queued, skip -> skipped
@@ -15,7 +16,11 @@
 //! - `loaded` is final for automatic moves: only the ledger in PostgreSQL decides it, and nothing
 //!   but an operator's `reload` leaves it;
 //! - `fail` applies only to the claim that is failing (same status and attempt number), so a
-//!   stale worker waking up late cannot overwrite a newer attempt's state;
+//!   stale worker waking up late cannot overwrite a newer attempt's state; so does `hand back`;
+//! - only `claim` spends an attempt, and `hand back` returns it ([`Transition::attempt_delta`]):
+//!   a file that met a database outage (read-only, restarting, refusing connections or
+//!   credentials) goes back to `queued` with its attempt count as before the claim, so waiting
+//!   out an outage, however long, never makes a file `dead`;
 //! - `dead` and `skipped` items leave only through an operator's retry;
 //! - operator moves that re-enqueue (`retry`, `reload`) start a fresh round of attempts: the
 //!   attempt count restarts at 0 (the earlier ones are kept in `attempts_before`), so the attempt
@@ -92,6 +97,9 @@ pub enum Transition {
     Complete,
     /// Worker: the attempt failed; guarded by the attempt number.
     Fail,
+    /// Worker: the database was out (not the file's fault): the claim goes back to the queue
+    /// and its attempt is not counted; guarded like `Fail`.
+    HandBack,
     /// Coordinator or worker: the attempt limit is reached; an operator must act.
     GiveUp,
     /// Operator: try again, whatever happened before.
@@ -107,7 +115,9 @@ impl Transition {
     pub fn target(self) -> Status {
         match self {
             Transition::Discover => Status::Discovered,
-            Transition::Enqueue | Transition::Retry | Transition::Reload => Status::Queued,
+            Transition::Enqueue | Transition::Retry | Transition::Reload | Transition::HandBack => {
+                Status::Queued
+            }
             Transition::Claim => Status::Loading,
             Transition::Complete => Status::Loaded,
             Transition::Fail => Status::Failed,
@@ -141,7 +151,7 @@ impl Transition {
                 Some(Dead),
                 Some(Skipped),
             ],
-            Transition::Fail => &[Some(Loading)],
+            Transition::Fail | Transition::HandBack => &[Some(Loading)],
             Transition::GiveUp => &[Some(Discovered), Some(Queued), Some(Loading), Some(Failed)],
             Transition::Retry => &[
                 Some(Discovered),
@@ -168,6 +178,7 @@ impl Transition {
             Transition::Claim => "claim",
             Transition::Complete => "complete",
             Transition::Fail => "fail",
+            Transition::HandBack => "hand_back",
             Transition::GiveUp => "give_up",
             Transition::Retry => "retry",
             Transition::Skip => "skip",
@@ -186,6 +197,18 @@ impl Transition {
     /// Moves that start a fresh round of attempts.
     pub fn restarts_attempts(self) -> bool {
         matches!(self, Transition::Retry | Transition::Reload)
+    }
+
+    /// How the move changes the attempt count of the current round: a claim spends one, a
+    /// hand-back returns the one its claim spent (the store applies it only to that claim: same
+    /// attempt number and worker). Operator moves that restart the round are apart
+    /// ([`Transition::restarts_attempts`]).
+    pub fn attempt_delta(self) -> i64 {
+        match self {
+            Transition::Claim => 1,
+            Transition::HandBack => -1,
+            _ => 0,
+        }
     }
 }
 
@@ -407,6 +430,7 @@ mod tests {
             Transition::Claim,
             Transition::Complete,
             Transition::Fail,
+            Transition::HandBack,
             Transition::GiveUp,
         ] {
             assert!(
@@ -435,6 +459,7 @@ mod tests {
             Transition::Claim,
             Transition::Complete,
             Transition::Fail,
+            Transition::HandBack,
             Transition::GiveUp,
             Transition::Skip,
         ] {
@@ -452,6 +477,7 @@ mod tests {
             Transition::Enqueue,
             Transition::Claim,
             Transition::Fail,
+            Transition::HandBack,
             Transition::GiveUp,
         ] {
             assert!(
@@ -472,6 +498,35 @@ mod tests {
             assert_eq!(Transition::Fail.allows(Some(s)), s == Loading, "{s}");
         }
         assert!(!Transition::Fail.allows(None));
+    }
+
+    #[test]
+    fn hand_back_returns_the_claims_attempt_to_the_queue() {
+        for s in Status::ALL {
+            assert_eq!(Transition::HandBack.allows(Some(s)), s == Loading, "{s}");
+        }
+        assert!(!Transition::HandBack.allows(None));
+        assert_eq!(Transition::HandBack.target(), Queued);
+        // a claim then a hand-back leaves the count as it was; only claims spend attempts
+        assert_eq!(
+            Transition::Claim.attempt_delta() + Transition::HandBack.attempt_delta(),
+            0
+        );
+        assert_eq!(Transition::Claim.attempt_delta(), 1);
+        for t in [
+            Transition::Discover,
+            Transition::Enqueue,
+            Transition::Complete,
+            Transition::Fail,
+            Transition::GiveUp,
+            Transition::Retry,
+            Transition::Skip,
+            Transition::Reload,
+        ] {
+            assert_eq!(t.attempt_delta(), 0, "{}", t.name());
+        }
+        // the claimed file can be claimed again from the queue
+        assert!(Transition::Claim.allows(Some(Transition::HandBack.target())));
     }
 
     #[test]

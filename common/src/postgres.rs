@@ -286,6 +286,21 @@ pub fn pool_with(
     application_name: &str,
     limits: &SessionLimits,
 ) -> Result<deadpool_postgres::Pool, Error> {
+    pool_builder(url, size, application_name, limits)?
+        .build()
+        .map_err(|e| Error::Config {
+            setting: "SLUICE_DATABASE_URL",
+            reason: format!("{e} (in {})", redact_url(url)),
+        })
+}
+
+/// [`pool_with`]'s builder, for a caller that adds hooks before building it.
+pub fn pool_builder(
+    url: &str,
+    size: usize,
+    application_name: &str,
+    limits: &SessionLimits,
+) -> Result<deadpool_postgres::PoolBuilder, Error> {
     register_password(url);
     let Connection {
         mut config, tls, ..
@@ -302,13 +317,7 @@ pub fn pool_with(
             recycling_method: deadpool_postgres::RecyclingMethod::Fast,
         },
     );
-    deadpool_postgres::Pool::builder(manager)
-        .max_size(size)
-        .build()
-        .map_err(|e| Error::Config {
-            setting: "SLUICE_DATABASE_URL",
-            reason: format!("{e} (in {})", redact_url(url)),
-        })
+    Ok(deadpool_postgres::Pool::builder(manager).max_size(size))
 }
 
 /// A PostgreSQL error's text: the server's message and detail where there is one, else the

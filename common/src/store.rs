@@ -28,7 +28,9 @@
 //! `attempts` restarts at 0 and the earlier ones are added to `attempts_before`. A failure is
 //! recorded only for the claim that fails: same attempt number *and* same worker, so a worker
 //! still holding an attempt from before an operator's retry cannot overwrite the new round's
-//! attempt that happens to carry the same number.
+//! attempt that happens to carry the same number. A hand-back (a database outage) has the same
+//! guard and gives the claim's attempt back ([`Transition::attempt_delta`]), so it can never
+//! take back an attempt it did not spend.
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{sdk_error_is_transient, sdk_error_text, Error, ItemRef};
@@ -340,16 +342,19 @@ impl ManifestStore {
             Transition::Claim => {
                 x.set("started_at", s(&now));
                 x.remove("finished_at");
-                let a = x.name("attempts");
-                let zero = x.value(n(0));
-                let one = x.value(n(1));
-                x.sets
-                    .push(format!("{a} = if_not_exists({a}, {zero}) + {one}"));
             }
             Transition::Complete | Transition::Fail | Transition::GiveUp | Transition::Skip => {
                 x.set("finished_at", s(&now))
             }
-            Transition::Discover => {}
+            Transition::Discover | Transition::HandBack => {}
+        }
+        let delta = transition.attempt_delta();
+        if delta != 0 {
+            let a = x.name("attempts");
+            let zero = x.value(n(0));
+            let d = x.value(n(delta));
+            x.sets
+                .push(format!("{a} = if_not_exists({a}, {zero}) + {d}"));
         }
         if transition.restarts_attempts() {
             // A fresh round: the attempt limit counts again from zero; the earlier attempts are
@@ -1498,6 +1503,22 @@ mod tests {
             "(#status IN (:v0)) AND #attempts = :v1 AND #worker = :v2"
         );
         assert_eq!(x.values[":v2"].as_s().unwrap(), "w1");
+    }
+
+    #[test]
+    fn handing_back_needs_the_claims_attempt_and_worker() {
+        let mut x = Expr::default();
+        let changes = Changes {
+            worker: Some("w1".into()),
+            expect_attempt: Some(3),
+            ..Changes::default()
+        };
+        let c = x.condition(Transition::HandBack, &changes);
+        assert_eq!(
+            c,
+            "(#status IN (:v0)) AND #attempts = :v1 AND #worker = :v2"
+        );
+        assert_eq!(x.values[":v0"].as_s().unwrap(), "loading");
     }
 
     #[test]

@@ -13,10 +13,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
-/// One test at a time on the `faults` cluster.
-static FAULTS_CLUSTER: Mutex<()> = Mutex::const_new(());
+/// One test at a time on the `faults` cluster (`outage.rs` takes it too).
+pub(crate) static FAULTS_CLUSTER: Mutex<()> = Mutex::const_new(());
 
-fn faults_url() -> String {
+pub(crate) fn faults_url() -> String {
     std::env::var("SLUICE_TEST_FAULTS_URL")
         .expect("SLUICE_TEST_FAULTS_URL is not set: run the tests through .ci/run")
 }
@@ -60,7 +60,7 @@ async fn faults_up() {
 }
 
 /// A client of the `faults` cluster with the test's own schemas.
-async fn faults_db(tb: &TestBed) -> tokio_postgres::Client {
+pub(crate) async fn faults_db(tb: &TestBed) -> tokio_postgres::Client {
     faults_up().await;
     let (db, conn) = tokio_postgres::connect(&faults_url(), tokio_postgres::NoTls)
         .await

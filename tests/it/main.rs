@@ -22,6 +22,7 @@ mod numbers;
 mod observe;
 mod operate;
 mod order;
+mod outage;
 mod parquet;
 mod security;
 mod shapes;

@@ -1,5 +1,6 @@
 //! PostgreSQL plumbing: the connection pool, the bookkeeping schema, and the one place where a
-//! PostgreSQL error becomes a [`LoadError`] (SQLSTATE -> transient or permanent).
+//! PostgreSQL error becomes a [`LoadError`] (SQLSTATE -> transient or permanent, or a database
+//! outage: see [`crate::error::Outage`]).
 //!
 //! Every connection runs with `TimeZone=UTC` (DMS timestamps carry no zone and are UTC, so
 //! `timestamptz` values never shift with the server's default) and `application_name`.
@@ -10,13 +11,20 @@
 //! (`load.rs`). A lock wait that ends this way is [`LoadError::LockTimeout`] (transient: the
 //! load is retried); a statement cut by `statement_timeout` is SQLSTATE 57014 (transient); a
 //! session ended for idling in a transaction is a lost connection (transient).
+//!
+//! Invariant of the worker's pool ([`worker_pool`]): once an outage has been seen
+//! ([`Staleness::mark`]), no connection opened before it is lent again: a connection to a
+//! writer demoted by a failover stays read-only forever, so it is dropped, and the next one is
+//! opened afresh (with a fresh DNS answer).
 
-use crate::error::{sqlstate_is_transient, LoadError};
+use crate::error::{sqlstate_is_transient, sqlstate_outage, LoadError, Outage};
 use crate::sql;
 use deadpool_postgres::Pool;
 use sluice_common::config::redact_url;
 use sluice_common::postgres::SessionLimits;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How long a worker waits on PostgreSQL; `Duration::ZERO` means no limit.
 ///
@@ -93,6 +101,67 @@ pub fn pool_with(
     })
 }
 
+/// When the last database outage was seen: connections opened before it are stale.
+#[derive(Debug)]
+pub struct Staleness {
+    base: Instant,
+    /// Nanoseconds from `base` to the last mark, plus one; 0: never marked.
+    mark: AtomicU64,
+}
+
+impl Default for Staleness {
+    fn default() -> Self {
+        Staleness {
+            base: Instant::now(),
+            mark: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Staleness {
+    /// An outage is seen now: every connection opened until now is stale.
+    pub fn mark(&self) {
+        let nanos = self.base.elapsed().as_nanos().min(u128::from(u64::MAX - 1)) as u64;
+        self.mark.fetch_max(nanos + 1, Ordering::SeqCst);
+    }
+
+    /// Whether a connection opened at `created` was opened before the last outage.
+    pub fn is_stale(&self, created: Instant) -> bool {
+        match self.mark.load(Ordering::SeqCst) {
+            0 => false,
+            m => created <= self.base + std::time::Duration::from_nanos(m - 1),
+        }
+    }
+}
+
+/// The worker's pool: as [`pool`], and a connection opened before the last outage `stale`
+/// marks is dropped instead of lent again (a `pre_recycle` hook; deadpool then opens another).
+pub fn worker_pool(
+    url: &str,
+    size: usize,
+    application_name: &str,
+    waits: &Waits,
+    stale: Arc<Staleness>,
+) -> Result<Pool, DbSetupError> {
+    let bad = |message: String| DbSetupError::Url {
+        url: redact_url(url),
+        message,
+    };
+    sluice_common::postgres::pool_builder(url, size, application_name, &waits.session())
+        .map_err(|e| bad(e.to_string()))?
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(move |_, metrics| {
+            if stale.is_stale(metrics.created) {
+                Err(deadpool_postgres::HookError::message(
+                    "connection opened before a database outage",
+                ))
+            } else {
+                Ok(())
+            }
+        }))
+        .build()
+        .map_err(|e| bad(e.to_string()))
+}
+
 /// Creates the bookkeeping schema and ledger if missing. Safe when many workers start at once:
 /// an advisory lock (one per state schema) serialises the DDL; when the schema is complete no
 /// DDL runs at all, so a starting worker never waits behind the loads of running ones.
@@ -167,6 +236,85 @@ pub fn lock_error(
     }
 }
 
+/// The outage a PostgreSQL error shows, if any: by SQLSTATE for a server error; without one,
+/// a connection that could not be opened, broke, timed out or was closed is an outage too,
+/// while the client's own errors (a parameter or column it could not convert) are not.
+pub fn outage_of(e: &tokio_postgres::Error) -> Option<Outage> {
+    if let Some(db) = e.as_db_error() {
+        return sqlstate_outage(db.code().code());
+    }
+    let text = e.to_string();
+    if text.starts_with("authentication error") {
+        return Some(Outage::Authentication);
+    }
+    let lost = e.is_closed()
+        || [
+            "error connecting to server",
+            "error communicating with the server",
+            "error performing TLS handshake",
+            "timeout waiting for server",
+        ]
+        .iter()
+        .any(|p| text.starts_with(p));
+    lost.then_some(Outage::Unavailable)
+}
+
+/// A database outage as a [`LoadError`], its message naming the SQLSTATE where there is one.
+fn outage_error(
+    outage: Outage,
+    e: &tokio_postgres::Error,
+    key: &str,
+    table: &str,
+    prefix: &str,
+) -> LoadError {
+    LoadError::DatabaseOutage {
+        key: key.to_owned(),
+        table: table.to_owned(),
+        outage,
+        sqlstate: e.as_db_error().map(|db| db.code().code().to_owned()),
+        message: format!("{prefix}{}", error_text(e)),
+    }
+}
+
+/// Failing to get a pooled connection: an outage when the database refused or dropped it, or
+/// the pool could not open one in time; otherwise transient.
+pub fn pool_error(e: deadpool_postgres::PoolError, key: &str, table: &str) -> LoadError {
+    use deadpool_postgres::PoolError;
+    let outage = match &e {
+        PoolError::Backend(pg) => {
+            if let Some(outage) = outage_of(pg) {
+                return outage_error(outage, pg, key, table, "cannot connect: ");
+            }
+            None
+        }
+        PoolError::Timeout(_) | PoolError::Closed | PoolError::PostCreateHook(_) => {
+            Some(Outage::Unavailable)
+        }
+        PoolError::NoRuntimeSpecified => None,
+    };
+    let message = format!("cannot connect: {}", pool_error_text(&e));
+    match outage {
+        Some(outage) => LoadError::DatabaseOutage {
+            key: key.to_owned(),
+            table: table.to_owned(),
+            outage,
+            sqlstate: None,
+            message,
+        },
+        None => LoadError::Database {
+            key: key.to_owned(),
+            table: table.to_owned(),
+            message,
+            sqlstate: None,
+            record: None,
+            line: None,
+            column: None,
+            value: None,
+            transient: true,
+        },
+    }
+}
+
 /// Turns a PostgreSQL error into a [`LoadError`]. `record_line` maps a `COPY` line (the record
 /// number) to the file's physical line, when known. A lock wait ended by `lock_timeout` is
 /// [`LoadError::LockTimeout`] wherever it happens.
@@ -186,13 +334,16 @@ pub fn db_error(
             message: error_text(&e),
         };
     }
+    if let Some(outage) = outage_of(&e) {
+        return outage_error(outage, &e, key, table, "");
+    }
     let (sqlstate, transient, context) = match e.as_db_error() {
         Some(db) => {
             let code = db.code().code().to_owned();
             let context = db.where_().map(parse_copy_context).unwrap_or_default();
             (Some(code.clone()), sqlstate_is_transient(&code), context)
         }
-        // No server error: the connection broke, timed out or was closed. Try again.
+        // No server error and no lost connection: the client's own failure. Try again.
         None => (None, true, CopyContext::default()),
     };
     let CopyContext {
@@ -301,6 +452,46 @@ pub async fn bootstrap_with_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_an_outage_to_wait_out() {
+        // Nothing listens on port 1: the connection is refused.
+        let e = tokio_postgres::connect(
+            "host=127.0.0.1 port=1 user=u dbname=d connect_timeout=5",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+        assert_eq!(outage_of(&e), Some(Outage::Unavailable), "{e}");
+        let load = db_error(e, "dms/s/t/LOAD00000001.csv", "s.t", None);
+        assert_eq!(load.outage(), Some(Outage::Unavailable));
+        assert_eq!(load.class(), "database_unavailable");
+        assert!(load.retry_in_place());
+        assert!(!load.to_file_error().permanent);
+
+        let e = deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Create);
+        let load = pool_error(e, "k", "s.t");
+        assert_eq!(load.outage(), Some(Outage::Unavailable), "{load}");
+        assert!(load.to_string().contains("cannot connect"), "{load}");
+    }
+
+    #[test]
+    fn connections_opened_before_an_outage_are_stale() {
+        let s = Staleness::default();
+        let before = Instant::now();
+        assert!(!s.is_stale(before), "nothing is stale before an outage");
+        s.mark();
+        assert!(s.is_stale(before));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = Instant::now();
+        assert!(
+            !s.is_stale(after),
+            "a connection opened after the outage is lent"
+        );
+        s.mark();
+        assert!(s.is_stale(after), "a later outage makes it stale too");
+    }
 
     #[test]
     fn copy_context_gives_record_column_and_value() {

@@ -2,8 +2,56 @@
 //! what an operator needs (bucket, key, etag, table, record, line, column, SQLSTATE) and decided
 //! transient or permanent where it is built. [`LoadError::to_file_error`] turns it into the
 //! manifest's record.
+//!
+//! A database that cannot take any load right now ([`Outage`]: read-only, restarting, refusing
+//! connections, refusing the credentials) is not the file's fault: such an error is
+//! [`LoadError::DatabaseOutage`], transient, and the worker hands the file back without
+//! spending an attempt. Invariants of the SQLSTATE tables ([`sqlstate_outage`],
+//! [`sqlstate_is_transient`]): every outage code is transient; 40002 (an integrity constraint
+//! checked at commit) is permanent although the rest of class 40 (serialization failures,
+//! deadlocks) is transient.
 
 use sluice_common::manifest::{cap_text, FileError};
+
+/// Why the database cannot take a load at all right now: an outage to wait out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// 25006: the server is read-only (a writer demoted by a failover and still reached
+    /// through a stale DNS answer, a standby, `default_transaction_read_only`).
+    ReadOnly,
+    /// The server refuses or drops connections: class 08, 57P01-57P03 (shut down, restarting),
+    /// a connection refused, cut or timed out.
+    Unavailable,
+    /// 28P01, 28000: the server refuses the credentials (a rotated password). A running
+    /// process cannot fix that: its health turns bad so that it is replaced.
+    Authentication,
+}
+
+impl Outage {
+    /// The manifest's error class.
+    pub fn class(self) -> &'static str {
+        match self {
+            Outage::ReadOnly => "database_read_only",
+            Outage::Unavailable => "database_unavailable",
+            Outage::Authentication => "database_authentication",
+        }
+    }
+
+    /// What is wrong, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Outage::ReadOnly => "the database is read-only",
+            Outage::Unavailable => "the database is unavailable",
+            Outage::Authentication => "authentication to the database failed",
+        }
+    }
+
+    /// Whether retrying in place, while the message is held, may help: a failover or a restart
+    /// ends by itself; refused credentials do not change under a running process.
+    pub fn retry_in_place(self) -> bool {
+        self != Outage::Authentication
+    }
+}
 
 /// One file's failure.
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +292,16 @@ pub enum LoadError {
         sqlstate: String,
         message: String,
     },
+
+    /// The database cannot take any load now (see [`Outage`]); the file waits, no attempt spent.
+    #[error("{}{} loading {key} into {table}: {message}; the file goes back to the queue until the database takes loads again", outage.describe(), sqlstate.as_deref().map(|c| format!(" (sqlstate {c})")).unwrap_or_default())]
+    DatabaseOutage {
+        key: String,
+        table: String,
+        outage: Outage,
+        sqlstate: Option<String>,
+        message: String,
+    },
 }
 
 /// " after 2.0 s", or nothing when the wait is not known.
@@ -257,10 +315,25 @@ impl LoadError {
     pub fn is_transient(&self) -> bool {
         match self {
             LoadError::S3 { transient, .. } | LoadError::Database { transient, .. } => *transient,
-            LoadError::Spool { .. } => true,
-            LoadError::LockTimeout { .. } => true,
+            LoadError::Spool { .. }
+            | LoadError::LockTimeout { .. }
+            | LoadError::DatabaseOutage { .. } => true,
             _ => false,
         }
+    }
+
+    /// The database outage this error shows, if it is one.
+    pub fn outage(&self) -> Option<Outage> {
+        match self {
+            LoadError::DatabaseOutage { outage, .. } => Some(*outage),
+            _ => None,
+        }
+    }
+
+    /// Whether the worker should retry while it holds the message: transient errors, except
+    /// an outage that waiting in place cannot end (refused credentials).
+    pub fn retry_in_place(&self) -> bool {
+        self.is_transient() && self.outage().is_none_or(Outage::retry_in_place)
     }
 
     /// Stable class for grouping in the manifest and in alarms.
@@ -291,16 +364,18 @@ impl LoadError {
             LoadError::DecompressedTooLarge { .. } => "decompressed_too_large",
             LoadError::Parquet { .. } => "corrupt_parquet",
             LoadError::Spool { .. } => "local_io",
+            LoadError::DatabaseOutage { outage, .. } => outage.class(),
             LoadError::Database {
                 sqlstate,
                 transient,
                 ..
             } => {
                 if *transient {
-                    "database_unavailable"
+                    "database_transient"
                 } else {
                     match sqlstate.as_deref().map(|s| &s[..2.min(s.len())]) {
                         _ if sqlstate.as_deref() == Some("42501") => "permission_denied",
+                        _ if sqlstate.as_deref() == Some("40002") => "constraint",
                         Some("22") => "bad_value",
                         Some("23") => "constraint",
                         Some("42") => "schema",
@@ -393,6 +468,9 @@ impl LoadError {
             LoadError::LockTimeout { sqlstate, .. } => {
                 (Some(sqlstate.clone()), None, None, None, None)
             }
+            LoadError::DatabaseOutage { sqlstate, .. } => {
+                (sqlstate.clone(), None, None, None, None)
+            }
             _ => (None, None, None, None, None),
         };
         FileError {
@@ -409,14 +487,31 @@ impl LoadError {
 }
 
 /// Whether a SQLSTATE means "try again later": connection loss, serialization failures and
-/// deadlocks, resource exhaustion, shutdowns and lock timeouts. Everything else (bad data,
-/// constraints, missing objects, privileges) is permanent for this file.
+/// deadlocks, resource exhaustion, shutdowns and lock timeouts, and every outage of
+/// [`sqlstate_outage`]. Everything else (bad data, constraints, missing objects, privileges) is
+/// permanent for this file; so is 40002 (transaction_integrity_constraint_violation: a deferred
+/// constraint refused at commit fails the same way every time), the one code of class 40 that
+/// retrying cannot fix.
 pub fn sqlstate_is_transient(code: &str) -> bool {
-    matches!(&code[..2.min(code.len())], "08" | "40" | "53" | "58")
-        || matches!(
-            code,
-            "57P01" | "57P02" | "57P03" | "55P03" | "55006" | "57014"
-        )
+    if code == "40002" {
+        return false;
+    }
+    sqlstate_outage(code).is_some()
+        || matches!(&code[..2.min(code.len())], "40" | "53" | "58")
+        || matches!(code, "55P03" | "55006" | "57014")
+}
+
+/// The outage a SQLSTATE means, if any: 25006 read-only; class 08 and 57P01-57P03
+/// unavailable (connection failures, the server shutting down or starting); 28P01 and 28000
+/// refused credentials.
+pub fn sqlstate_outage(code: &str) -> Option<Outage> {
+    match code {
+        "25006" => Some(Outage::ReadOnly),
+        "28P01" | "28000" => Some(Outage::Authentication),
+        "57P01" | "57P02" | "57P03" => Some(Outage::Unavailable),
+        _ if code.starts_with("08") => Some(Outage::Unavailable),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -431,10 +526,122 @@ mod tests {
             assert!(sqlstate_is_transient(transient), "{transient}");
         }
         for permanent in [
-            "22P02", "22003", "23505", "23502", "42P01", "42501", "XX000",
+            "22P02", "22003", "23505", "23502", "42P01", "42501", "XX000", "40002",
         ] {
             assert!(!sqlstate_is_transient(permanent), "{permanent}");
         }
+    }
+
+    #[test]
+    fn integrity_violation_at_commit_is_permanent_other_rollbacks_are_not() {
+        // 40002: a deferred constraint refused at COMMIT; retrying gives the same refusal.
+        assert!(!sqlstate_is_transient("40002"));
+        assert_eq!(sqlstate_outage("40002"), None);
+        // serialization failure, deadlock, and the class's other codes stay transient
+        for code in ["40001", "40P01", "40000", "40003"] {
+            assert!(sqlstate_is_transient(code), "{code}");
+        }
+        let e = LoadError::Database {
+            key: "k".into(),
+            table: "s.t".into(),
+            message: "insert or update violates foreign key constraint".into(),
+            sqlstate: Some("40002".into()),
+            record: None,
+            line: None,
+            column: None,
+            value: None,
+            transient: sqlstate_is_transient("40002"),
+        };
+        assert!(!e.is_transient() && !e.retry_in_place());
+        let f = e.to_file_error();
+        assert!(f.permanent);
+        assert_eq!(f.class, "constraint");
+        assert_eq!(f.sqlstate.as_deref(), Some("40002"));
+    }
+
+    #[test]
+    fn outages_are_classified_by_sqlstate() {
+        assert_eq!(sqlstate_outage("25006"), Some(Outage::ReadOnly));
+        for code in [
+            "08006", "08001", "08003", "08004", "57P01", "57P02", "57P03",
+        ] {
+            assert_eq!(sqlstate_outage(code), Some(Outage::Unavailable), "{code}");
+        }
+        for code in ["28P01", "28000"] {
+            assert_eq!(
+                sqlstate_outage(code),
+                Some(Outage::Authentication),
+                "{code}"
+            );
+        }
+        for code in [
+            "40001", "40P01", "53300", "55P03", "57014", "22P02", "42501", "25P02",
+        ] {
+            assert_eq!(sqlstate_outage(code), None, "{code}");
+        }
+        // every outage is transient
+        for code in ["25006", "08006", "57P01", "57P03", "28P01", "28000"] {
+            assert!(sqlstate_is_transient(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn an_outage_has_its_own_class_names_its_sqlstate_and_is_not_permanent() {
+        let ro = LoadError::DatabaseOutage {
+            key: "dms/s/t/LOAD00000001.csv".into(),
+            table: "s.t".into(),
+            outage: Outage::ReadOnly,
+            sqlstate: Some("25006".into()),
+            message: "cannot execute INSERT in a read-only transaction".into(),
+        };
+        assert!(ro.is_transient() && ro.retry_in_place());
+        assert_eq!(ro.outage(), Some(Outage::ReadOnly));
+        let f = ro.to_file_error();
+        assert_eq!(f.class, "database_read_only");
+        assert!(!f.permanent);
+        assert_eq!(f.sqlstate.as_deref(), Some("25006"));
+        assert!(
+            f.message.starts_with(
+                "the database is read-only (sqlstate 25006) loading dms/s/t/LOAD00000001.csv into s.t: cannot execute INSERT"
+            ),
+            "{}",
+            f.message
+        );
+        let auth = LoadError::DatabaseOutage {
+            key: "k".into(),
+            table: "s.t".into(),
+            outage: Outage::Authentication,
+            sqlstate: Some("28P01".into()),
+            message: "password authentication failed for user \"sluice\"".into(),
+        };
+        // transient (the file is not at fault) but not retried in place
+        assert!(auth.is_transient() && !auth.retry_in_place());
+        assert_eq!(auth.class(), "database_authentication");
+        assert!(auth.to_string().contains("authentication"), "{auth}");
+        let down = LoadError::DatabaseOutage {
+            key: "k".into(),
+            table: "s.t".into(),
+            outage: Outage::Unavailable,
+            sqlstate: None,
+            message: "cannot connect: error connecting to server: Connection refused".into(),
+        };
+        assert_eq!(down.class(), "database_unavailable");
+        assert!(down.retry_in_place());
+        assert!(!down.to_string().contains("sqlstate"), "{down}");
+        // a transient error that is no outage keeps the attempt-spending path
+        let deadlock = LoadError::Database {
+            key: "k".into(),
+            table: "s.t".into(),
+            message: "deadlock detected".into(),
+            sqlstate: Some("40P01".into()),
+            record: None,
+            line: None,
+            column: None,
+            value: None,
+            transient: true,
+        };
+        assert_eq!(deadlock.outage(), None);
+        assert_eq!(deadlock.class(), "database_transient");
     }
 
     #[test]

@@ -561,23 +561,17 @@ pub fn file_time(msg: &FileMessage) -> Result<SystemTime, LoadError> {
         })
 }
 
-/// A pooled connection; failing to get one is transient (the database may be restarting).
+/// A pooled connection; failing to get one is transient, an outage when the database refused
+/// or dropped it (it may be restarting, read-only or refusing the credentials).
 async fn connect(
     ctx: &LoadContext,
     key: &str,
     table: &str,
 ) -> Result<deadpool_postgres::Object, LoadError> {
-    ctx.pool.get().await.map_err(|e| LoadError::Database {
-        key: key.to_owned(),
-        table: table.to_owned(),
-        message: format!("cannot connect: {}", pool_error_text(&e)),
-        sqlstate: None,
-        record: None,
-        line: None,
-        column: None,
-        value: None,
-        transient: true,
-    })
+    ctx.pool
+        .get()
+        .await
+        .map_err(|e| crate::db::pool_error(e, key, table))
 }
 
 /// Makes sure this process has prepared a target for the version guard; returns the oid it had

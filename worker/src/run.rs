@@ -9,7 +9,11 @@
 //! errors with backoff while the message is held) -> after COMMIT: manifest `loaded`, then
 //! delete the message. On a permanent error: manifest `failed` (permanent) and delete, so it
 //! is not retried forever. On a transient error that outlived the retries: manifest `failed`
-//! and the message comes back after an exponential, jittered delay.
+//! and the message comes back after an exponential, jittered delay. On a database outage
+//! (read-only, unavailable, refused credentials: not the file's fault) that outlived the
+//! retries, or at once for refused credentials: the claim is handed back (manifest `queued`
+//! with the error, the attempt not counted), the message comes back after a short delay, and
+//! the receive loop holds back until the database takes loads again (see `observe::Database`).
 
 use crate::config::{Fault, WorkerConfig};
 use crate::db;
@@ -74,6 +78,7 @@ struct Shared {
     sqs: aws_sdk_sqs::Client,
     store: ManifestStore,
     load: LoadContext,
+    database: Arc<observe::Database>,
 }
 
 /// Runs until `shutdown` is cancelled (then drains) or, with `exit_when_idle`, until the queue
@@ -83,13 +88,15 @@ pub async fn run(
     aws: AwsClients,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, WorkerError> {
-    let pool = db::pool_with(
+    let stale = Arc::new(db::Staleness::default());
+    let pool = db::worker_pool(
         &cfg.database_url,
         cfg.concurrency + 1,
         "sluice-worker",
         &cfg.waits,
+        stale.clone(),
     )?;
-    let observer = observe::start(&cfg, &pool)
+    let observer = observe::start(&cfg, &pool, stale)
         .await
         .map_err(|(addr, source)| WorkerError::Endpoint { addr, source })?;
     db::bootstrap_with_retry(&pool, &cfg.state_schema, &shutdown).await?;
@@ -109,6 +116,7 @@ pub async fn run(
         },
         store: ManifestStore::new(aws.dynamodb.clone(), cfg.manifest_table.clone()),
         sqs: aws.sqs.clone(),
+        database: observer.database.clone(),
         cfg,
     });
     let permits = Arc::new(Semaphore::new(shared.cfg.concurrency));
@@ -121,6 +129,15 @@ pub async fn run(
     loop {
         while let Some(done) = tasks.try_join_next() {
             tally(&mut summary, done);
+        }
+        match shared
+            .database
+            .wait_until_usable(&observer.liveness, &shutdown)
+            .await
+        {
+            observe::Gate::Open => {}
+            observe::Gate::Reopened => idle_since = Instant::now(),
+            observe::Gate::Shutdown => break,
         }
         observer.liveness.waiting_for_slot();
         let first = tokio::select! {
@@ -340,8 +357,10 @@ async fn handle_file(
         "load_file",
         policy,
         || async {
-            load_file(&shared.load, &msg).await.map_err(|e| {
-                if e.is_transient() {
+            let result = load_file(&shared.load, &msg).await;
+            shared.database.load_attempted(&result);
+            result.map_err(|e| {
+                if e.retry_in_place() {
                     Attempt::Transient(e)
                 } else {
                     Attempt::Permanent(e)
@@ -421,20 +440,7 @@ async fn handle_file(
                 Outcome::Loaded
             }
         }
-        Some(Err(e)) => {
-            let permanent = !e.is_transient();
-            observe::failed(&e);
-            error!(error = %e, error_class = e.class(), permanent, "file failed");
-            record_failure(shared, &msg, attempt, &e).await;
-            if permanent {
-                delete(shared, &receipt).await;
-            } else {
-                let wait =
-                    redelivery_delay(attempt, Duration::from_secs(10), Duration::from_secs(900));
-                set_visibility(shared, &receipt, wait).await;
-            }
-            Outcome::Failed
-        }
+        Some(Err(e)) => file_failed(shared, &msg, attempt, &receipt, &e).await,
         None => {
             warn!("abandoned at shutdown; the message is handed back");
             let e = LoadError::Database {
@@ -579,16 +585,59 @@ async fn refused_claim(shared: &Shared, receipt: &str, item: Option<ManifestItem
     }
 }
 
+/// A load that failed for good (permanent, or transient past the retries): recorded, and its
+/// message deleted (permanent) or made visible again later. A database outage is not the
+/// file's fault: the claim is handed back and the message comes back after a short pause.
+async fn file_failed(
+    shared: &Shared,
+    msg: &FileMessage,
+    attempt: u32,
+    receipt: &str,
+    e: &LoadError,
+) -> Outcome {
+    let permanent = !e.is_transient();
+    observe::failed(e);
+    if e.outage().is_some() {
+        warn!(error = %e, error_class = e.class(), "database outage: file handed back, no attempt spent");
+    } else {
+        error!(error = %e, error_class = e.class(), permanent, "file failed");
+    }
+    record_failure(shared, msg, attempt, e).await;
+    if permanent {
+        delete(shared, receipt).await;
+    } else if e.outage().is_some() {
+        // The receive loop waits for the database; a short pause lets another worker (whose
+        // database may be fine) take the file.
+        let wait = redelivery_delay(1, Duration::from_secs(10), Duration::from_secs(10));
+        set_visibility(shared, receipt, wait).await;
+        return Outcome::Deferred;
+    } else {
+        let wait = redelivery_delay(attempt, Duration::from_secs(10), Duration::from_secs(900));
+        set_visibility(shared, receipt, wait).await;
+    }
+    Outcome::Failed
+}
+
+/// Records a failed attempt (`failed`), or hands the claim back (`queued`, the attempt not
+/// counted) when the database was out: waiting out an outage never makes a file `dead`.
 async fn record_failure(shared: &Shared, msg: &FileMessage, attempt: u32, e: &LoadError) {
+    let (transition, note) = match e.outage() {
+        Some(o) => (
+            Transition::HandBack,
+            Some(format!("{}: handed back, no attempt spent", o.class())),
+        ),
+        None => (Transition::Fail, None),
+    };
     let changes = Changes {
         worker: Some(shared.cfg.worker_id.clone()),
         error: Some(Some(e.to_file_error())),
         expect_attempt: Some(attempt),
+        note,
         ..Changes::default()
     };
     match shared
         .store
-        .transition(&msg.key, &msg.etag, Transition::Fail, changes)
+        .transition(&msg.key, &msg.etag, transition, changes)
         .await
     {
         Ok(Moved::Applied(_)) => {}
