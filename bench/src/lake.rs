@@ -554,8 +554,7 @@ pub async fn file_messages(
                 etag: o.etag,
                 size: o.size,
                 last_modified: o.last_modified,
-                schema: f.schema,
-                table: f.table,
+                file: f,
             }
             .to_body(),
         );

@@ -19,10 +19,13 @@
 //!   `Sluice` only to a schema of that exact name, but refusing a look-alike costs an operator
 //!   a rename, while missing one would let the lake write Sluice's state.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// What kind of DMS file a key names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What kind of DMS file a key names. On the wire (the file message's `file`), `{"kind":
+/// "full_load", "sequence": 1}`, `{"kind": "cdc", "timestamp_ms": ...}` or `{"kind": "other"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FileKind {
     /// `LOADxxxxxxxx.csv` (or `.parquet`): a full-load file, with its (hexadecimal) sequence number.
     FullLoad { sequence: u64 },
@@ -43,14 +46,16 @@ impl FileKind {
 }
 
 /// Compression of a file, from its name. A Parquet file's compression is inside it: `None`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Compression {
     None,
     Gzip,
 }
 
 /// The format of a file, from its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Format {
     /// RFC 4180 text (`.csv`, `.csv.gz`).
     Csv,
@@ -58,12 +63,14 @@ pub enum Format {
     Parquet,
 }
 
-/// A key that names a loadable file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A key that names a loadable file: what the coordinator maps once from the listing and the
+/// file message carries to the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceFile {
     pub schema: String,
     pub table: String,
     pub file_name: String,
+    #[serde(flatten)]
     pub kind: FileKind,
     pub format: Format,
     pub compression: Compression,
@@ -162,7 +169,12 @@ pub fn map_key(prefix: &str, key: &str) -> Result<SourceFile, Unmapped> {
     if parts.len() < 3 || parts.iter().any(|p| p.is_empty()) {
         return Err(Unmapped::TooShallow);
     }
-    let file_name = parts[parts.len() - 1];
+    file_of(parts[0], parts[1], parts[parts.len() - 1])
+}
+
+/// The source file that `file_name` is in the folder of `schema.table`: its kind, format and
+/// compression from the name.
+pub fn file_of(schema: &str, table: &str, file_name: &str) -> Result<SourceFile, Unmapped> {
     let (stem, format, compression) = if let Some(stem) = strip_suffix_ci(file_name, ".csv.gz") {
         (stem, Format::Csv, Compression::Gzip)
     } else if let Some(stem) = strip_suffix_ci(file_name, ".csv") {
@@ -173,8 +185,8 @@ pub fn map_key(prefix: &str, key: &str) -> Result<SourceFile, Unmapped> {
         return Err(Unmapped::UnsupportedFile(file_name.to_owned()));
     };
     Ok(SourceFile {
-        schema: parts[0].to_owned(),
-        table: parts[1].to_owned(),
+        schema: schema.to_owned(),
+        table: table.to_owned(),
         file_name: file_name.to_owned(),
         kind: file_kind(stem),
         format,

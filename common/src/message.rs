@@ -1,17 +1,24 @@
 //! The SQS message contract: one message per file, JSON, versioned by `v`.
 //!
 //! Invariants: a message names exactly one object version (`bucket`, `key`, `etag`); it carries
-//! what the worker needs to claim the file without reading the manifest first; a body that is
-//! not valid JSON, or of another version, is refused with [`Error::BadMessage`], never guessed at.
+//! what the worker needs to claim the file without reading the manifest first, the typed
+//! [`SourceFile`] the coordinator mapped from the key among it, so the worker never maps a key it
+//! was given; a body that is not valid JSON, or of another version, is refused with
+//! [`Error::BadMessage`], never guessed at.
+//!
+//! On the wire a file message keeps the top-level `schema` and `table` of earlier builds beside
+//! `file`; a message without `file` (queued by an earlier coordinator) gets it from its `schema`,
+//! `table` and the key's file name, once, when it is read.
 
 use crate::error::Error;
+use crate::mapping::{file_of, SourceFile};
 use serde::{Deserialize, Serialize};
 
 /// The only message version this build writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;
 
 /// "Load this object version."
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileMessage {
     /// Contract version; always [`MESSAGE_VERSION`] when written by this build.
     pub v: u32,
@@ -22,20 +29,46 @@ pub struct FileMessage {
     pub size: i64,
     /// RFC 3339, UTC.
     pub last_modified: String,
-    /// Schema folder of the key, verbatim (untrusted).
-    pub schema: String,
-    /// Table folder of the key, verbatim (untrusted).
-    pub table: String,
+    /// What the key names, mapped once by the coordinator: schema and table folders verbatim
+    /// (untrusted), file kind, format and compression.
+    pub file: SourceFile,
+}
+
+/// A file message as JSON: the fields of earlier builds, and `file` (absent from messages an
+/// earlier coordinator queued).
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    v: u32,
+    bucket: String,
+    key: String,
+    etag: String,
+    size: i64,
+    last_modified: String,
+    schema: String,
+    table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<SourceFile>,
 }
 
 impl FileMessage {
     /// `schema.table` as written in the key: the manifest's table label and the rules' key.
     pub fn source_table(&self) -> String {
-        format!("{}.{}", self.schema, self.table)
+        self.file.source_table()
     }
 
     pub fn to_body(&self) -> String {
-        serde_json::to_string(self).expect("a FileMessage always serializes")
+        let wire = Wire {
+            v: self.v,
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            etag: self.etag.clone(),
+            size: self.size,
+            last_modified: self.last_modified.clone(),
+            schema: self.file.schema.clone(),
+            table: self.file.table.clone(),
+            file: Some(self.file.clone()),
+        };
+        serde_json::to_string(&wire).expect("a FileMessage always serializes")
     }
 
     /// Parses a body, refusing other versions and unknown shapes.
@@ -51,12 +84,27 @@ impl FileMessage {
             Some(v) => return Err(bad(format!("message version {v}, this build reads 1"))),
             None => return Err(bad("no message version field \"v\"".to_owned())),
         }
-        let message: FileMessage =
-            serde_json::from_value(value).map_err(|e| bad(format!("{e}")))?;
-        if message.bucket.is_empty() || message.key.is_empty() || message.etag.is_empty() {
+        let w: Wire = serde_json::from_value(value).map_err(|e| bad(format!("{e}")))?;
+        if w.bucket.is_empty() || w.key.is_empty() || w.etag.is_empty() {
             return Err(bad("bucket, key and etag must not be empty".to_owned()));
         }
-        Ok(message)
+        let file = match w.file {
+            Some(file) => file,
+            None => {
+                let name = w.key.rsplit('/').next().unwrap_or_default();
+                file_of(&w.schema, &w.table, name)
+                    .map_err(|e| bad(format!("key {}: {e}", w.key)))?
+            }
+        };
+        Ok(FileMessage {
+            v: w.v,
+            bucket: w.bucket,
+            key: w.key,
+            etag: w.etag,
+            size: w.size,
+            last_modified: w.last_modified,
+            file,
+        })
     }
 }
 
@@ -153,8 +201,7 @@ mod tests {
             etag: "abc".into(),
             size: 10,
             last_modified: "2024-10-29T11:34:01.000Z".into(),
-            schema: "public".into(),
-            table: "orders".into(),
+            file: crate::mapping::map_key("dms/", "dms/public/orders/LOAD00000001.csv").unwrap(),
         }
     }
 
@@ -165,12 +212,39 @@ mod tests {
     }
 
     #[test]
+    fn the_typed_file_travels_and_earlier_messages_get_it_from_their_key() {
+        let body: serde_json::Value = serde_json::from_str(&sample().to_body()).unwrap();
+        // Earlier builds read these.
+        assert_eq!(body["schema"], "public");
+        assert_eq!(body["table"], "orders");
+        assert_eq!(body["file"]["kind"], "full_load");
+        assert_eq!(body["file"]["sequence"], 1);
+        assert_eq!(body["file"]["format"], "csv");
+        assert_eq!(body["file"]["compression"], "none");
+        // A message of an earlier coordinator, without `file`.
+        let earlier = r#"{"v":1,"bucket":"lake","key":"dms/hr/emp/2024/10/29/20241029-113401000.csv.gz",
+            "etag":"e","size":1,"last_modified":"2024-10-29T11:34:01.000Z","schema":"hr","table":"emp"}"#;
+        let m = FileMessage::from_body("m", earlier).unwrap();
+        assert_eq!(m.source_table(), "hr.emp");
+        assert_eq!(
+            m.file.kind,
+            crate::mapping::FileKind::Cdc {
+                timestamp_ms: 1_730_201_641_000
+            }
+        );
+        assert_eq!(m.file.compression, crate::mapping::Compression::Gzip);
+        let unloadable = earlier.replace("000.csv.gz", "000.orc");
+        let e = FileMessage::from_body("m", &unloadable).unwrap_err();
+        assert!(e.to_string().contains(".orc"), "{e}");
+    }
+
+    #[test]
     fn refuses_garbage_and_other_versions() {
         let e = FileMessage::from_body("m1", "hello")
             .unwrap_err()
             .to_string();
         assert!(e.contains("m1") && e.contains("not JSON"), "{e}");
-        let mut v: serde_json::Value = serde_json::to_value(sample()).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&sample().to_body()).unwrap();
         v["v"] = 2.into();
         let e = FileMessage::from_body("m2", &v.to_string())
             .unwrap_err()

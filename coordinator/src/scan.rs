@@ -457,13 +457,13 @@ fn message_for(ctx: &ScanContext, c: &Candidate) -> FileMessage {
         etag: c.object.etag.clone(),
         size: c.object.size,
         last_modified: c.object.last_modified.clone(),
-        schema: c.file.schema.clone(),
-        table: c.file.table.clone(),
+        file: c.file.clone(),
     }
 }
 
 /// The message for a manifest item (the same one the first pass sent); None when its key no
-/// longer maps to a table under the lake's prefix.
+/// longer maps to a table under the lake's prefix. The item holds the key as text, so this is
+/// where a file that comes back from the manifest (not from a listing) is mapped.
 pub fn message_for_item(source: &SourceLocation, item: &ManifestItem) -> Option<FileMessage> {
     let file = sluice_common::mapping::map_key(&source.prefix, &item.key).ok()?;
     Some(FileMessage {
@@ -477,8 +477,7 @@ pub fn message_for_item(source: &SourceLocation, item: &ManifestItem) -> Option<
         etag: item.etag.clone(),
         size: item.size,
         last_modified: item.last_modified.clone(),
-        schema: file.schema,
-        table: file.table,
+        file,
     })
 }
 

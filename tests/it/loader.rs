@@ -279,8 +279,7 @@ async fn duplicates_have_no_duplicate_effect() {
         etag: etag.clone(),
         size: item.size,
         last_modified: item.last_modified.clone(),
-        schema: tb.schema.clone(),
-        table: "items".into(),
+        file: sluice_common::mapping::map_key(&tb.prefix, &key).unwrap(),
     }
     .to_body();
     for _ in 0..2 {

@@ -296,8 +296,7 @@ impl TestBed {
                 .and_then(|t| time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok())
                 .map(sluice_common::timefmt::format)
                 .expect("last modified"),
-            schema: file.schema,
-            table: file.table,
+            file,
         }
     }
 

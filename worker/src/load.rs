@@ -43,7 +43,7 @@ use crate::sql;
 use crate::target;
 use deadpool_postgres::Pool;
 use futures_util::SinkExt;
-use sluice_common::mapping::{map_key, Compression, FileKind, Format};
+use sluice_common::mapping::{Compression, FileKind, Format};
 use sluice_common::message::{FileMessage, ReplaceMessage};
 use sluice_common::rules::{FullLoad, OnError, Rules, TableRules};
 use std::collections::HashMap;
@@ -181,7 +181,7 @@ async fn load_once(
     let (schema, table) = rules
         .target
         .clone()
-        .unwrap_or_else(|| (msg.schema.clone(), msg.table.clone()));
+        .unwrap_or_else(|| (msg.file.schema.clone(), msg.file.table.clone()));
     let target_label = format!("{schema}.{table}");
     ctx.check_schema(key, &schema, &table)?;
     let pg = |e: tokio_postgres::Error| db_error(e, key, &target_label, None);
@@ -202,9 +202,7 @@ async fn load_once(
     let soft = rules.soft_delete.as_deref();
     let prepared_oid = prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
 
-    let (format, compression) = map_key("", key)
-        .map(|f| (f.format, f.compression))
-        .unwrap_or((Format::Csv, Compression::None));
+    let (format, compression) = (msg.file.format, msg.file.compression);
     let (body, spooled_again) = open_body(ctx, msg, format).await?;
 
     let txn = client.transaction().await.map_err(pg)?;
@@ -254,10 +252,7 @@ async fn load_once(
     let rejects = rules.on_error == OnError::RejectRows;
     let started = Instant::now();
     // The direct path: a full-load file into a table with no rows needs no stage and no merge.
-    let full_load = matches!(
-        map_key("", key).map(|f| f.kind),
-        Ok(FileKind::FullLoad { .. })
-    );
+    let full_load = matches!(msg.file.kind, FileKind::FullLoad { .. });
     let direct = if allow_direct && full_load && !rejects {
         let empty: bool = txn
             .query_one(&sql::target_is_empty_sql(&target), &[])
@@ -441,9 +436,7 @@ async fn direct_load(
 ) -> Result<Attempt, LoadError> {
     let key = msg.key.as_str();
     let pg = |e: tokio_postgres::Error| db_error(e, key, &target.label(), None);
-    let compression = map_key("", key)
-        .map(|f| f.compression)
-        .unwrap_or(Compression::None);
+    let compression = msg.file.compression;
     let copy_sql = sql::direct_copy_sql(target, &layout.columns, soft, layout.binary.is_some());
     let copy_result = copy_fast(&txn, &copy_sql, &mut run).await.map_err(pg)?;
     let parsed = run.finish(msg, compression).await;
@@ -543,11 +536,9 @@ async fn commit(
 /// The file's own time: the CDC file name's timestamp, else the object's LastModified. It is
 /// the version of every row of a file without a timestamp column, and breaks version ties.
 pub fn file_time(msg: &FileMessage) -> Result<SystemTime, LoadError> {
-    if let Ok(f) = map_key("", &msg.key) {
-        if let FileKind::Cdc { timestamp_ms } = f.kind {
-            if let Ok(ms) = u64::try_from(timestamp_ms) {
-                return Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
-            }
+    if let FileKind::Cdc { timestamp_ms } = msg.file.kind {
+        if let Ok(ms) = u64::try_from(timestamp_ms) {
+            return Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
         }
     }
     sluice_common::timefmt::parse(&msg.last_modified)

@@ -315,10 +315,7 @@ async fn handle_file(
                     size: msg.size,
                     last_modified: msg.last_modified.clone(),
                     table: msg.source_table(),
-                    kind: sluice_common::mapping::map_key("", &msg.key)
-                        .map(|f| f.kind.as_str())
-                        .unwrap_or("other")
-                        .to_owned(),
+                    kind: msg.file.kind.as_str().to_owned(),
                 }),
                 ..Changes::default()
             },
