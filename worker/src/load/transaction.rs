@@ -1,0 +1,426 @@
+//! The staged path of one file: the transaction that claims the file in the ledger, streams
+//! it into a temporary stage, merges the stage into the target under the table's merge lock,
+//! records the counts and commits. The direct path ([`super::direct`]) and the slow path of
+//! rejects ([`super::rejects`]) branch off it.
+//!
+//! Must not: fetch anything from S3 while no transaction needs it (a Parquet object is spooled
+//! before `BEGIN`, [`super::object`]); hold the merge lock while the file streams in (it is
+//! taken after the `COPY`, so the slow part of loads of one table runs in parallel).
+
+use super::direct::direct_load;
+use super::object::{get_object, open_body, Body};
+use super::parse::{copy_fast, start_parse, ParseRun, Source};
+use super::prepare::{connect, prepared_target};
+use super::rejects::{check_reject_limits, copy_in_segments, is_data_error};
+use super::{file_time, ledger_has, Attempt, LoadContext, LoadOutcome, LoadStats};
+use crate::db::{self, db_error};
+use crate::encode::{Direct, Layout, Parsed};
+use crate::error::LoadError;
+use crate::sql;
+use crate::target;
+use sluice_common::mapping::FileKind;
+use sluice_common::message::FileMessage;
+use sluice_common::rules::{OnError, TableRules};
+use std::time::SystemTime;
+use std::time::{Duration, Instant};
+
+/// One file's attempt: what every step of its transaction needs.
+pub(super) struct FileLoad<'a> {
+    pub ctx: &'a LoadContext,
+    pub msg: &'a FileMessage,
+    pub rules: TableRules,
+    /// The target's schema and table: the rules' `target`, else the key's own folders.
+    pub schema: String,
+    pub table: String,
+    /// `schema.table` of the target, for messages.
+    pub target_label: String,
+    /// The file's own time ([`file_time`]): its rows' version without a timestamp column.
+    pub file_time: SystemTime,
+    pub source: Source,
+}
+
+impl<'a> FileLoad<'a> {
+    /// Resolves the file's target from its rules, refusing a reserved or disallowed schema
+    /// before any SQL names it.
+    fn new(ctx: &'a LoadContext, msg: &'a FileMessage) -> Result<Self, LoadError> {
+        let rules = ctx.rules.for_table(&msg.source_table());
+        let (schema, table) = rules
+            .target
+            .clone()
+            .unwrap_or_else(|| (msg.file.schema.clone(), msg.file.table.clone()));
+        ctx.check_schema(&msg.key, &schema, &table)?;
+        Ok(FileLoad {
+            ctx,
+            msg,
+            target_label: format!("{schema}.{table}"),
+            file_time: file_time(msg)?,
+            source: Source {
+                format: msg.file.format,
+                compression: msg.file.compression,
+            },
+            rules,
+            schema,
+            table,
+        })
+    }
+
+    pub fn key(&self) -> &'a str {
+        &self.msg.key
+    }
+
+    pub fn soft(&self) -> Option<&str> {
+        self.rules.soft_delete.as_deref()
+    }
+
+    /// `on_error = "reject_rows"`: bad records are set aside, the others load.
+    pub fn rejects(&self) -> bool {
+        self.rules.on_error == OnError::RejectRows
+    }
+
+    /// A PostgreSQL error of this file's load, against `table`.
+    pub fn pg(&self, table: &str) -> impl Fn(tokio_postgres::Error) -> LoadError + '_ {
+        let table = table.to_owned();
+        move |e| db_error(e, self.key(), &table, None)
+    }
+}
+
+/// One attempt at a file: the staged path, or the direct path where `allow_direct` and the file
+/// fits it.
+pub(super) async fn load_once(
+    ctx: &LoadContext,
+    msg: &FileMessage,
+    allow_direct: bool,
+) -> Result<Attempt, LoadError> {
+    let load = FileLoad::new(ctx, msg)?;
+    let pg = load.pg(&load.target_label);
+    let mut client = connect(ctx, load.key(), &load.target_label).await?;
+    let exists = client
+        .query(
+            &sql::ledger_exists_sql(&ctx.state_schema),
+            &[&msg.bucket, &msg.key, &msg.etag],
+        )
+        .await
+        .map_err(&pg)?;
+    if !exists.is_empty() {
+        return Ok(Attempt::Done(LoadOutcome::AlreadyApplied));
+    }
+    let (schema, table, soft) = (&load.schema, &load.table, load.soft());
+    let prepared_oid = prepared_target(ctx, &mut client, schema, table, soft, load.key()).await?;
+    let (body, spooled_again) = open_body(ctx, msg, load.source.format).await?;
+
+    let txn = client.transaction().await.map_err(&pg)?;
+    let Some(file_id) = claim(&load, &txn).await? else {
+        return Ok(Attempt::Done(LoadOutcome::AlreadyApplied));
+    };
+    let target = resolve_prepared(&load, &txn, prepared_oid).await?;
+    // Parser thread -> bounded channel -> COPY sink.
+    let started = Instant::now();
+    let full_load = matches!(msg.file.kind, FileKind::FullLoad { .. });
+    let direct = if allow_direct && full_load && !load.rejects() {
+        direct_plan(&load, &txn, &target, file_id).await?
+    } else {
+        None
+    };
+    let mut run = start_parse(&load, body, &target, false, direct.clone());
+    let layout = run.layout(msg, load.source.compression).await?;
+    if direct.is_some() {
+        let copying = Copying {
+            run,
+            layout,
+            file_id,
+            started,
+        };
+        return direct_load(&load, txn, &target, copying).await;
+    }
+    let staged = stage(&load, &txn, &target, &layout, run, spooled_again).await?;
+    let copy = started.elapsed();
+    let stats = merge(&load, &txn, &target, &layout, file_id, (staged, copy)).await?;
+    commit(ctx, msg, txn, file_id, stats).await
+}
+
+/// Claims the file in the ledger, inside the transaction; `None`: another session applied it.
+async fn claim(
+    load: &FileLoad<'_>,
+    txn: &deadpool_postgres::Transaction<'_>,
+) -> Result<Option<i64>, LoadError> {
+    let (ctx, msg, key) = (load.ctx, load.msg, load.key());
+    let claim_started = Instant::now();
+    let claimed = txn
+        .query(
+            &sql::ledger_claim_sql(&ctx.state_schema),
+            &[
+                &msg.bucket,
+                &msg.key,
+                &msg.etag,
+                &load.target_label,
+                &ctx.worker_id,
+                &load.file_time,
+            ],
+        )
+        .await
+        .map_err(|e| {
+            let lock = format!("the ledger row of {key} (another session is loading the file)");
+            db::lock_error(e, key, &load.target_label, &lock, claim_started.elapsed())
+        })?;
+    Ok(claimed.first().map(|r| r.get::<_, i64>(0)))
+}
+
+/// The target as the catalog has it now, still as this process prepared it. A table dropped
+/// and made again (a new oid, so a new tombstone table), or whose system columns were dropped,
+/// since then is prepared again on the retry.
+async fn resolve_prepared(
+    load: &FileLoad<'_>,
+    txn: &deadpool_postgres::Transaction<'_>,
+    prepared_oid: u32,
+) -> Result<sql::TargetTable, LoadError> {
+    let (schema, table, soft) = (&load.schema, &load.table, load.soft());
+    let target = target::resolve(txn, schema, table, soft, load.key()).await?;
+    if target.is_prepared(soft) && target.oid == prepared_oid {
+        return Ok(target);
+    }
+    load.ctx
+        .prepared
+        .lock()
+        .expect("prepared-table cache lock")
+        .remove(&(
+            schema.clone(),
+            table.clone(),
+            load.rules.soft_delete.clone(),
+        ));
+    Err(LoadError::Database {
+        key: load.key().to_owned(),
+        table: target.label(),
+        message: "the table changed while the file was being prepared; retrying".to_owned(),
+        sqlstate: None,
+        record: None,
+        line: None,
+        column: None,
+        value: None,
+        transient: true,
+    })
+}
+
+/// The direct path's plan for a full-load file: `Some` when the target has no rows at all.
+async fn direct_plan(
+    load: &FileLoad<'_>,
+    txn: &deadpool_postgres::Transaction<'_>,
+    target: &sql::TargetTable,
+    file_id: i64,
+) -> Result<Option<Direct>, LoadError> {
+    let empty: bool = txn
+        .query_one(&sql::target_is_empty_sql(target), &[])
+        .await
+        .map_err(load.pg(&load.target_label))?
+        .get(0);
+    let t = time::OffsetDateTime::from(load.file_time);
+    let text = sluice_common::timefmt::format(t);
+    let soft = load.soft().is_some();
+    Ok(empty.then(|| Direct {
+        tail: format!("\t{text}\t{file_id}{}", if soft { "\tf" } else { "" }),
+        file_time: text,
+        file_time_micros: (t.unix_timestamp_nanos() / 1000) as i64,
+        file_id,
+        soft,
+    }))
+}
+
+/// A file streaming into its transaction: the parse, its layout, its ledger row, and when the
+/// `COPY` began.
+pub(super) struct Copying {
+    pub run: ParseRun,
+    pub layout: Layout,
+    pub file_id: i64,
+    pub started: Instant,
+}
+
+/// What the stage holds once the file is in: the parse's figures and the records set aside.
+struct Staged {
+    parsed: Parsed,
+    rejected: u64,
+}
+
+/// Streams the file into a temporary stage typed like the target. With `reject_rows`, a value
+/// PostgreSQL refuses sends the file again in segments ([`copy_in_segments`]), and the
+/// records set aside are counted against the table's limits.
+async fn stage(
+    load: &FileLoad<'_>,
+    txn: &deadpool_postgres::Transaction<'_>,
+    target: &sql::TargetTable,
+    layout: &Layout,
+    mut run: ParseRun,
+    spooled_again: Option<std::fs::File>,
+) -> Result<Staged, LoadError> {
+    let (ctx, msg, rejects) = (load.ctx, load.msg, load.rejects());
+    let pg = load.pg(&load.target_label);
+    txn.batch_execute(&sql::create_stage_sql(target, &layout.columns, rejects))
+        .await
+        .map_err(&pg)?;
+    if rejects {
+        txn.execute(
+            &sql::clear_rejects_sql(&ctx.state_schema),
+            &[&msg.bucket, &msg.key, &msg.etag],
+        )
+        .await
+        .map_err(&pg)?;
+        txn.batch_execute("SAVEPOINT sluice_copy")
+            .await
+            .map_err(&pg)?;
+    }
+    let copy_sql = sql::copy_stage_sql(target, &layout.columns, rejects);
+    let copy_result = copy_fast(txn, &copy_sql, &mut run).await.map_err(&pg)?;
+    let parsed = run.finish(msg, load.source.compression).await;
+    let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
+    let line_of = move |r: u64| lines.line_of(r);
+    // A parse error wins over anything PostgreSQL says after it: the sink was dropped
+    // unfinished, which aborts the COPY, and the transaction rolls back.
+    let parsed = parsed?;
+    let (parsed, refused) = match copy_result {
+        Ok(()) => (parsed, 0),
+        Err(e) if rejects && is_data_error(&e) => {
+            // The slow path: PostgreSQL refused a value. Read the file again in segments, and
+            // set aside exactly the records it refuses.
+            txn.batch_execute("ROLLBACK TO SAVEPOINT sluice_copy")
+                .await
+                .map_err(&pg)?;
+            let body = match spooled_again {
+                Some(file) => Body::Spooled(file),
+                None => Body::Stream(Box::new(get_object(&ctx.s3, msg).await?)),
+            };
+            let resent = copy_in_segments(load, txn, target, &copy_sql, body).await?;
+            (resent.parsed, resent.refused)
+        }
+        Err(e) => return Err(db_error(e, load.key(), &target.label(), Some(&line_of))),
+    };
+    let rejected = parsed.rejected + refused;
+    if rejects {
+        if parsed.rejected > 0 {
+            txn.execute(
+                &sql::save_staged_rejects_sql(&ctx.state_schema),
+                &[&msg.bucket, &msg.key, &msg.etag, &target.label()],
+            )
+            .await
+            .map_err(&pg)?;
+        }
+        check_reject_limits(&load.rules, load.key(), rejected, parsed.records)?;
+    }
+    Ok(Staged { parsed, rejected })
+}
+
+/// Merges the stage into the target: partial images filled, the table's merges locked, one
+/// version-guarded statement, old tombstones pruned. Returns the load's figures.
+async fn merge(
+    load: &FileLoad<'_>,
+    txn: &deadpool_postgres::Transaction<'_>,
+    target: &sql::TargetTable,
+    layout: &Layout,
+    file_id: i64,
+    (staged, copy): (Staged, Duration),
+) -> Result<LoadStats, LoadError> {
+    let Staged { parsed, rejected } = staged;
+    let started = Instant::now();
+    let merge_err = load.pg(&target.label());
+    if parsed.partial > 0 {
+        txn.batch_execute(&sql::resolve_partial_sql(target, &layout.columns))
+            .await
+            .map_err(&merge_err)?;
+    }
+    let deletes = sql::Deletes::for_table(target, load.soft(), &load.ctx.state_schema);
+    lock_merges(txn, target, load.key(), load.ctx.merge_lock_timeout).await?;
+    let merge_sql = sql::merge_sql(&sql::MergeSpec {
+        target,
+        file_columns: &layout.columns,
+        deletes: deletes.clone(),
+        partial: parsed.partial > 0,
+    });
+    let row = txn
+        .query_one(&merge_sql, &[&load.file_time, &file_id])
+        .await
+        .map_err(&merge_err)?;
+    let (inserted, updated, deleted, superseded): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let newest: Option<SystemTime> = row.get(4);
+    if let (sql::Deletes::Hard { tombstones }, Some(newest)) = (&deletes, newest) {
+        let retention = u64::from(load.rules.tombstone_retention_hours) * 3600;
+        let horizon = newest - Duration::from_secs(retention);
+        txn.execute(&sql::prune_tombstones_sql(tombstones), &[&horizon])
+            .await
+            .map_err(&merge_err)?;
+    }
+    Ok(LoadStats {
+        target: target.label(),
+        records: parsed.records,
+        bytes: parsed.bytes,
+        inserted,
+        updated,
+        deleted,
+        superseded,
+        partial: parsed.partial,
+        rejected,
+        repaired: parsed.repaired,
+        copy,
+        merge: started.elapsed(),
+        commit: Duration::ZERO,
+        direct: false,
+    })
+}
+
+/// Records the load's counts on its ledger row, then commits. When the answer to `COMMIT` is
+/// lost (the connection broke), the ledger says whether it took effect.
+pub(super) async fn commit(
+    ctx: &LoadContext,
+    msg: &FileMessage,
+    txn: deadpool_postgres::Transaction<'_>,
+    file_id: i64,
+    stats: LoadStats,
+) -> Result<Attempt, LoadError> {
+    let table = stats.target.clone();
+    txn.execute(
+        &sql::ledger_counts_sql(&ctx.state_schema),
+        &[
+            &file_id,
+            &(stats.records as i64),
+            &stats.inserted,
+            &stats.updated,
+            &stats.deleted,
+            &stats.superseded,
+        ],
+    )
+    .await
+    .map_err(|e| db_error(e, &msg.key, &table, None))?;
+    let started = Instant::now();
+    let result = txn.commit().await;
+    let done = |stats: LoadStats| {
+        Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
+            commit: started.elapsed(),
+            ..stats
+        })))
+    };
+    match result {
+        Ok(()) => done(stats),
+        Err(e) if e.as_db_error().is_none() && matches!(ledger_has(ctx, msg).await, Ok(true)) => {
+            done(stats)
+        }
+        Err(e) => Err(db_error(e, &msg.key, &table, None)),
+    }
+}
+
+/// Takes the table's merge lock for the rest of the transaction, waiting at most `timeout`
+/// (zero: no limit); a wait that runs out is [`LoadError::LockTimeout`], naming the lock.
+pub(super) async fn lock_merges(
+    txn: &deadpool_postgres::Transaction<'_>,
+    target: &sql::TargetTable,
+    key: &str,
+    timeout: Duration,
+) -> Result<(), LoadError> {
+    let started = Instant::now();
+    txn.batch_execute(&sql::merge_lock_sql(target, timeout))
+        .await
+        .map_err(|e| {
+            let lock = format!(
+                "the merge lock of {} (advisory lock {})",
+                target.label(),
+                target.merge_lock()
+            );
+            db::lock_error(e, key, &target.label(), &lock, started.elapsed())
+        })
+}
