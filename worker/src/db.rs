@@ -18,10 +18,10 @@
 //! opened afresh (with a fresh DNS answer).
 
 use crate::error::{sqlstate_is_transient, sqlstate_outage, LoadError, Outage};
-use crate::sql;
 use deadpool_postgres::Pool;
 use sluice_common::config::redact_url;
 use sluice_common::postgres::SessionLimits;
+use sluice_common::warehouse::state;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -172,7 +172,7 @@ pub async fn bootstrap(pool: &Pool, state_schema: &str) -> Result<(), DbSetupErr
     };
     let mut client = pool.get().await.map_err(|e| err(pool_error_text(&e)))?;
     let done: bool = client
-        .query_one(sql::BOOTSTRAP_DONE, &[&state_schema])
+        .query_one(state::BOOTSTRAP_DONE, &[&state_schema])
         .await
         .map_err(|e| err(error_text(&e)))?
         .get(0);
@@ -189,7 +189,7 @@ pub async fn bootstrap(pool: &Pool, state_schema: &str) -> Result<(), DbSetupErr
     )
     .await
     .map_err(|e| err(error_text(&e)))?;
-    txn.batch_execute(&sql::bootstrap_sql(state_schema))
+    txn.batch_execute(&state::bootstrap_sql(state_schema))
         .await
         .map_err(|e| err(error_text(&e)))?;
     txn.commit().await.map_err(|e| err(error_text(&e)))?;

@@ -7,8 +7,9 @@
 //! runs for the file, whatever `--schemas` allows.
 
 use crate::error::LoadError;
-use crate::sql::{is_system_column, Column, TargetTable, CATALOG_COLUMNS};
+use crate::sql::{Column, TargetTable, CATALOG_COLUMNS};
 use deadpool_postgres::GenericClient;
+use sluice_common::warehouse::is_system_column;
 
 /// Refuses a final target (after the rules' `target`) in a reserved schema, as the permanent
 /// `reserved_schema` error naming the key and the schema.

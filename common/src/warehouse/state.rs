@@ -146,6 +146,71 @@ pub fn ledger_table_stats_sql(state_schema: &str) -> String {
     )
 }
 
+/// Removes a file's earlier rejects (`$1..$3` bucket, key, etag): a file loaded again replaces
+/// them.
+pub fn clear_rejects_sql(state_schema: &str) -> String {
+    format!(
+        "DELETE FROM {}.rejects WHERE bucket = $1 AND key = $2 AND etag = $3",
+        quote_ident(state_schema)
+    )
+}
+
+/// One reject found by PostgreSQL (`$1..$3` bucket, key, etag; `$4` record; `$5` line; `$6`
+/// byte offset; `$7` column; `$8` class; `$9` reason; `$10` raw bytes; `$11` target).
+pub fn insert_reject_sql(state_schema: &str) -> String {
+    format!(
+        "INSERT INTO {}.rejects (bucket, key, etag, record, line, byte_offset, column_name, class, reason, raw, target_table) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        quote_ident(state_schema)
+    )
+}
+
+/// The keys of a table folder written at or after a generation's start that the ledger holds
+/// and whose name may be a `LOAD` file (`$1` bucket, `$2` folder, `$3` start). Which of them are
+/// full-load files is for [`count_full_loads`] to say: the key's name, format and kind are read
+/// by `sluice_common::mapping` alone, as the coordinator reads them when it counts the
+/// generation's members, so a format the mapping loads (`.csv`, `.csv.gz`, `.parquet`) is
+/// counted here too.
+pub fn generation_files_sql(state_schema: &str) -> String {
+    format!(
+        "SELECT DISTINCT key FROM {}.ledger WHERE bucket = $1 AND starts_with(key, $2) \
+         AND file_time >= $3 AND strpos(key, '/LOAD') > 0",
+        quote_ident(state_schema)
+    )
+}
+
+/// How many of `keys` name full-load files, by the same rule the coordinator uses to find a
+/// generation's members ([`crate::mapping::map_key`]).
+pub fn count_full_loads<'a>(keys: impl IntoIterator<Item = &'a str>) -> i64 {
+    keys.into_iter()
+        .filter(|key| {
+            matches!(
+                crate::mapping::map_key("", key).map(|f| f.kind),
+                Ok(crate::mapping::FileKind::FullLoad { .. })
+            )
+        })
+        .count() as i64
+}
+
+/// Records that a generation's replacement runs (`$1` target, `$2` generation, `$3` start, `$4`
+/// files, `$5` worker); no row back means it ran already.
+pub fn generation_claim_sql(state_schema: &str) -> String {
+    format!(
+        "INSERT INTO {}.generations (target_table, generation, start, files, worker) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+        quote_ident(state_schema)
+    )
+}
+
+/// Records how many rows a generation's replacement removed (`$1` target, `$2` generation,
+/// `$3` rows).
+pub fn generation_done_sql(state_schema: &str) -> String {
+    format!(
+        "UPDATE {}.generations SET rows_removed = $3 WHERE target_table = $1 AND generation = $2",
+        quote_ident(state_schema)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +241,31 @@ mod tests {
         let claim = ledger_claim_sql("s");
         assert!(claim.contains("VALUES ($1, $2, $3, $4, $5, $6)"));
         assert!(ledger_exists_sql("s").ends_with("bucket = $1 AND key = $2 AND etag = $3"));
+    }
+
+    #[test]
+    fn a_generation_counts_its_load_files_in_every_format() {
+        let keys = [
+            "dms/s/t/LOAD00000001.csv",
+            "dms/s/t/LOAD00000002.csv.gz",
+            "dms/s/t/LOAD00000003.parquet",
+            "dms/s/t/LOAD0000000A.PARQUET",
+            "dms/s/t/20241029-113401000.parquet",
+            "dms/s/t/20241029-113401000.csv",
+            "dms/s/t/load00000004.csv",
+            "dms/s/t/LOAD00000005.orc",
+            "dms/s/t/LOAD0000006.parquet",
+        ];
+        assert_eq!(count_full_loads(keys), 4);
+        assert_eq!(count_full_loads(["dms/s/t/LOAD00000001.parquet"]), 1);
+        assert!(generation_files_sql("s").contains("starts_with(key, $2) AND file_time >= $3"));
+        assert!(generation_files_sql("s").contains("strpos(key, '/LOAD') > 0"));
+    }
+
+    #[test]
+    fn ledger_sql_uses_the_quoted_state_schema() {
+        assert!(ledger_claim_sql("st\"x").starts_with("INSERT INTO \"st\"\"x\".ledger"));
+        assert!(ledger_claim_sql("s").ends_with("RETURNING file_id"));
+        assert!(bootstrap_sql("sluice").contains("PRIMARY KEY (bucket, key, etag)"));
     }
 }

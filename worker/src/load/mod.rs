@@ -54,13 +54,13 @@ mod transaction;
 
 use crate::db::{error_text, pool_error_text};
 use crate::error::LoadError;
-use crate::sql;
 use crate::target;
 use deadpool_postgres::Pool;
 pub use replace::{apply_replace, ReplaceOutcome};
 use sluice_common::mapping::FileKind;
 use sluice_common::message::FileMessage;
 use sluice_common::rules::Rules;
+use sluice_common::warehouse::state;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -206,7 +206,7 @@ pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, St
     let client = ctx.pool.get().await.map_err(|e| pool_error_text(&e))?;
     let rows = client
         .query(
-            &sql::ledger_exists_sql(&ctx.state_schema),
+            &state::ledger_exists_sql(&ctx.state_schema),
             &[&msg.bucket, &msg.key, &msg.etag],
         )
         .await

@@ -16,6 +16,7 @@ use crate::sql;
 use futures_util::SinkExt;
 use sluice_common::message::FileMessage;
 use sluice_common::rules::TableRules;
+use sluice_common::warehouse::state;
 
 /// Whether PostgreSQL refused a value (SQLSTATE class 22, data exception): a record's fault.
 pub(super) fn is_data_error(e: &tokio_postgres::Error) -> bool {
@@ -125,7 +126,7 @@ pub(super) async fn copy_segment(
             _ => None,
         };
         txn.execute(
-            &sql::insert_reject_sql(&ctx.state_schema),
+            &state::insert_reject_sql(&ctx.state_schema),
             &[
                 &msg.bucket,
                 &msg.key,

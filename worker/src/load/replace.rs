@@ -14,6 +14,7 @@ use crate::sql;
 use crate::target;
 use sluice_common::message::ReplaceMessage;
 use sluice_common::rules::FullLoad;
+use sluice_common::warehouse::state;
 use std::time::SystemTime;
 
 /// How a replacement message ended.
@@ -60,12 +61,12 @@ pub async fn apply_replace(
     prepared_target(ctx, &mut client, &schema, &table, soft, key).await?;
     let keys = client
         .query(
-            &sql::generation_files_sql(&ctx.state_schema),
+            &state::generation_files_sql(&ctx.state_schema),
             &[&msg.bucket, &msg.folder, &start],
         )
         .await
         .map_err(pg)?;
-    let found = sql::count_full_loads(keys.iter().map(|r| r.get::<_, &str>(0)));
+    let found = state::count_full_loads(keys.iter().map(|r| r.get::<_, &str>(0)));
     if found < msg.files as i64 {
         return Ok(ReplaceOutcome::Incomplete {
             found,
@@ -77,7 +78,7 @@ pub async fn apply_replace(
     lock_merges(&txn, &target, key, ctx.merge_lock_timeout).await?;
     let claimed = txn
         .query(
-            &sql::generation_claim_sql(&ctx.state_schema),
+            &state::generation_claim_sql(&ctx.state_schema),
             &[
                 &target.label(),
                 &msg.generation,
@@ -98,7 +99,7 @@ pub async fn apply_replace(
         .map_err(pg)?
         .get(0);
     txn.execute(
-        &sql::generation_done_sql(&ctx.state_schema),
+        &state::generation_done_sql(&ctx.state_schema),
         &[&target.label(), &msg.generation, &rows_removed],
     )
     .await

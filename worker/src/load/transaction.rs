@@ -21,6 +21,7 @@ use crate::target;
 use sluice_common::mapping::FileKind;
 use sluice_common::message::FileMessage;
 use sluice_common::rules::{OnError, TableRules};
+use sluice_common::warehouse::state;
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,7 @@ pub(super) async fn load_once(
     let mut client = connect(ctx, load.key(), &load.target_label).await?;
     let exists = client
         .query(
-            &sql::ledger_exists_sql(&ctx.state_schema),
+            &state::ledger_exists_sql(&ctx.state_schema),
             &[&msg.bucket, &msg.key, &msg.etag],
         )
         .await
@@ -147,7 +148,7 @@ async fn claim(
     let claim_started = Instant::now();
     let claimed = txn
         .query(
-            &sql::ledger_claim_sql(&ctx.state_schema),
+            &state::ledger_claim_sql(&ctx.state_schema),
             &[
                 &msg.bucket,
                 &msg.key,
@@ -257,7 +258,7 @@ async fn stage(
         .map_err(&pg)?;
     if rejects {
         txn.execute(
-            &sql::clear_rejects_sql(&ctx.state_schema),
+            &state::clear_rejects_sql(&ctx.state_schema),
             &[&msg.bucket, &msg.key, &msg.etag],
         )
         .await
@@ -375,7 +376,7 @@ pub(super) async fn commit(
 ) -> Result<Attempt, LoadError> {
     let table = stats.target.clone();
     txn.execute(
-        &sql::ledger_counts_sql(&ctx.state_schema),
+        &state::ledger_counts_sql(&ctx.state_schema),
         &[
             &file_id,
             &(stats.records as i64),

@@ -1,0 +1,391 @@
+//! The version-guarded merge of a stage into its target (one statement per file), the
+//! replacement at the end of a full-load generation, and tombstone pruning.
+
+use super::*;
+use sluice_common::warehouse::quote_ident;
+
+/// How deletes are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletes {
+    /// Rows leave the table; a tombstone (this qualified table) keeps their version.
+    Hard { tombstones: String },
+    /// Rows stay, with this boolean column set.
+    Soft { flag: String },
+}
+
+impl Deletes {
+    /// Soft with the table's flag column, else hard with its tombstone table.
+    pub fn for_table(target: &TargetTable, soft_delete: Option<&str>, state_schema: &str) -> Self {
+        match soft_delete {
+            Some(flag) => Deletes::Soft {
+                flag: flag.to_owned(),
+            },
+            None => Deletes::Hard {
+                tombstones: target.tombstones(state_schema),
+            },
+        }
+    }
+}
+
+/// What the merge of one file needs to know.
+#[derive(Debug, Clone)]
+pub struct MergeSpec<'a> {
+    pub target: &'a TargetTable,
+    /// Target columns staged, in file order.
+    pub file_columns: &'a [usize],
+    pub deletes: Deletes,
+    /// Whether the file has partial `U` images (adds the patch statements).
+    pub partial: bool,
+}
+
+/// The version triple of a row `r` of the target or the tombstones.
+pub(super) fn version_of(r: &str) -> String {
+    format!("({r}._sluice_version, {r}._sluice_file_time, {r}._sluice_record)")
+}
+
+/// The version triple of a staged operation `s` (`$1` is the file's time).
+pub(super) const STAGED_VERSION: &str = "(s._v, $1::timestamptz, s._sluice_rec)";
+
+/// The set-based, version-guarded merge of the staged file into the target. Parameters: `$1`
+/// the file's time (`timestamptz`), `$2` its ledger `file_id`. Returns one row: `(inserted,
+/// updated, deleted, superseded bigint, newest version timestamptz)`.
+///
+/// Every operation has a version `(v, file time, record)`, compared as a row: `v` is the
+/// file's timestamp column or else the file's time. Per key only the newest operation of the
+/// file counts. It is applied only if it is not older than the row's stored version (an equal
+/// version is the same operation applied again, as an operator's reload does: it restores the
+/// row) and newer than the key's tombstone; a delete removes the row (or flags it) and records
+/// a tombstone. An operation
+/// that loses is *superseded*: counted, not applied. The caller holds the table's merge lock,
+/// so merges of one table never interleave (two statements could otherwise both miss each
+/// other's uncommitted tombstone and row).
+pub fn merge_sql(m: &MergeSpec<'_>) -> String {
+    let x = MergeText::new(m);
+    let mut ctes = vec![x.last_cte()];
+    let mut counts_applied = vec!["(SELECT count(*) FROM upserted)".to_owned()];
+    // Partial images: the flag to clear (soft) or the tombstone check (hard).
+    let (deleted, patch_flag, patch_tombstones) = match &m.deletes {
+        Deletes::Hard { tombstones } => {
+            let tomb_blocks = x.hard_ctes(tombstones, &mut ctes);
+            counts_applied.push("(SELECT count(*) FROM buried)".to_owned());
+            ("(SELECT count(*) FROM deleted)", None, Some(tomb_blocks))
+        }
+        Deletes::Soft { flag } => {
+            let f = quote_ident(flag);
+            ctes.push(x.soft_upsert_cte(&f));
+            ("(SELECT count(*) FROM upserted WHERE gone)", Some(f), None)
+        }
+    };
+    let (inserted, updated);
+    if m.partial {
+        x.push_patches(
+            &mut ctes,
+            patch_flag.as_deref(),
+            patch_tombstones.as_deref(),
+        );
+        counts_applied.push("(SELECT count(*) FROM patched)".to_owned());
+        counts_applied.push("(SELECT count(*) FROM patched_new)".to_owned());
+        inserted = "(SELECT count(*) FROM upserted WHERE inserted AND NOT gone) + (SELECT count(*) FROM patched_new)".to_owned();
+        updated = "(SELECT count(*) FROM upserted WHERE NOT inserted AND NOT gone) + (SELECT count(*) FROM patched)".to_owned();
+    } else {
+        inserted = "(SELECT count(*) FROM upserted WHERE inserted AND NOT gone)".to_owned();
+        updated = "(SELECT count(*) FROM upserted WHERE NOT inserted AND NOT gone)".to_owned();
+    }
+    format!(
+        "WITH {}
+SELECT {inserted}, {updated}, {deleted},
+       (SELECT count(*) FROM last) - {applied},
+       (SELECT max(_v) FROM last)",
+        ctes.join(",\n"),
+        applied = counts_applied.join(" - "),
+    )
+}
+
+/// The pieces of text the merge's statements share, computed once per merge.
+struct MergeText {
+    /// The target, qualified and quoted.
+    t: String,
+    /// The key's columns, quoted; comma-separated; and as `s.k` of the staged row.
+    key: Vec<String>,
+    key_list: String,
+    s_keys: String,
+    /// The staged columns, quoted, comma-separated; and as `s.c`.
+    col_list: String,
+    s_cols: String,
+    /// The staged columns outside the key: (1-based position in the file, quoted name).
+    non_key: Vec<(usize, String)>,
+    /// The key of `t` equal to the key of `s`.
+    km: String,
+    /// The version triple of the target row `t`.
+    tv: String,
+    /// An upsert changes a row only if its version is not older than the row's.
+    row_guard: String,
+}
+
+const SYS_LIST: &str = "_sluice_version, _sluice_file_time, _sluice_record, _sluice_file";
+const SYS_VALUES: &str = "s._v, $1::timestamptz, s._sluice_rec, $2::bigint";
+const SYS_SET: &str = "_sluice_version = EXCLUDED._sluice_version, _sluice_file_time = EXCLUDED._sluice_file_time, \
+                       _sluice_record = EXCLUDED._sluice_record, _sluice_file = EXCLUDED._sluice_file";
+
+impl MergeText {
+    fn new(m: &MergeSpec<'_>) -> Self {
+        let target = m.target;
+        let q = |i: usize| quote_ident(&target.columns[i].name);
+        let key: Vec<String> = target.key.iter().map(|&i| q(i)).collect();
+        let cols: Vec<String> = m.file_columns.iter().map(|&i| q(i)).collect();
+        let prefixed = |names: &[String]| {
+            names
+                .iter()
+                .map(|c| format!("s.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        MergeText {
+            t: target.qualified(),
+            key_list: key.join(", "),
+            s_keys: prefixed(&key),
+            key: key.clone(),
+            col_list: cols.join(", "),
+            s_cols: prefixed(&cols),
+            non_key: m
+                .file_columns
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| !target.key.contains(i))
+                .map(|(pos, &i)| (pos + 1, q(i)))
+                .collect(),
+            km: matching(&key, "t", "s"),
+            tv: version_of("t"),
+            row_guard: format!(
+                "(t._sluice_version IS NULL OR {} <= {})",
+                version_of("t"),
+                version_of("EXCLUDED")
+            ),
+        }
+    }
+
+    /// The newest operation per key of the stage.
+    fn last_cte(&self) -> String {
+        let key_list = &self.key_list;
+        format!(
+            "last AS MATERIALIZED (
+    SELECT DISTINCT ON ({key_list}) s.*, coalesce(s._sluice_version, $1::timestamptz) AS _v,
+           s._sluice_keep IS NULL OR cardinality(s._sluice_keep) = 0 AS _full
+      FROM pg_temp.{STAGE} AS s
+     WHERE s._sluice_op <> 'R'
+     ORDER BY {key_list}, coalesce(s._sluice_version, $1::timestamptz) DESC, s._sluice_rec DESC
+)"
+        )
+    }
+
+    /// Hard deletes: delete, bury, unbury and upsert; returns the condition that a tombstone at
+    /// least as new blocks a staged operation (for the partial images).
+    fn hard_ctes(&self, tombstones: &str, ctes: &mut Vec<String>) -> String {
+        let MergeText {
+            t,
+            key_list,
+            s_keys,
+            col_list,
+            s_cols,
+            km,
+            tv,
+            row_guard,
+            ..
+        } = self;
+        let xm = matching(&self.key, "x", "s");
+        let xv = version_of("x");
+        let tomb_blocks = format!(
+            "NOT EXISTS (SELECT 1 FROM {tombstones} AS x WHERE {xm} AND {xv} >= {STAGED_VERSION})"
+        );
+        ctes.push(format!(
+            "deleted AS (
+    DELETE FROM {t} AS t USING last AS s
+     WHERE s._sluice_op = 'D' AND {km} AND (t._sluice_version IS NULL OR {tv} <= {STAGED_VERSION})
+    RETURNING 1
+)"
+        ));
+        ctes.push(format!(
+            "buried AS (
+    INSERT INTO {tombstones} AS x ({key_list}, {SYS_LIST})
+    SELECT {s_keys}, {SYS_VALUES} FROM last AS s
+     WHERE s._sluice_op = 'D'
+       AND NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {km} AND {tv} > {STAGED_VERSION})
+    ON CONFLICT ({key_list}) DO UPDATE SET {SYS_SET}
+     WHERE {xv} < {ev}
+    RETURNING 1
+)",
+            ev = version_of("EXCLUDED"),
+        ));
+        ctes.push(format!(
+            "unburied AS (
+    DELETE FROM {tombstones} AS x USING last AS s
+     WHERE s._sluice_op <> 'D' AND {xm} AND {xv} < {STAGED_VERSION}
+    RETURNING 1
+)"
+        ));
+        let updates: Vec<String> = self
+            .non_key
+            .iter()
+            .map(|(_, c)| format!("{c} = EXCLUDED.{c}"))
+            .chain(std::iter::once(SYS_SET.to_owned()))
+            .collect();
+        ctes.push(format!(
+            "upserted AS (
+    INSERT INTO {t} AS t ({col_list}, {SYS_LIST})
+    SELECT {s_cols}, {SYS_VALUES} FROM last AS s
+     WHERE s._sluice_op <> 'D' AND s._full AND {tomb_blocks}
+     ORDER BY {s_keys}
+    ON CONFLICT ({key_list}) DO UPDATE SET {updates}
+     WHERE {row_guard}
+    RETURNING (t.xmax = 0) AS inserted, false AS gone
+)",
+            updates = updates.join(", "),
+        ));
+        tomb_blocks
+    }
+
+    /// Soft deletes (`f`, the quoted flag column): one upsert that sets or clears the flag.
+    fn soft_upsert_cte(&self, f: &str) -> String {
+        let MergeText {
+            t,
+            key_list,
+            s_keys,
+            col_list,
+            s_cols,
+            row_guard,
+            ..
+        } = self;
+        let updates: Vec<String> = self
+            .non_key
+            .iter()
+            .map(|(_, c)| format!("{c} = CASE WHEN EXCLUDED.{f} THEN t.{c} ELSE EXCLUDED.{c} END"))
+            .chain(std::iter::once(format!("{f} = EXCLUDED.{f}")))
+            .chain(std::iter::once(SYS_SET.to_owned()))
+            .collect();
+        format!(
+            "upserted AS (
+    INSERT INTO {t} AS t ({col_list}, {f}, {SYS_LIST})
+    SELECT {s_cols}, s._sluice_op = 'D', {SYS_VALUES} FROM last AS s
+     WHERE s._full OR s._sluice_op = 'D'
+     ORDER BY {s_keys}
+    ON CONFLICT ({key_list}) DO UPDATE SET {updates}
+     WHERE {row_guard}
+    RETURNING (t.xmax = 0) AS inserted, t.{f} AS gone
+)",
+            updates = updates.join(", "),
+        )
+    }
+
+    /// The two statements of partial `U` images that are still partial after
+    /// [`resolve_partial_sql`]: update the row keeping the unchanged columns, or insert it with
+    /// those columns NULL when the row does not exist (an older full image may still arrive,
+    /// and loses to this newer one: DMS wrote no value for those columns).
+    fn push_patches(&self, ctes: &mut Vec<String>, flag: Option<&str>, tomb_blocks: Option<&str>) {
+        let MergeText {
+            t,
+            col_list,
+            s_cols,
+            km,
+            tv,
+            ..
+        } = self;
+        let mut sets: Vec<String> = self
+            .non_key
+            .iter()
+            .map(|(pos, c)| {
+                format!("{c} = CASE WHEN {pos} = ANY(s._sluice_keep) THEN t.{c} ELSE s.{c} END")
+            })
+            .collect();
+        if let Some(f) = flag {
+            sets.push(format!("{f} = false"));
+        }
+        sets.push(
+            "_sluice_version = s._v, _sluice_file_time = $1::timestamptz, _sluice_record = s._sluice_rec, _sluice_file = $2::bigint"
+                .to_owned(),
+        );
+        ctes.push(format!(
+            "patched AS (
+    UPDATE {t} AS t SET {sets} FROM last AS s
+     WHERE s._sluice_op <> 'D' AND NOT s._full AND {km}
+       AND (t._sluice_version IS NULL OR {tv} <= {STAGED_VERSION})
+    RETURNING 1
+)",
+            sets = sets.join(", ")
+        ));
+        let (flag_col, flag_val) = match flag {
+            Some(f) => (format!(", {f}"), ", false".to_owned()),
+            None => (String::new(), String::new()),
+        };
+        ctes.push(format!(
+            "patched_new AS (
+    INSERT INTO {t} AS t ({col_list}{flag_col}, _sluice_version, _sluice_file_time, _sluice_record, _sluice_file)
+    SELECT {s_cols}{flag_val}, s._v, $1::timestamptz, s._sluice_rec, $2::bigint FROM last AS s
+     WHERE s._sluice_op <> 'D' AND NOT s._full
+       AND NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {km}){tomb}
+    RETURNING 1
+)",
+            tomb = tomb_blocks.map(|b| format!("\n       AND {b}")).unwrap_or_default(),
+        ));
+    }
+}
+
+/// `a.k = b.k AND ...` over the key's quoted columns.
+fn matching(key: &[String], a: &str, b: &str) -> String {
+    key.iter()
+        .map(|k| format!("{a}.{k} = {b}.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The replacement at the end of a full-load generation (`$1` its start): removes the rows
+/// whose last writer is a file older than the generation, that is rows the generation did not
+/// contain and no newer change wrote, and leaves a tombstone at the generation's start so an
+/// older change arriving late cannot bring them back (or flags them, with soft deletes).
+/// Returns one row: the number of rows removed. The caller holds the table's merge lock.
+pub fn replace_sql(target: &TargetTable, deletes: &Deletes) -> String {
+    let t = target.qualified();
+    let stale = "t._sluice_file_time IS NULL OR t._sluice_file_time < $1::timestamptz";
+    match deletes {
+        Deletes::Hard { tombstones } => {
+            let keys = key_list(target);
+            let t_keys = target
+                .key
+                .iter()
+                .map(|&i| format!("t.{}", quote_ident(&target.columns[i].name)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "WITH gone AS (
+    DELETE FROM {t} AS t WHERE {stale} RETURNING {t_keys}
+), buried AS (
+    INSERT INTO {tombstones} AS x ({keys}, _sluice_version, _sluice_file_time, _sluice_record, _sluice_file)
+    SELECT {keys}, $1::timestamptz, $1::timestamptz, 0, 0 FROM gone
+    ON CONFLICT ({keys}) DO UPDATE SET _sluice_version = EXCLUDED._sluice_version,
+        _sluice_file_time = EXCLUDED._sluice_file_time, _sluice_record = 0, _sluice_file = 0
+     WHERE {xv} < {ev}
+    RETURNING 1
+)
+SELECT count(*) FROM gone",
+                xv = version_of("x"),
+                ev = version_of("EXCLUDED"),
+            )
+        }
+        Deletes::Soft { flag } => {
+            let f = quote_ident(flag);
+            format!(
+                "WITH gone AS (
+    UPDATE {t} AS t SET {f} = true, _sluice_version = $1::timestamptz, _sluice_file_time = $1::timestamptz,
+           _sluice_record = 0, _sluice_file = 0
+     WHERE ({stale}) AND NOT t.{f}
+    RETURNING 1
+)
+SELECT count(*) FROM gone"
+            )
+        }
+    }
+}
+
+/// Prunes a table's tombstones older than `$1`; see the README's rule.
+pub fn prune_tombstones_sql(tombstones: &str) -> String {
+    format!("DELETE FROM {tombstones} WHERE _sluice_version < $1")
+}
