@@ -9,6 +9,8 @@
 #   bench/run.sh                  the issue's sizes, 3 runs per case (about an hour on 2 cores)
 #   bench/run.sh --quick          a tenth of the sizes, no 1 GB case, no profile: minutes
 #   bench/run.sh --runs 5 --rows 200000 --no-big --out /tmp/b.md ...   (see usage below)
+#   bench/run.sh --cases-1-4      cases 1 to 4 alone (minutes): prints their figures, and
+#                                 writes a report only to a file given by --out
 #
 # Cases (the issue's numbering):
 #   1  psql \copy of the full-load file into the typed table with its primary key
@@ -44,12 +46,15 @@ usage: bench/run.sh [options]
   --out FILE          where to write the report (default BENCHMARKS.md)
   --keep-moto         leave the benchmark's moto server running at the end
   --case6-only        only case 6 (the coordinator pass): prints its figures, writes no report
+  --cases-1-4         only cases 1 to 4 (full load by \copy and by Sluice, the floor, CDC against
+                      the hand MERGE; no case 5 or 6, no RSS case, no profile): prints their
+                      figures, writes a report only when --out is given
 EOF
 }
 
 RUNS=3 ROWS=1000000 CDC_OPS=200000 CDC_FILES=10 SMALL_FILES=2000 SMALL_ROWS=50
 WORKER_COUNTS="1 2 4" MANY=100000 MANY_NEW=1000 BIG_ROWS=4500000 BIG=1 PERF=1
-OUT="$ROOT/BENCHMARKS.md" KEEP_MOTO=0 ONLY6=0
+OUT="$ROOT/BENCHMARKS.md" OUT_GIVEN=0 KEEP_MOTO=0 ONLY6=0 ONLY14=0
 ARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -66,15 +71,17 @@ while [ $# -gt 0 ]; do
     --no-big) BIG=0 ;;
     --no-perf) PERF=0 ;;
     --quick) ROWS=100000 CDC_OPS=20000 SMALL_FILES=200 MANY=10000 MANY_NEW=100 BIG=0 PERF=0 ;;
-    --out) OUT=$2; shift ;;
+    --out) OUT=$2 OUT_GIVEN=1; shift ;;
     --keep-moto) KEEP_MOTO=1 ;;
     --case6-only) ONLY6=1 ;;
+    --cases-1-4) ONLY14=1 BIG=0 PERF=0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
   shift
 done
 case "$OUT" in /*) ;; *) OUT="$ROOT/$OUT" ;; esac
+if [ "$ONLY6" = 1 ] && [ "$ONLY14" = 1 ]; then echo "--case6-only and --cases-1-4 exclude each other" >&2; exit 2; fi
 
 DATA="${SLUICE_BENCH_DIR:-/var/tmp/sluice-bench}"
 MOTO_PORT="${SLUICE_BENCH_MOTO_PORT:-5100}"
@@ -207,7 +214,9 @@ gen() { # name, command...: runs the command unless it ran with the same argumen
 }
 gen orders "$BENCH" gen-load --rows "$ROWS" --out "$DATA/orders.csv"
 gen cdc bash -c "rm -rf '$DATA/cdc' && '$BENCH' gen-cdc --ops $CDC_OPS --files $CDC_FILES --base-rows $ROWS --out '$DATA/cdc'"
-gen small bash -c "rm -rf '$DATA/small' && '$BENCH' gen-cdc --ops $((SMALL_FILES * SMALL_ROWS)) --files $SMALL_FILES --out '$DATA/small'"
+if [ "$ONLY14" = 0 ]; then
+  gen small bash -c "rm -rf '$DATA/small' && '$BENCH' gen-cdc --ops $((SMALL_FILES * SMALL_ROWS)) --files $SMALL_FILES --out '$DATA/small'"
+fi
 if [ "$BIG" = 1 ]; then
   gen big "$BENCH" gen-load --rows "$BIG_ROWS" --start-id 10000001 --out "$DATA/big.csv"
   for i in 2 3 4; do
@@ -223,7 +232,9 @@ if [ "$ONLY6" = 0 ]; then
 say "uploading to s3://$BUCKET (moto on :$MOTO_PORT)"
 "$BENCH" put --bucket "$BUCKET" --key full/bench/orders/LOAD00000001.csv --file "$DATA/orders.csv" >/dev/null
 "$BENCH" put-dir --bucket "$BUCKET" --prefix cdc/bench/orders/ --dir "$DATA/cdc" >/dev/null
-"$BENCH" put-dir --bucket "$BUCKET" --prefix small/bench/small_orders/ --dir "$DATA/small" --parallel 32 >/dev/null
+if [ "$ONLY14" = 0 ]; then
+  "$BENCH" put-dir --bucket "$BUCKET" --prefix small/bench/small_orders/ --dir "$DATA/small" --parallel 32 >/dev/null
+fi
 
 q >/dev/null <<SQL
 SET client_min_messages = warning;
@@ -336,6 +347,71 @@ C4H_DIGEST=$(digest bench_hand.orders)
 CDC_IDENTICAL=no
 [ "$C4S_DIGEST" = "$C4H_DIGEST" ] && CDC_IDENTICAL=yes
 echo "sluice: $C4S_DIGEST; hand: $C4H_DIGEST; identical: $CDC_IDENTICAL" >&2
+
+# ---------------------------------------------------------------------------------------------
+# Cases 1-4's medians and ratios, their rows of the report's table, and where cases 2 and 4
+# spend their time: for the report, and printed alone by --cases-1-4.
+met() { awk "BEGIN { print ($1) ? \"met\" : \"missed\" }"; }
+medians_1_4() {
+  C1=$(median c1) C2=$(median c2) C3=$(median c3) C4S=$(median c4s) C4H=$(median c4h)
+  R2=$(calc %.2f "$C2 / $C1") R3=$(calc %.2f "$C3 / $C1") R4=$(calc %.2f "$C4S / $C4H")
+  MB=$(calc %.0f "$LOAD_BYTES / 1048576")
+}
+rows_1_4() {
+  echo "| case | what | median (s) | runs (s) | ratio | target | |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  echo "| 1 | psql \\copy, $ROWS rows ($MB MB) into the typed table with its key | $C1 | $(values c1) | 1.00 | | |"
+  echo "| 2 | Sluice: S3 -> one worker -> committed, manifest \`loaded\` | $C2 | $(values c2) | $R2 x case 1 | <= 0.80, same rows | $(met "$R2 <= 0.8") (rows identical: $IDENTICAL) |"
+  echo "| 3 | floor: GetObject of the same object to nowhere | $C3 | $(values c3) | $R3 x case 1 | | |"
+  echo "| 4 | Sluice applying $CDC_OPS CDC operations ($CDC_FILES files) | $C4S | $(values c4s) | $R4 x hand | <= 1.20, same rows | $(met "$R4 <= 1.2") (rows identical: $CDC_IDENTICAL) |"
+  echo "| 4 | by hand: \\copy into a staging table + one MERGE | $C4H | $(values c4h) | 1.00 | | |"
+}
+breakdown_1_4() {
+  echo "| run | copy (download + parse + COPY) ms | merge ms | commit ms | worker CPU s | PostgreSQL CPU s | moto CPU s | peak RSS MB |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  for i in $(seq "$RUNS"); do
+    get() { awk -v k="$1" -v i="$i" '$1 == k { if (++n == i) print $2 }' "$RES"; }
+    echo "| case 2, run $i | $(get c2_copy_ms) | $(get c2_merge_ms) | $(get c2_commit_ms) | $(get c2_worker_cpu) | $(get c2_pg_cpu) | $(get c2_moto_cpu) | $(calc %.0f "$(get c2_peak_rss_kb) / 1024") |"
+  done
+  for i in $(seq "$RUNS"); do
+    get() { awk -v k="$1" -v i="$i" '$1 == k { if (++n == i) print $2 }' "$RES"; }
+    echo "| case 4, run $i (sums over the files) | $(get c4s_copy_ms) | $(get c4s_merge_ms) | $(get c4s_commit_ms) | $(get c4s_worker_cpu) | $(get c4s_pg_cpu) | | $(calc %.0f "$(get c4s_peak_rss_kb) / 1024") |"
+  done
+}
+if [ "$ONLY14" = 1 ]; then
+  LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+  medians_1_4
+  table=$(rows_1_4)
+  breakdown=$(breakdown_1_4)
+  COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo "+changes")
+  summary=$(
+    echo "cases 1-4, $RUNS runs, commit $COMMIT, $STARTED_AT to $(date -u +%Y-%m-%dT%H:%M:%SZ); load average $LOAD_BEFORE at the start, $LOAD_AFTER at the end"
+    echo "case 2: $R2 x case 1 ($C2 s / $C1 s); case 3: $R3 x case 1; case 4: $R4 x hand ($C4S s / $C4H s)"
+    echo "case 2's rows identical to case 1's: $IDENTICAL ($C1_DIGEST / $C2_DIGEST)"
+    echo "case 4's rows identical to the hand MERGE's: $CDC_IDENTICAL ($C4S_DIGEST / $C4H_DIGEST)"
+  )
+  if [ "$OUT_GIVEN" = 1 ]; then
+    {
+      echo "# Benchmarks: cases 1-4"
+      echo
+      echo "Written by \`bench/run.sh $ARGS\`; $(nproc) CPUs, $(uname -sr)."
+      echo
+      sed 's/^/- /' <<<"$summary"
+      echo
+      echo "$table"
+      echo
+      echo "$breakdown"
+    } >"$OUT"
+  fi
+  echo
+  echo "$table"
+  echo
+  echo "$breakdown"
+  echo
+  echo "$summary"
+  [ "$OUT_GIVEN" = 1 ] && echo "report written to $OUT"
+  exit 0
+fi
 
 # ---------------------------------------------------------------------------------------------
 say "case 5: $SMALL_FILES CDC files of $SMALL_ROWS rows; workers: $WORKER_COUNTS"
@@ -530,20 +606,12 @@ fi
 # ---------------------------------------------------------------------------------------------
 say "report"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-C1=$(median c1) C2=$(median c2) C3=$(median c3) C4S=$(median c4s) C4H=$(median c4h)
+medians_1_4
 C6P=$(median c6p) C6L=$(median c6l)
-R2=$(calc %.2f "$C2 / $C1") R3=$(calc %.2f "$C3 / $C1") R4=$(calc %.2f "$C4S / $C4H") R6=$(calc %.2f "$C6P / $C6L")
-met() { awk "BEGIN { print ($1) ? \"met\" : \"missed\" }"; }
-MB=$(calc %.0f "$LOAD_BYTES / 1048576")
+R6=$(calc %.2f "$C6P / $C6L")
 RSS_MAX_KB=$(awk '$1 ~ /rss/ { if ($2 > m) m = $2 } END { print m + 0 }' "$RES")
 table=$(
-  echo "| case | what | median (s) | runs (s) | ratio | target | |"
-  echo "| --- | --- | --- | --- | --- | --- | --- |"
-  echo "| 1 | psql \\copy, $ROWS rows ($MB MB) into the typed table with its key | $C1 | $(values c1) | 1.00 | | |"
-  echo "| 2 | Sluice: S3 -> one worker -> committed, manifest \`loaded\` | $C2 | $(values c2) | $R2 x case 1 | <= 0.80, same rows | $(met "$R2 <= 0.8") (rows identical: $IDENTICAL) |"
-  echo "| 3 | floor: GetObject of the same object to nowhere | $C3 | $(values c3) | $R3 x case 1 | | |"
-  echo "| 4 | Sluice applying $CDC_OPS CDC operations ($CDC_FILES files) | $C4S | $(values c4s) | $R4 x hand | <= 1.20, same rows | $(met "$R4 <= 1.2") (rows identical: $CDC_IDENTICAL) |"
-  echo "| 4 | by hand: \\copy into a staging table + one MERGE | $C4H | $(values c4h) | 1.00 | | |"
+  rows_1_4
   echo "| 6 | coordinator pass, $MANY objects, $MANY_NEW new | $C6P | $(values c6p) | $R6 x listing | <= 1.50 | $(met "$R6 <= 1.5") |"
   echo "| 6 | bare ListObjectsV2 of the prefix | $C6L | $(values c6l) | 1.00 | | |"
 )
@@ -556,18 +624,7 @@ small=$(
     echo "| $n | $s | $(values "c5s_$n") | $b | $(values "c5b_$n") | $rr | $(met "$rr >= 0.5") | $(median "c5s_moto_$n")%, $(median "c5b_moto_$n")% | $(median "c5s_pg_$n")% | $(median "c5s_worker_$n")% | $(calc %.0f "$(median "c5s_rss_$n") / 1024") MB |"
   done
 )
-breakdown=$(
-  echo "| run | copy (download + parse + COPY) ms | merge ms | commit ms | worker CPU s | PostgreSQL CPU s | moto CPU s | peak RSS MB |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-  for i in $(seq "$RUNS"); do
-    get() { awk -v k="$1" -v i="$i" '$1 == k { if (++n == i) print $2 }' "$RES"; }
-    echo "| case 2, run $i | $(get c2_copy_ms) | $(get c2_merge_ms) | $(get c2_commit_ms) | $(get c2_worker_cpu) | $(get c2_pg_cpu) | $(get c2_moto_cpu) | $(calc %.0f "$(get c2_peak_rss_kb) / 1024") |"
-  done
-  for i in $(seq "$RUNS"); do
-    get() { awk -v k="$1" -v i="$i" '$1 == k { if (++n == i) print $2 }' "$RES"; }
-    echo "| case 4, run $i (sums over the files) | $(get c4s_copy_ms) | $(get c4s_merge_ms) | $(get c4s_commit_ms) | $(get c4s_worker_cpu) | $(get c4s_pg_cpu) | | $(calc %.0f "$(get c4s_peak_rss_kb) / 1024") |"
-  done
-)
+breakdown=$(breakdown_1_4)
 if [ "$BIG" = 1 ]; then
   big_line="One worker, \`--concurrency 4\`, four full-load files at once: a $(calc %.2f "$BIG_FILE_BYTES / 1073741824") GiB file ($BIG_ROWS rows) and three of $ROWS rows ($(calc %.2f "$BIG_BYTES / 1073741824") GiB in all): peak RSS **$(calc %.0f "$(last big_rss) / 1024") MB** (target < 200 MB: $(met "$(last big_rss) < 204800")), loaded in $(last big_secs) s ($(calc %.1f "$BIG_BYTES / 1048576 / $(last big_secs)") MB/s)."
 else
