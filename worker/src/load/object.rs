@@ -5,7 +5,7 @@
 //! Must not: read another version of the key (a new ETag is `object_superseded`), or leave a
 //! file behind whatever happens (the spool is unlinked as soon as it is made).
 
-use super::LoadContext;
+use super::context::LoadContext;
 use crate::error::LoadError;
 use sluice_common::mapping::Format;
 use sluice_common::message::FileMessage;

@@ -5,8 +5,8 @@
 //! Must not: hold more than `CHANNEL_CHUNKS` chunks in memory, or let a gzip stream decompress
 //! past `--max-decompressed-bytes` ([`Capped`]).
 
+use super::context::FileLoad;
 use super::object::{Body, Tracked};
-use super::transaction::FileLoad;
 use crate::encode::{encode, Chunk, Direct, EncodeSpec, Layout, Parsed, CHANNEL_CHUNKS};
 use crate::error::LoadError;
 use crate::sql;
@@ -24,13 +24,6 @@ pub(super) struct ParseRun {
     pub(super) rx: mpsc::Receiver<Chunk>,
     pub(super) parser: tokio::task::JoinHandle<Result<Parsed, LoadError>>,
     pub(super) source_failed: Arc<AtomicBool>,
-}
-
-/// What an object's bytes are: the key's format and compression.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Source {
-    pub(super) format: Format,
-    pub(super) compression: Compression,
 }
 
 /// Starts parsing an object's body on a blocking thread.

@@ -5,13 +5,12 @@
 //! Must not: run DDL inside a file's transaction (adding a column takes an exclusive lock that
 //! would block every reader of the table for the whole load).
 
-use super::transaction::lock_merges;
-use super::LoadContext;
+use super::context::LoadContext;
 use crate::db::{self, db_error};
 use crate::error::LoadError;
 use crate::sql;
 use crate::target;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A pooled connection; failing to get one is transient, an outage when the database refused
 /// or dropped it (it may be restarting, read-only or refusing the credentials).
@@ -99,4 +98,25 @@ pub(super) async fn prepare(
             }
         })?;
     txn.commit().await.map_err(err)
+}
+
+/// Takes the table's merge lock for the rest of the transaction, waiting at most `timeout`
+/// (zero: no limit); a wait that runs out is [`LoadError::LockTimeout`], naming the lock.
+pub(super) async fn lock_merges(
+    txn: &deadpool_postgres::Transaction<'_>,
+    target: &sql::TargetTable,
+    key: &str,
+    timeout: Duration,
+) -> Result<(), LoadError> {
+    let started = Instant::now();
+    txn.batch_execute(&sql::merge_lock_sql(target, timeout))
+        .await
+        .map_err(|e| {
+            let lock = format!(
+                "the merge lock of {} (advisory lock {})",
+                target.label(),
+                target.merge_lock()
+            );
+            db::lock_error(e, key, &target.label(), &lock, started.elapsed())
+        })
 }

@@ -5,10 +5,10 @@
 //! Must not: set a record aside without its original bytes, or apply anything of a file whose
 //! rejects pass its limits (the transaction rolls back).
 
+use super::context::FileLoad;
+use super::context::LoadContext;
 use super::object::Body;
 use super::parse::start_parse;
-use super::transaction::FileLoad;
-use super::LoadContext;
 use crate::db::db_error;
 use crate::encode::{Chunk, Parsed, Segment, SegmentRecord};
 use crate::error::LoadError;

@@ -5,9 +5,9 @@
 //! Must not: replace a generation whose files are not all in the ledger, or twice
 //! (`<state>.generations`).
 
-use super::prepare::{connect, prepared_target};
-use super::transaction::lock_merges;
-use super::LoadContext;
+use super::prepare::{connect, lock_merges, prepared_target};
+
+use super::context::LoadContext;
 use crate::db::db_error;
 use crate::error::LoadError;
 use crate::sql;
