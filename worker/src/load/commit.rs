@@ -2,7 +2,7 @@
 //! when the answer to `COMMIT` was lost.
 
 use super::context::{Attempt, LoadContext, LoadOutcome, LoadStats};
-use crate::db::{db_error, error_text, pool_error_text};
+use crate::db::db_error;
 use crate::error::LoadError;
 use sluice_common::message::FileMessage;
 use sluice_common::warehouse::state;
@@ -49,14 +49,19 @@ pub(super) async fn commit(
 }
 
 /// Whether the ledger holds the file, asked on a fresh connection.
-pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, String> {
-    let client = ctx.pool.get().await.map_err(|e| pool_error_text(&e))?;
+pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, LoadError> {
+    let table = msg.source_table();
+    let client = ctx
+        .pool
+        .get()
+        .await
+        .map_err(|e| crate::db::pool_error(e, &msg.key, &table))?;
     let rows = client
         .query(
             &state::ledger_exists_sql(&ctx.state_schema),
             &[&msg.bucket, &msg.key, &msg.etag],
         )
         .await
-        .map_err(|e| error_text(&e))?;
+        .map_err(|e| db_error(e, &msg.key, &table, None))?;
     Ok(!rows.is_empty())
 }
