@@ -24,7 +24,7 @@ use crate::config::WorkerConfig;
 use crate::db::Staleness;
 use crate::error::{LoadError, Outage};
 use crate::load::{LoadOutcome, LoadStats, ReplaceOutcome};
-use crate::run::Outcome;
+use crate::receive::Outcome;
 use deadpool_postgres::Pool;
 use serde_json::json;
 use sluice_common::http::{self, HealthCheck, Server};

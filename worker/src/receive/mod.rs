@@ -20,7 +20,7 @@ use crate::db;
 use crate::error::LoadError;
 use crate::load::{apply_replace, load_file, LoadContext, LoadOutcome, ReplaceOutcome};
 use crate::observe;
-use crate::visibility;
+pub mod visibility;
 use aws_sdk_sqs::types::Message;
 use sluice_common::config::AwsClients;
 use sluice_common::manifest::{ManifestItem, PhaseTimings, RowCounts, Status, Transition};
