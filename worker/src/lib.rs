@@ -12,7 +12,6 @@
 //! - [`sql`]: every SQL text the worker runs; the merge.
 //! - [`target`]: catalog lookup of a target table.
 //! - [`db`]: pool, bookkeeping schema, PostgreSQL error classification.
-//! - [`observe`]: metrics of a file's life, the `/metrics` and `/health` endpoint, EMF output.
 //! - [`config`]: flags and environment, validated.
 //! - [`error`]: `LoadError`, one file's failure, transient or permanent.
 
@@ -28,7 +27,6 @@ pub mod document;
 pub mod encode;
 pub mod error;
 pub mod load;
-pub mod observe;
 pub mod parquet;
 pub mod receive;
 pub mod sql;

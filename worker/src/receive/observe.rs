@@ -20,11 +20,11 @@
 //! 30 s) and receives again once it is writable, so a worker never takes files in a loop only
 //! to hand them back.
 
+use super::settle::Outcome;
 use crate::config::WorkerConfig;
 use crate::db::Staleness;
 use crate::error::{LoadError, Outage};
 use crate::load::{LoadOutcome, LoadStats, ReplaceOutcome};
-use crate::receive::Outcome;
 use deadpool_postgres::Pool;
 use serde_json::json;
 use sluice_common::http::{self, HealthCheck, Server};
