@@ -36,7 +36,7 @@
 //! transaction rolls back. Only a CSV object is read from S3 while its transaction is open,
 //! as the `COPY` streams it.
 
-use crate::db::{self, db_error, error_text, pool_error_text};
+use crate::db::{self, db_error};
 use crate::encode::{encode, Chunk, Direct, EncodeSpec, Layout, Parsed, Segment, CHANNEL_CHUNKS};
 use crate::error::LoadError;
 use crate::sql;
@@ -762,15 +762,20 @@ async fn lock_merges(
 }
 
 /// Whether the ledger holds the file, asked on a fresh connection.
-pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, String> {
-    let client = ctx.pool.get().await.map_err(|e| pool_error_text(&e))?;
+pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, LoadError> {
+    let table = msg.source_table();
+    let client = ctx
+        .pool
+        .get()
+        .await
+        .map_err(|e| db::pool_error(e, &msg.key, &table))?;
     let rows = client
         .query(
             &sql::ledger_exists_sql(&ctx.state_schema),
             &[&msg.bucket, &msg.key, &msg.etag],
         )
         .await
-        .map_err(|e| error_text(&e))?;
+        .map_err(|e| db_error(e, &msg.key, &table, None))?;
     Ok(!rows.is_empty())
 }
 

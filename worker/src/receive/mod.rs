@@ -21,6 +21,7 @@ pub mod visibility;
 
 use crate::config::WorkerConfig;
 use crate::db;
+use crate::error::LoadError;
 use crate::load::LoadContext;
 use aws_sdk_sqs::types::Message;
 use settle::Outcome;
@@ -33,20 +34,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-
-/// Errors that stop the worker before it loads anything.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error(transparent)]
-    Config(#[from] sluice_common::Error),
-    #[error(transparent)]
-    Database(#[from] db::DbSetupError),
-    #[error("cannot serve metrics or health on {addr}: {source}")]
-    Endpoint {
-        addr: String,
-        source: std::io::Error,
-    },
-}
 
 /// What one run did, for the exit log line and for tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -76,7 +63,7 @@ pub async fn run(
     cfg: WorkerConfig,
     aws: AwsClients,
     shutdown: CancellationToken,
-) -> Result<RunSummary, WorkerError> {
+) -> Result<RunSummary, LoadError> {
     let (shared, observer) = start(cfg, aws, &shutdown).await?;
     let mut receiver = Receiver {
         permits: Arc::new(Semaphore::new(shared.cfg.concurrency)),
@@ -102,7 +89,7 @@ async fn start(
     cfg: WorkerConfig,
     aws: AwsClients,
     shutdown: &CancellationToken,
-) -> Result<(Arc<Shared>, observe::Observer), WorkerError> {
+) -> Result<(Arc<Shared>, observe::Observer), LoadError> {
     let stale = Arc::new(db::Staleness::default());
     let pool = db::worker_pool(
         &cfg.database_url,
@@ -111,9 +98,7 @@ async fn start(
         &cfg.waits,
         stale.clone(),
     )?;
-    let observer = observe::start(&cfg, &pool, stale)
-        .await
-        .map_err(|(addr, source)| WorkerError::Endpoint { addr, source })?;
+    let observer = observe::start(&cfg, &pool, stale).await?;
     db::bootstrap_with_retry(&pool, &cfg.state_schema, shutdown).await?;
     info!(worker = %cfg.worker_id, config = ?cfg, "worker started");
     let shared = Arc::new(Shared {
@@ -328,7 +313,7 @@ fn tally(summary: &mut RunSummary, done: Result<Outcome, tokio::task::JoinError>
     }
 }
 
-async fn receive(shared: &Shared, max: i32) -> Result<Vec<Message>, String> {
+async fn receive(shared: &Shared, max: i32) -> Result<Vec<Message>, LoadError> {
     let out = shared
         .sqs
         .receive_message()
@@ -341,6 +326,8 @@ async fn receive(shared: &Shared, max: i32) -> Result<Vec<Message>, String> {
         )
         .send()
         .await
-        .map_err(|e| sluice_common::error::sdk_error_text(&e))?;
+        .map_err(|e| LoadError::Receive {
+            message: sluice_common::error::sdk_error_text(&e),
+        })?;
     Ok(out.messages.unwrap_or_default())
 }
