@@ -10,18 +10,29 @@
 use super::observe;
 use super::settle::{self, Delay, Hand, Happened, Limits, Outcome, Settle, Write};
 use super::visibility;
-use super::Shared;
-use crate::config::Fault;
+use crate::config::{Fault, WorkerConfig};
 use crate::error::LoadError;
-use crate::load::{apply_replace, load_file, LoadOutcome, ReplaceOutcome};
+use crate::load::{apply_replace, load_file, LoadContext, LoadOutcome, ReplaceOutcome};
 use aws_sdk_sqs::types::Message;
 use sluice_common::manifest::{ManifestItem, Status, Transition};
 use sluice_common::message::{FileMessage, Message as QueueMessage, ReplaceMessage};
 use sluice_common::retry::{retry, Attempt, Policy};
-use sluice_common::store::{Annotation, Changes, Moved, NewFile};
+use sluice_common::store::{Annotation, Changes, ManifestStore, Moved, NewFile};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
+
+/// What every message's task shares: the settings and the clients.
+pub(super) struct Shared {
+    pub cfg: WorkerConfig,
+    pub sqs: aws_sdk_sqs::Client,
+    pub store: ManifestStore,
+    pub load: LoadContext,
+    /// The database as the receive loop and the health check know it; a load's outage is
+    /// told to it.
+    pub database: Arc<observe::Database>,
+}
 
 /// Handles one received message to its end.
 pub(super) async fn handle(

@@ -24,6 +24,7 @@ use crate::db;
 use crate::error::LoadError;
 use crate::load::LoadContext;
 use aws_sdk_sqs::types::Message;
+use message::Shared;
 use settle::Outcome;
 use sluice_common::config::AwsClients;
 use sluice_common::retry::redelivery_delay;
@@ -46,15 +47,6 @@ pub struct RunSummary {
     pub bad_messages: u64,
     /// Full-load generations whose replacement this worker ran.
     pub replaced: u64,
-}
-
-/// What every message's task shares.
-struct Shared {
-    cfg: WorkerConfig,
-    sqs: aws_sdk_sqs::Client,
-    store: ManifestStore,
-    load: LoadContext,
-    database: Arc<observe::Database>,
 }
 
 /// Runs until `shutdown` is cancelled (then drains) or, with `exit_when_idle`, until the queue
