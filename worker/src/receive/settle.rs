@@ -3,6 +3,14 @@
 //! for the run's summary and the metrics. No IO here: `message.rs` performs the decision, and
 //! draws the jitter of a redelivery delay ([`Delay::draw`]), so [`decide`] is deterministic.
 //!
+//! The decisions: after COMMIT, manifest `loaded`, then delete the message. On a permanent
+//! error: manifest `failed` (permanent) and delete, so it is not retried forever. On a transient
+//! error that outlived the retries: manifest `failed` and the message comes back after an
+//! exponential, jittered delay. On a database outage (read-only, unavailable, refused
+//! credentials: not the file's fault): the claim is handed back (manifest `queued` with the
+//! error, the attempt not counted) and the message comes back after a short delay; the receive
+//! loop holds back until the database takes loads again (`observe::Database`).
+//!
 //! Invariants:
 //! - a message is deleted only once its fate is settled for good: the data committed (or the
 //!   ledger holds it), the failure is permanent, the file is dead or skipped, or the replace
