@@ -71,18 +71,9 @@ impl Waits {
     }
 }
 
-/// Errors setting up the database side, before any file is touched.
-#[derive(Debug, thiserror::Error)]
-pub enum DbSetupError {
-    #[error("bad database url {url}: {message}")]
-    Url { url: String, message: String },
-    #[error("cannot create the bookkeeping schema {schema}: {message}")]
-    Bootstrap { schema: String, message: String },
-}
-
 /// Builds the pool with the default [`Waits`]; connects lazily, with TLS as the URL's
 /// `sslmode` says (see `sluice_common::postgres`).
-pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSetupError> {
+pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, LoadError> {
     pool_with(url, size, application_name, &Waits::default())
 }
 
@@ -92,9 +83,9 @@ pub fn pool_with(
     size: usize,
     application_name: &str,
     waits: &Waits,
-) -> Result<Pool, DbSetupError> {
+) -> Result<Pool, LoadError> {
     sluice_common::postgres::pool_with(url, size, application_name, &waits.session()).map_err(|e| {
-        DbSetupError::Url {
+        LoadError::DatabaseUrl {
             url: redact_url(url),
             message: e.to_string(),
         }
@@ -142,8 +133,8 @@ pub fn worker_pool(
     application_name: &str,
     waits: &Waits,
     stale: Arc<Staleness>,
-) -> Result<Pool, DbSetupError> {
-    let bad = |message: String| DbSetupError::Url {
+) -> Result<Pool, LoadError> {
+    let bad = |message: String| LoadError::DatabaseUrl {
         url: redact_url(url),
         message,
     };
@@ -165,8 +156,8 @@ pub fn worker_pool(
 /// Creates the bookkeeping schema and ledger if missing. Safe when many workers start at once:
 /// an advisory lock (one per state schema) serialises the DDL; when the schema is complete no
 /// DDL runs at all, so a starting worker never waits behind the loads of running ones.
-pub async fn bootstrap(pool: &Pool, state_schema: &str) -> Result<(), DbSetupError> {
-    let err = |message: String| DbSetupError::Bootstrap {
+pub async fn bootstrap(pool: &Pool, state_schema: &str) -> Result<(), LoadError> {
+    let err = |message: String| LoadError::Bootstrap {
         schema: state_schema.to_owned(),
         message,
     };
@@ -423,18 +414,18 @@ pub async fn bootstrap_with_retry(
     pool: &Pool,
     state_schema: &str,
     shutdown: &tokio_util::sync::CancellationToken,
-) -> Result<(), DbSetupError> {
+) -> Result<(), LoadError> {
     use sluice_common::retry::{retry, Attempt, Policy};
     let attempt = retry(
         "db_bootstrap",
         Policy::patient(std::time::Duration::from_secs(300)),
         || async {
             bootstrap(pool, state_schema).await.map_err(|e| {
-                // Privilege and syntax problems will not fix themselves.
-                if e.to_string().contains("permission denied") {
-                    Attempt::Permanent(e)
-                } else {
+                // Privilege problems will not fix themselves (see `LoadError::is_transient`).
+                if e.is_transient() {
                     Attempt::Transient(e)
+                } else {
+                    Attempt::Permanent(e)
                 }
             })
         },
@@ -442,7 +433,7 @@ pub async fn bootstrap_with_retry(
     );
     tokio::select! {
         r = attempt => r,
-        _ = shutdown.cancelled() => Err(DbSetupError::Bootstrap {
+        _ = shutdown.cancelled() => Err(LoadError::Bootstrap {
             schema: state_schema.to_owned(),
             message: "shut down before the database was reachable".to_owned(),
         }),

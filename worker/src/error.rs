@@ -1,7 +1,9 @@
-//! The worker's error enum: everything that can go wrong with one file, each variant carrying
-//! what an operator needs (bucket, key, etag, table, record, line, column, SQLSTATE) and decided
-//! transient or permanent where it is built. [`LoadError::to_file_error`] turns it into the
-//! manifest's record.
+//! The worker's one error enum: everything that can go wrong with one file, each variant
+//! carrying what an operator needs (bucket, key, etag, table, record, line, column, SQLSTATE)
+//! and decided transient or permanent where it is built, and what stops the worker before it
+//! loads anything (settings, the database URL, the bookkeeping schema, the metrics and health
+//! endpoint) or fails a receive from the queue. [`LoadError::to_file_error`] turns a file's
+//! failure into the manifest's record; the start-up and receive variants never reach it.
 //!
 //! A database that cannot take any load right now ([`Outage`]: read-only, restarting, refusing
 //! connections, refusing the credentials) is not the file's fault: such an error is
@@ -53,7 +55,7 @@ impl Outage {
     }
 }
 
-/// One file's failure.
+/// What can go wrong in the worker: one file's failure, a receive's, or the start-up's.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("no target table {schema}.{table} in postgresql for key {key} (the table must exist with a primary key)")]
@@ -302,6 +304,31 @@ pub enum LoadError {
         sqlstate: Option<String>,
         message: String,
     },
+
+    /// Start-up: a setting is wrong.
+    #[error(transparent)]
+    Config(sluice_common::Error),
+
+    /// Start-up: the database URL cannot make a pool (its syntax, or TLS settings that cannot
+    /// be met, such as a verifying `sslmode` without root certificates).
+    #[error("bad database url {url}: {message}")]
+    DatabaseUrl { url: String, message: String },
+
+    /// Start-up: the bookkeeping schema and ledger cannot be created.
+    #[error("cannot create the bookkeeping schema {schema}: {message}")]
+    Bootstrap { schema: String, message: String },
+
+    /// Start-up: `--metrics-addr` or `--health-addr` cannot be served.
+    #[error("cannot serve metrics or health on {addr}: {source}")]
+    Endpoint {
+        addr: String,
+        source: std::io::Error,
+    },
+
+    /// A receive from the queue failed (the SDK's text); the receive loop backs off and
+    /// receives again.
+    #[error("{message}")]
+    Receive { message: String },
 }
 
 /// " after 2.0 s", or nothing when the wait is not known.
@@ -318,6 +345,15 @@ impl LoadError {
             LoadError::Spool { .. }
             | LoadError::LockTimeout { .. }
             | LoadError::DatabaseOutage { .. } => true,
+            // A common error says itself whether it may pass (a rules file that cannot be read
+            // now, ...).
+            LoadError::Config(e) => e.is_transient(),
+            // Privilege problems will not fix themselves; a database not reachable yet (workers
+            // may start before it) may.
+            LoadError::Bootstrap { message, .. } => !message.contains("permission denied"),
+            // The receive loop backs off and receives again, whatever the error.
+            LoadError::Receive { .. } => true,
+            LoadError::DatabaseUrl { .. } | LoadError::Endpoint { .. } => false,
             _ => false,
         }
     }
@@ -385,6 +421,11 @@ impl LoadError {
             }
             LoadError::Rules { .. } => "rules",
             LoadError::LockTimeout { .. } => "lock_timeout",
+            LoadError::Config(_) => "config",
+            LoadError::DatabaseUrl { .. } => "database_url",
+            LoadError::Bootstrap { .. } => "bootstrap",
+            LoadError::Endpoint { .. } => "endpoint",
+            LoadError::Receive { .. } => "sqs_receive",
         }
     }
 
@@ -721,5 +762,77 @@ mod tests {
              dms/s/t/LOAD00000001.csv: another session holds it (canceling statement due to \
              lock timeout)"
         );
+    }
+
+    #[test]
+    fn start_up_and_receive_errors_keep_their_texts_and_are_decided() {
+        let url = LoadError::DatabaseUrl {
+            url: "postgres://sluice:***@db/warehouse".into(),
+            message: "invalid port".into(),
+        };
+        assert_eq!(
+            url.to_string(),
+            "bad database url postgres://sluice:***@db/warehouse: invalid port"
+        );
+        assert_eq!((url.class(), url.is_transient()), ("database_url", false));
+
+        let denied = LoadError::Bootstrap {
+            schema: "sluice".into(),
+            message: "permission denied for database warehouse".into(),
+        };
+        assert_eq!(
+            denied.to_string(),
+            "cannot create the bookkeeping schema sluice: permission denied for database warehouse"
+        );
+        assert_eq!(
+            (denied.class(), denied.is_transient()),
+            ("bootstrap", false)
+        );
+        let not_yet = LoadError::Bootstrap {
+            schema: "sluice".into(),
+            message: "error connecting to server: Connection refused".into(),
+        };
+        assert!(not_yet.is_transient(), "a database not up yet may come up");
+
+        let endpoint = LoadError::Endpoint {
+            addr: "0.0.0.0:9102".into(),
+            source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
+        };
+        assert_eq!(
+            endpoint.to_string(),
+            "cannot serve metrics or health on 0.0.0.0:9102: address in use"
+        );
+        assert!(std::error::Error::source(&endpoint).is_some());
+        assert_eq!(
+            (endpoint.class(), endpoint.is_transient()),
+            ("endpoint", false)
+        );
+
+        let inner = sluice_common::Error::Config {
+            setting: "SLUICE_WAIT_TIME",
+            reason: "must be 0 to 20 seconds".into(),
+        };
+        let text = inner.to_string();
+        let config = LoadError::Config(inner);
+        assert_eq!(config.to_string(), text);
+        assert_eq!((config.class(), config.is_transient()), ("config", false));
+
+        let receive = LoadError::Receive {
+            message: "service error: AWS.SimpleQueueService.NonExistentQueue".into(),
+        };
+        assert_eq!(
+            receive.to_string(),
+            "service error: AWS.SimpleQueueService.NonExistentQueue"
+        );
+        assert_eq!(
+            (receive.class(), receive.is_transient()),
+            ("sqs_receive", true)
+        );
+        // none of them is an outage, and none reaches the manifest as a file's position
+        for e in [url, denied, endpoint, config, receive] {
+            assert_eq!(e.outage(), None);
+            let f = e.to_file_error();
+            assert_eq!((f.record, f.line, f.sqlstate), (None, None, None));
+        }
     }
 }

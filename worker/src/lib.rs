@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`run`]: the receive loop (bounded concurrency, shutdown, drain) and one message's life.
+//! - [`receive`]: the receive loop (bounded concurrency, shutdown, drain), one message's life,
+//!   the settle decision, and the visibility heartbeat.
 //! - [`load`]: the transaction that applies one file, with its ledger row.
 //! - [`encode`]: CSV -> `COPY` text, on a blocking thread, with the file's layout.
 //! - [`csv`]: the streaming RFC 4180 reader (quotedness, positions, raw bytes).
@@ -11,10 +12,9 @@
 //! - [`sql`]: every SQL text the worker runs; the merge.
 //! - [`target`]: catalog lookup of a target table.
 //! - [`db`]: pool, bookkeeping schema, PostgreSQL error classification.
-//! - [`visibility`]: message visibility heartbeat.
-//! - [`observe`]: metrics of a file's life, the `/metrics` and `/health` endpoint, EMF output.
 //! - [`config`]: flags and environment, validated.
-//! - [`error`]: `LoadError`, one file's failure, transient or permanent.
+//! - [`error`]: `LoadError`, the worker's one error enum: a file's failure (transient or
+//!   permanent), a failed receive, or what stops the worker at start-up.
 
 // `LoadError` carries every identifier an operator needs; it is built once per failed file,
 // so its size on the error path does not matter.
@@ -28,12 +28,10 @@ pub mod document;
 pub mod encode;
 pub mod error;
 pub mod load;
-pub mod observe;
 pub mod parquet;
-pub mod run;
+pub mod receive;
 pub mod sql;
 pub mod target;
-pub mod visibility;
 
 pub use config::{WorkerArgs, WorkerConfig};
-pub use run::{run, RunSummary};
+pub use receive::{run, RunSummary};

@@ -20,11 +20,11 @@
 //! 30 s) and receives again once it is writable, so a worker never takes files in a loop only
 //! to hand them back.
 
+use super::settle::Outcome;
 use crate::config::WorkerConfig;
 use crate::db::Staleness;
 use crate::error::{LoadError, Outage};
 use crate::load::{LoadOutcome, LoadStats, ReplaceOutcome};
-use crate::run::Outcome;
 use deadpool_postgres::Pool;
 use serde_json::json;
 use sluice_common::http::{self, HealthCheck, Server};
@@ -131,7 +131,7 @@ pub async fn start(
     cfg: &WorkerConfig,
     pool: &Pool,
     stale: Arc<Staleness>,
-) -> Result<Observer, (String, std::io::Error)> {
+) -> Result<Observer, LoadError> {
     m::init(Component::Worker, &cfg.manifest_table);
     let liveness = Arc::new(Liveness::new(cfg.wait_time));
     let database = Arc::new(Database {
@@ -147,7 +147,10 @@ pub async fn start(
     for addr in addrs {
         let server = http::serve(addr, Some(check.clone()))
             .await
-            .map_err(|e| (addr.clone(), e))?;
+            .map_err(|source| LoadError::Endpoint {
+                addr: addr.clone(),
+                source,
+            })?;
         info!(addr = %server.addr, paths = "/metrics /health", "serving metrics and health");
         servers.push(server);
     }
