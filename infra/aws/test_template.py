@@ -89,10 +89,12 @@ class Store:
     """ManifestStore's methods, each with the SDK operations and indexes it reaches."""
 
     def __init__(self):
-        src = strip_tests(read("common", "src", "store.rs"))
+        src = "\n".join(strip_tests(s) for s in rust_sources("common", "src", "store").values())
         self.index_names = dict(re.findall(r'pub const (\w+_INDEX): &str = "([^"]+)";', src))
-        start = src.index("impl ManifestStore {")
-        impl = src[start:src.index("\n}\n", start)]
+        impl = "".join(
+            src[m.start():src.index("\n}\n", m.start())]
+            for m in re.finditer(r"impl ManifestStore \{", src)
+        )
         parts = re.split(r"\n    (?:pub )?(?:async )?fn (\w+)", impl)
         bodies = dict(zip(parts[1::2], parts[2::2]))
         self.methods = set(bodies)
