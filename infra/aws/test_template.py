@@ -492,11 +492,12 @@ class Scaling(TemplateTestCase):
 
 
 def defined_metrics():
-    """CloudWatch name -> dimension names, from the definitions in common/src/metrics.rs."""
-    src = strip_tests(read("common", "src", "metrics.rs"))
+    """CloudWatch name -> dimension names, from the definitions in common/src/metrics/catalog.rs."""
+    src = strip_tests(read("common", "src", "metrics", "catalog.rs"))
     camel = lambda s: "".join(w[:1].upper() + w[1:] for w in s.split("_"))
     out = {}
-    for name, labels in re.findall(r'def\(\s*"(sluice_\w+)",\s*\w+,\s*Unit::\w+,\s*&\[([^\]]*)\]', src):
+    pattern = r'Def \{\s*name: "(sluice_\w+)",\s*kind: \w+,\s*unit: Unit::\w+,\s*labels: &\[([^\]]*)\]'
+    for name, labels in re.findall(pattern, src):
         out[camel(name[len("sluice_"):])] = ["ManifestTable"] + [camel(l) for l in re.findall(r'"(\w+)"', labels)]
     return out
 
