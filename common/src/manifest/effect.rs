@@ -260,6 +260,34 @@ pub fn note_entry(note: &str, now: &str) -> String {
     format!("{now} {}", cap_text(&scrub(note), HISTORY_TEXT_MAX))
 }
 
+/// A newly discovered object version's item (written only where none exists,
+/// [`Transition::Discover`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    /// Its base ([`base_attributes`]), `discovered`, no attempt yet, and its times.
+    pub attributes: Vec<(&'static str, Value)>,
+    /// Its history's first entry.
+    pub history: String,
+}
+
+/// The item of `file` discovered at `now`.
+pub fn discovered(file: &NewFile, now: &str) -> NewItem {
+    let status = Transition::Discover.target();
+    let mut attributes = base_attributes(file);
+    attributes.extend([
+        ("status", s(status.as_str())),
+        ("open", s(status.as_str())),
+        ("attempts", Value::N(0)),
+        ("discovered_at", s(now)),
+        ("updated_at", s(now)),
+        ("status_at", s(&format!("{status}#{now}"))),
+    ]);
+    NewItem {
+        attributes,
+        history: format!("{now} {status}"),
+    }
+}
+
 /// The attributes of a new item, `key` and `etag` first. `table` is an index key, so it is left
 /// out (not written empty, which DynamoDB refuses) for objects that name no table.
 pub fn base_attributes(file: &NewFile) -> Vec<(&'static str, Value)> {
@@ -513,6 +541,44 @@ mod tests {
         assert!(u.remove.contains(&"operator_reason"));
         assert_eq!(u.attempts, Attempts::Restart);
         assert_eq!(u.history, format!("{NOW} queued (retry by bob)"));
+    }
+
+    #[test]
+    fn a_discovered_item_starts_its_story() {
+        let item = discovered(&file("s.t"), NOW);
+        let attrs: Vec<&str> = item.attributes.iter().map(|(a, _)| *a).collect();
+        assert_eq!(
+            attrs,
+            [
+                "key",
+                "etag",
+                "bucket",
+                "size",
+                "last_modified",
+                "table",
+                "kind",
+                "status",
+                "open",
+                "attempts",
+                "discovered_at",
+                "updated_at",
+                "status_at"
+            ]
+        );
+        let get = |attr| {
+            item.attributes
+                .iter()
+                .find(|(a, _)| *a == attr)
+                .map(|(_, v)| v)
+        };
+        assert_eq!(get("status"), Some(&s("discovered")));
+        assert_eq!(get("attempts"), Some(&Value::N(0)));
+        assert_eq!(get("status_at"), Some(&s(&format!("discovered#{NOW}"))));
+        assert_eq!(item.history, format!("{NOW} discovered"));
+        assert!(discovered(&file(""), NOW)
+            .attributes
+            .iter()
+            .all(|(a, _)| *a != "table"));
     }
 
     #[test]

@@ -1,22 +1,12 @@
 //! Manifest items as DynamoDB attributes: the model's values to attributes, and items read back
 //! into [`ManifestItem`]. Pure.
 
-use crate::manifest::effect::{base_attributes, Value};
-use crate::manifest::{
-    FileError, ManifestItem, NewFile, OperatorAction, PhaseTimings, RowCounts, Status,
-};
+use crate::manifest::effect::Value;
+use crate::manifest::{FileError, ManifestItem, OperatorAction, PhaseTimings, RowCounts, Status};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
-
-/// The attributes of a new item ([`base_attributes`]).
-pub(super) fn base_item(file: &NewFile) -> Item {
-    base_attributes(file)
-        .into_iter()
-        .map(|(attr, v)| (attr.to_owned(), attribute(&v)))
-        .collect()
-}
 
 /// A model value as an attribute.
 pub(super) fn attribute(v: &Value) -> AttributeValue {
@@ -117,6 +107,16 @@ pub fn parse_item(item: &Item) -> ManifestItem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::effect::base_attributes;
+    use crate::manifest::NewFile;
+
+    /// The attributes of a new item ([`base_attributes`]).
+    fn base_item(file: &NewFile) -> Item {
+        base_attributes(file)
+            .into_iter()
+            .map(|(attr, v)| (attr.to_owned(), attribute(&v)))
+            .collect()
+    }
 
     #[test]
     fn operator_attributes_round_trip() {

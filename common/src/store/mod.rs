@@ -59,7 +59,8 @@ use crate::timefmt;
 use aws_sdk_dynamodb::types::AttributeValue;
 use capped::{Update, Updated};
 use expr::Expr;
-use item::{base_item, n, parse_item, s};
+use item::{attribute, n, parse_item, s};
+use std::collections::HashMap;
 
 pub const OPEN_INDEX: &str = "open-index";
 pub const TABLE_INDEX: &str = "table-index";
@@ -118,19 +119,13 @@ impl ManifestStore {
     /// Writes a newly discovered object version. Ok(false) when it already exists (another
     /// coordinator won the race), which is not an error.
     pub async fn record_discovered(&self, file: &NewFile) -> Result<bool, Error> {
-        let now = timefmt::now();
-        let mut item = base_item(file);
-        let status = Status::Discovered;
-        item.insert("status".into(), s(status.as_str()));
-        item.insert("open".into(), s(status.as_str()));
-        item.insert("attempts".into(), n(0));
-        item.insert("discovered_at".into(), s(&now));
-        item.insert("updated_at".into(), s(&now));
-        item.insert("status_at".into(), s(&format!("{status}#{now}")));
-        item.insert(
-            "history".into(),
-            AttributeValue::L(vec![s(&format!("{now} discovered"))]),
-        );
+        let new = effect::discovered(file, &timefmt::now());
+        let mut item: HashMap<String, AttributeValue> = new
+            .attributes
+            .iter()
+            .map(|(attr, v)| ((*attr).to_owned(), attribute(v)))
+            .collect();
+        item.insert("history".into(), AttributeValue::L(vec![s(&new.history)]));
         let result = self
             .client
             .put_item()
