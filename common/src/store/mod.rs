@@ -29,11 +29,11 @@
 //! [`Transition::allowed_from`]; a refused condition is reported as [`Moved::Refused`] with the
 //! item as it now is, never silently overwritten.
 //!
-//! Invariant: an item's history never holds more than [`crate::manifest::HISTORY_CAP`] entries. Every write that
-//! appends one (a transition, an annotation with a note) is conditioned on the history having
-//! room; when it is full, the oldest entries are removed by an update conditioned on the
-//! history's length as read (so an entry a concurrent writer appended meanwhile is never the one
-//! dropped), and the write is sent again (`capped.rs`).
+//! Invariant: an item's history never holds more than [`crate::manifest::HISTORY_CAP`] entries.
+//! Every write that appends one (a transition, an annotation with a note) is conditioned on the
+//! history having room; when it is full, the oldest entries are removed by an update conditioned
+//! on the history's length as read (so an entry a concurrent writer appended meanwhile is never
+//! the one dropped), and the write is sent again (`capped.rs`).
 //!
 //! Operator moves (`retry`, `reload`, `skip`) record who and why (`operator*` attributes and a
 //! history note), and may be conditioned on the item being unchanged since the operator saw it
