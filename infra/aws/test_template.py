@@ -89,10 +89,12 @@ class Store:
     """ManifestStore's methods, each with the SDK operations and indexes it reaches."""
 
     def __init__(self):
-        src = strip_tests(read("common", "src", "store.rs"))
+        src = "\n".join(strip_tests(s) for s in rust_sources("common", "src", "store").values())
         self.index_names = dict(re.findall(r'pub const (\w+_INDEX): &str = "([^"]+)";', src))
-        start = src.index("impl ManifestStore {")
-        impl = src[start:src.index("\n}\n", start)]
+        impl = "".join(
+            src[m.start():src.index("\n}\n", m.start())]
+            for m in re.finditer(r"impl ManifestStore \{", src)
+        )
         parts = re.split(r"\n    (?:pub )?(?:async )?fn (\w+)", impl)
         bodies = dict(zip(parts[1::2], parts[2::2]))
         self.methods = set(bodies)
@@ -490,11 +492,12 @@ class Scaling(TemplateTestCase):
 
 
 def defined_metrics():
-    """CloudWatch name -> dimension names, from the definitions in common/src/metrics.rs."""
-    src = strip_tests(read("common", "src", "metrics.rs"))
+    """CloudWatch name -> dimension names, from the definitions in common/src/metrics/catalog.rs."""
+    src = strip_tests(read("common", "src", "metrics", "catalog.rs"))
     camel = lambda s: "".join(w[:1].upper() + w[1:] for w in s.split("_"))
     out = {}
-    for name, labels in re.findall(r'def\(\s*"(sluice_\w+)",\s*\w+,\s*Unit::\w+,\s*&\[([^\]]*)\]', src):
+    pattern = r'Def \{\s*name: "(sluice_\w+)",\s*kind: \w+,\s*unit: Unit::\w+,\s*labels: &\[([^\]]*)\]'
+    for name, labels in re.findall(pattern, src):
         out[camel(name[len("sluice_"):])] = ["ManifestTable"] + [camel(l) for l in re.findall(r'"(\w+)"', labels)]
     return out
 

@@ -23,9 +23,9 @@
 
 use crate::error::LoadError;
 use crate::load::{LoadOutcome, ReplaceOutcome};
+use sluice_common::manifest::Changes;
 use sluice_common::manifest::{FileError, PhaseTimings, RowCounts, Status, Transition};
 use sluice_common::retry::redelivery_delay;
-use sluice_common::store::Changes;
 use std::time::Duration;
 
 /// What became of one message, for the run's summary and the metrics.
