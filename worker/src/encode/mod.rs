@@ -26,11 +26,13 @@
 //! in [`Segment`]s that keep each record's `COPY` line and original bytes, so the loader can
 //! set aside exactly the record PostgreSQL refused and send the rest again.
 
-use crate::binary::{self, BinType};
-use crate::csv::{CsvError, Field, ReaderOptions, Record, RecordBuf, RecordReader};
-use crate::document::{DocColumn, DocumentPlan};
+pub mod binary;
+
 use crate::error::LoadError;
+use crate::read::csv::{CsvError, Field, ReaderOptions, Record, RecordBuf, RecordReader};
+use crate::read::document::{DocColumn, DocumentPlan};
 use crate::sql::TargetTable;
+use binary::BinType;
 use bytes::Bytes;
 use sluice_common::rules::{Encoding, Flatten, InvalidBytes, OnError, TableRules, UnknownColumns};
 use std::io::{BufRead, Write};
@@ -559,12 +561,12 @@ fn expand_document(
         }
         doc.plan
             .expand(f.value, values)
-            .map_err(|reason| LoadError::BadDocument {
+            .map_err(|e| LoadError::BadDocument {
                 key: spec.key.to_owned(),
                 record: record.record_number(),
                 line: record.line(),
                 column: doc.name.clone(),
-                reason,
+                reason: e.to_string(),
                 value: excerpt(f.value),
             })?;
         for v in values.iter() {
