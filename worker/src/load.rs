@@ -37,8 +37,7 @@
 //! as the `COPY` streams it.
 
 use crate::db::{self, db_error, error_text, pool_error_text};
-use crate::encode::layout::Layout;
-use crate::encode::{encode, Chunk, Direct, EncodeSpec, Parsed, Segment, CHANNEL_CHUNKS};
+use crate::encode::{encode, Chunk, Direct, EncodeSpec, Layout, Parsed, Segment, CHANNEL_CHUNKS};
 use crate::error::LoadError;
 use crate::sql;
 use crate::target;

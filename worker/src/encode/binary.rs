@@ -13,8 +13,7 @@
 //! cannot encode exactly ends the direct path, [`LoadError::DirectUnfit`]).
 
 use super::field::{Done, FieldAt, Value};
-use super::layout::Layout;
-use super::{Direct, EncodeSpec};
+use super::{Direct, EncodeSpec, Layout};
 use crate::error::LoadError;
 use crate::read::csv::Record;
 use crate::sql::TargetTable;

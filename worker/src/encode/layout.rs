@@ -2,7 +2,7 @@
 //! records start with DMS's `Op` field. Decided once per file, from the rules and the header or
 //! the first record ([`layout_from_header`], [`layout_by_count`]; [`default_layout`] for a
 //! file without a good data record), then announced to the loader, which makes its stage from
-//! it. Pure; no IO.
+//! it ([`super::Layout`], one of the channel's types). Pure; no IO.
 //!
 //! Invariants:
 //! - columns come from the rules' column list, the header's names, or every data column in
@@ -20,98 +20,12 @@
 //! Must not: read values beyond the first record's field count and `Op`, or write rows.
 
 use super::field::excerpt;
-use super::EncodeSpec;
-use crate::encode::binary::BinType;
+use super::{DocShape, EncodeSpec, Layout};
 use crate::error::LoadError;
 use crate::read::csv::Record;
 use crate::read::document::{DocColumn, DocumentPlan};
 use crate::sql::TargetTable;
 use sluice_common::rules::{Flatten, UnknownColumns};
-
-/// The file's shape, known after its first record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    /// Target column indexes staged, in file order.
-    pub columns: Vec<usize>,
-    /// Whether each record starts with an `Op` field.
-    pub has_op: bool,
-    /// Index, among the fields after `Op`, of the timestamp field that versions each row.
-    pub version_field: Option<usize>,
-    /// Whether that field is only a version (the target has no column of its name).
-    pub version_only: bool,
-    /// Fields (indexes after `Op`, ascending) that name no column and are left out
-    /// (`unknown_columns = "ignore"`).
-    pub ignored: Vec<usize>,
-    /// MongoDB document mode: one field of the file becomes several columns. The other fields
-    /// of this layout describe the record after that expansion.
-    pub document: Option<DocShape>,
-    /// The direct path in PostgreSQL's binary format: the binary type of each column (every
-    /// column has one). None: text format.
-    pub binary: Option<Vec<BinType>>,
-}
-
-/// Where the document is in the file and which columns it becomes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocShape {
-    /// Index of the document field among the file's fields after `Op`.
-    pub field: usize,
-    /// The document column's name, for messages.
-    pub name: String,
-    pub plan: DocumentPlan,
-}
-
-impl Layout {
-    pub(super) fn plain(columns: Vec<usize>, has_op: bool) -> Layout {
-        Layout {
-            columns,
-            has_op,
-            version_field: None,
-            version_only: false,
-            ignored: Vec::new(),
-            document: None,
-            binary: None,
-        }
-    }
-
-    /// Fields every record has once its document (if any) is expanded.
-    pub fn field_count(&self) -> usize {
-        self.columns.len()
-            + usize::from(self.has_op)
-            + usize::from(self.version_only)
-            + self.ignored.len()
-    }
-
-    /// Fields every record of the file must have.
-    pub fn file_field_count(&self) -> usize {
-        match &self.document {
-            Some(d) => self.field_count() + 1 - d.plan.width(),
-            None => self.field_count(),
-        }
-    }
-
-    /// The value of the field that versions the row, if the layout has one. The record has
-    /// the layout's field count (checked before).
-    pub(super) fn version_of<'r>(&self, record: &Record<'r>) -> Option<&'r [u8]> {
-        let first = usize::from(self.has_op);
-        self.version_field.map(|j| {
-            record
-                .get(first + j)
-                .expect("field count was checked")
-                .value
-        })
-    }
-
-    /// Indexes of the fields of a record of `len` fields that are staged, in order: every
-    /// field after `Op` but a version-only timestamp field and the ignored ones. The `n`th
-    /// fills target column `columns[n]`.
-    pub(super) fn staged(&self, len: usize) -> impl Iterator<Item = usize> + Clone + '_ {
-        let first = usize::from(self.has_op);
-        (first..len).filter(move |&i| {
-            !(self.version_only && Some(i - first) == self.version_field)
-                && self.ignored.binary_search(&(i - first)).is_err()
-        })
-    }
-}
 
 pub(super) fn layout_from_header(
     spec: &EncodeSpec<'_>,

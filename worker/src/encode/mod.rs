@@ -6,9 +6,10 @@
 //!
 //! # Layout
 //!
-//! - this file: the record loop ([`encode`]), its output ([`Chunk`]s, [`Segment`]s), what it
-//!   read ([`Parsed`]) and its settings ([`EncodeSpec`], [`Direct`]);
-//! - [`layout`]: the file's layout, from the rules and the header or the first record;
+//! - this file: the record loop ([`encode`]), what it sends ([`Chunk`]: the file's
+//!   [`Layout`] first, then data or [`Segment`]s), what it read ([`Parsed`]) and its settings
+//!   ([`EncodeSpec`], [`Direct`]);
+//! - [`layout`]: deciding the file's layout, from the rules and the header or the first record;
 //! - [`field`]: one field's checks (NULL, length, bytes, `bytea` hex), shared by both formats;
 //! - [`text`]: PostgreSQL's text `COPY` rows;
 //! - [`binary`]: PostgreSQL's binary `COPY` tuples, for the direct path;
@@ -23,14 +24,13 @@
 //! - whether records start with DMS's `Op` field (`I`/`U`/`D`): by header name, or by count
 //!   (one more field than columns). Full-load files without it are all inserts.
 //!
-//! Invariants: every record has exactly the layout's field count (the reader keeps the positions
-//! of at most [`layout::max_file_fields`] fields of a data record, so a record of millions of empty
-//! fields costs its bytes, not 16 bytes of bookkeeping per byte, and is a `column_count` error);
-//! each field is valid UTF-8
-//! without NUL (PostgreSQL refuses both in text) after the table's byte policy (strip, replace,
-//! or the record is bad) or transcoding from its source encoding; an unquoted field equal to the
-//! NULL marker is `\N`, everything else (a quoted `"NULL"`, an empty quoted field) is data,
-//! escaped byte-exact.
+//! Invariants: every record has exactly the layout's field count (the reader keeps the
+//! positions of at most [`layout::max_file_fields`] fields of a data record, so a record of
+//! millions of empty fields costs its bytes, not 16 bytes of bookkeeping per byte, and is a
+//! `column_count` error); each field is valid UTF-8 without NUL (PostgreSQL refuses both in
+//! text) after the table's byte policy (strip, replace, or the record is bad) or transcoding
+//! from its source encoding ([`field`]); an unquoted field equal to the NULL marker is `\N`,
+//! everything else (a quoted `"NULL"`, an empty quoted field) is data, escaped byte-exact.
 //!
 //! Bad records: with `on_error = fail_file` the first one is the error. With `reject_rows` a bad
 //! record becomes a stage row with operation `R`, its reason, position and original bytes, and
@@ -50,12 +50,12 @@ pub mod text;
 
 use crate::error::LoadError;
 use crate::read::csv::{CsvError, ReaderOptions, Record, RecordBuf, RecordReader};
+use crate::read::document::DocumentPlan;
 use crate::sql::TargetTable;
+use binary::BinType;
 use bytes::Bytes;
 use field::{excerpt, Done};
-use layout::{
-    default_layout, layout_by_count, layout_from_header, max_file_fields, DocShape, Layout,
-};
+use layout::{default_layout, layout_by_count, layout_from_header, max_file_fields};
 use rejects::{
     is_record_error, write_hex, write_reject_head, write_reject_tail, Pending, PendingReject,
     RecordAt,
@@ -101,6 +101,91 @@ pub struct SegmentRecord {
     pub text: Range<usize>,
     /// Its original bytes in [`Segment::raw`].
     pub raw: Range<usize>,
+}
+
+/// The file's shape, known after its first record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Target column indexes staged, in file order.
+    pub columns: Vec<usize>,
+    /// Whether each record starts with an `Op` field.
+    pub has_op: bool,
+    /// Index, among the fields after `Op`, of the timestamp field that versions each row.
+    pub version_field: Option<usize>,
+    /// Whether that field is only a version (the target has no column of its name).
+    pub version_only: bool,
+    /// Fields (indexes after `Op`, ascending) that name no column and are left out
+    /// (`unknown_columns = "ignore"`).
+    pub ignored: Vec<usize>,
+    /// MongoDB document mode: one field of the file becomes several columns. The other fields
+    /// of this layout describe the record after that expansion.
+    pub document: Option<DocShape>,
+    /// The direct path in PostgreSQL's binary format: the binary type of each column (every
+    /// column has one). None: text format.
+    pub binary: Option<Vec<BinType>>,
+}
+
+/// Where the document is in the file and which columns it becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocShape {
+    /// Index of the document field among the file's fields after `Op`.
+    pub field: usize,
+    /// The document column's name, for messages.
+    pub name: String,
+    pub plan: DocumentPlan,
+}
+
+impl Layout {
+    fn plain(columns: Vec<usize>, has_op: bool) -> Layout {
+        Layout {
+            columns,
+            has_op,
+            version_field: None,
+            version_only: false,
+            ignored: Vec::new(),
+            document: None,
+            binary: None,
+        }
+    }
+
+    /// Fields every record has once its document (if any) is expanded.
+    pub fn field_count(&self) -> usize {
+        self.columns.len()
+            + usize::from(self.has_op)
+            + usize::from(self.version_only)
+            + self.ignored.len()
+    }
+
+    /// Fields every record of the file must have.
+    pub fn file_field_count(&self) -> usize {
+        match &self.document {
+            Some(d) => self.field_count() + 1 - d.plan.width(),
+            None => self.field_count(),
+        }
+    }
+
+    /// The value of the field that versions the row, if the layout has one. The record has
+    /// the layout's field count (checked before).
+    fn version_of<'r>(&self, record: &Record<'r>) -> Option<&'r [u8]> {
+        let first = usize::from(self.has_op);
+        self.version_field.map(|j| {
+            record
+                .get(first + j)
+                .expect("field count was checked")
+                .value
+        })
+    }
+
+    /// Indexes of the fields of a record of `len` fields that are staged, in order: every
+    /// field after `Op` but a version-only timestamp field and the ignored ones. The `n`th
+    /// fills target column `columns[n]`.
+    fn staged(&self, len: usize) -> impl Iterator<Item = usize> + Clone + '_ {
+        let first = usize::from(self.has_op);
+        (first..len).filter(move |&i| {
+            !(self.version_only && Some(i - first) == self.version_field)
+                && self.ignored.binary_search(&(i - first)).is_err()
+        })
+    }
 }
 
 /// What the parser read.

@@ -11,8 +11,8 @@
 //! Must not: send anything (the record loop's output does) or decide whether a file rejects
 //! rows (its rules do).
 
-use super::layout::Layout;
 use super::text::escape_copy_text;
+use super::Layout;
 use crate::error::LoadError;
 use std::io::Write;
 

@@ -11,8 +11,7 @@
 //! [`super::field`]'s, shared with the binary format).
 
 use super::field::{excerpt, Done, FieldAt, Value};
-use super::layout::Layout;
-use super::EncodeSpec;
+use super::{EncodeSpec, Layout};
 use crate::error::LoadError;
 use crate::read::csv::Record;
 use std::io::Write;
