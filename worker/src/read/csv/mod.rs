@@ -57,6 +57,11 @@
 //!   [`Record::raw`] is the record's original bytes without its terminator.
 //! * After an error the reader is in an unspecified (but memory-safe) state;
 //!   callers stop reading.
+//!
+//! # Layout
+//!
+//! This file holds the reader (options, errors, records, the stream and its buffers);
+//! [`scan`] the state machine that cuts one chunk of bytes into fields.
 
 mod scan;
 
