@@ -41,7 +41,7 @@ pub(super) fn start_parse(
     let target = target.clone();
     let rules = match source.format {
         Format::Csv => load.rules.clone(),
-        Format::Parquet => crate::parquet::csv_rules(&load.rules),
+        Format::Parquet => crate::read::parquet::csv_rules(&load.rules),
     };
     let (bucket, key) = (msg.bucket.clone(), msg.key.clone());
     let max_record_bytes = ctx.max_record_bytes;
@@ -90,8 +90,8 @@ pub(super) fn start_parse(
 }
 
 /// Parses a Parquet object spooled to `file` ([`spool`]): runs the encoder over the file as
-/// CSV ([`crate::parquet::ParquetCsv`]; `spec.rules` are already
-/// [`crate::parquet::csv_rules`]), row group by row group, so memory stays bounded. A
+/// CSV ([`crate::read::parquet::ParquetCsv`]; `spec.rules` are already
+/// [`crate::read::parquet::csv_rules`]), row group by row group, so memory stays bounded. A
 /// zero-byte object is an empty file, as for CSV.
 pub(super) fn encode_parquet(
     file: std::fs::File,
@@ -111,12 +111,12 @@ pub(super) fn encode_parquet(
         let parsed = encode(&b""[..], spec, tx)?;
         return Ok(parsed);
     }
-    let not_parquet = |f: &crate::parquet::ParquetFailure| LoadError::Parquet {
+    let not_parquet = |f: &crate::read::parquet::ParquetFailure| LoadError::Parquet {
         bucket: bucket.to_owned(),
         key: spec.key.to_owned(),
         message: f.0.clone(),
     };
-    let mut rows = crate::parquet::ParquetCsv::open(file, crate::parquet::NULL_MARKER)
+    let mut rows = crate::read::parquet::ParquetCsv::open(file, crate::read::parquet::NULL_MARKER)
         .map_err(|f| not_parquet(&f))?
         .limit(spec.max_record_bytes);
     let result = encode(BufReader::with_capacity(1 << 16, &mut rows), spec, tx);
