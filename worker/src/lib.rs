@@ -13,10 +13,10 @@
 //! - [`target`]: catalog lookup of a target table.
 //! - [`db`]: pool, bookkeeping schema, PostgreSQL error classification.
 //! - [`config`]: flags and environment, validated.
-//! - [`error`]: `LoadError`, the worker's one error enum: a file's failure (transient or
+//! - [`error`]: `WorkerError`, the worker's one error enum: a file's failure (transient or
 //!   permanent), a failed receive, or what stops the worker at start-up.
 
-// `LoadError` carries every identifier an operator needs; it is built once per failed file,
+// `WorkerError` carries every identifier an operator needs; it is built once per failed file,
 // so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 

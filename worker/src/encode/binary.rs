@@ -10,11 +10,11 @@
 //!
 //! [`Tuple`] writes one insert of the direct path as a binary tuple, with the same value
 //! checks as the text format ([`super::field`]). Must not: guess a value's meaning (a text it
-//! cannot encode exactly ends the direct path, [`LoadError::DirectUnfit`]).
+//! cannot encode exactly ends the direct path, [`WorkerError::DirectUnfit`]).
 
 use super::field::{Done, FieldAt, Value};
 use super::{Direct, EncodeSpec, Layout};
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::read::csv::Record;
 use crate::sql::TargetTable;
 
@@ -387,15 +387,15 @@ pub(super) struct Tuple<'a> {
 impl Tuple<'_> {
     /// One insert as a binary `COPY` tuple: record, version, file time, file id, the
     /// soft-delete flag where there is one, then the columns. A value the binary form cannot
-    /// take exactly ends the direct path ([`LoadError::DirectUnfit`]).
+    /// take exactly ends the direct path ([`WorkerError::DirectUnfit`]).
     pub(super) fn write(
         &self,
         record: &Record<'_>,
         number: u64,
         out: &mut Vec<u8>,
-    ) -> Result<Done, LoadError> {
+    ) -> Result<Done, WorkerError> {
         let (spec, layout, direct) = (self.spec, self.layout, self.direct);
-        let unfit = || LoadError::DirectUnfit {
+        let unfit = || WorkerError::DirectUnfit {
             key: spec.key.to_owned(),
             record: number,
         };

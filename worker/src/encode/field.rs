@@ -14,7 +14,7 @@
 //!
 //! Must not: write a row's bytes (the writers do) or know the row's layout.
 
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::read::csv::Field;
 use crate::sql::TargetTable;
 use sluice_common::rules::{Encoding, InvalidBytes, TableRules};
@@ -54,13 +54,13 @@ pub(super) struct FieldAt<'a> {
 
 impl FieldAt<'_> {
     /// The value of `field`, which fills target column `col`; see the module's invariants.
-    pub(super) fn value<'v>(&self, field: Field<'v>, col: usize) -> Result<Value<'v>, LoadError> {
+    pub(super) fn value<'v>(&self, field: Field<'v>, col: usize) -> Result<Value<'v>, WorkerError> {
         let v = field.value;
         let column = &self.target.columns[col];
         if !field.quoted && v == self.rules.null.as_bytes() {
             // A delete needs only its key; any other operation must give NOT NULL columns a value.
             if column.not_null && (self.op != b'D' || self.target.key.contains(&col)) {
-                return Err(LoadError::NullNotAllowed {
+                return Err(WorkerError::NullNotAllowed {
                     key: self.key.to_owned(),
                     table: self.target.label(),
                     record: self.number,
@@ -72,7 +72,7 @@ impl FieldAt<'_> {
         }
         if let Some(limit) = self.rules.max_field_bytes {
             if v.len() > limit {
-                return Err(LoadError::FieldTooLong {
+                return Err(WorkerError::FieldTooLong {
                     key: self.key.to_owned(),
                     record: self.number,
                     line: self.line,
@@ -97,7 +97,7 @@ impl FieldAt<'_> {
         }
         dms_hex(v)
             .map(Value::Hex)
-            .map_err(|reason| LoadError::BadValue {
+            .map_err(|reason| WorkerError::BadValue {
                 key: self.key.to_owned(),
                 record: self.number,
                 line: self.line,
@@ -109,9 +109,9 @@ impl FieldAt<'_> {
 
     /// A value that is not clean as text, through the byte policy (NUL, invalid UTF-8) or
     /// transcoded from its single-byte source encoding.
-    fn repair(&self, v: &[u8], column: &str) -> Result<String, LoadError> {
+    fn repair(&self, v: &[u8], column: &str) -> Result<String, WorkerError> {
         let policy = self.rules.invalid_bytes;
-        let bad = |reason: String| LoadError::BadBytes {
+        let bad = |reason: String| WorkerError::BadBytes {
             key: self.key.to_owned(),
             record: self.number,
             line: self.line,
@@ -120,7 +120,7 @@ impl FieldAt<'_> {
             value: excerpt(v),
         };
         let mut text = String::with_capacity(v.len() + 8);
-        let push_nul = |text: &mut String, at: usize| -> Result<(), LoadError> {
+        let push_nul = |text: &mut String, at: usize| -> Result<(), WorkerError> {
             match policy {
                 InvalidBytes::Reject => Err(bad(format!("NUL byte at offset {at} of the field"))),
                 InvalidBytes::Strip => Ok(()),
@@ -173,11 +173,11 @@ impl FieldAt<'_> {
     }
 
     /// Checks the value of the field that versions the row (DMS's timestamp column).
-    pub(super) fn check_version(&self, v: &[u8]) -> Result<(), LoadError> {
+    pub(super) fn check_version(&self, v: &[u8]) -> Result<(), WorkerError> {
         if is_dms_timestamp(v) {
             return Ok(());
         }
-        Err(LoadError::BadVersion {
+        Err(WorkerError::BadVersion {
             key: self.key.to_owned(),
             record: self.number,
             line: self.line,
@@ -298,7 +298,7 @@ mod tests {
         v: &[u8],
         quoted: bool,
         col: usize,
-    ) -> Result<Value<'static>, LoadError> {
+    ) -> Result<Value<'static>, WorkerError> {
         let t = target();
         let at = FieldAt {
             key: "k",
@@ -322,7 +322,7 @@ mod tests {
         // NULL: refused in a NOT NULL column, except in a delete's non-key column.
         let e = value(&rules, b'I', b"NULL", false, 1).unwrap_err();
         assert!(
-            matches!(&e, LoadError::NullNotAllowed { record: 3, line: 5, column, .. } if column == "note"),
+            matches!(&e, WorkerError::NullNotAllowed { record: 3, line: 5, column, .. } if column == "note"),
             "{e}"
         );
         assert_eq!(value(&rules, b'D', b"NULL", false, 1).unwrap(), Value::Null);
@@ -380,7 +380,7 @@ mod tests {
         assert!(at.check_version(b"2024-10-29 11:34:01.5").is_ok());
         let e = at.check_version(b"yesterday").unwrap_err();
         assert!(
-            matches!(&e, LoadError::BadVersion { column, value, .. } if column == "ts" && value == "yesterday"),
+            matches!(&e, WorkerError::BadVersion { column, value, .. } if column == "ts" && value == "yesterday"),
             "{e}"
         );
     }

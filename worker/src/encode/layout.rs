@@ -21,7 +21,7 @@
 
 use super::field::excerpt;
 use super::{DocShape, EncodeSpec, Layout};
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::read::csv::Record;
 use crate::read::document::{DocColumn, DocumentPlan};
 use crate::sql::TargetTable;
@@ -30,9 +30,9 @@ use sluice_common::rules::{Flatten, UnknownColumns};
 pub(super) fn layout_from_header(
     spec: &EncodeSpec<'_>,
     header: &Record<'_>,
-) -> Result<Layout, LoadError> {
+) -> Result<Layout, WorkerError> {
     if header.field_count() > header.len() {
-        return Err(LoadError::Csv {
+        return Err(WorkerError::Csv {
             key: spec.key.to_owned(),
             reason: format!(
                 "the header has {} fields, more than the {} a header may have",
@@ -46,7 +46,7 @@ pub(super) fn layout_from_header(
     }
     let mut names: Vec<String> = Vec::with_capacity(header.len());
     for (i, f) in header.iter().enumerate() {
-        let name = std::str::from_utf8(f.value).map_err(|_| LoadError::Csv {
+        let name = std::str::from_utf8(f.value).map_err(|_| WorkerError::Csv {
             key: spec.key.to_owned(),
             reason: format!("header field {} is not valid UTF-8", i + 1),
             record: None,
@@ -72,7 +72,7 @@ pub(super) fn layout_by_count(
     first: &Record<'_>,
     record: u64,
     line: u64,
-) -> Result<Layout, LoadError> {
+) -> Result<Layout, WorkerError> {
     let layout = match (&spec.rules.columns, &spec.rules.document) {
         (Some(list), _) => file_layout(spec, list, false)?,
         (None, Some(_)) => file_layout(spec, &document_file_columns(spec), false)?,
@@ -113,14 +113,14 @@ pub(super) fn layout_by_count(
                 ..layout
             });
         }
-        return Err(LoadError::BadOperation {
+        return Err(WorkerError::BadOperation {
             key: spec.key.to_owned(),
             record,
             line,
             value: excerpt(op),
         });
     }
-    Err(LoadError::ColumnCount {
+    Err(WorkerError::ColumnCount {
         key: spec.key.to_owned(),
         table: spec.target.label(),
         record,
@@ -173,11 +173,15 @@ fn document_file_columns(spec: &EncodeSpec<'_>) -> Vec<String> {
 
 /// The layout of a file whose fields (after `Op`) are `names`: [`named_layout`], after
 /// replacing the document field (in document mode) with the columns it becomes.
-fn file_layout(spec: &EncodeSpec<'_>, names: &[String], has_op: bool) -> Result<Layout, LoadError> {
+fn file_layout(
+    spec: &EncodeSpec<'_>,
+    names: &[String],
+    has_op: bool,
+) -> Result<Layout, WorkerError> {
     let Some(rules) = &spec.rules.document else {
         return named_layout(spec, names, has_op);
     };
-    let rules_error = |message: String| LoadError::Rules {
+    let rules_error = |message: String| WorkerError::Rules {
         key: spec.key.to_owned(),
         message,
     };
@@ -266,7 +270,7 @@ fn named_layout(
     spec: &EncodeSpec<'_>,
     names: &[String],
     has_op: bool,
-) -> Result<Layout, LoadError> {
+) -> Result<Layout, WorkerError> {
     let ts = spec.rules.timestamp_column.as_deref();
     let mut columns = Vec::with_capacity(names.len());
     let mut version_field = None;
@@ -282,7 +286,7 @@ fn named_layout(
             None if is_ts => version_only = true,
             None if spec.rules.unknown_columns == UnknownColumns::Ignore => ignored.push(j),
             None => {
-                return Err(LoadError::UnknownColumn {
+                return Err(WorkerError::UnknownColumn {
                     key: spec.key.to_owned(),
                     table: spec.target.label(),
                     column: name.clone(),
@@ -291,7 +295,7 @@ fn named_layout(
         }
     }
     if let (Some(ts), None) = (ts, version_field) {
-        return Err(LoadError::Rules {
+        return Err(WorkerError::Rules {
             key: spec.key.to_owned(),
             message: format!(
                 "timestamp column {ts:?} is not among the file's columns ({})",
@@ -311,10 +315,10 @@ fn named_layout(
     })
 }
 
-fn check_key_columns(spec: &EncodeSpec<'_>, columns: &[usize]) -> Result<(), LoadError> {
+fn check_key_columns(spec: &EncodeSpec<'_>, columns: &[usize]) -> Result<(), WorkerError> {
     for &k in &spec.target.key {
         if !columns.contains(&k) {
-            return Err(LoadError::MissingKeyColumn {
+            return Err(WorkerError::MissingKeyColumn {
                 key: spec.key.to_owned(),
                 table: spec.target.label(),
                 column: spec.target.columns[k].name.clone(),

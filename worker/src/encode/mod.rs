@@ -48,7 +48,7 @@ pub mod layout;
 pub mod rejects;
 pub mod text;
 
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::read::csv::{CsvError, ReaderOptions, Record, RecordBuf, RecordReader};
 use crate::read::document::DocumentPlan;
 use crate::sql::TargetTable;
@@ -319,7 +319,7 @@ impl Output<'_> {
     /// Without segments, the hex of a long record is sent in chunks as it is written, so a
     /// rejected record of the limit's size costs no second, doubled copy of itself. False when
     /// the receiver is gone.
-    fn reject(&mut self, layout: &Layout, at: RecordAt<'_>, error: &LoadError) -> bool {
+    fn reject(&mut self, layout: &Layout, at: RecordAt<'_>, error: &WorkerError) -> bool {
         write_reject_head(&mut self.out, &at, error);
         for piece in at.raw.chunks(CHUNK_BYTES / 2) {
             write_hex(&mut self.out, piece);
@@ -356,7 +356,7 @@ pub fn encode<R: BufRead>(
     input: R,
     spec: &EncodeSpec<'_>,
     tx: &mpsc::Sender<Chunk>,
-) -> Result<Parsed, LoadError> {
+) -> Result<Parsed, WorkerError> {
     let options = ReaderOptions {
         delimiter: spec.rules.delimiter,
         terminator: spec.rules.row_delimiter,
@@ -442,7 +442,7 @@ impl<'s, 't> Parse<'s, 't> {
     }
 
     /// Encodes one data record, or sets it aside as a reject; false when the receiver is gone.
-    fn record(&mut self, record: &Record<'_>) -> Result<bool, LoadError> {
+    fn record(&mut self, record: &Record<'_>) -> Result<bool, WorkerError> {
         self.records += 1;
         let number = self.records;
         let line = record.line();
@@ -489,7 +489,7 @@ impl<'s, 't> Parse<'s, 't> {
 
     /// The first data record: the layout from the header or from the record itself. A record
     /// error there is held as a reject (`reject_rows`), and the next record is tried.
-    fn first(&mut self, record: &Record<'_>) -> Result<First, LoadError> {
+    fn first(&mut self, record: &Record<'_>) -> Result<First, WorkerError> {
         let found = match &self.header {
             Some(l) => Ok(l.clone()),
             None => layout_by_count(self.spec, record, self.records, record.line()),
@@ -534,7 +534,7 @@ impl<'s, 't> Parse<'s, 't> {
 
     /// After the last record: a file without a good data record still announces its layout
     /// (the stage has to be made); the binary trailer; the last chunk.
-    fn finish(mut self, bytes_read: u64) -> Result<Parsed, LoadError> {
+    fn finish(mut self, bytes_read: u64) -> Result<Parsed, WorkerError> {
         if self.layout.is_none() {
             let l = self
                 .header
@@ -542,7 +542,7 @@ impl<'s, 't> Parse<'s, 't> {
                 .unwrap_or_else(|| default_layout(self.spec));
             if self.spec.direct.is_some() {
                 // Text format: there are no rows to write.
-                return Err(LoadError::DirectUnfit {
+                return Err(WorkerError::DirectUnfit {
                     key: self.spec.key.to_owned(),
                     record: 0,
                 });
@@ -592,9 +592,9 @@ fn encode_record(
     number: u64,
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
-) -> Result<Done, LoadError> {
+) -> Result<Done, WorkerError> {
     if record.field_count() != l.file_field_count() {
-        return Err(LoadError::ColumnCount {
+        return Err(WorkerError::ColumnCount {
             key: spec.key.to_owned(),
             table: spec.target.label(),
             record: number,
@@ -605,7 +605,7 @@ fn encode_record(
         });
     }
     if spec.direct.is_some() && l.has_op && record.get(0).is_some_and(|f| f.value != b"I") {
-        return Err(LoadError::DirectUnfit {
+        return Err(WorkerError::DirectUnfit {
             key: spec.key.to_owned(),
             record: number,
         });
@@ -626,7 +626,7 @@ fn write_row(
     number: u64,
     keep: &mut Vec<usize>,
     out: &mut Vec<u8>,
-) -> Result<Done, LoadError> {
+) -> Result<Done, WorkerError> {
     if let (Some(types), Some(direct)) = (&layout.binary, spec.direct) {
         let tuple = binary::Tuple {
             spec,
@@ -647,7 +647,7 @@ fn expand_document(
     doc: &DocShape,
     record: &Record<'_>,
     scratch: &mut Scratch,
-) -> Result<(), LoadError> {
+) -> Result<(), WorkerError> {
     let null = spec.rules.null.as_bytes();
     let at = usize::from(layout.has_op) + doc.field;
     let (values, out) = (&mut scratch.doc_values, &mut scratch.expanded);
@@ -666,7 +666,7 @@ fn expand_document(
         }
         doc.plan
             .expand(f.value, values)
-            .map_err(|e| LoadError::BadDocument {
+            .map_err(|e| WorkerError::BadDocument {
                 key: spec.key.to_owned(),
                 record: record.record_number(),
                 line: record.line(),
@@ -684,7 +684,7 @@ fn expand_document(
     Ok(())
 }
 
-fn csv_error(key: &str, e: CsvError) -> LoadError {
+fn csv_error(key: &str, e: CsvError) -> WorkerError {
     let (record, line, class) = match &e {
         CsvError::Io { .. } => (None, None, "read"),
         CsvError::UnterminatedQuote { record, line } => {
@@ -695,7 +695,7 @@ fn csv_error(key: &str, e: CsvError) -> LoadError {
             (Some(*record), Some(*line), "record_too_long")
         }
     };
-    LoadError::Csv {
+    WorkerError::Csv {
         key: key.to_owned(),
         reason: e.to_string(),
         record,
@@ -732,7 +732,7 @@ mod tests {
         input: &str,
         target: &TargetTable,
         rules: &TableRules,
-    ) -> Result<(Option<Layout>, String, Parsed), LoadError> {
+    ) -> Result<(Option<Layout>, String, Parsed), WorkerError> {
         let (tx, mut rx) = mpsc::channel(1024);
         let spec = EncodeSpec {
             key: "k.csv",
@@ -793,7 +793,7 @@ mod tests {
         assert!(
             matches!(
                 e,
-                LoadError::BadOperation {
+                WorkerError::BadOperation {
                     record: 1,
                     line: 1,
                     ..
@@ -805,7 +805,7 @@ mod tests {
         assert!(
             matches!(
                 e,
-                LoadError::ColumnCount {
+                WorkerError::ColumnCount {
                     record: 2,
                     line: 2,
                     expected: 3,
@@ -819,7 +819,7 @@ mod tests {
         assert!(
             matches!(
                 e,
-                LoadError::ColumnCount {
+                WorkerError::ColumnCount {
                     expected: 2,
                     found: 1,
                     ..
@@ -829,7 +829,7 @@ mod tests {
         );
         let e = run("I,1,a\nQ,2,b\n", &t, &TableRules::default()).unwrap_err();
         assert!(
-            matches!(e, LoadError::BadOperation { record: 2, .. }),
+            matches!(e, WorkerError::BadOperation { record: 2, .. }),
             "{e}"
         );
     }
@@ -846,7 +846,7 @@ mod tests {
         ] {
             let e = run(&input, &t, &TableRules::default()).unwrap_err();
             assert!(
-                matches!(e, LoadError::ColumnCount { record: r, expected: x, found, .. }
+                matches!(e, WorkerError::ColumnCount { record: r, expected: x, found, .. }
                     if r == record && x == expected && found == 1_000_001),
                 "{e}"
             );
@@ -860,7 +860,7 @@ mod tests {
         };
         let e = run(&format!("id,note\n{commas}\n"), &t, &rules).unwrap_err();
         assert!(
-            matches!(e, LoadError::ColumnCount { expected: 2, found, .. } if found == 1_000_001),
+            matches!(e, WorkerError::ColumnCount { expected: 2, found, .. } if found == 1_000_001),
             "{e}"
         );
         let e = run(&format!("id,note{commas}\n1,a\n"), &t, &rules).unwrap_err();
@@ -924,7 +924,10 @@ mod tests {
             ..spec
         };
         let e = encode(format!("{bad}\n{bad}\n1,a\n").as_bytes(), &small, &tx).unwrap_err();
-        assert!(matches!(e, LoadError::ColumnCount { record: 2, .. }), "{e}");
+        assert!(
+            matches!(e, WorkerError::ColumnCount { record: 2, .. }),
+            "{e}"
+        );
         let (_, _, parsed) = run(&format!("{bad}\n1\n1,a\n"), &t, &rules).unwrap();
         assert_eq!((parsed.records, parsed.rejected), (3, 2));
     }
@@ -953,7 +956,7 @@ mod tests {
         assert!(
             matches!(
                 e,
-                LoadError::ColumnCount {
+                WorkerError::ColumnCount {
                     record: 2,
                     line: 3,
                     ..
@@ -978,7 +981,7 @@ mod tests {
         };
         let e = encode(&b"1,a\x00b\n"[..], &spec, &tx).unwrap_err();
         assert!(
-            matches!(&e, LoadError::BadBytes { column, .. } if column == "note"),
+            matches!(&e, WorkerError::BadBytes { column, .. } if column == "note"),
             "{e}"
         );
         let e = encode(&b"1,caf\xe9\n"[..], &spec, &tx).unwrap_err();
@@ -997,9 +1000,9 @@ mod tests {
         assert_eq!(text, "1\tI\t\\N\t\\N\thello\t1\n");
         assert_eq!(parsed.lines.line_of(1), Some(2));
         let e = run("id,nope\n1,2\n", &t, &rules).unwrap_err();
-        assert!(matches!(e, LoadError::UnknownColumn { .. }), "{e}");
+        assert!(matches!(e, WorkerError::UnknownColumn { .. }), "{e}");
         let e = run("note\nx\n", &t, &rules).unwrap_err();
-        assert!(matches!(e, LoadError::MissingKeyColumn { .. }), "{e}");
+        assert!(matches!(e, WorkerError::MissingKeyColumn { .. }), "{e}");
     }
 
     #[test]
@@ -1084,7 +1087,7 @@ mod tests {
         );
         let e = run("Op,id,note,dms_ts\nI,1,a,yesterday\n", &t, &rules).unwrap_err();
         assert!(
-            matches!(&e, LoadError::BadVersion { record: 1, line: 2, value, .. } if value == "yesterday"),
+            matches!(&e, WorkerError::BadVersion { record: 1, line: 2, value, .. } if value == "yesterday"),
             "{e}"
         );
     }
@@ -1190,7 +1193,7 @@ mod tests {
         };
         let e = encode(&b"1,a\n2,NULL\n"[..], &spec, &tx).unwrap_err();
         assert!(
-            matches!(e, LoadError::NullNotAllowed { record: 2, .. }),
+            matches!(e, WorkerError::NullNotAllowed { record: 2, .. }),
             "{e}"
         );
         // A delete needs only its key.
@@ -1269,7 +1272,7 @@ mod tests {
         assert!(
             matches!(
                 &e,
-                LoadError::FieldTooLong {
+                WorkerError::FieldTooLong {
                     record: 2,
                     length: 5,
                     limit: 4,

@@ -13,36 +13,36 @@
 
 use super::text::escape_copy_text;
 use super::Layout;
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use std::io::Write;
 
 /// Records rejected before the file's layout is known (a file whose first records are all bad).
 pub const PENDING_REJECTS_LIMIT: usize = 10_000;
 
 /// Whether an error concerns one record only (and may be set aside as a reject).
-pub fn is_record_error(e: &LoadError) -> bool {
+pub fn is_record_error(e: &WorkerError) -> bool {
     matches!(
         e,
-        LoadError::ColumnCount { .. }
-            | LoadError::BadOperation { .. }
-            | LoadError::BadBytes { .. }
-            | LoadError::BadVersion { .. }
-            | LoadError::BadDocument { .. }
-            | LoadError::BadValue { .. }
-            | LoadError::NullNotAllowed { .. }
-            | LoadError::FieldTooLong { .. }
+        WorkerError::ColumnCount { .. }
+            | WorkerError::BadOperation { .. }
+            | WorkerError::BadBytes { .. }
+            | WorkerError::BadVersion { .. }
+            | WorkerError::BadDocument { .. }
+            | WorkerError::BadValue { .. }
+            | WorkerError::NullNotAllowed { .. }
+            | WorkerError::FieldTooLong { .. }
     )
 }
 
 /// The column a record error names, if any.
-fn error_column(e: &LoadError) -> Option<&str> {
+fn error_column(e: &WorkerError) -> Option<&str> {
     match e {
-        LoadError::BadBytes { column, .. }
-        | LoadError::BadVersion { column, .. }
-        | LoadError::BadDocument { column, .. }
-        | LoadError::BadValue { column, .. }
-        | LoadError::NullNotAllowed { column, .. }
-        | LoadError::FieldTooLong { column, .. } => Some(column),
+        WorkerError::BadBytes { column, .. }
+        | WorkerError::BadVersion { column, .. }
+        | WorkerError::BadDocument { column, .. }
+        | WorkerError::BadValue { column, .. }
+        | WorkerError::NullNotAllowed { column, .. }
+        | WorkerError::FieldTooLong { column, .. } => Some(column),
         _ => None,
     }
 }
@@ -59,7 +59,7 @@ pub(super) struct RecordAt<'a> {
 /// A rejected record's stage row, written in three parts: `R`, reason, class, column, line,
 /// byte offset ([`write_reject_head`]), original bytes (hex `bytea`, [`write_hex`]), and NULL
 /// data columns ([`write_reject_tail`]).
-pub(super) fn write_reject_head(out: &mut Vec<u8>, at: &RecordAt<'_>, error: &LoadError) {
+pub(super) fn write_reject_head(out: &mut Vec<u8>, at: &RecordAt<'_>, error: &WorkerError) {
     let _ = write!(out, "{}\tR\t\\N\t\\N\t", at.number);
     escape_copy_text(error.to_string().as_bytes(), out);
     out.push(b'\t');
@@ -96,7 +96,7 @@ pub(super) struct PendingReject {
     pub(super) line: u64,
     pub(super) offset: u64,
     pub(super) raw: Vec<u8>,
-    pub(super) error: LoadError,
+    pub(super) error: WorkerError,
 }
 
 impl PendingReject {
@@ -125,7 +125,7 @@ impl Pending {
         &mut self,
         reject: PendingReject,
         max_bytes: usize,
-    ) -> Result<(), LoadError> {
+    ) -> Result<(), WorkerError> {
         self.bytes += reject.raw.len();
         if self.records.len() >= PENDING_REJECTS_LIMIT || self.bytes > max_bytes {
             return Err(reject.error);
@@ -150,7 +150,7 @@ mod tests {
             line: number,
             offset: 0,
             raw: raw.to_vec(),
-            error: LoadError::BadOperation {
+            error: WorkerError::BadOperation {
                 key: "k".into(),
                 record: number,
                 line: number,
@@ -166,7 +166,7 @@ mod tests {
         p.hold(bad(2, b"bbbb"), 8).unwrap();
         let e = p.hold(bad(3, b"c"), 8).unwrap_err();
         assert!(
-            matches!(e, LoadError::BadOperation { record: 3, .. }),
+            matches!(e, WorkerError::BadOperation { record: 3, .. }),
             "{e}"
         );
         assert_eq!(p.drain().map(|r| r.number).collect::<Vec<_>>(), [1, 2]);
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_reject_row_carries_reason_class_column_position_and_bytes() {
-        let e = LoadError::NullNotAllowed {
+        let e = WorkerError::NullNotAllowed {
             key: "k".into(),
             table: "s.t".into(),
             record: 3,
@@ -205,7 +205,7 @@ mod tests {
             text.ends_with("\tnull_not_allowed\tno\\tte\t4\t17\t\\\\x332cff\t\\N\t\\N\n"),
             "{text}"
         );
-        assert!(!is_record_error(&LoadError::DirectUnfit {
+        assert!(!is_record_error(&WorkerError::DirectUnfit {
             key: "k".into(),
             record: 1
         }));

@@ -12,7 +12,7 @@
 
 use super::field::{excerpt, Done, FieldAt, Value};
 use super::{EncodeSpec, Layout};
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::read::csv::Record;
 use std::io::Write;
 
@@ -24,7 +24,7 @@ pub(super) fn encode_record(
     number: u64,
     keep: &mut Vec<usize>,
     out: &mut Vec<u8>,
-) -> Result<Done, LoadError> {
+) -> Result<Done, WorkerError> {
     let op = operation(spec, layout, record, number)?;
     let at = FieldAt {
         key: spec.key,
@@ -76,14 +76,14 @@ fn operation(
     layout: &Layout,
     record: &Record<'_>,
     number: u64,
-) -> Result<u8, LoadError> {
+) -> Result<u8, WorkerError> {
     if !layout.has_op {
         return Ok(b'I');
     }
     let f = record.get(0).expect("field count was checked");
     match f.value {
         b"I" | b"U" | b"D" => Ok(f.value[0]),
-        other => Err(LoadError::BadOperation {
+        other => Err(WorkerError::BadOperation {
             key: spec.key.to_owned(),
             record: number,
             line: record.line(),
@@ -138,7 +138,7 @@ fn write_columns(
     record: &Record<'_>,
     keep: &[usize],
     out: &mut Vec<u8>,
-) -> Result<Done, LoadError> {
+) -> Result<Done, WorkerError> {
     let mut kept = keep.iter().peekable();
     let mut done = Done {
         partial: !keep.is_empty(),

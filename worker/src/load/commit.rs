@@ -3,7 +3,7 @@
 
 use super::context::{Attempt, LoadContext, LoadOutcome, LoadStats};
 use crate::db::db_error;
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use sluice_common::message::FileMessage;
 use sluice_common::warehouse::state;
 use std::time::Instant;
@@ -16,7 +16,7 @@ pub(super) async fn commit(
     txn: deadpool_postgres::Transaction<'_>,
     file_id: i64,
     stats: LoadStats,
-) -> Result<Attempt, LoadError> {
+) -> Result<Attempt, WorkerError> {
     let table = stats.target.clone();
     txn.execute(
         &state::ledger_counts_sql(&ctx.state_schema),
@@ -49,7 +49,7 @@ pub(super) async fn commit(
 }
 
 /// Whether the ledger holds the file, asked on a fresh connection.
-pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, LoadError> {
+pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, WorkerError> {
     let table = msg.source_table();
     let client = ctx
         .pool

@@ -3,7 +3,7 @@
 //! helpers only; nothing here talks to PostgreSQL or S3.
 
 use crate::db::db_error;
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::target;
 use deadpool_postgres::Pool;
 use sluice_common::mapping::{Compression, FileKind, Format};
@@ -42,11 +42,11 @@ impl LoadContext {
         key: &str,
         schema: &str,
         table: &str,
-    ) -> Result<(), LoadError> {
+    ) -> Result<(), WorkerError> {
         target::refuse_reserved(key, schema, table, &self.state_schema)?;
         match &self.schemas {
             Some(allowed) if !allowed.iter().any(|s| s == schema) => {
-                Err(LoadError::SchemaNotAllowed {
+                Err(WorkerError::SchemaNotAllowed {
                     key: key.to_owned(),
                     schema: schema.to_owned(),
                     table: table.to_owned(),
@@ -121,7 +121,7 @@ pub(super) enum Attempt {
 
 /// The file's own time: the CDC file name's timestamp, else the object's LastModified. It is
 /// the version of every row of a file without a timestamp column, and breaks version ties.
-pub fn file_time(msg: &FileMessage) -> Result<SystemTime, LoadError> {
+pub fn file_time(msg: &FileMessage) -> Result<SystemTime, WorkerError> {
     if let FileKind::Cdc { timestamp_ms } = msg.file.kind {
         if let Ok(ms) = u64::try_from(timestamp_ms) {
             return Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
@@ -129,7 +129,7 @@ pub fn file_time(msg: &FileMessage) -> Result<SystemTime, LoadError> {
     }
     sluice_common::timefmt::parse(&msg.last_modified)
         .map(SystemTime::from)
-        .ok_or_else(|| LoadError::Rules {
+        .ok_or_else(|| WorkerError::Rules {
             key: msg.key.clone(),
             message: format!(
                 "the message's last_modified {:?} is not an RFC 3339 time",
@@ -163,7 +163,7 @@ pub(super) struct FileLoad<'a> {
 impl<'a> FileLoad<'a> {
     /// Resolves the file's target from its rules, refusing a reserved or disallowed schema
     /// before any SQL names it.
-    pub(super) fn new(ctx: &'a LoadContext, msg: &'a FileMessage) -> Result<Self, LoadError> {
+    pub(super) fn new(ctx: &'a LoadContext, msg: &'a FileMessage) -> Result<Self, WorkerError> {
         let rules = ctx.rules.for_table(&msg.source_table());
         let (schema, table) = rules
             .target
@@ -199,7 +199,7 @@ impl<'a> FileLoad<'a> {
     }
 
     /// A PostgreSQL error of this file's load, against `table`.
-    pub fn pg(&self, table: &str) -> impl Fn(tokio_postgres::Error) -> LoadError + '_ {
+    pub fn pg(&self, table: &str) -> impl Fn(tokio_postgres::Error) -> WorkerError + '_ {
         let table = table.to_owned();
         move |e| db_error(e, self.key(), &table, None)
     }

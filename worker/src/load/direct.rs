@@ -15,7 +15,7 @@ use super::parse::ParseRun;
 use super::prepare::lock_merges;
 use crate::db::db_error;
 use crate::encode::Layout;
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::sql;
 use std::time::Instant;
 
@@ -37,7 +37,7 @@ pub(super) async fn direct_load(
     txn: deadpool_postgres::Transaction<'_>,
     target: &sql::TargetTable,
     copying: Copying,
-) -> Result<Attempt, LoadError> {
+) -> Result<Attempt, WorkerError> {
     let (ctx, msg, soft) = (load.ctx, load.msg, load.soft());
     let Copying {
         mut run,
@@ -53,7 +53,7 @@ pub(super) async fn direct_load(
     let parsed = run.finish(msg, compression).await;
     let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
     let parsed = match parsed {
-        Err(LoadError::DirectUnfit { .. }) => return Ok(Attempt::Staged),
+        Err(WorkerError::DirectUnfit { .. }) => return Ok(Attempt::Staged),
         other => other?,
     };
     if let Err(e) = copy_result {

@@ -41,7 +41,7 @@
 //!
 //! Every wait is bounded (`db::Waits`): the merge lock by `merge_lock_timeout`, other locks
 //! by the session's `lock_timeout`, statements by `statement_timeout`; a wait that runs out
-//! fails the attempt with a transient [`LoadError::LockTimeout`] naming the lock, and the
+//! fails the attempt with a transient [`WorkerError::LockTimeout`] naming the lock, and the
 //! transaction rolls back. Only a CSV object is read from S3 while its transaction is open,
 //! as the `COPY` streams it.
 

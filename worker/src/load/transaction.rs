@@ -16,7 +16,7 @@ use super::prepare::{connect, lock_merges, prepared_target};
 use super::rejects::{check_reject_limits, copy_in_segments, is_data_error};
 use crate::db::{self, db_error};
 use crate::encode::{Direct, Layout, Parsed};
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::sql;
 use crate::target;
 use sluice_common::mapping::FileKind;
@@ -26,12 +26,12 @@ use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
 /// Applies one file. Errors say whether retrying can help.
-pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutcome, LoadError> {
+pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutcome, WorkerError> {
     // A record the direct path cannot take may show as soon as the layout (an empty file) or
     // in the middle of the COPY: either way nothing was applied.
     match load_once(ctx, msg, true).await {
         Ok(Attempt::Done(outcome)) => Ok(outcome),
-        Err(e) if !matches!(e, LoadError::DirectUnfit { .. }) => Err(e),
+        Err(e) if !matches!(e, WorkerError::DirectUnfit { .. }) => Err(e),
         Ok(Attempt::Staged) | Err(_) => match load_once(ctx, msg, false).await? {
             Attempt::Done(outcome) => Ok(outcome),
             Attempt::Staged => unreachable!("the staged path always ends"),
@@ -45,7 +45,7 @@ pub(super) async fn load_once(
     ctx: &LoadContext,
     msg: &FileMessage,
     allow_direct: bool,
-) -> Result<Attempt, LoadError> {
+) -> Result<Attempt, WorkerError> {
     let load = FileLoad::new(ctx, msg)?;
     let pg = load.pg(&load.target_label);
     let mut client = connect(ctx, load.key(), &load.target_label).await?;
@@ -97,7 +97,7 @@ pub(super) async fn load_once(
 async fn claim(
     load: &FileLoad<'_>,
     txn: &deadpool_postgres::Transaction<'_>,
-) -> Result<Option<i64>, LoadError> {
+) -> Result<Option<i64>, WorkerError> {
     let (ctx, msg, key) = (load.ctx, load.msg, load.key());
     let claim_started = Instant::now();
     let claimed = txn
@@ -127,7 +127,7 @@ async fn resolve_prepared(
     load: &FileLoad<'_>,
     txn: &deadpool_postgres::Transaction<'_>,
     prepared_oid: u32,
-) -> Result<sql::TargetTable, LoadError> {
+) -> Result<sql::TargetTable, WorkerError> {
     let (schema, table, soft) = (&load.schema, &load.table, load.soft());
     let target = target::resolve(txn, schema, table, soft, load.key()).await?;
     if target.is_prepared(soft) && target.oid == prepared_oid {
@@ -142,7 +142,7 @@ async fn resolve_prepared(
             table.clone(),
             load.rules.soft_delete.clone(),
         ));
-    Err(LoadError::Database {
+    Err(WorkerError::Database {
         key: load.key().to_owned(),
         table: target.label(),
         message: "the table changed while the file was being prepared; retrying".to_owned(),
@@ -161,7 +161,7 @@ async fn direct_plan(
     txn: &deadpool_postgres::Transaction<'_>,
     target: &sql::TargetTable,
     file_id: i64,
-) -> Result<Option<Direct>, LoadError> {
+) -> Result<Option<Direct>, WorkerError> {
     let empty: bool = txn
         .query_one(&sql::target_is_empty_sql(target), &[])
         .await
@@ -195,7 +195,7 @@ async fn stage(
     layout: &Layout,
     mut run: ParseRun,
     spooled_again: Option<std::fs::File>,
-) -> Result<Staged, LoadError> {
+) -> Result<Staged, WorkerError> {
     let (ctx, msg, rejects) = (load.ctx, load.msg, load.rejects());
     let pg = load.pg(&load.target_label);
     txn.batch_execute(&sql::create_stage_sql(target, &layout.columns, rejects))
@@ -261,7 +261,7 @@ async fn merge(
     layout: &Layout,
     file_id: i64,
     (staged, copy): (Staged, Duration),
-) -> Result<LoadStats, LoadError> {
+) -> Result<LoadStats, WorkerError> {
     let Staged { parsed, rejected } = staged;
     let started = Instant::now();
     let merge_err = load.pg(&target.label());

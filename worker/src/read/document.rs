@@ -42,7 +42,7 @@ use serde_json::{Map, Value};
 use std::fmt::Write as _;
 
 /// Why a document is not one: the only errors of this module (see the invariants above). The
-/// encoder reports it as `LoadError::BadDocument`, with this text as its reason.
+/// encoder reports it as `WorkerError::BadDocument`, with this text as its reason.
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
     /// The column's text does not parse as JSON.

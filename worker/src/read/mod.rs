@@ -11,7 +11,7 @@
 //! Invariants: a reader's memory is bounded by the record limit, never by the file's size (see
 //! each module's own invariants); every failure is the reader's own typed error
 //! ([`csv::CsvError`], [`parquet::ParquetFailure`], [`document::DocumentError`]), which the
-//! encoder or the loader turns into a `LoadError` with the file's key and the record's position.
+//! encoder or the loader turns into a `WorkerError` with the file's key and the record's position.
 
 pub mod csv;
 pub mod document;

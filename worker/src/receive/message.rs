@@ -11,7 +11,7 @@ use super::observe;
 use super::settle::{self, Delay, Hand, Happened, Limits, Outcome, Settle, Write};
 use super::visibility;
 use crate::config::{Fault, WorkerConfig};
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::load::{apply_replace, load_file, LoadContext, LoadOutcome, ReplaceOutcome};
 use aws_sdk_sqs::types::Message;
 use sluice_common::manifest::{Changes, NewFile};
@@ -202,7 +202,7 @@ async fn load_held(
     receipt: &str,
     attempt: u32,
     abandon: &CancellationToken,
-) -> Option<Result<LoadOutcome, LoadError>> {
+) -> Option<Result<LoadOutcome, WorkerError>> {
     let heartbeat = visibility::start(
         shared.sqs.clone(),
         shared.cfg.queue_url.clone(),
@@ -264,7 +264,7 @@ fn announce_loaded(outcome: &LoadOutcome) {
 
 /// The log line and metric of a load that failed for good (permanent, or transient past the
 /// retries, or an outage).
-fn announce_failed(e: &LoadError) {
+fn announce_failed(e: &WorkerError) {
     let permanent = !e.is_transient();
     observe::failed(e);
     if e.outage().is_some() {
@@ -446,7 +446,7 @@ async fn handle_replace(shared: &Shared, msg: ReplaceMessage, receipt: String) -
 }
 
 /// The log line of a replacement's result.
-fn announce_replace(result: &Result<ReplaceOutcome, LoadError>) {
+fn announce_replace(result: &Result<ReplaceOutcome, WorkerError>) {
     match result {
         Ok(ReplaceOutcome::Replaced { rows_removed }) => {
             info!(rows_removed, "generation replaced the table's older rows");

@@ -21,7 +21,7 @@ pub mod visibility;
 
 use crate::config::WorkerConfig;
 use crate::db;
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::load::LoadContext;
 use aws_sdk_sqs::types::Message;
 use message::Shared;
@@ -55,7 +55,7 @@ pub async fn run(
     cfg: WorkerConfig,
     aws: AwsClients,
     shutdown: CancellationToken,
-) -> Result<RunSummary, LoadError> {
+) -> Result<RunSummary, WorkerError> {
     let (shared, observer) = start(cfg, aws, &shutdown).await?;
     let mut receiver = Receiver {
         permits: Arc::new(Semaphore::new(shared.cfg.concurrency)),
@@ -81,7 +81,7 @@ async fn start(
     cfg: WorkerConfig,
     aws: AwsClients,
     shutdown: &CancellationToken,
-) -> Result<(Arc<Shared>, observe::Observer), LoadError> {
+) -> Result<(Arc<Shared>, observe::Observer), WorkerError> {
     let stale = Arc::new(db::Staleness::default());
     let pool = db::worker_pool(
         &cfg.database_url,
@@ -305,7 +305,7 @@ fn tally(summary: &mut RunSummary, done: Result<Outcome, tokio::task::JoinError>
     }
 }
 
-async fn receive(shared: &Shared, max: i32) -> Result<Vec<Message>, LoadError> {
+async fn receive(shared: &Shared, max: i32) -> Result<Vec<Message>, WorkerError> {
     let out = shared
         .sqs
         .receive_message()
@@ -318,7 +318,7 @@ async fn receive(shared: &Shared, max: i32) -> Result<Vec<Message>, LoadError> {
         )
         .send()
         .await
-        .map_err(|e| LoadError::Receive {
+        .map_err(|e| WorkerError::Receive {
             message: sluice_common::error::sdk_error_text(&e),
         })?;
     Ok(out.messages.unwrap_or_default())

@@ -21,7 +21,7 @@
 //! - past the attempt limit, the ledger decides: `loaded` when it holds the file, `dead` when it
 //!   does not, and nothing at all (the message comes back) when it cannot be asked.
 
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::load::{LoadOutcome, ReplaceOutcome};
 use sluice_common::manifest::Changes;
 use sluice_common::manifest::{FileError, PhaseTimings, RowCounts, Status, Transition};
@@ -56,7 +56,10 @@ pub(crate) enum Happened<'a> {
     /// The load committed, or the ledger held the file already.
     Loaded(&'a LoadOutcome),
     /// The load failed for good: permanent, or transient past the retries, or an outage.
-    Failed { error: &'a LoadError, attempt: u32 },
+    Failed {
+        error: &'a WorkerError,
+        attempt: u32,
+    },
     /// Shutdown abandoned the load of `key` (into `table`) before it finished.
     Abandoned {
         key: &'a str,
@@ -66,7 +69,7 @@ pub(crate) enum Happened<'a> {
     /// A replace message's work, for `generation`.
     Replace {
         generation: &'a str,
-        result: &'a Result<ReplaceOutcome, LoadError>,
+        result: &'a Result<ReplaceOutcome, WorkerError>,
     },
 }
 
@@ -299,7 +302,7 @@ fn loaded(outcome: &LoadOutcome) -> Settle {
 /// A failed load: recorded; a permanent failure's message is deleted (it is not retried
 /// forever); an outage's comes back after a short pause (another worker, whose database may be
 /// fine, may take it), not counted as a failure; a transient one's after an exponential delay.
-fn failed(error: &LoadError, attempt: u32) -> Settle {
+fn failed(error: &WorkerError, attempt: u32) -> Settle {
     let write = Some(record_failure(error, attempt));
     if !error.is_transient() {
         return settle(write, Hand::Delete, Outcome::Failed);
@@ -322,7 +325,7 @@ fn failed(error: &LoadError, attempt: u32) -> Settle {
 
 /// Records a failed attempt (`failed`), or hands the claim back (`queued`, the attempt not
 /// counted) when the database was out: waiting out an outage never makes a file `dead`.
-fn record_failure(error: &LoadError, attempt: u32) -> Write {
+fn record_failure(error: &WorkerError, attempt: u32) -> Write {
     let (transition, note) = match error.outage() {
         Some(o) => (
             Transition::HandBack,
@@ -343,8 +346,8 @@ fn record_failure(error: &LoadError, attempt: u32) -> Write {
 }
 
 /// The failure an abandoned load records: transient, so the file is loaded again.
-fn abandoned_error(key: &str, table: &str) -> LoadError {
-    LoadError::Database {
+fn abandoned_error(key: &str, table: &str) -> WorkerError {
+    WorkerError::Database {
         key: key.to_owned(),
         table: table.to_owned(),
         message: "abandoned: the worker shut down before the load finished".to_owned(),
@@ -360,7 +363,7 @@ fn abandoned_error(key: &str, table: &str) -> LoadError {
 /// A replacement: done (or found done, or a merge-only table) is recorded on the generation's
 /// first file; an incomplete generation is left to the coordinator, which asks again; a failure
 /// comes back in a minute when transient, and is dropped when permanent.
-fn replace(generation: &str, result: &Result<ReplaceOutcome, LoadError>) -> Settle {
+fn replace(generation: &str, result: &Result<ReplaceOutcome, WorkerError>) -> Settle {
     let (note, rows_removed) = match result {
         Ok(ReplaceOutcome::Replaced { rows_removed }) => (
             format!("generation {generation} replaced: {rows_removed} rows removed"),
@@ -416,8 +419,8 @@ mod tests {
         }
     }
 
-    fn permanent() -> LoadError {
-        LoadError::ColumnCount {
+    fn permanent() -> WorkerError {
+        WorkerError::ColumnCount {
             key: "dms/s/t/LOAD00000001.csv".into(),
             table: "s.t".into(),
             record: 3,
@@ -428,8 +431,8 @@ mod tests {
         }
     }
 
-    fn deadlock() -> LoadError {
-        LoadError::Database {
+    fn deadlock() -> WorkerError {
+        WorkerError::Database {
             key: "k".into(),
             table: "s.t".into(),
             message: "deadlock detected".into(),
@@ -442,8 +445,8 @@ mod tests {
         }
     }
 
-    fn outage(outage: Outage) -> LoadError {
-        LoadError::DatabaseOutage {
+    fn outage(outage: Outage) -> WorkerError {
+        WorkerError::DatabaseOutage {
             key: "k".into(),
             table: "s.t".into(),
             outage,
@@ -686,7 +689,7 @@ mod tests {
                 note: note.into(),
             })
         };
-        let cases: [(Result<ReplaceOutcome, LoadError>, Settle); 6] = [
+        let cases: [(Result<ReplaceOutcome, WorkerError>, Settle); 6] = [
             (
                 Ok(ReplaceOutcome::Replaced { rows_removed: 7 }),
                 settle(
