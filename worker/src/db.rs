@@ -8,7 +8,7 @@
 //! Every wait on PostgreSQL is bounded ([`Waits`]): each session starts with `lock_timeout`,
 //! `statement_timeout` and `idle_in_transaction_session_timeout` set, and TCP keepalives on
 //! both sides (`sluice_common::postgres`); the table's merge lock has its own, longer limit
-//! (`load.rs`). A lock wait that ends this way is [`WorkerError::LockTimeout`] (transient: the
+//! (`load/prepare.rs`). A lock wait that ends this way is [`WorkerError::LockTimeout`] (transient: the
 //! load is retried); a statement cut by `statement_timeout` is SQLSTATE 57014 (transient); a
 //! session ended for idling in a transaction is a lost connection (transient).
 //!

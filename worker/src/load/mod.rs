@@ -21,7 +21,7 @@
 //!     COPY sluice_stage FROM STDIN               <- blocking parser thread, bounded channel
 //!     fill partial U images from earlier records (only if the file has any)
 //!     lock the table's merges (advisory, transaction-scoped, at most --merge-lock-timeout)
-//!     version-guarded merge (set-based; see sql.rs), prune old tombstones
+//!     version-guarded merge (set-based; see crate::sql::merge), prune old tombstones
 //!     UPDATE ledger row with counts
 //!   COMMIT                                      -> if the outcome is unknown, the ledger says
 //! ```
