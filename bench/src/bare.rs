@@ -7,9 +7,10 @@
 
 use crate::lake::Feeder;
 use sluice_common::config::AwsClients;
+use sluice_common::manifest::{Changes, NewFile};
 use sluice_common::manifest::{PhaseTimings, RowCounts, Transition};
 use sluice_common::message::{FileMessage, Message};
-use sluice_common::store::{Changes, ManifestStore, Moved, NewFile};
+use sluice_common::store::{ManifestStore, Moved};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

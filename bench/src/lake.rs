@@ -270,7 +270,7 @@ pub async fn statuses(aws: &AwsClients, table: &str) -> anyhow::Result<Vec<(Stri
     let mut counts: HashMap<String, u64> = HashMap::new();
     for item in scan_all(aws, table).await? {
         let key = item.get("key").and_then(|v| v.as_s().ok());
-        if key.is_some_and(|k| sluice_common::store::is_checkpoint_key(k)) {
+        if key.is_some_and(|k| sluice_common::store::checkpoints::is_checkpoint_key(k)) {
             continue;
         }
         let status = item
@@ -384,8 +384,9 @@ pub async fn seed_manifest(
     prefix: &str,
     parallel: usize,
 ) -> anyhow::Result<usize> {
+    use sluice_common::manifest::{Changes, NewFile};
     use sluice_common::manifest::{PhaseTimings, RowCounts, Transition};
-    use sluice_common::store::{Changes, ManifestStore, NewFile};
+    use sluice_common::store::ManifestStore;
     let listed = list_all(aws, bucket, prefix).await?;
     let Some(first) = listed.first() else {
         return Ok(0);

@@ -4,9 +4,11 @@
 //!
 //! - [`message`]: the SQS message contract (one message per file), versioned.
 //! - [`mapping`]: S3 key -> source table and file kind, following AWS DMS's layout. Pure.
-//! - [`manifest`]: the manifest model (statuses, items, legal transitions). Pure.
+//! - [`manifest`]: the manifest model (statuses, items, legal transitions) and the effect of
+//!   each move (what it writes, under which condition). Pure.
 //! - [`checkpoint`]: listing checkpoints, so a pass reads only what changed. Pure.
-//! - [`store`]: the manifest in DynamoDB: every transition a conditional write.
+//! - [`store`]: the manifest in DynamoDB: renders each move's effect as one conditional write;
+//!   queries, the table's creation, the listing checkpoints' items.
 //! - [`rules`]: per-table rules from `sluice.toml`.
 //! - [`config`]: settings shared by both binaries, validated once at start-up.
 //! - [`postgres`]: connection strings and TLS (`sslmode` up to `verify-full`).

@@ -40,6 +40,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The setting a bad connection string is reported under.
+const DATABASE_URL: &str = "SLUICE_DATABASE_URL";
 use tokio_postgres::config::SslMode as PgSslMode;
 pub use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -96,24 +99,29 @@ enum Roots {
 }
 
 /// libpq's rules for `sslmode` and `sslrootcert` (see the module docs); `default_file` is
-/// libpq's `~/.postgresql/root.crt` when it exists.
+/// libpq's `~/.postgresql/root.crt` when it exists. A refusal is an [`Error::Config`] of
+/// `SLUICE_DATABASE_URL`, whose reason [`connection`] completes with the (redacted) URL.
 fn tls_choice(
     sslmode: Option<&str>,
     rootcert: Option<&str>,
     default_file: Option<String>,
-) -> Result<(SslMode, Option<Roots>), String> {
+) -> Result<(SslMode, Option<Roots>), Error> {
+    let refused = |reason: String| Error::Config {
+        setting: DATABASE_URL,
+        reason,
+    };
     let system = rootcert == Some("system");
     let mode = match sslmode {
         None if system => SslMode::VerifyFull,
         None => SslMode::Prefer,
-        Some(m) => SslMode::parse(m).ok_or_else(|| format!("unknown sslmode {m:?}"))?,
+        Some(m) => SslMode::parse(m).ok_or_else(|| refused(format!("unknown sslmode {m:?}")))?,
     };
     if system && mode != SslMode::VerifyFull {
-        return Err(format!(
+        return Err(refused(format!(
             "sslrootcert=system needs sslmode=verify-full, not {}: the system's public roots \
              vouch for a certificate's name, not for the server",
             sslmode.unwrap_or_default()
-        ));
+        )));
     }
     if !mode.verifies() {
         return Ok((mode, None));
@@ -122,12 +130,12 @@ fn tls_choice(
         Some("system") => Roots::System,
         Some(path) => Roots::File(path.to_owned()),
         None => Roots::File(default_file.ok_or_else(|| {
-            format!(
+            refused(format!(
                 "sslmode={} needs the root certificates that sign the server's certificate: \
                  set sslrootcert to their file (or sslrootcert=system with verify-full for the \
                  system's trusted roots); there is no ~/.postgresql/root.crt",
                 sslmode.unwrap_or_default()
-            )
+            ))
         })?),
     };
     Ok((mode, Some(roots)))
@@ -143,12 +151,15 @@ fn default_root_file() -> Option<String> {
 /// Parses a connection string and builds its TLS connector, with TCP keepalives.
 pub fn connection(url: &str) -> Result<Connection, Error> {
     let bad = |reason: String| Error::Config {
-        setting: "SLUICE_DATABASE_URL",
+        setting: DATABASE_URL,
         reason: format!("{reason} (in {})", redact_url(url)),
     };
     let (rest, sslmode, rootcert) = split_tls_params(url);
-    let (mode, roots) =
-        tls_choice(sslmode.as_deref(), rootcert.as_deref(), default_root_file()).map_err(bad)?;
+    let (mode, roots) = tls_choice(sslmode.as_deref(), rootcert.as_deref(), default_root_file())
+        .map_err(|e| match e {
+            Error::Config { reason, .. } => bad(reason),
+            other => other,
+        })?;
     let mut config: tokio_postgres::Config = rest
         .parse()
         .map_err(|e: tokio_postgres::Error| bad(e.to_string()))?;
@@ -289,7 +300,7 @@ pub fn pool_with(
     pool_builder(url, size, application_name, limits)?
         .build()
         .map_err(|e| Error::Config {
-            setting: "SLUICE_DATABASE_URL",
+            setting: DATABASE_URL,
             reason: format!("{e} (in {})", redact_url(url)),
         })
 }
@@ -561,7 +572,7 @@ mod tests {
         let file = |p: &str| Some(Roots::File(p.to_owned()));
         // No sslrootcert and no ~/.postgresql/root.crt: refused, never the public roots.
         for mode in ["verify-ca", "verify-full"] {
-            let e = tls_choice(Some(mode), None, None).unwrap_err();
+            let e = tls_choice(Some(mode), None, None).unwrap_err().to_string();
             assert!(
                 e.contains(&format!("sslmode={mode} needs the root certificates")),
                 "{e}"
@@ -574,24 +585,27 @@ mod tests {
                 Some("verify-ca"),
                 None,
                 Some("/home/u/.postgresql/root.crt".into())
-            ),
-            Ok((SslMode::VerifyCa, file("/home/u/.postgresql/root.crt")))
+            )
+            .ok(),
+            Some((SslMode::VerifyCa, file("/home/u/.postgresql/root.crt")))
         );
         assert_eq!(
-            tls_choice(Some("verify-full"), Some("/etc/rds.pem"), None),
-            Ok((SslMode::VerifyFull, file("/etc/rds.pem")))
+            tls_choice(Some("verify-full"), Some("/etc/rds.pem"), None).ok(),
+            Some((SslMode::VerifyFull, file("/etc/rds.pem")))
         );
         // sslrootcert=system: verify-full only, and the default mode then.
         assert_eq!(
-            tls_choice(None, Some("system"), None),
-            Ok((SslMode::VerifyFull, Some(Roots::System)))
+            tls_choice(None, Some("system"), None).ok(),
+            Some((SslMode::VerifyFull, Some(Roots::System)))
         );
         assert_eq!(
-            tls_choice(Some("verify-full"), Some("system"), None),
-            Ok((SslMode::VerifyFull, Some(Roots::System)))
+            tls_choice(Some("verify-full"), Some("system"), None).ok(),
+            Some((SslMode::VerifyFull, Some(Roots::System)))
         );
         for weak in ["verify-ca", "require", "prefer", "disable"] {
-            let e = tls_choice(Some(weak), Some("system"), None).unwrap_err();
+            let e = tls_choice(Some(weak), Some("system"), None)
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains("sslrootcert=system needs sslmode=verify-full"),
                 "{e}"
@@ -599,10 +613,13 @@ mod tests {
         }
         // Modes that do not verify need no roots.
         assert_eq!(
-            tls_choice(Some("require"), None, None),
-            Ok((SslMode::Require, None))
+            tls_choice(Some("require"), None, None).ok(),
+            Some((SslMode::Require, None))
         );
-        assert_eq!(tls_choice(None, None, None), Ok((SslMode::Prefer, None)));
+        assert_eq!(
+            tls_choice(None, None, None).ok(),
+            Some((SslMode::Prefer, None))
+        );
         // Through the connection string, without the password in the error.
         let e = connection("postgres://u:secret@h/w?sslmode=verify-ca")
             .err()

@@ -2,8 +2,8 @@
 //! coordinator that died between the manifest write and the send, a worker killed mid-file.
 
 use crate::support::{database_url, TestBed, WorkerProcess};
+use sluice_common::manifest::NewFile;
 use sluice_common::manifest::Status;
-use sluice_common::store::NewFile;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -298,7 +298,7 @@ async fn keys_naming_the_state_schema_or_postgresql_schemas_are_refused() {
 
 /// A manifest item for `key` in the test's table, `discovered`.
 async fn discovered(tb: &TestBed, key: &str) {
-    let file = sluice_common::store::NewFile {
+    let file = sluice_common::manifest::NewFile {
         bucket: tb.bucket.clone(),
         key: key.to_owned(),
         etag: "e1".to_owned(),
@@ -314,8 +314,9 @@ async fn discovered(tb: &TestBed, key: &str) {
 /// at the cap, with the newest entries kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn manifest_histories_stop_at_the_cap_with_the_newest_entries() {
+    use sluice_common::manifest::Changes;
     use sluice_common::manifest::{Transition, HISTORY_CAP};
-    use sluice_common::store::{Annotation, Changes, Moved};
+    use sluice_common::store::{Annotation, Moved};
     let tb = TestBed::new("history").await;
     let key = tb.key("t/20241029-113401000.csv");
     discovered(&tb, &key).await;

@@ -3,8 +3,8 @@
 //! again and restore rows edited by hand), `skip`, and the dead-letter queue.
 
 use crate::support::TestBed;
+use sluice_common::manifest::Changes;
 use sluice_common::manifest::{Status, Transition};
-use sluice_common::store::Changes;
 use sluice_coordinator::ops::moves::{self as ops, Selection};
 use sluice_coordinator::ops::reconcile::{self, Reason};
 use sluice_coordinator::ops::status;

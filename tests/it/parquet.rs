@@ -352,7 +352,7 @@ async fn a_file_of_many_row_groups_is_read_group_by_group() {
     std::fs::write(&path, &file).unwrap();
     let f = std::fs::File::open(&path).unwrap();
     let _ = std::fs::remove_file(&path);
-    let mut csv = sluice_worker::parquet::ParquetCsv::open(f, "NULL").expect("open");
+    let mut csv = sluice_worker::read::parquet::ParquetCsv::open(f, "NULL").expect("open");
     let mut text = Vec::new();
     let mut buf = vec![0u8; 1 << 22];
     loop {
@@ -362,7 +362,7 @@ async fn a_file_of_many_row_groups_is_read_group_by_group() {
             break;
         }
         assert!(
-            n <= sluice_worker::parquet::TEXT_TARGET + 4096,
+            n <= sluice_worker::read::parquet::TEXT_TARGET + 4096,
             "one read hands out at most about TEXT_TARGET bytes, got {n}"
         );
         text.extend_from_slice(&buf[..n]);

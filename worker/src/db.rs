@@ -1,5 +1,5 @@
 //! PostgreSQL plumbing: the connection pool, the bookkeeping schema, and the one place where a
-//! PostgreSQL error becomes a [`LoadError`] (SQLSTATE -> transient or permanent, or a database
+//! PostgreSQL error becomes a [`WorkerError`] (SQLSTATE -> transient or permanent, or a database
 //! outage: see [`crate::error::Outage`]).
 //!
 //! Every connection runs with `TimeZone=UTC` (DMS timestamps carry no zone and are UTC, so
@@ -8,7 +8,7 @@
 //! Every wait on PostgreSQL is bounded ([`Waits`]): each session starts with `lock_timeout`,
 //! `statement_timeout` and `idle_in_transaction_session_timeout` set, and TCP keepalives on
 //! both sides (`sluice_common::postgres`); the table's merge lock has its own, longer limit
-//! (`load.rs`). A lock wait that ends this way is [`LoadError::LockTimeout`] (transient: the
+//! (`load/prepare.rs`). A lock wait that ends this way is [`WorkerError::LockTimeout`] (transient: the
 //! load is retried); a statement cut by `statement_timeout` is SQLSTATE 57014 (transient); a
 //! session ended for idling in a transaction is a lost connection (transient).
 //!
@@ -17,7 +17,7 @@
 //! writer demoted by a failover stays read-only forever, so it is dropped, and the next one is
 //! opened afresh (with a fresh DNS answer).
 
-use crate::error::{sqlstate_is_transient, sqlstate_outage, LoadError, Outage};
+use crate::error::{sqlstate_is_transient, sqlstate_outage, Outage, WorkerError};
 use deadpool_postgres::Pool;
 use sluice_common::config::redact_url;
 use sluice_common::postgres::SessionLimits;
@@ -71,18 +71,9 @@ impl Waits {
     }
 }
 
-/// Errors setting up the database side, before any file is touched.
-#[derive(Debug, thiserror::Error)]
-pub enum DbSetupError {
-    #[error("bad database url {url}: {message}")]
-    Url { url: String, message: String },
-    #[error("cannot create the bookkeeping schema {schema}: {message}")]
-    Bootstrap { schema: String, message: String },
-}
-
 /// Builds the pool with the default [`Waits`]; connects lazily, with TLS as the URL's
 /// `sslmode` says (see `sluice_common::postgres`).
-pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, DbSetupError> {
+pub fn pool(url: &str, size: usize, application_name: &str) -> Result<Pool, WorkerError> {
     pool_with(url, size, application_name, &Waits::default())
 }
 
@@ -92,9 +83,9 @@ pub fn pool_with(
     size: usize,
     application_name: &str,
     waits: &Waits,
-) -> Result<Pool, DbSetupError> {
+) -> Result<Pool, WorkerError> {
     sluice_common::postgres::pool_with(url, size, application_name, &waits.session()).map_err(|e| {
-        DbSetupError::Url {
+        WorkerError::DatabaseUrl {
             url: redact_url(url),
             message: e.to_string(),
         }
@@ -142,8 +133,8 @@ pub fn worker_pool(
     application_name: &str,
     waits: &Waits,
     stale: Arc<Staleness>,
-) -> Result<Pool, DbSetupError> {
-    let bad = |message: String| DbSetupError::Url {
+) -> Result<Pool, WorkerError> {
+    let bad = |message: String| WorkerError::DatabaseUrl {
         url: redact_url(url),
         message,
     };
@@ -165,8 +156,8 @@ pub fn worker_pool(
 /// Creates the bookkeeping schema and ledger if missing. Safe when many workers start at once:
 /// an advisory lock (one per state schema) serialises the DDL; when the schema is complete no
 /// DDL runs at all, so a starting worker never waits behind the loads of running ones.
-pub async fn bootstrap(pool: &Pool, state_schema: &str) -> Result<(), DbSetupError> {
-    let err = |message: String| DbSetupError::Bootstrap {
+pub async fn bootstrap(pool: &Pool, state_schema: &str) -> Result<(), WorkerError> {
+    let err = |message: String| WorkerError::Bootstrap {
         schema: state_schema.to_owned(),
         message,
     };
@@ -213,7 +204,7 @@ fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
 
 /// A PostgreSQL error from a statement that waits for `lock` (what the lock is, for the
 /// message), started `waited` ago: a lock wait ended by `lock_timeout`, or by
-/// `statement_timeout` (57014) while waiting, is [`LoadError::LockTimeout`]; anything else is
+/// `statement_timeout` (57014) while waiting, is [`WorkerError::LockTimeout`]; anything else is
 /// [`db_error`]'s.
 pub fn lock_error(
     e: tokio_postgres::Error,
@@ -221,12 +212,12 @@ pub fn lock_error(
     table: &str,
     lock: &str,
     waited: Duration,
-) -> LoadError {
+) -> WorkerError {
     let canceled = e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
     if !is_lock_timeout(&e) && !canceled {
         return db_error(e, key, table, None);
     }
-    LoadError::LockTimeout {
+    WorkerError::LockTimeout {
         key: key.to_owned(),
         table: table.to_owned(),
         lock: lock.to_owned(),
@@ -259,15 +250,15 @@ pub fn outage_of(e: &tokio_postgres::Error) -> Option<Outage> {
     lost.then_some(Outage::Unavailable)
 }
 
-/// A database outage as a [`LoadError`], its message naming the SQLSTATE where there is one.
+/// A database outage as a [`WorkerError`], its message naming the SQLSTATE where there is one.
 fn outage_error(
     outage: Outage,
     e: &tokio_postgres::Error,
     key: &str,
     table: &str,
     prefix: &str,
-) -> LoadError {
-    LoadError::DatabaseOutage {
+) -> WorkerError {
+    WorkerError::DatabaseOutage {
         key: key.to_owned(),
         table: table.to_owned(),
         outage,
@@ -278,7 +269,7 @@ fn outage_error(
 
 /// Failing to get a pooled connection: an outage when the database refused or dropped it, or
 /// the pool could not open one in time; otherwise transient.
-pub fn pool_error(e: deadpool_postgres::PoolError, key: &str, table: &str) -> LoadError {
+pub fn pool_error(e: deadpool_postgres::PoolError, key: &str, table: &str) -> WorkerError {
     use deadpool_postgres::PoolError;
     let outage = match &e {
         PoolError::Backend(pg) => {
@@ -294,14 +285,14 @@ pub fn pool_error(e: deadpool_postgres::PoolError, key: &str, table: &str) -> Lo
     };
     let message = format!("cannot connect: {}", pool_error_text(&e));
     match outage {
-        Some(outage) => LoadError::DatabaseOutage {
+        Some(outage) => WorkerError::DatabaseOutage {
             key: key.to_owned(),
             table: table.to_owned(),
             outage,
             sqlstate: None,
             message,
         },
-        None => LoadError::Database {
+        None => WorkerError::Database {
             key: key.to_owned(),
             table: table.to_owned(),
             message,
@@ -315,17 +306,17 @@ pub fn pool_error(e: deadpool_postgres::PoolError, key: &str, table: &str) -> Lo
     }
 }
 
-/// Turns a PostgreSQL error into a [`LoadError`]. `record_line` maps a `COPY` line (the record
+/// Turns a PostgreSQL error into a [`WorkerError`]. `record_line` maps a `COPY` line (the record
 /// number) to the file's physical line, when known. A lock wait ended by `lock_timeout` is
-/// [`LoadError::LockTimeout`] wherever it happens.
+/// [`WorkerError::LockTimeout`] wherever it happens.
 pub fn db_error(
     e: tokio_postgres::Error,
     key: &str,
     table: &str,
     record_line: Option<&dyn Fn(u64) -> Option<u64>>,
-) -> LoadError {
+) -> WorkerError {
     if is_lock_timeout(&e) {
-        return LoadError::LockTimeout {
+        return WorkerError::LockTimeout {
             key: key.to_owned(),
             table: table.to_owned(),
             lock: format!("a lock while loading into {table}"),
@@ -359,7 +350,7 @@ pub fn db_error(
             line.map(|l| format!(" at line {l}")).unwrap_or_default()
         );
     }
-    LoadError::Database {
+    WorkerError::Database {
         key: key.to_owned(),
         table: table.to_owned(),
         message,
@@ -423,18 +414,18 @@ pub async fn bootstrap_with_retry(
     pool: &Pool,
     state_schema: &str,
     shutdown: &tokio_util::sync::CancellationToken,
-) -> Result<(), DbSetupError> {
+) -> Result<(), WorkerError> {
     use sluice_common::retry::{retry, Attempt, Policy};
     let attempt = retry(
         "db_bootstrap",
         Policy::patient(std::time::Duration::from_secs(300)),
         || async {
             bootstrap(pool, state_schema).await.map_err(|e| {
-                // Privilege and syntax problems will not fix themselves.
-                if e.to_string().contains("permission denied") {
-                    Attempt::Permanent(e)
-                } else {
+                // Privilege problems will not fix themselves (see `WorkerError::is_transient`).
+                if e.is_transient() {
                     Attempt::Transient(e)
+                } else {
+                    Attempt::Permanent(e)
                 }
             })
         },
@@ -442,7 +433,7 @@ pub async fn bootstrap_with_retry(
     );
     tokio::select! {
         r = attempt => r,
-        _ = shutdown.cancelled() => Err(DbSetupError::Bootstrap {
+        _ = shutdown.cancelled() => Err(WorkerError::Bootstrap {
             schema: state_schema.to_owned(),
             message: "shut down before the database was reachable".to_owned(),
         }),

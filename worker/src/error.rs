@@ -1,11 +1,13 @@
-//! The worker's error enum: everything that can go wrong with one file, each variant carrying
-//! what an operator needs (bucket, key, etag, table, record, line, column, SQLSTATE) and decided
-//! transient or permanent where it is built. [`LoadError::to_file_error`] turns it into the
-//! manifest's record.
+//! The worker's one error enum: everything that can go wrong with one file, each variant
+//! carrying what an operator needs (bucket, key, etag, table, record, line, column, SQLSTATE)
+//! and decided transient or permanent where it is built, and what stops the worker before it
+//! loads anything (settings, the database URL, the bookkeeping schema, the metrics and health
+//! endpoint) or fails a receive from the queue. [`WorkerError::to_file_error`] turns a file's
+//! failure into the manifest's record; the start-up and receive variants never reach it.
 //!
 //! A database that cannot take any load right now ([`Outage`]: read-only, restarting, refusing
 //! connections, refusing the credentials) is not the file's fault: such an error is
-//! [`LoadError::DatabaseOutage`], transient, and the worker hands the file back without
+//! [`WorkerError::DatabaseOutage`], transient, and the worker hands the file back without
 //! spending an attempt. Invariants of the SQLSTATE tables ([`sqlstate_outage`],
 //! [`sqlstate_is_transient`]): every outage code is transient; 40002 (an integrity constraint
 //! checked at commit) is permanent although the rest of class 40 (serialization failures,
@@ -53,9 +55,9 @@ impl Outage {
     }
 }
 
-/// One file's failure.
+/// What can go wrong in the worker: one file's failure, a receive's, or the start-up's.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub enum WorkerError {
     #[error("no target table {schema}.{table} in postgresql for key {key} (the table must exist with a primary key)")]
     UnknownTable {
         key: String,
@@ -302,6 +304,31 @@ pub enum LoadError {
         sqlstate: Option<String>,
         message: String,
     },
+
+    /// Start-up: a setting is wrong.
+    #[error(transparent)]
+    Config(sluice_common::Error),
+
+    /// Start-up: the database URL cannot make a pool (its syntax, or TLS settings that cannot
+    /// be met, such as a verifying `sslmode` without root certificates).
+    #[error("bad database url {url}: {message}")]
+    DatabaseUrl { url: String, message: String },
+
+    /// Start-up: the bookkeeping schema and ledger cannot be created.
+    #[error("cannot create the bookkeeping schema {schema}: {message}")]
+    Bootstrap { schema: String, message: String },
+
+    /// Start-up: `--metrics-addr` or `--health-addr` cannot be served.
+    #[error("cannot serve metrics or health on {addr}: {source}")]
+    Endpoint {
+        addr: String,
+        source: std::io::Error,
+    },
+
+    /// A receive from the queue failed (the SDK's text); the receive loop backs off and
+    /// receives again.
+    #[error("{message}")]
+    Receive { message: String },
 }
 
 /// " after 2.0 s", or nothing when the wait is not known.
@@ -311,13 +338,24 @@ fn waited_text(waited: Option<std::time::Duration>) -> String {
         .unwrap_or_default()
 }
 
-impl LoadError {
+impl WorkerError {
     pub fn is_transient(&self) -> bool {
         match self {
-            LoadError::S3 { transient, .. } | LoadError::Database { transient, .. } => *transient,
-            LoadError::Spool { .. }
-            | LoadError::LockTimeout { .. }
-            | LoadError::DatabaseOutage { .. } => true,
+            WorkerError::S3 { transient, .. } | WorkerError::Database { transient, .. } => {
+                *transient
+            }
+            WorkerError::Spool { .. }
+            | WorkerError::LockTimeout { .. }
+            | WorkerError::DatabaseOutage { .. } => true,
+            // A common error says itself whether it may pass (a rules file that cannot be read
+            // now, ...).
+            WorkerError::Config(e) => e.is_transient(),
+            // Privilege problems will not fix themselves; a database not reachable yet (workers
+            // may start before it) may.
+            WorkerError::Bootstrap { message, .. } => !message.contains("permission denied"),
+            // The receive loop backs off and receives again, whatever the error.
+            WorkerError::Receive { .. } => true,
+            WorkerError::DatabaseUrl { .. } | WorkerError::Endpoint { .. } => false,
             _ => false,
         }
     }
@@ -325,7 +363,7 @@ impl LoadError {
     /// The database outage this error shows, if it is one.
     pub fn outage(&self) -> Option<Outage> {
         match self {
-            LoadError::DatabaseOutage { outage, .. } => Some(*outage),
+            WorkerError::DatabaseOutage { outage, .. } => Some(*outage),
             _ => None,
         }
     }
@@ -339,33 +377,33 @@ impl LoadError {
     /// Stable class for grouping in the manifest and in alarms.
     pub fn class(&self) -> &'static str {
         match self {
-            LoadError::UnknownTable { .. } => "unknown_table",
-            LoadError::SchemaNotAllowed { .. } => "schema_not_allowed",
-            LoadError::ReservedSchema { .. } => "reserved_schema",
-            LoadError::NoPrimaryKey { .. } => "no_primary_key",
-            LoadError::UnknownColumn { .. } => "unknown_column",
-            LoadError::MissingKeyColumn { .. } => "missing_key_column",
-            LoadError::ColumnCount { .. } => "column_count",
-            LoadError::BadOperation { .. } => "bad_operation",
-            LoadError::BadVersion { .. } => "bad_version",
-            LoadError::BadDocument { .. } => "bad_document",
-            LoadError::BadValue { .. } => "bad_value",
-            LoadError::DirectUnfit { .. } => "internal",
-            LoadError::NullNotAllowed { .. } => "null_not_allowed",
-            LoadError::FieldTooLong { .. } => "field_too_long",
-            LoadError::TooManyRejects { .. } => "too_many_rejects",
-            LoadError::Csv { class, .. } => class,
-            LoadError::BadBytes { .. } => "bad_bytes",
-            LoadError::ObjectMissing { .. } => "object_missing",
-            LoadError::ObjectChanged { .. } => "object_superseded",
-            LoadError::AccessDenied { .. } => "access_denied",
-            LoadError::S3 { .. } => "s3",
-            LoadError::Gzip { .. } => "corrupt_gzip",
-            LoadError::DecompressedTooLarge { .. } => "decompressed_too_large",
-            LoadError::Parquet { .. } => "corrupt_parquet",
-            LoadError::Spool { .. } => "local_io",
-            LoadError::DatabaseOutage { outage, .. } => outage.class(),
-            LoadError::Database {
+            WorkerError::UnknownTable { .. } => "unknown_table",
+            WorkerError::SchemaNotAllowed { .. } => "schema_not_allowed",
+            WorkerError::ReservedSchema { .. } => "reserved_schema",
+            WorkerError::NoPrimaryKey { .. } => "no_primary_key",
+            WorkerError::UnknownColumn { .. } => "unknown_column",
+            WorkerError::MissingKeyColumn { .. } => "missing_key_column",
+            WorkerError::ColumnCount { .. } => "column_count",
+            WorkerError::BadOperation { .. } => "bad_operation",
+            WorkerError::BadVersion { .. } => "bad_version",
+            WorkerError::BadDocument { .. } => "bad_document",
+            WorkerError::BadValue { .. } => "bad_value",
+            WorkerError::DirectUnfit { .. } => "internal",
+            WorkerError::NullNotAllowed { .. } => "null_not_allowed",
+            WorkerError::FieldTooLong { .. } => "field_too_long",
+            WorkerError::TooManyRejects { .. } => "too_many_rejects",
+            WorkerError::Csv { class, .. } => class,
+            WorkerError::BadBytes { .. } => "bad_bytes",
+            WorkerError::ObjectMissing { .. } => "object_missing",
+            WorkerError::ObjectChanged { .. } => "object_superseded",
+            WorkerError::AccessDenied { .. } => "access_denied",
+            WorkerError::S3 { .. } => "s3",
+            WorkerError::Gzip { .. } => "corrupt_gzip",
+            WorkerError::DecompressedTooLarge { .. } => "decompressed_too_large",
+            WorkerError::Parquet { .. } => "corrupt_parquet",
+            WorkerError::Spool { .. } => "local_io",
+            WorkerError::DatabaseOutage { outage, .. } => outage.class(),
+            WorkerError::Database {
                 sqlstate,
                 transient,
                 ..
@@ -383,55 +421,60 @@ impl LoadError {
                     }
                 }
             }
-            LoadError::Rules { .. } => "rules",
-            LoadError::LockTimeout { .. } => "lock_timeout",
+            WorkerError::Rules { .. } => "rules",
+            WorkerError::LockTimeout { .. } => "lock_timeout",
+            WorkerError::Config(_) => "config",
+            WorkerError::DatabaseUrl { .. } => "database_url",
+            WorkerError::Bootstrap { .. } => "bootstrap",
+            WorkerError::Endpoint { .. } => "endpoint",
+            WorkerError::Receive { .. } => "sqs_receive",
         }
     }
 
     /// The manifest's record of this failure.
     pub fn to_file_error(&self) -> FileError {
         let (sqlstate, record, line, column, value) = match self {
-            LoadError::ColumnCount {
+            WorkerError::ColumnCount {
                 record,
                 line,
                 value,
                 ..
             }
-            | LoadError::BadOperation {
+            | WorkerError::BadOperation {
                 record,
                 line,
                 value,
                 ..
             } => (None, Some(*record), Some(*line), None, Some(value.clone())),
-            LoadError::BadBytes {
+            WorkerError::BadBytes {
                 record,
                 line,
                 column,
                 value,
                 ..
             }
-            | LoadError::BadVersion {
+            | WorkerError::BadVersion {
                 record,
                 line,
                 column,
                 value,
                 ..
             }
-            | LoadError::BadDocument {
+            | WorkerError::BadDocument {
                 record,
                 line,
                 column,
                 value,
                 ..
             }
-            | LoadError::BadValue {
+            | WorkerError::BadValue {
                 record,
                 line,
                 column,
                 value,
                 ..
             }
-            | LoadError::FieldTooLong {
+            | WorkerError::FieldTooLong {
                 record,
                 line,
                 column,
@@ -444,14 +487,14 @@ impl LoadError {
                 Some(column.clone()),
                 Some(value.clone()),
             ),
-            LoadError::NullNotAllowed {
+            WorkerError::NullNotAllowed {
                 record,
                 line,
                 column,
                 ..
             } => (None, Some(*record), Some(*line), Some(column.clone()), None),
-            LoadError::Csv { record, line, .. } => (None, *record, *line, None, None),
-            LoadError::Database {
+            WorkerError::Csv { record, line, .. } => (None, *record, *line, None, None),
+            WorkerError::Database {
                 sqlstate,
                 record,
                 line,
@@ -465,10 +508,10 @@ impl LoadError {
                 column.clone(),
                 value.clone(),
             ),
-            LoadError::LockTimeout { sqlstate, .. } => {
+            WorkerError::LockTimeout { sqlstate, .. } => {
                 (Some(sqlstate.clone()), None, None, None, None)
             }
-            LoadError::DatabaseOutage { sqlstate, .. } => {
+            WorkerError::DatabaseOutage { sqlstate, .. } => {
                 (sqlstate.clone(), None, None, None, None)
             }
             _ => (None, None, None, None, None),
@@ -541,7 +584,7 @@ mod tests {
         for code in ["40001", "40P01", "40000", "40003"] {
             assert!(sqlstate_is_transient(code), "{code}");
         }
-        let e = LoadError::Database {
+        let e = WorkerError::Database {
             key: "k".into(),
             table: "s.t".into(),
             message: "insert or update violates foreign key constraint".into(),
@@ -587,7 +630,7 @@ mod tests {
 
     #[test]
     fn an_outage_has_its_own_class_names_its_sqlstate_and_is_not_permanent() {
-        let ro = LoadError::DatabaseOutage {
+        let ro = WorkerError::DatabaseOutage {
             key: "dms/s/t/LOAD00000001.csv".into(),
             table: "s.t".into(),
             outage: Outage::ReadOnly,
@@ -607,7 +650,7 @@ mod tests {
             "{}",
             f.message
         );
-        let auth = LoadError::DatabaseOutage {
+        let auth = WorkerError::DatabaseOutage {
             key: "k".into(),
             table: "s.t".into(),
             outage: Outage::Authentication,
@@ -618,7 +661,7 @@ mod tests {
         assert!(auth.is_transient() && !auth.retry_in_place());
         assert_eq!(auth.class(), "database_authentication");
         assert!(auth.to_string().contains("authentication"), "{auth}");
-        let down = LoadError::DatabaseOutage {
+        let down = WorkerError::DatabaseOutage {
             key: "k".into(),
             table: "s.t".into(),
             outage: Outage::Unavailable,
@@ -629,7 +672,7 @@ mod tests {
         assert!(down.retry_in_place());
         assert!(!down.to_string().contains("sqlstate"), "{down}");
         // a transient error that is no outage keeps the attempt-spending path
-        let deadlock = LoadError::Database {
+        let deadlock = WorkerError::Database {
             key: "k".into(),
             table: "s.t".into(),
             message: "deadlock detected".into(),
@@ -646,7 +689,7 @@ mod tests {
 
     #[test]
     fn file_error_carries_position_and_class() {
-        let e = LoadError::ColumnCount {
+        let e = WorkerError::ColumnCount {
             key: "k".into(),
             table: "s.t".into(),
             record: 3,
@@ -665,7 +708,7 @@ mod tests {
             f.message
         );
 
-        let db = LoadError::Database {
+        let db = WorkerError::Database {
             key: "k".into(),
             table: "s.t".into(),
             message: "invalid input syntax for type integer: \"x\"".into(),
@@ -681,7 +724,7 @@ mod tests {
 
         assert_eq!(f.sqlstate.as_deref(), Some("22P02"));
         assert_eq!(f.column.as_deref(), Some("amount"));
-        let pq = LoadError::Parquet {
+        let pq = WorkerError::Parquet {
             bucket: "b".into(),
             key: "s/t/LOAD00000001.parquet".into(),
             message: "Invalid Parquet file. Corrupt footer".into(),
@@ -692,7 +735,7 @@ mod tests {
         assert!(f
             .message
             .starts_with("s3://b/s/t/LOAD00000001.parquet is not a valid Parquet file"));
-        let spool = LoadError::Spool {
+        let spool = WorkerError::Spool {
             bucket: "b".into(),
             key: "k.parquet".into(),
             message: "No space left on device".into(),
@@ -703,7 +746,7 @@ mod tests {
 
     #[test]
     fn a_lock_wait_that_ran_out_is_transient_and_named() {
-        let e = LoadError::LockTimeout {
+        let e = WorkerError::LockTimeout {
             key: "dms/s/t/LOAD00000001.csv".into(),
             table: "s.t".into(),
             lock: "the merge lock of s.t (advisory lock 42)".into(),
@@ -721,5 +764,77 @@ mod tests {
              dms/s/t/LOAD00000001.csv: another session holds it (canceling statement due to \
              lock timeout)"
         );
+    }
+
+    #[test]
+    fn start_up_and_receive_errors_keep_their_texts_and_are_decided() {
+        let url = WorkerError::DatabaseUrl {
+            url: "postgres://sluice:***@db/warehouse".into(),
+            message: "invalid port".into(),
+        };
+        assert_eq!(
+            url.to_string(),
+            "bad database url postgres://sluice:***@db/warehouse: invalid port"
+        );
+        assert_eq!((url.class(), url.is_transient()), ("database_url", false));
+
+        let denied = WorkerError::Bootstrap {
+            schema: "sluice".into(),
+            message: "permission denied for database warehouse".into(),
+        };
+        assert_eq!(
+            denied.to_string(),
+            "cannot create the bookkeeping schema sluice: permission denied for database warehouse"
+        );
+        assert_eq!(
+            (denied.class(), denied.is_transient()),
+            ("bootstrap", false)
+        );
+        let not_yet = WorkerError::Bootstrap {
+            schema: "sluice".into(),
+            message: "error connecting to server: Connection refused".into(),
+        };
+        assert!(not_yet.is_transient(), "a database not up yet may come up");
+
+        let endpoint = WorkerError::Endpoint {
+            addr: "0.0.0.0:9102".into(),
+            source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
+        };
+        assert_eq!(
+            endpoint.to_string(),
+            "cannot serve metrics or health on 0.0.0.0:9102: address in use"
+        );
+        assert!(std::error::Error::source(&endpoint).is_some());
+        assert_eq!(
+            (endpoint.class(), endpoint.is_transient()),
+            ("endpoint", false)
+        );
+
+        let inner = sluice_common::Error::Config {
+            setting: "SLUICE_WAIT_TIME",
+            reason: "must be 0 to 20 seconds".into(),
+        };
+        let text = inner.to_string();
+        let config = WorkerError::Config(inner);
+        assert_eq!(config.to_string(), text);
+        assert_eq!((config.class(), config.is_transient()), ("config", false));
+
+        let receive = WorkerError::Receive {
+            message: "service error: AWS.SimpleQueueService.NonExistentQueue".into(),
+        };
+        assert_eq!(
+            receive.to_string(),
+            "service error: AWS.SimpleQueueService.NonExistentQueue"
+        );
+        assert_eq!(
+            (receive.class(), receive.is_transient()),
+            ("sqs_receive", true)
+        );
+        // none of them is an outage, and none reaches the manifest as a file's position
+        for e in [url, denied, endpoint, config, receive] {
+            assert_eq!(e.outage(), None);
+            let f = e.to_file_error();
+            assert_eq!((f.record, f.line, f.sqlstate), (None, None, None));
+        }
     }
 }

@@ -3,37 +3,32 @@
 //!
 //! # Layout
 //!
-//! - [`run`]: the receive loop (bounded concurrency, shutdown, drain) and one message's life.
+//! - [`receive`]: the receive loop (bounded concurrency, shutdown, drain), one message's life,
+//!   the settle decision, and the visibility heartbeat.
 //! - [`load`]: the transaction that applies one file, with its ledger row.
-//! - [`encode`]: CSV -> `COPY` text, on a blocking thread, with the file's layout.
-//! - [`csv`]: the streaming RFC 4180 reader (quotedness, positions, raw bytes).
-//! - [`parquet`]: DMS Parquet files as a CSV stream for the encoder (spooled to a local file).
+//! - [`read`]: an object's bytes as records: the CSV reader, Parquet as CSV, MongoDB documents.
+//! - [`encode`]: records -> `COPY` rows (text, or binary on the direct path), on a blocking
+//!   thread, with the file's layout and its rejects.
 //! - [`sql`]: every SQL text the worker runs; the merge.
 //! - [`target`]: catalog lookup of a target table.
 //! - [`db`]: pool, bookkeeping schema, PostgreSQL error classification.
-//! - [`visibility`]: message visibility heartbeat.
-//! - [`observe`]: metrics of a file's life, the `/metrics` and `/health` endpoint, EMF output.
 //! - [`config`]: flags and environment, validated.
-//! - [`error`]: `LoadError`, one file's failure, transient or permanent.
+//! - [`error`]: `WorkerError`, the worker's one error enum: a file's failure (transient or
+//!   permanent), a failed receive, or what stops the worker at start-up.
 
-// `LoadError` carries every identifier an operator needs; it is built once per failed file,
+// `WorkerError` carries every identifier an operator needs; it is built once per failed file,
 // so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
-pub mod binary;
 pub mod config;
-pub mod csv;
 pub mod db;
-pub mod document;
 pub mod encode;
 pub mod error;
 pub mod load;
-pub mod observe;
-pub mod parquet;
-pub mod run;
+pub mod read;
+pub mod receive;
 pub mod sql;
 pub mod target;
-pub mod visibility;
 
 pub use config::{WorkerArgs, WorkerConfig};
-pub use run::{run, RunSummary};
+pub use receive::{run, RunSummary};

@@ -6,7 +6,7 @@
 //! `sluice_common::mapping::reserved_schema`) is refused by [`refuse_reserved`] before any SQL
 //! runs for the file, whatever `--schemas` allows.
 
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::sql::{Column, TargetTable, CATALOG_COLUMNS};
 use deadpool_postgres::GenericClient;
 use sluice_common::warehouse::is_system_column;
@@ -18,9 +18,9 @@ pub fn refuse_reserved(
     schema: &str,
     table: &str,
     state_schema: &str,
-) -> Result<(), LoadError> {
+) -> Result<(), WorkerError> {
     match sluice_common::mapping::reserved_schema(schema, state_schema) {
-        Some(reason) => Err(LoadError::ReservedSchema {
+        Some(reason) => Err(WorkerError::ReservedSchema {
             key: key.to_owned(),
             schema: schema.to_owned(),
             table: table.to_owned(),
@@ -38,13 +38,13 @@ pub async fn resolve<C: GenericClient>(
     table: &str,
     soft_delete: Option<&str>,
     key: &str,
-) -> Result<TargetTable, LoadError> {
+) -> Result<TargetTable, WorkerError> {
     let rows = client
         .query(CATALOG_COLUMNS, &[&schema, &table])
         .await
         .map_err(|e| crate::db::db_error(e, key, &format!("{schema}.{table}"), None))?;
     if rows.is_empty() {
-        return Err(LoadError::UnknownTable {
+        return Err(WorkerError::UnknownTable {
             key: key.to_owned(),
             schema: schema.to_owned(),
             table: table.to_owned(),
@@ -59,7 +59,7 @@ pub async fn resolve<C: GenericClient>(
         let pos: i32 = row.get(2);
         if is_system_column(&name) || soft_delete == Some(name.as_str()) {
             if pos > 0 {
-                return Err(LoadError::Rules {
+                return Err(WorkerError::Rules {
                     key: key.to_owned(),
                     message: format!(
                         "column {name:?} of {schema}.{table} is part of the primary key; \
@@ -80,7 +80,7 @@ pub async fn resolve<C: GenericClient>(
         });
     }
     if key_cols.is_empty() {
-        return Err(LoadError::NoPrimaryKey {
+        return Err(WorkerError::NoPrimaryKey {
             table: format!("{schema}.{table}"),
         });
     }

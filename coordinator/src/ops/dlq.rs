@@ -15,9 +15,10 @@ use super::{Ops, Scope};
 use crate::error::CoordinatorError;
 use aws_sdk_sqs::types::{Message, QueueAttributeName as A};
 use serde::Serialize;
+use sluice_common::manifest::{Changes, Operator};
 use sluice_common::manifest::{Status, Transition};
 use sluice_common::message::FileMessage;
-use sluice_common::store::{Changes, Moved, Operator};
+use sluice_common::store::Moved;
 use std::collections::HashMap;
 
 /// Approximate message counts, as SQS reports them.

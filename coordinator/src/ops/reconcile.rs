@@ -361,10 +361,21 @@ fn why_not_loaded(
     Some(match status {
         Status::Discovered | Status::Queued | Status::Loading => {
             let age = age_text(item, inp.now);
-            let what = match status {
-                Status::Discovered => "discovered but never enqueued",
-                Status::Queued => "queued, no worker took it",
-                _ => "loading, its worker may have died",
+            // A queued file with an error was handed back by a worker that met a database
+            // outage (the classes `database_*` of the worker's outages): it waits for the
+            // database, not for a worker.
+            let outage = item
+                .error
+                .as_ref()
+                .filter(|e| status == Status::Queued && e.class.starts_with("database_"));
+            let what = match (status, outage) {
+                (Status::Queued, Some(e)) => format!(
+                    "queued, handed back during a database outage ({}): waiting for the database",
+                    e.class
+                ),
+                (Status::Discovered, _) => "discovered but never enqueued".to_owned(),
+                (Status::Queued, None) => "queued, no worker took it".to_owned(),
+                _ => "loading, its worker may have died".to_owned(),
             };
             (
                 Reason::Stuck,
@@ -807,6 +818,32 @@ mod tests {
         assert!(!r.entries[6].in_lake && r.entries[6].why.contains("no longer in S3"));
         assert_eq!(r.counts[&Reason::LedgerWithoutLoaded], 2);
         assert_eq!(r.problems(), 8);
+    }
+
+    #[test]
+    fn a_file_handed_back_during_an_outage_says_it_waits_for_the_database() {
+        let mut queued = item("dms/s/t/1.csv", Status::Queued, "2024-10-29T11:00:00.000Z");
+        queued.error = Some(FileError {
+            class: "database_read_only".into(),
+            message: "the database is read-only (sqlstate 25006)".into(),
+            ..Default::default()
+        });
+        let case = Case {
+            listing: vec![obj("dms/s/t/1.csv")],
+            open: vec![queued],
+            ledger: HashSet::new(),
+            looked_up: HashMap::new(),
+            configured: vec![],
+        };
+        let r = case.run();
+        assert_eq!(r.entries.len(), 1, "{:?}", r.entries);
+        assert!(
+            r.entries[0].why.contains(
+                "queued, handed back during a database outage (database_read_only): waiting for the database"
+            ),
+            "{}",
+            r.entries[0].why
+        );
     }
 
     #[test]

@@ -7,14 +7,26 @@
 //! only PostgreSQL should read, a key already there): it ends with [`Attempt::Staged`], the
 //! transaction rolls back, and the file loads by the staged path with the same result.
 
+use super::commit::commit;
+use super::context::FileLoad;
+use super::context::{Attempt, LoadStats};
 use super::parse::copy_fast;
-use super::transaction::{commit, lock_merges};
-use super::transaction::{Copying, FileLoad};
-use super::{Attempt, LoadStats};
+use super::parse::ParseRun;
+use super::prepare::lock_merges;
 use crate::db::db_error;
-use crate::error::LoadError;
+use crate::encode::Layout;
+use crate::error::WorkerError;
 use crate::sql;
 use std::time::Instant;
+
+/// A file streaming into its transaction: the parse, its layout, its ledger row, and when the
+/// `COPY` began.
+pub(super) struct Copying {
+    pub run: ParseRun,
+    pub layout: Layout,
+    pub file_id: i64,
+    pub started: Instant,
+}
 
 /// The rest of a load by the direct path: `COPY` into the target, then, under the merge lock,
 /// the version guard against tombstones, the ledger's counts, and the commit. A key that is
@@ -25,7 +37,7 @@ pub(super) async fn direct_load(
     txn: deadpool_postgres::Transaction<'_>,
     target: &sql::TargetTable,
     copying: Copying,
-) -> Result<Attempt, LoadError> {
+) -> Result<Attempt, WorkerError> {
     let (ctx, msg, soft) = (load.ctx, load.msg, load.soft());
     let Copying {
         mut run,
@@ -41,7 +53,7 @@ pub(super) async fn direct_load(
     let parsed = run.finish(msg, compression).await;
     let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
     let parsed = match parsed {
-        Err(LoadError::DirectUnfit { .. }) => return Ok(Attempt::Staged),
+        Err(WorkerError::DirectUnfit { .. }) => return Ok(Attempt::Staged),
         other => other?,
     };
     if let Err(e) = copy_result {

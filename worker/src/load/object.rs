@@ -5,8 +5,8 @@
 //! Must not: read another version of the key (a new ETag is `object_superseded`), or leave a
 //! file behind whatever happens (the spool is unlinked as soon as it is made).
 
-use super::LoadContext;
-use crate::error::LoadError;
+use super::context::LoadContext;
+use crate::error::WorkerError;
 use sluice_common::mapping::Format;
 use sluice_common::message::FileMessage;
 use std::io::Read;
@@ -30,13 +30,13 @@ pub(super) async fn open_body(
     ctx: &LoadContext,
     msg: &FileMessage,
     format: Format,
-) -> Result<(Body, Option<std::fs::File>), LoadError> {
+) -> Result<(Body, Option<std::fs::File>), WorkerError> {
     let body = get_object(&ctx.s3, msg).await?;
     if format == Format::Csv {
         return Ok((Body::Stream(Box::new(body)), None));
     }
     let file = spool(body, msg).await?;
-    let again = file.try_clone().map_err(|e| LoadError::Spool {
+    let again = file.try_clone().map_err(|e| WorkerError::Spool {
         bucket: msg.bucket.clone(),
         key: msg.key.clone(),
         message: e.to_string(),
@@ -51,10 +51,10 @@ pub(super) async fn open_body(
 pub(super) async fn spool(
     body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
     msg: &FileMessage,
-) -> Result<std::fs::File, LoadError> {
+) -> Result<std::fs::File, WorkerError> {
     let (bucket, key) = (msg.bucket.clone(), msg.key.clone());
     let spooled = tokio::task::spawn_blocking(move || {
-        let spool_err = |e: std::io::Error| LoadError::Spool {
+        let spool_err = |e: std::io::Error| WorkerError::Spool {
             bucket: bucket.clone(),
             key: key.clone(),
             message: e.to_string(),
@@ -68,7 +68,7 @@ pub(super) async fn spool(
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    return Err(LoadError::S3 {
+                    return Err(WorkerError::S3 {
                         bucket: bucket.clone(),
                         key: key.clone(),
                         message: e.to_string(),
@@ -82,7 +82,7 @@ pub(super) async fn spool(
     })
     .await;
     spooled.unwrap_or_else(|e| {
-        Err(LoadError::Spool {
+        Err(WorkerError::Spool {
             bucket: msg.bucket.clone(),
             key: msg.key.clone(),
             message: format!("spooling thread failed: {e}"),
@@ -131,7 +131,7 @@ impl<R: Read> Read for Tracked<R> {
 pub(super) async fn get_object(
     s3: &aws_sdk_s3::Client,
     msg: &FileMessage,
-) -> Result<impl tokio::io::AsyncRead + Send + Unpin + 'static, LoadError> {
+) -> Result<impl tokio::io::AsyncRead + Send + Unpin + 'static, WorkerError> {
     let result = s3
         .get_object()
         .bucket(&msg.bucket)
@@ -150,19 +150,19 @@ pub(super) async fn get_object(
                 || status == Some(404);
             let (bucket, key, etag) = (msg.bucket.clone(), msg.key.clone(), msg.etag.clone());
             if missing {
-                return Err(LoadError::ObjectMissing { bucket, key, etag });
+                return Err(WorkerError::ObjectMissing { bucket, key, etag });
             }
             if status == Some(412) || code == "PreconditionFailed" {
-                return Err(LoadError::ObjectChanged { bucket, key, etag });
+                return Err(WorkerError::ObjectChanged { bucket, key, etag });
             }
             if status == Some(403) || code == "AccessDenied" {
-                return Err(LoadError::AccessDenied {
+                return Err(WorkerError::AccessDenied {
                     bucket,
                     key,
                     message: sluice_common::error::sdk_error_text(&e),
                 });
             }
-            Err(LoadError::S3 {
+            Err(WorkerError::S3 {
                 bucket,
                 key,
                 message: sluice_common::error::sdk_error_text(&e),

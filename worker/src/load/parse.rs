@@ -5,10 +5,10 @@
 //! Must not: hold more than `CHANNEL_CHUNKS` chunks in memory, or let a gzip stream decompress
 //! past `--max-decompressed-bytes` ([`Capped`]).
 
+use super::context::FileLoad;
 use super::object::{Body, Tracked};
-use super::transaction::FileLoad;
 use crate::encode::{encode, Chunk, Direct, EncodeSpec, Layout, Parsed, CHANNEL_CHUNKS};
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::sql;
 use futures_util::SinkExt;
 use sluice_common::mapping::{Compression, Format};
@@ -22,15 +22,8 @@ use tokio_util::io::SyncIoBridge;
 /// A running parse: the parser thread and the channel it fills.
 pub(super) struct ParseRun {
     pub(super) rx: mpsc::Receiver<Chunk>,
-    pub(super) parser: tokio::task::JoinHandle<Result<Parsed, LoadError>>,
+    pub(super) parser: tokio::task::JoinHandle<Result<Parsed, WorkerError>>,
     pub(super) source_failed: Arc<AtomicBool>,
-}
-
-/// What an object's bytes are: the key's format and compression.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Source {
-    pub(super) format: Format,
-    pub(super) compression: Compression,
 }
 
 /// Starts parsing an object's body on a blocking thread.
@@ -48,7 +41,7 @@ pub(super) fn start_parse(
     let target = target.clone();
     let rules = match source.format {
         Format::Csv => load.rules.clone(),
-        Format::Parquet => crate::parquet::csv_rules(&load.rules),
+        Format::Parquet => crate::read::parquet::csv_rules(&load.rules),
     };
     let (bucket, key) = (msg.bucket.clone(), msg.key.clone());
     let max_record_bytes = ctx.max_record_bytes;
@@ -82,7 +75,7 @@ pub(super) fn start_parse(
         };
         let parsed = encode(BufReader::with_capacity(1 << 20, input), &spec, &tx);
         if over.load(Ordering::SeqCst) {
-            return Err(LoadError::DecompressedTooLarge {
+            return Err(WorkerError::DecompressedTooLarge {
                 key,
                 limit: max_decompressed,
             });
@@ -97,18 +90,18 @@ pub(super) fn start_parse(
 }
 
 /// Parses a Parquet object spooled to `file` ([`spool`]): runs the encoder over the file as
-/// CSV ([`crate::parquet::ParquetCsv`]; `spec.rules` are already
-/// [`crate::parquet::csv_rules`]), row group by row group, so memory stays bounded. A
+/// CSV ([`crate::read::parquet::ParquetCsv`]; `spec.rules` are already
+/// [`crate::read::parquet::csv_rules`]), row group by row group, so memory stays bounded. A
 /// zero-byte object is an empty file, as for CSV.
 pub(super) fn encode_parquet(
     file: std::fs::File,
     bucket: &str,
     spec: &EncodeSpec<'_>,
     tx: &mpsc::Sender<Chunk>,
-) -> Result<Parsed, LoadError> {
+) -> Result<Parsed, WorkerError> {
     let size = file
         .metadata()
-        .map_err(|e| LoadError::Spool {
+        .map_err(|e| WorkerError::Spool {
             bucket: bucket.to_owned(),
             key: spec.key.to_owned(),
             message: e.to_string(),
@@ -118,18 +111,18 @@ pub(super) fn encode_parquet(
         let parsed = encode(&b""[..], spec, tx)?;
         return Ok(parsed);
     }
-    let not_parquet = |f: &crate::parquet::ParquetFailure| LoadError::Parquet {
+    let not_parquet = |f: &crate::read::parquet::ParquetFailure| WorkerError::Parquet {
         bucket: bucket.to_owned(),
         key: spec.key.to_owned(),
         message: f.0.clone(),
     };
-    let mut rows = crate::parquet::ParquetCsv::open(file, crate::parquet::NULL_MARKER)
+    let mut rows = crate::read::parquet::ParquetCsv::open(file, crate::read::parquet::NULL_MARKER)
         .map_err(|f| not_parquet(&f))?
         .limit(spec.max_record_bytes);
     let result = encode(BufReader::with_capacity(1 << 16, &mut rows), spec, tx);
     match (result, rows.failure()) {
         // A page, value or row beyond the record limit: bad input, as in a CSV file.
-        (Err(_), Some(f)) if rows.over_limit().is_some() => Err(LoadError::Csv {
+        (Err(_), Some(f)) if rows.over_limit().is_some() => Err(WorkerError::Csv {
             key: spec.key.to_owned(),
             reason: f.0.clone(),
             record: rows.over_limit().and_then(|o| o.row),
@@ -152,7 +145,7 @@ impl ParseRun {
         &mut self,
         msg: &FileMessage,
         compression: Compression,
-    ) -> Result<Layout, LoadError> {
+    ) -> Result<Layout, WorkerError> {
         match self.rx.recv().await {
             Some(Chunk::Layout(l)) => Ok(l),
             _ => {
@@ -161,7 +154,7 @@ impl ParseRun {
                     parser_result(&mut self.parser, msg, &self.source_failed, compression)
                         .await
                         .err()
-                        .unwrap_or_else(|| LoadError::Csv {
+                        .unwrap_or_else(|| WorkerError::Csv {
                             key: msg.key.clone(),
                             reason: "parser ended without a layout".to_owned(),
                             record: None,
@@ -178,7 +171,7 @@ impl ParseRun {
         mut self,
         msg: &FileMessage,
         compression: Compression,
-    ) -> Result<Parsed, LoadError> {
+    ) -> Result<Parsed, WorkerError> {
         self.rx.close();
         // Unblock a parser waiting to send: what it still had is not needed.
         while self.rx.recv().await.is_some() {}
@@ -207,12 +200,12 @@ pub(super) async fn copy_fast(
 }
 
 pub(super) async fn parser_result(
-    parser: &mut tokio::task::JoinHandle<Result<Parsed, LoadError>>,
+    parser: &mut tokio::task::JoinHandle<Result<Parsed, WorkerError>>,
     msg: &FileMessage,
     source_failed: &AtomicBool,
     compression: Compression,
-) -> Result<Parsed, LoadError> {
-    let result = parser.await.map_err(|e| LoadError::Csv {
+) -> Result<Parsed, WorkerError> {
+    let result = parser.await.map_err(|e| WorkerError::Csv {
         key: msg.key.clone(),
         reason: format!("parser thread failed: {e}"),
         record: None,
@@ -220,20 +213,20 @@ pub(super) async fn parser_result(
         class: "internal",
     })?;
     match result {
-        Err(LoadError::Csv {
+        Err(WorkerError::Csv {
             reason,
             class: "read",
             ..
         }) => {
             if source_failed.load(Ordering::SeqCst) || compression == Compression::None {
-                Err(LoadError::S3 {
+                Err(WorkerError::S3 {
                     bucket: msg.bucket.clone(),
                     key: msg.key.clone(),
                     message: reason,
                     transient: true,
                 })
             } else {
-                Err(LoadError::Gzip {
+                Err(WorkerError::Gzip {
                     key: msg.key.clone(),
                     message: reason,
                 })
@@ -244,7 +237,7 @@ pub(super) async fn parser_result(
 }
 
 /// A decompressed stream that fails once more than `left` bytes came out of it (a gzip bomb),
-/// and sets `over`, so that the parser's error becomes [`LoadError::DecompressedTooLarge`]
+/// and sets `over`, so that the parser's error becomes [`WorkerError::DecompressedTooLarge`]
 /// rather than a corrupt stream. A stream of exactly the limit passes.
 pub(super) struct Capped<R> {
     pub(super) inner: R,
@@ -323,7 +316,7 @@ mod tests {
 
     #[test]
     fn decompressed_too_large_is_permanent_and_names_file_cap_and_flag() {
-        let e = LoadError::DecompressedTooLarge {
+        let e = WorkerError::DecompressedTooLarge {
             key: "dms/s/t/LOAD00000001.csv.gz".into(),
             limit: 1 << 20,
         };

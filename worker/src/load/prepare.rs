@@ -5,13 +5,12 @@
 //! Must not: run DDL inside a file's transaction (adding a column takes an exclusive lock that
 //! would block every reader of the table for the whole load).
 
-use super::transaction::lock_merges;
-use super::LoadContext;
+use super::context::LoadContext;
 use crate::db::{self, db_error};
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::sql;
 use crate::target;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A pooled connection; failing to get one is transient, an outage when the database refused
 /// or dropped it (it may be restarting, read-only or refusing the credentials).
@@ -19,7 +18,7 @@ pub(super) async fn connect(
     ctx: &LoadContext,
     key: &str,
     table: &str,
-) -> Result<deadpool_postgres::Object, LoadError> {
+) -> Result<deadpool_postgres::Object, WorkerError> {
     ctx.pool
         .get()
         .await
@@ -35,7 +34,7 @@ pub(super) async fn prepared_target(
     table: &str,
     soft: Option<&str>,
     key: &str,
-) -> Result<u32, LoadError> {
+) -> Result<u32, WorkerError> {
     let cache_key = (schema.to_owned(), table.to_owned(), soft.map(str::to_owned));
     let known = ctx
         .prepared
@@ -61,18 +60,18 @@ pub(super) async fn prepared_target(
 /// Adds the system columns, the soft-delete flag or the tombstone table to a target, under
 /// its merge lock, in a transaction of its own. Idempotent. Its DDL waits for the table's
 /// exclusive lock at most the session's `lock_timeout`: readers queue behind a waiting
-/// `ALTER TABLE`, so it gives up early ([`LoadError::LockTimeout`]) and the load retries.
+/// `ALTER TABLE`, so it gives up early ([`WorkerError::LockTimeout`]) and the load retries.
 pub(super) async fn prepare(
     ctx: &LoadContext,
     client: &mut deadpool_postgres::Object,
     target: &sql::TargetTable,
     soft: Option<&str>,
     key: &str,
-) -> Result<(), LoadError> {
+) -> Result<(), WorkerError> {
     let state_schema = ctx.state_schema.as_str();
     let err = |e: tokio_postgres::Error| {
         let mut e = db_error(e, key, &target.label(), None);
-        if let LoadError::Database { message, .. } = &mut e {
+        if let WorkerError::Database { message, .. } = &mut e {
             message.push_str(&format!(
                 " (while adding sluice's system columns to {}: grant the worker's role ownership \
                  of the table, or add them as the README shows)",
@@ -99,4 +98,25 @@ pub(super) async fn prepare(
             }
         })?;
     txn.commit().await.map_err(err)
+}
+
+/// Takes the table's merge lock for the rest of the transaction, waiting at most `timeout`
+/// (zero: no limit); a wait that runs out is [`WorkerError::LockTimeout`], naming the lock.
+pub(super) async fn lock_merges(
+    txn: &deadpool_postgres::Transaction<'_>,
+    target: &sql::TargetTable,
+    key: &str,
+    timeout: Duration,
+) -> Result<(), WorkerError> {
+    let started = Instant::now();
+    txn.batch_execute(&sql::merge_lock_sql(target, timeout))
+        .await
+        .map_err(|e| {
+            let lock = format!(
+                "the merge lock of {} (advisory lock {})",
+                target.label(),
+                target.merge_lock()
+            );
+            db::lock_error(e, key, &target.label(), &lock, started.elapsed())
+        })
 }

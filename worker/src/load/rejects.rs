@@ -5,13 +5,13 @@
 //! Must not: set a record aside without its original bytes, or apply anything of a file whose
 //! rejects pass its limits (the transaction rolls back).
 
+use super::context::FileLoad;
+use super::context::LoadContext;
 use super::object::Body;
 use super::parse::start_parse;
-use super::transaction::FileLoad;
-use super::LoadContext;
 use crate::db::db_error;
 use crate::encode::{Chunk, Parsed, Segment, SegmentRecord};
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::sql;
 use futures_util::SinkExt;
 use sluice_common::message::FileMessage;
@@ -39,7 +39,7 @@ pub(super) async fn copy_in_segments(
     target: &sql::TargetTable,
     copy_sql: &str,
     body: Body,
-) -> Result<Resent, LoadError> {
+) -> Result<Resent, WorkerError> {
     let (ctx, msg) = (load.ctx, load.msg);
     let mut run = start_parse(load, body, target, true, None);
     run.layout(msg, load.source.compression).await?;
@@ -73,7 +73,7 @@ pub(super) async fn copy_segment(
     target: &sql::TargetTable,
     copy_sql: &str,
     seg: &Segment,
-) -> Result<u64, LoadError> {
+) -> Result<u64, WorkerError> {
     let pg = |e: tokio_postgres::Error| db_error(e, &msg.key, &target.label(), None);
     let mut alive: Vec<usize> = (0..seg.records.len()).collect();
     let mut refused = 0u64;
@@ -122,7 +122,7 @@ pub(super) async fn copy_segment(
         let rec = &seg.records[alive.remove(at - 1)];
         let refusal = refusal_of(db_error(e, &msg.key, &target.label(), None), rec);
         let column = match &refusal {
-            LoadError::Database { column, .. } => column.clone(),
+            WorkerError::Database { column, .. } => column.clone(),
             _ => None,
         };
         txn.execute(
@@ -150,9 +150,9 @@ pub(super) async fn copy_segment(
 
 /// PostgreSQL's refusal of one record of a segment, said of the file's record and line rather
 /// than of the statement's line.
-fn refusal_of(e: LoadError, rec: &SegmentRecord) -> LoadError {
+fn refusal_of(e: WorkerError, rec: &SegmentRecord) -> WorkerError {
     match e {
-        LoadError::Database {
+        WorkerError::Database {
             key,
             table,
             message,
@@ -161,7 +161,7 @@ fn refusal_of(e: LoadError, rec: &SegmentRecord) -> LoadError {
             value,
             transient,
             ..
-        } => LoadError::Database {
+        } => WorkerError::Database {
             key,
             table,
             message: format!(
@@ -189,8 +189,8 @@ pub(super) fn check_reject_limits(
     key: &str,
     rejected: u64,
     read: u64,
-) -> Result<(), LoadError> {
-    let too_many = |limit: String| LoadError::TooManyRejects {
+) -> Result<(), WorkerError> {
+    let too_many = |limit: String| WorkerError::TooManyRejects {
         key: key.to_owned(),
         rejected,
         read,

@@ -5,11 +5,11 @@
 //! Must not: replace a generation whose files are not all in the ledger, or twice
 //! (`<state>.generations`).
 
-use super::prepare::{connect, prepared_target};
-use super::transaction::lock_merges;
-use super::LoadContext;
+use super::prepare::{connect, lock_merges, prepared_target};
+
+use super::context::LoadContext;
 use crate::db::db_error;
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::sql;
 use crate::target;
 use sluice_common::message::ReplaceMessage;
@@ -37,7 +37,7 @@ pub enum ReplaceOutcome {
 pub async fn apply_replace(
     ctx: &LoadContext,
     msg: &ReplaceMessage,
-) -> Result<ReplaceOutcome, LoadError> {
+) -> Result<ReplaceOutcome, WorkerError> {
     let key = msg.head_key.as_str();
     let rules = ctx.rules.for_table(&msg.source_table());
     if rules.full_load == FullLoad::Merge {
@@ -52,7 +52,7 @@ pub async fn apply_replace(
     let pg = |e: tokio_postgres::Error| db_error(e, key, &target_label, None);
     let start: SystemTime = sluice_common::timefmt::parse(&msg.start)
         .map(SystemTime::from)
-        .ok_or_else(|| LoadError::Rules {
+        .ok_or_else(|| WorkerError::Rules {
             key: key.to_owned(),
             message: format!("generation start {:?} is not an RFC 3339 time", msg.start),
         })?;

@@ -7,81 +7,35 @@
 //! before `BEGIN`, [`super::object`]); hold the merge lock while the file streams in (it is
 //! taken after the `COPY`, so the slow part of loads of one table runs in parallel).
 
-use super::direct::direct_load;
+use super::commit::commit;
+use super::context::{Attempt, FileLoad, LoadContext, LoadOutcome, LoadStats};
+use super::direct::{direct_load, Copying};
 use super::object::{get_object, open_body, Body};
-use super::parse::{copy_fast, start_parse, ParseRun, Source};
-use super::prepare::{connect, prepared_target};
+use super::parse::{copy_fast, start_parse, ParseRun};
+use super::prepare::{connect, lock_merges, prepared_target};
 use super::rejects::{check_reject_limits, copy_in_segments, is_data_error};
-use super::{file_time, ledger_has, Attempt, LoadContext, LoadOutcome, LoadStats};
 use crate::db::{self, db_error};
 use crate::encode::{Direct, Layout, Parsed};
-use crate::error::LoadError;
+use crate::error::WorkerError;
 use crate::sql;
 use crate::target;
 use sluice_common::mapping::FileKind;
 use sluice_common::message::FileMessage;
-use sluice_common::rules::{OnError, TableRules};
 use sluice_common::warehouse::state;
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
-/// One file's attempt: what every step of its transaction needs.
-pub(super) struct FileLoad<'a> {
-    pub ctx: &'a LoadContext,
-    pub msg: &'a FileMessage,
-    pub rules: TableRules,
-    /// The target's schema and table: the rules' `target`, else the key's own folders.
-    pub schema: String,
-    pub table: String,
-    /// `schema.table` of the target, for messages.
-    pub target_label: String,
-    /// The file's own time ([`file_time`]): its rows' version without a timestamp column.
-    pub file_time: SystemTime,
-    pub source: Source,
-}
-
-impl<'a> FileLoad<'a> {
-    /// Resolves the file's target from its rules, refusing a reserved or disallowed schema
-    /// before any SQL names it.
-    fn new(ctx: &'a LoadContext, msg: &'a FileMessage) -> Result<Self, LoadError> {
-        let rules = ctx.rules.for_table(&msg.source_table());
-        let (schema, table) = rules
-            .target
-            .clone()
-            .unwrap_or_else(|| (msg.file.schema.clone(), msg.file.table.clone()));
-        ctx.check_schema(&msg.key, &schema, &table)?;
-        Ok(FileLoad {
-            ctx,
-            msg,
-            target_label: format!("{schema}.{table}"),
-            file_time: file_time(msg)?,
-            source: Source {
-                format: msg.file.format,
-                compression: msg.file.compression,
-            },
-            rules,
-            schema,
-            table,
-        })
-    }
-
-    pub fn key(&self) -> &'a str {
-        &self.msg.key
-    }
-
-    pub fn soft(&self) -> Option<&str> {
-        self.rules.soft_delete.as_deref()
-    }
-
-    /// `on_error = "reject_rows"`: bad records are set aside, the others load.
-    pub fn rejects(&self) -> bool {
-        self.rules.on_error == OnError::RejectRows
-    }
-
-    /// A PostgreSQL error of this file's load, against `table`.
-    pub fn pg(&self, table: &str) -> impl Fn(tokio_postgres::Error) -> LoadError + '_ {
-        let table = table.to_owned();
-        move |e| db_error(e, self.key(), &table, None)
+/// Applies one file. Errors say whether retrying can help.
+pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutcome, WorkerError> {
+    // A record the direct path cannot take may show as soon as the layout (an empty file) or
+    // in the middle of the COPY: either way nothing was applied.
+    match load_once(ctx, msg, true).await {
+        Ok(Attempt::Done(outcome)) => Ok(outcome),
+        Err(e) if !matches!(e, WorkerError::DirectUnfit { .. }) => Err(e),
+        Ok(Attempt::Staged) | Err(_) => match load_once(ctx, msg, false).await? {
+            Attempt::Done(outcome) => Ok(outcome),
+            Attempt::Staged => unreachable!("the staged path always ends"),
+        },
     }
 }
 
@@ -91,7 +45,7 @@ pub(super) async fn load_once(
     ctx: &LoadContext,
     msg: &FileMessage,
     allow_direct: bool,
-) -> Result<Attempt, LoadError> {
+) -> Result<Attempt, WorkerError> {
     let load = FileLoad::new(ctx, msg)?;
     let pg = load.pg(&load.target_label);
     let mut client = connect(ctx, load.key(), &load.target_label).await?;
@@ -143,7 +97,7 @@ pub(super) async fn load_once(
 async fn claim(
     load: &FileLoad<'_>,
     txn: &deadpool_postgres::Transaction<'_>,
-) -> Result<Option<i64>, LoadError> {
+) -> Result<Option<i64>, WorkerError> {
     let (ctx, msg, key) = (load.ctx, load.msg, load.key());
     let claim_started = Instant::now();
     let claimed = txn
@@ -173,7 +127,7 @@ async fn resolve_prepared(
     load: &FileLoad<'_>,
     txn: &deadpool_postgres::Transaction<'_>,
     prepared_oid: u32,
-) -> Result<sql::TargetTable, LoadError> {
+) -> Result<sql::TargetTable, WorkerError> {
     let (schema, table, soft) = (&load.schema, &load.table, load.soft());
     let target = target::resolve(txn, schema, table, soft, load.key()).await?;
     if target.is_prepared(soft) && target.oid == prepared_oid {
@@ -188,7 +142,7 @@ async fn resolve_prepared(
             table.clone(),
             load.rules.soft_delete.clone(),
         ));
-    Err(LoadError::Database {
+    Err(WorkerError::Database {
         key: load.key().to_owned(),
         table: target.label(),
         message: "the table changed while the file was being prepared; retrying".to_owned(),
@@ -207,7 +161,7 @@ async fn direct_plan(
     txn: &deadpool_postgres::Transaction<'_>,
     target: &sql::TargetTable,
     file_id: i64,
-) -> Result<Option<Direct>, LoadError> {
+) -> Result<Option<Direct>, WorkerError> {
     let empty: bool = txn
         .query_one(&sql::target_is_empty_sql(target), &[])
         .await
@@ -223,15 +177,6 @@ async fn direct_plan(
         file_id,
         soft,
     }))
-}
-
-/// A file streaming into its transaction: the parse, its layout, its ledger row, and when the
-/// `COPY` began.
-pub(super) struct Copying {
-    pub run: ParseRun,
-    pub layout: Layout,
-    pub file_id: i64,
-    pub started: Instant,
 }
 
 /// What the stage holds once the file is in: the parse's figures and the records set aside.
@@ -250,7 +195,7 @@ async fn stage(
     layout: &Layout,
     mut run: ParseRun,
     spooled_again: Option<std::fs::File>,
-) -> Result<Staged, LoadError> {
+) -> Result<Staged, WorkerError> {
     let (ctx, msg, rejects) = (load.ctx, load.msg, load.rejects());
     let pg = load.pg(&load.target_label);
     txn.batch_execute(&sql::create_stage_sql(target, &layout.columns, rejects))
@@ -316,7 +261,7 @@ async fn merge(
     layout: &Layout,
     file_id: i64,
     (staged, copy): (Staged, Duration),
-) -> Result<LoadStats, LoadError> {
+) -> Result<LoadStats, WorkerError> {
     let Staged { parsed, rejected } = staged;
     let started = Instant::now();
     let merge_err = load.pg(&target.label());
@@ -363,65 +308,4 @@ async fn merge(
         commit: Duration::ZERO,
         direct: false,
     })
-}
-
-/// Records the load's counts on its ledger row, then commits. When the answer to `COMMIT` is
-/// lost (the connection broke), the ledger says whether it took effect.
-pub(super) async fn commit(
-    ctx: &LoadContext,
-    msg: &FileMessage,
-    txn: deadpool_postgres::Transaction<'_>,
-    file_id: i64,
-    stats: LoadStats,
-) -> Result<Attempt, LoadError> {
-    let table = stats.target.clone();
-    txn.execute(
-        &state::ledger_counts_sql(&ctx.state_schema),
-        &[
-            &file_id,
-            &(stats.records as i64),
-            &stats.inserted,
-            &stats.updated,
-            &stats.deleted,
-            &stats.superseded,
-        ],
-    )
-    .await
-    .map_err(|e| db_error(e, &msg.key, &table, None))?;
-    let started = Instant::now();
-    let result = txn.commit().await;
-    let done = |stats: LoadStats| {
-        Ok(Attempt::Done(LoadOutcome::Loaded(LoadStats {
-            commit: started.elapsed(),
-            ..stats
-        })))
-    };
-    match result {
-        Ok(()) => done(stats),
-        Err(e) if e.as_db_error().is_none() && matches!(ledger_has(ctx, msg).await, Ok(true)) => {
-            done(stats)
-        }
-        Err(e) => Err(db_error(e, &msg.key, &table, None)),
-    }
-}
-
-/// Takes the table's merge lock for the rest of the transaction, waiting at most `timeout`
-/// (zero: no limit); a wait that runs out is [`LoadError::LockTimeout`], naming the lock.
-pub(super) async fn lock_merges(
-    txn: &deadpool_postgres::Transaction<'_>,
-    target: &sql::TargetTable,
-    key: &str,
-    timeout: Duration,
-) -> Result<(), LoadError> {
-    let started = Instant::now();
-    txn.batch_execute(&sql::merge_lock_sql(target, timeout))
-        .await
-        .map_err(|e| {
-            let lock = format!(
-                "the merge lock of {} (advisory lock {})",
-                target.label(),
-                target.merge_lock()
-            );
-            db::lock_error(e, key, &target.label(), &lock, started.elapsed())
-        })
 }

@@ -15,9 +15,10 @@
 //!   catalog read ([`catalog`]) is separate and only reads;
 //! - names from the rules file and from S3 keys are only ever bound as parameters of catalog
 //!   queries, never spliced into SQL; the SQL suggested in messages quotes every identifier;
-//! - columns are matched as the worker matches them (`worker/src/encode.rs`): exact name first,
-//!   then ASCII case-insensitive; `_sluice_*` columns, the soft-delete flag and generated
-//!   columns are not data columns;
+//! - columns are matched as the worker matches them
+//!   (`sluice_common::warehouse::match_column`): exact name first, then ASCII
+//!   case-insensitive; `_sluice_*` columns, the soft-delete flag and generated columns are not
+//!   data columns;
 //! - the exit status is 1 exactly when some finding is an error (warnings and notes never
 //!   fail); the report always ends with one summary line.
 

@@ -1,5 +1,14 @@
-//! The manifest model: one item per S3 object version seen, identified by `(key, etag)`, and the
-//! legal moves between its statuses. Pure; the DynamoDB side is in [`crate::store`].
+//! The manifest model: one item per S3 object version seen, identified by `(key, etag)`, the
+//! legal moves between its statuses, and what each move writes ([`effect`]). Pure: no I/O, no
+//! DynamoDB type; the DynamoDB side is in [`crate::store`], which must not decide anything this
+//! folder decides.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: statuses, transitions and their legal starts, the item as read back, what a move
+//!   carries ([`Changes`]), the history's cap;
+//! - [`effect`]: the effect of each move (attributes, attempt arithmetic, history entry,
+//!   condition) as plain data.
 //!
 //! ```text
 //!   (none) --discover--> discovered --enqueue--> queued --claim--> loading --complete--> loaded
@@ -27,6 +36,8 @@
 //!   limit does not kill the file again at its first claim;
 //! - an item's history holds at most [`HISTORY_CAP`] entries, the newest; the oldest are dropped
 //!   ([`history_excess`]), so no item grows without bound however often it is written.
+
+pub mod effect;
 
 use serde::Serialize;
 use std::fmt;
@@ -342,6 +353,46 @@ impl ManifestItem {
             (u, _) => u,
         }
     }
+}
+
+/// What a new object version looks like when first written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFile {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    pub size: i64,
+    pub last_modified: String,
+    pub table: String,
+    pub kind: String,
+}
+
+/// Extra attributes a transition writes besides the status.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    pub worker: Option<String>,
+    pub message_id: Option<String>,
+    /// Some(Some(e)): record the error; Some(None): clear it.
+    pub error: Option<Option<FileError>>,
+    pub rows: Option<RowCounts>,
+    pub timings: Option<PhaseTimings>,
+    /// Created from these when the item does not exist yet (claim of a lost item).
+    pub base: Option<NewFile>,
+    /// Only when the item's attempt count equals this (the claim being failed is still current).
+    pub expect_attempt: Option<u32>,
+    /// A free-text note for the history.
+    pub note: Option<String>,
+    /// Operator moves: who makes the move, and why.
+    pub operator: Option<Operator>,
+    /// Only when the item's `updated_at` still equals this (it has not moved since it was read).
+    pub expect_updated_at: Option<String>,
+}
+
+/// Who makes an operator move, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Operator {
+    pub who: String,
+    pub reason: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

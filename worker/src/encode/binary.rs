@@ -7,6 +7,16 @@
 //! else (spaces, `+`, exponents in numerics, `Infinity`, more than six fractional digits,
 //! out-of-range values) is refused with `None`, and the loader loads the file by the staged
 //! path, where PostgreSQL reads the text itself and reports any error as usual.
+//!
+//! [`Tuple`] writes one insert of the direct path as a binary tuple, with the same value
+//! checks as the text format ([`super::field`]). Must not: guess a value's meaning (a text it
+//! cannot encode exactly ends the direct path, [`WorkerError::DirectUnfit`]).
+
+use super::field::{Done, FieldAt, Value};
+use super::{Direct, EncodeSpec, Layout};
+use crate::error::WorkerError;
+use crate::read::csv::Record;
+use crate::sql::TargetTable;
 
 /// A column type the binary path can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +365,87 @@ fn uuid(v: &[u8]) -> Option<[u8; 16]> {
         *byte = a << 4 | b;
     }
     Some(out)
+}
+
+/// The binary types of the columns, when every one has one (else the text format is used).
+pub(super) fn column_types(target: &TargetTable, columns: &[usize]) -> Option<Vec<BinType>> {
+    columns
+        .iter()
+        .map(|&c| bin_type(&target.columns[c].sql_type))
+        .collect()
+}
+
+/// What one insert of the direct path is written with: the file's settings and layout, each
+/// column's binary type, and the direct path's system values.
+pub(super) struct Tuple<'a> {
+    pub(super) spec: &'a EncodeSpec<'a>,
+    pub(super) layout: &'a Layout,
+    pub(super) types: &'a [BinType],
+    pub(super) direct: &'a Direct,
+}
+
+impl Tuple<'_> {
+    /// One insert as a binary `COPY` tuple: record, version, file time, file id, the
+    /// soft-delete flag where there is one, then the columns. A value the binary form cannot
+    /// take exactly ends the direct path ([`WorkerError::DirectUnfit`]).
+    pub(super) fn write(
+        &self,
+        record: &Record<'_>,
+        number: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<Done, WorkerError> {
+        let (spec, layout, direct) = (self.spec, self.layout, self.direct);
+        let unfit = || WorkerError::DirectUnfit {
+            key: spec.key.to_owned(),
+            record: number,
+        };
+        let at = FieldAt {
+            key: spec.key,
+            target: spec.target,
+            rules: spec.rules,
+            number,
+            line: record.line(),
+            op: b'I',
+        };
+        let fields = 4 + usize::from(direct.soft) + layout.columns.len();
+        out.extend_from_slice(&(fields as i16).to_be_bytes());
+        int8(out, number as i64);
+        match layout.version_of(record) {
+            Some(v) => {
+                at.check_version(v)?;
+                timestamp_micros(out, parse_timestamp(v).ok_or_else(unfit)?);
+            }
+            None => timestamp_micros(out, direct.file_time_micros),
+        }
+        timestamp_micros(out, direct.file_time_micros);
+        int8(out, direct.file_id);
+        if direct.soft {
+            boolean(out, false);
+        }
+        let mut done = Done::default();
+        for (pos, i) in layout.staged(record.len()).enumerate() {
+            let field = record.get(i).expect("field count was checked");
+            let value = at.value(field, layout.columns[pos])?;
+            done.repaired += u64::from(matches!(value, Value::Repaired(_)));
+            if !write_value(&value, self.types[pos], out) {
+                return Err(unfit());
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// One checked value in binary; false (the direct path ends) when it has no exact binary form.
+fn write_value(value: &Value<'_>, t: BinType, out: &mut Vec<u8>) -> bool {
+    match value {
+        Value::Null => {
+            null(out);
+            true
+        }
+        Value::Text(v) => encode(t, v, out),
+        Value::Hex(hex) => bytea_hex(hex, out),
+        Value::Repaired(text) => encode(t, text.as_bytes(), out),
+    }
 }
 
 #[cfg(test)]

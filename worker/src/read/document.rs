@@ -41,6 +41,18 @@
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 
+/// Why a document is not one: the only errors of this module (see the invariants above). The
+/// encoder reports it as `WorkerError::BadDocument`, with this text as its reason.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    /// The column's text does not parse as JSON.
+    #[error("not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// It parses, but to something other than an object.
+    #[error("the document is not a JSON object")]
+    NotObject,
+}
+
 /// One output column: the path of its value in the document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocColumn {
@@ -64,12 +76,11 @@ impl DocumentPlan {
 
     /// The values of one document, in output order (None is SQL NULL). `doc` is the document
     /// column's text.
-    pub fn expand(&self, doc: &[u8], out: &mut Vec<Option<String>>) -> Result<(), String> {
+    pub fn expand(&self, doc: &[u8], out: &mut Vec<Option<String>>) -> Result<(), DocumentError> {
         out.clear();
-        let value: Value =
-            serde_json::from_slice(doc).map_err(|e| format!("not valid JSON: {e}"))?;
+        let value: Value = serde_json::from_slice(doc).map_err(DocumentError::NotJson)?;
         let Value::Object(mut root) = value else {
-            return Err("the document is not a JSON object".to_owned());
+            return Err(DocumentError::NotObject);
         };
         for c in &self.columns {
             out.push(lookup(&root, &c.path).and_then(column_text));
@@ -531,13 +542,15 @@ mod tests {
     fn documents_that_are_not_objects_are_errors() {
         let p = plan(&["a"], false, &[]);
         let mut out = Vec::new();
-        assert!(p
-            .expand(b"[1]", &mut out)
-            .unwrap_err()
-            .contains("not a JSON object"));
-        assert!(p
-            .expand(b"{\"a\":", &mut out)
-            .unwrap_err()
-            .contains("not valid JSON"));
+        let e = p.expand(b"[1]", &mut out).unwrap_err();
+        assert!(matches!(e, DocumentError::NotObject), "{e}");
+        assert_eq!(e.to_string(), "the document is not a JSON object");
+        let e = p.expand(b"{\"a\":", &mut out).unwrap_err();
+        assert!(matches!(e, DocumentError::NotJson(_)), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("not valid JSON: EOF while parsing"),
+            "{e}"
+        );
     }
 }

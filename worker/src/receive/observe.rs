@@ -20,11 +20,11 @@
 //! 30 s) and receives again once it is writable, so a worker never takes files in a loop only
 //! to hand them back.
 
+use super::settle::Outcome;
 use crate::config::WorkerConfig;
 use crate::db::Staleness;
-use crate::error::{LoadError, Outage};
+use crate::error::{Outage, WorkerError};
 use crate::load::{LoadOutcome, LoadStats, ReplaceOutcome};
-use crate::run::Outcome;
 use deadpool_postgres::Pool;
 use serde_json::json;
 use sluice_common::http::{self, HealthCheck, Server};
@@ -131,7 +131,7 @@ pub async fn start(
     cfg: &WorkerConfig,
     pool: &Pool,
     stale: Arc<Staleness>,
-) -> Result<Observer, (String, std::io::Error)> {
+) -> Result<Observer, WorkerError> {
     m::init(Component::Worker, &cfg.manifest_table);
     let liveness = Arc::new(Liveness::new(cfg.wait_time));
     let database = Arc::new(Database {
@@ -147,7 +147,10 @@ pub async fn start(
     for addr in addrs {
         let server = http::serve(addr, Some(check.clone()))
             .await
-            .map_err(|e| (addr.clone(), e))?;
+            .map_err(|source| WorkerError::Endpoint {
+                addr: addr.clone(),
+                source,
+            })?;
         info!(addr = %server.addr, paths = "/metrics /health", "serving metrics and health");
         servers.push(server);
     }
@@ -225,7 +228,7 @@ impl Database {
     /// What a load attempt tells about the database: an outage is noted (the connections
     /// opened before it are not lent again, the receive loop holds back, the health check
     /// says so); a committed load shows the database takes loads.
-    pub fn load_attempted(&self, result: &Result<LoadOutcome, LoadError>) {
+    pub fn load_attempted(&self, result: &Result<LoadOutcome, WorkerError>) {
         match result {
             Err(e) => {
                 if let Some(outage) = e.outage() {
@@ -444,7 +447,7 @@ pub fn loaded(stats: &LoadStats) {
 }
 
 /// A load attempt failed.
-pub fn failed(e: &LoadError) {
+pub fn failed(e: &WorkerError) {
     m::inc(&m::FILES_FAILED, &[e.class()], 1);
 }
 
@@ -481,7 +484,7 @@ pub fn visibility_extended(ok: bool) {
 }
 
 /// A replace message handled.
-pub fn replacement(result: &Result<ReplaceOutcome, LoadError>) {
+pub fn replacement(result: &Result<ReplaceOutcome, WorkerError>) {
     let label = match result {
         Ok(ReplaceOutcome::Replaced { rows_removed }) => {
             m::inc(&m::ROWS, &["removed"], (*rows_removed).max(0) as u64);

@@ -53,7 +53,7 @@ pub fn start(
                 .visibility_timeout(timeout.as_secs() as i32)
                 .send()
                 .await;
-            crate::observe::visibility_extended(result.is_ok());
+            super::observe::visibility_extended(result.is_ok());
             if let Err(e) = result {
                 // The load goes on: the ledger keeps its effect single even if another
                 // worker takes the message over.

@@ -57,19 +57,17 @@
 //!   [`Record::raw`] is the record's original bytes without its terminator.
 //! * After an error the reader is in an unspecified (but memory-safe) state;
 //!   callers stop reading.
+//!
+//! # Layout
+//!
+//! This file holds the reader (options, errors, records, the stream and its buffers);
+//! [`scan`] the state machine that cuts one chunk of bytes into fields.
 
+mod scan;
+
+use scan::{AtEnd, FieldPos, Fields, Scanner, Syntax, CR, LF, POS_MASK};
 use std::fmt;
 use std::io::{self, BufRead};
-
-use memchr::memchr2;
-
-const LF: u8 = b'\n';
-const CR: u8 = b'\r';
-
-/// Flag bits kept in the top of [`FieldPos::start`].
-const QUOTED_BIT: usize = 1 << (usize::BITS - 1);
-const IN_DATA_BIT: usize = 1 << (usize::BITS - 2);
-const POS_MASK: usize = !(QUOTED_BIT | IN_DATA_BIT);
 
 /// Configuration of a [`RecordReader`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,52 +172,6 @@ pub struct Field<'a> {
     pub value: &'a [u8],
     /// Whether the field was enclosed in quotes in the stream.
     pub quoted: bool,
-}
-
-/// Where a field's value lives: a range of the raw record (unquoted fields,
-/// and quoted fields without doubled quotes) or of the unescaped-value buffer
-/// (quoted fields with doubled quotes). Flags are packed into `start`.
-#[derive(Debug, Clone, Copy)]
-struct FieldPos {
-    start: usize,
-    end: usize,
-}
-
-impl FieldPos {
-    fn new(start: usize, end: usize, quoted: bool, in_data: bool) -> Self {
-        debug_assert!(start <= end && end <= POS_MASK);
-        let mut start = start;
-        if quoted {
-            start |= QUOTED_BIT;
-        }
-        if in_data {
-            start |= IN_DATA_BIT;
-        }
-        FieldPos { start, end }
-    }
-}
-
-/// The field positions of the record being read: the first `cap` are kept,
-/// every one is counted.
-#[derive(Debug)]
-struct Fields {
-    kept: Vec<FieldPos>,
-    count: usize,
-    cap: usize,
-}
-
-impl Fields {
-    fn push(&mut self, pos: FieldPos) {
-        if self.kept.len() < self.cap {
-            self.kept.push(pos);
-        }
-        self.count += 1;
-    }
-
-    fn clear(&mut self) {
-        self.kept.clear();
-        self.count = 0;
-    }
 }
 
 /// A record: a view of the reader's buffers, valid until the next call of
@@ -352,268 +304,11 @@ impl fmt::Debug for Record<'_> {
 
 #[inline]
 fn resolve<'a>(raw: &'a [u8], data: &'a [u8], pos: FieldPos) -> Field<'a> {
-    let start = pos.start & POS_MASK;
-    let value = if pos.start & IN_DATA_BIT != 0 {
-        &data[start..pos.end]
-    } else {
-        &raw[start..pos.end]
-    };
+    let (range, in_data) = pos.range();
+    let value = if in_data { &data[range] } else { &raw[range] };
     Field {
         value,
-        quoted: pos.start & QUOTED_BIT != 0,
-    }
-}
-
-/// Where the scanner is inside a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// At the first byte of a field.
-    FieldStart,
-    /// Inside an unquoted field.
-    Unquoted,
-    /// Inside a quoted field.
-    Quoted,
-    /// Just after a quote inside a quoted field: either the first half of a
-    /// doubled quote or the closing quote.
-    QuoteSeen,
-    /// After a closing quote and a CR: only LF may follow.
-    QuoteCr,
-}
-
-/// Per-record parse state. Positions are offsets in the record's raw bytes:
-/// those of earlier chunks are already in the raw buffer (`raw.len()` of
-/// them), the current chunk follows.
-#[derive(Debug)]
-struct Scanner {
-    state: State,
-    /// Position of the current field's first byte (its opening quote if
-    /// quoted).
-    field_start: usize,
-    /// Position of the last quote seen in a quoted field.
-    quote_pos: usize,
-    /// The current quoted field had a doubled quote, so its value is being
-    /// built in the data buffer from `data_start` on.
-    escaped: bool,
-    data_start: usize,
-    /// LFs inside quoted fields of the current record.
-    newlines: u64,
-    /// The record's terminator was CRLF.
-    crlf: bool,
-}
-
-/// The bytes that structure records: field delimiter, quote char, record terminator.
-#[derive(Debug, Clone, Copy)]
-struct Syntax {
-    delimiter: u8,
-    quote: u8,
-    term: u8,
-}
-
-/// Result of scanning one chunk.
-struct Step {
-    /// Bytes of the chunk that belong to the record (all of them unless the
-    /// record ended inside the chunk).
-    consumed: usize,
-    /// The record's terminator was found.
-    done: bool,
-}
-
-/// A bad byte after a closing quote: 1-based field index and the byte.
-struct BadAfterQuote {
-    column: usize,
-    byte: u8,
-}
-
-impl Scanner {
-    fn new() -> Self {
-        Scanner {
-            state: State::FieldStart,
-            field_start: 0,
-            quote_pos: 0,
-            escaped: false,
-            data_start: 0,
-            newlines: 0,
-            crlf: false,
-        }
-    }
-
-    fn reset(&mut self) {
-        *self = Scanner::new();
-    }
-
-    /// Pushes the current quoted field, whose closing quote is at
-    /// `self.quote_pos`.
-    fn push_quoted(&self, data: &[u8], fields: &mut Fields) {
-        fields.push(if self.escaped {
-            FieldPos::new(self.data_start, data.len(), true, true)
-        } else {
-            FieldPos::new(self.field_start + 1, self.quote_pos, true, false)
-        });
-    }
-
-    /// Scans `buf`, the next chunk of the record whose earlier bytes are
-    /// `raw`, until the record's terminator or the end of the chunk.
-    fn scan(
-        &mut self,
-        raw: &[u8],
-        buf: &[u8],
-        data: &mut Vec<u8>,
-        fields: &mut Fields,
-        syntax: Syntax,
-    ) -> Result<Step, BadAfterQuote> {
-        let Syntax {
-            delimiter,
-            quote,
-            term,
-        } = syntax;
-        let base = raw.len();
-        let n = buf.len();
-        let more = Step {
-            consumed: n,
-            done: false,
-        };
-        let mut i = 0;
-        loop {
-            match self.state {
-                State::FieldStart => {
-                    if i == n {
-                        return Ok(more);
-                    }
-                    self.field_start = base + i;
-                    if buf[i] == quote {
-                        self.state = State::Quoted;
-                        self.escaped = false;
-                        i += 1;
-                    } else {
-                        self.state = State::Unquoted;
-                    }
-                }
-                State::Unquoted => {
-                    // A quote char inside an unquoted field is plain data, so
-                    // only the delimiter and LF end the run.
-                    let Some(j) = memchr2(delimiter, term, &buf[i..]) else {
-                        return Ok(more);
-                    };
-                    let p = i + j;
-                    let mut end = base + p;
-                    if buf[p] == delimiter {
-                        fields.push(FieldPos::new(self.field_start, end, false, false));
-                        self.state = State::FieldStart;
-                        i = p + 1;
-                    } else {
-                        if term == LF && end > self.field_start && byte_at(raw, buf, end - 1) == CR
-                        {
-                            end -= 1;
-                            self.crlf = true;
-                        }
-                        fields.push(FieldPos::new(self.field_start, end, false, false));
-                        return Ok(Step {
-                            consumed: p + 1,
-                            done: true,
-                        });
-                    }
-                }
-                State::Quoted => {
-                    let Some(j) = memchr2(quote, term, &buf[i..]) else {
-                        if self.escaped {
-                            data.extend_from_slice(&buf[i..]);
-                        }
-                        return Ok(more);
-                    };
-                    let p = i + j;
-                    if buf[p] == term {
-                        self.newlines += 1;
-                        if self.escaped {
-                            data.extend_from_slice(&buf[i..=p]);
-                        }
-                    } else {
-                        if self.escaped {
-                            data.extend_from_slice(&buf[i..p]);
-                        }
-                        self.quote_pos = base + p;
-                        self.state = State::QuoteSeen;
-                    }
-                    i = p + 1;
-                }
-                State::QuoteSeen => {
-                    if i == n {
-                        return Ok(more);
-                    }
-                    let b = buf[i];
-                    if b == quote {
-                        // Doubled quote: one quote char of data.
-                        if self.escaped {
-                            data.push(quote);
-                        } else {
-                            // First one in this field: move the value so far,
-                            // plus one quote, into the data buffer.
-                            self.escaped = true;
-                            self.data_start = data.len();
-                            copy_range(raw, buf, self.field_start + 1, base + i, data);
-                        }
-                        self.state = State::Quoted;
-                        i += 1;
-                    } else if b == delimiter {
-                        self.push_quoted(data, fields);
-                        self.state = State::FieldStart;
-                        i += 1;
-                    } else if b == term {
-                        self.push_quoted(data, fields);
-                        return Ok(Step {
-                            consumed: i + 1,
-                            done: true,
-                        });
-                    } else if b == CR && term == LF {
-                        self.state = State::QuoteCr;
-                        i += 1;
-                    } else {
-                        return Err(BadAfterQuote {
-                            column: fields.count + 1,
-                            byte: b,
-                        });
-                    }
-                }
-                State::QuoteCr => {
-                    if i == n {
-                        return Ok(more);
-                    }
-                    if buf[i] != LF {
-                        return Err(BadAfterQuote {
-                            column: fields.count + 1,
-                            byte: CR,
-                        });
-                    }
-                    self.push_quoted(data, fields);
-                    self.crlf = true;
-                    return Ok(Step {
-                        consumed: i + 1,
-                        done: true,
-                    });
-                }
-            }
-        }
-    }
-}
-
-/// The byte at record position `pos`, which lies in `raw` or in `buf` (which
-/// continues `raw`).
-#[inline]
-fn byte_at(raw: &[u8], buf: &[u8], pos: usize) -> u8 {
-    if pos < raw.len() {
-        raw[pos]
-    } else {
-        buf[pos - raw.len()]
-    }
-}
-
-/// Appends record positions `from..to` (spanning `raw` then `buf`) to `out`.
-fn copy_range(raw: &[u8], buf: &[u8], from: usize, to: usize, out: &mut Vec<u8>) {
-    let base = raw.len();
-    if from < base {
-        out.extend_from_slice(&raw[from..to.min(base)]);
-    }
-    if to > base {
-        out.extend_from_slice(&buf[from.max(base) - base..to - base]);
+        quoted: pos.quoted(),
     }
 }
 
@@ -799,31 +494,21 @@ impl<R: BufRead> RecordReader<R> {
 
     /// Ends the record at the end of the stream.
     fn finish_at_eof(&mut self) -> Result<Outcome, CsvError> {
-        let s = &self.scanner;
         let end = self.raw.len();
-        match s.state {
-            State::FieldStart if end == 0 => return Ok(Outcome::Eof),
-            State::FieldStart => self.fields.push(FieldPos::new(end, end, false, false)),
-            State::Unquoted => self
-                .fields
-                .push(FieldPos::new(s.field_start, end, false, false)),
-            State::QuoteSeen => s.push_quoted(&self.data, &mut self.fields),
-            State::Quoted => {
-                return Err(CsvError::UnterminatedQuote {
-                    record: self.records + 1,
-                    line: self.record_line,
-                })
-            }
-            State::QuoteCr => {
-                return Err(CsvError::AfterQuote {
-                    record: self.records + 1,
-                    line: self.record_line,
-                    column: self.fields.count + 1,
-                    byte: CR,
-                })
-            }
+        match self.scanner.finish(end, &self.data, &mut self.fields) {
+            AtEnd::Nothing => Ok(Outcome::Eof),
+            AtEnd::Record => self.complete(end),
+            AtEnd::InQuotes => Err(CsvError::UnterminatedQuote {
+                record: self.records + 1,
+                line: self.record_line,
+            }),
+            AtEnd::AfterQuoteCr => Err(CsvError::AfterQuote {
+                record: self.records + 1,
+                line: self.record_line,
+                column: self.fields.count + 1,
+                byte: CR,
+            }),
         }
-        self.complete(end)
     }
 
     /// Checks the length of the record, whose bytes without terminator are
