@@ -7,7 +7,8 @@
 //! - [`moves`]: `retry`, `reload`, `refresh`, `skip` (operator moves, shown before they are
 //!   made unless `--yes`).
 //!
-//! The runners print; they hold no logic of their own beyond choosing what to print.
+//! Must not: hold logic of its own beyond choosing what to print (the runners call `scan`,
+//! `ops` and `bootstrap`), or read a setting a command does not need.
 
 mod moves;
 mod pass;

@@ -10,6 +10,9 @@
 //! `flatten = "auto"` with no column to take a field); a **note** says what Sluice will do that
 //! may surprise (a version-only timestamp column, columns the worker adds on first use).
 //!
+//! Must not: change anything in PostgreSQL or the manifest; it only reads the catalog (and,
+//! with `--source`, lists the lake).
+//!
 //! Invariants:
 //! - the decision ([`check_table`]) is pure: rules and catalog facts in, findings out; the
 //!   catalog read ([`catalog`]) is separate and only reads;
