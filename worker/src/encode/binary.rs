@@ -32,7 +32,9 @@ pub enum BinType {
     Date,
     /// `timestamp` and `timestamptz` alike: DMS writes UTC and sessions run in UTC.
     Timestamp,
-    /// `text` and `varchar` (PostgreSQL checks a `varchar(n)` length on receive).
+    /// `text`, `varchar` and `character`: the text's bytes. On receive PostgreSQL checks a
+    /// `varchar(n)` length, and pads or checks a `character(n)` value, with the same code as
+    /// its text input (`bpcharrecv` and `bpcharin` both call `bpchar_input`).
     Text,
     Json,
     Jsonb,
@@ -52,7 +54,7 @@ pub fn bin_type(sql_type: &str) -> Option<BinType> {
         "boolean" => BinType::Bool,
         "date" => BinType::Date,
         "timestamp without time zone" | "timestamp with time zone" => BinType::Timestamp,
-        "text" | "character varying" => BinType::Text,
+        "text" | "character varying" | "character" | "bpchar" => BinType::Text,
         "json" => BinType::Json,
         "jsonb" => BinType::Jsonb,
         "uuid" => BinType::Uuid,
@@ -65,12 +67,21 @@ pub fn bin_type(sql_type: &str) -> Option<BinType> {
                     s.trim().parse().ok()?,
                 ))));
             }
-            if t.starts_with("character varying(") {
+            if t.starts_with("character varying(") || length_of(t, "character(").is_some() {
                 return Some(BinType::Text);
             }
             return None;
         }
     })
+}
+
+/// The length of a type name `{prefix}n)` (`character(3)`); None for anything else (an
+/// array of it, `character(3)[]`, has another binary form).
+fn length_of(t: &str, prefix: &str) -> Option<u32> {
+    let n = t.strip_prefix(prefix)?.strip_suffix(')')?;
+    n.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| n.parse().ok())?
 }
 
 /// `PGCOPY\n\377\r\n\0`, flags, header extension length.
@@ -469,7 +480,11 @@ mod tests {
         );
         assert_eq!(bin_type("character varying(20)"), Some(BinType::Text));
         assert_eq!(bin_type("timestamp(3) without time zone"), None);
-        assert_eq!(bin_type("character(3)"), None);
+        assert_eq!(bin_type("character(3)"), Some(BinType::Text));
+        assert_eq!(bin_type("character"), Some(BinType::Text));
+        assert_eq!(bin_type("bpchar"), Some(BinType::Text));
+        assert_eq!(bin_type("\"char\""), None);
+        assert_eq!(bin_type("character(3)[]"), None);
         assert_eq!(bin_type("interval"), None);
     }
 
