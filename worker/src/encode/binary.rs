@@ -16,7 +16,7 @@ use super::field::{Done, FieldAt, Value};
 use super::{Direct, EncodeSpec, Layout};
 use crate::error::WorkerError;
 use crate::read::csv::Record;
-use crate::sql::TargetTable;
+use crate::sql::{Column, TargetTable};
 
 /// A column type the binary path can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,9 @@ pub enum BinType {
     /// `varchar(n)` length, and pads or checks a `character(n)` value, with the same code as
     /// its text input (`bpcharrecv` and `bpcharin` both call `bpchar_input`).
     Text,
+    /// An enum (the catalog's `typtype`, not its name, says so): the label's bytes, which
+    /// `enum_recv` looks up like `enum_in`, with the same error for an unknown label.
+    Enum,
     Json,
     Jsonb,
     Uuid,
@@ -157,7 +160,7 @@ pub fn encode(t: BinType, v: &[u8], out: &mut Vec<u8>) -> bool {
         BinType::Timestamp => parse_timestamp(v)
             .map(|us| timestamp_micros(out, us))
             .is_some(),
-        BinType::Text | BinType::Json => {
+        BinType::Text | BinType::Enum | BinType::Json => {
             field(out, v);
             true
         }
@@ -378,11 +381,19 @@ fn uuid(v: &[u8]) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// The binary type of a catalog column, if the binary path handles it.
+fn column_type(column: &Column) -> Option<BinType> {
+    if column.is_enum {
+        return Some(BinType::Enum);
+    }
+    bin_type(&column.sql_type)
+}
+
 /// The binary types of the columns, when every one has one (else the text format is used).
 pub(super) fn column_types(target: &TargetTable, columns: &[usize]) -> Option<Vec<BinType>> {
     columns
         .iter()
-        .map(|&c| bin_type(&target.columns[c].sql_type))
+        .map(|&c| column_type(&target.columns[c]))
         .collect()
 }
 
@@ -486,6 +497,23 @@ mod tests {
         assert_eq!(bin_type("\"char\""), None);
         assert_eq!(bin_type("character(3)[]"), None);
         assert_eq!(bin_type("interval"), None);
+    }
+
+    #[test]
+    fn enums_by_their_catalog_kind_not_their_name() {
+        let col = |sql_type: &str, is_enum| Column {
+            name: "c".into(),
+            sql_type: sql_type.into(),
+            not_null: false,
+            is_enum,
+        };
+        assert_eq!(column_type(&col("mood", true)), Some(BinType::Enum));
+        // An enum named like a built-in type is still an enum.
+        assert_eq!(column_type(&col("public.date", true)), Some(BinType::Enum));
+        assert_eq!(column_type(&col("mood", false)), None);
+        assert_eq!(column_type(&col("mood[]", false)), None);
+        assert_eq!(column_type(&col("integer", false)), Some(BinType::Int4));
+        assert_eq!(enc(BinType::Enum, "sad"), Some(b"\0\0\0\x03sad".to_vec()));
     }
 
     #[test]
