@@ -32,6 +32,8 @@ pub enum BinType {
     Date,
     /// `timestamp` and `timestamptz` alike: DMS writes UTC and sessions run in UTC.
     Timestamp,
+    /// `time` (without time zone): microseconds since midnight, `24:00:00` included.
+    Time,
     /// `text`, `varchar` and `character`: the text's bytes. On receive PostgreSQL checks a
     /// `varchar(n)` length, and pads or checks a `character(n)` value, with the same code as
     /// its text input (`bpcharrecv` and `bpcharin` both call `bpchar_input`).
@@ -57,6 +59,7 @@ pub fn bin_type(sql_type: &str) -> Option<BinType> {
         "boolean" => BinType::Bool,
         "date" => BinType::Date,
         "timestamp without time zone" | "timestamp with time zone" => BinType::Timestamp,
+        "time without time zone" => BinType::Time,
         "text" | "character varying" | "character" | "bpchar" => BinType::Text,
         "json" => BinType::Json,
         "jsonb" => BinType::Jsonb,
@@ -159,6 +162,9 @@ pub fn encode(t: BinType, v: &[u8], out: &mut Vec<u8>) -> bool {
             .is_some(),
         BinType::Timestamp => parse_timestamp(v)
             .map(|us| timestamp_micros(out, us))
+            .is_some(),
+        BinType::Time => parse_time(v)
+            .map(|us| field(out, &us.to_be_bytes()))
             .is_some(),
         BinType::Text | BinType::Enum | BinType::Json => {
             field(out, v);
@@ -341,29 +347,50 @@ fn date_days(v: &[u8]) -> Option<i64> {
     (y >= 1).then(|| i64::from(date.to_julian_day()) - 2_440_588)
 }
 
-/// DMS's `YYYY-MM-DD HH:MM:SS[.f{1,6}]` (UTC) as microseconds since 1970.
-pub fn parse_timestamp(v: &[u8]) -> Option<i64> {
-    if v.len() < 19 || v[10] != b' ' || v[13] != b':' || v[16] != b':' {
+/// `HH:MM:SS[.f{1,6}]` as hours, minutes, seconds and microseconds, not range-checked.
+fn clock(v: &[u8]) -> Option<(i64, i64, i64, i64)> {
+    if v.len() < 8 || v[2] != b':' || v[5] != b':' {
         return None;
     }
-    let days = date_days(&v[..10])?;
     let (h, mi, s) = (
-        digits_at(v, 11, 2)?,
-        digits_at(v, 14, 2)?,
-        digits_at(v, 17, 2)?,
+        digits_at(v, 0, 2)?,
+        digits_at(v, 3, 2)?,
+        digits_at(v, 6, 2)?,
     );
-    if h > 23 || mi > 59 || s > 59 {
-        return None;
-    }
     let mut micros = 0;
-    if v.len() > 19 {
-        let frac = &v[20..];
-        if v[19] != b'.' || frac.is_empty() || frac.len() > 6 {
+    if v.len() > 8 {
+        let frac = &v[9..];
+        if v[8] != b'.' || frac.is_empty() || frac.len() > 6 {
             return None;
         }
         micros = digits_at(frac, 0, frac.len())? * 10_i64.pow(6 - frac.len() as u32);
     }
+    Some((h, mi, s, micros))
+}
+
+/// DMS's `YYYY-MM-DD HH:MM:SS[.f{1,6}]` (UTC) as microseconds since 1970.
+pub fn parse_timestamp(v: &[u8]) -> Option<i64> {
+    if v.len() < 19 || v[10] != b' ' {
+        return None;
+    }
+    let days = date_days(&v[..10])?;
+    let (h, mi, s, micros) = clock(&v[11..])?;
+    if h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
     Some(((days * 24 + h) * 60 + mi) * 60_000_000 + s * 1_000_000 + micros)
+}
+
+/// `HH:MM:SS[.f{1,6}]` from `00:00:00` to `23:59:59.999999`, or `24:00:00` exactly (the end of
+/// the day, which `time` stores and `time_recv` takes), as microseconds since midnight. The leap
+/// second `23:59:60`, which PostgreSQL also reads as `24:00:00`, is left to it.
+fn parse_time(v: &[u8]) -> Option<i64> {
+    let (h, mi, s, micros) = clock(v)?;
+    let end_of_day = h == 24 && mi == 0 && s == 0 && micros == 0;
+    if (h > 23 && !end_of_day) || mi > 59 || s > 59 {
+        return None;
+    }
+    Some((h * 60 + mi) * 60_000_000 + s * 1_000_000 + micros)
 }
 
 /// The canonical 36-character form, as 16 bytes.
@@ -588,6 +615,48 @@ mod tests {
             "2024-01-01 24:00:00",
         ] {
             assert_eq!(enc(BinType::Timestamp, v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn times_count_microseconds_from_midnight_to_the_end_of_the_day() {
+        let micros =
+            |v: &str| enc(BinType::Time, v).map(|b| i64::from_be_bytes(b[4..].try_into().unwrap()));
+        assert_eq!(
+            enc(BinType::Time, "00:00:00"),
+            Some([0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0].to_vec())
+        );
+        assert_eq!(micros("00:00:01.5"), Some(1_500_000));
+        assert_eq!(micros("23:59:59.999999"), Some(86_399_999_999));
+        assert_eq!(micros("24:00:00"), Some(86_400_000_000));
+        assert_eq!(micros("24:00:00.000"), Some(86_400_000_000));
+        assert_eq!(bin_type("time without time zone"), Some(BinType::Time));
+        for t in [
+            "time(3) without time zone",
+            "time with time zone",
+            "time without time zone[]",
+        ] {
+            assert_eq!(bin_type(t), None, "{t}");
+        }
+        for v in [
+            "24:00:00.000001",
+            "24:00:01",
+            "23:59:60",
+            "23:60:00",
+            "25:00:00",
+            "1:02:03",
+            "12:00",
+            "12:00:00.1234567",
+            "12:00:00.",
+            "12:00:00 PM",
+            "12:00:00+02",
+            "allballs",
+            "T12:00:00",
+            " 12:00:00",
+            "-01:00:00",
+            "",
+        ] {
+            assert_eq!(enc(BinType::Time, v), None, "{v}");
         }
     }
 
