@@ -369,6 +369,18 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         "invalid input value for enum",
     )
     .await;
+    // An array of varchar(n) is not varchar(n): the direct path in text format.
+    tb.sql("CREATE TABLE {s}.va (id int PRIMARY KEY, tags varchar(5)[])")
+        .await;
+    let va = stats(
+        tb.put_and_load(&ctx, &tb.key("va/LOAD00000001.csv"), "1,\"{a,b c}\"\n")
+            .await,
+    );
+    assert!(va.direct);
+    assert_eq!(
+        tb.rows("SELECT tags::text FROM {s}.va").await,
+        vec![vec![Some(r#"{a,"b c"}"#.to_owned())]]
+    );
     // A type the binary format does not handle: the direct path in text format.
     tb.sql("CREATE TABLE {s}.iv (id int PRIMARY KEY, span interval)")
         .await;

@@ -73,10 +73,11 @@ pub fn bin_type(sql_type: &str) -> Option<BinType> {
                     s.trim().parse().ok()?,
                 ))));
             }
-            if t.starts_with("character varying(") || length_of(t, "character(").is_some() {
-                return Some(BinType::Text);
-            }
-            return None;
+            let lengths = ["character varying(", "character("];
+            return lengths
+                .iter()
+                .any(|p| length_of(t, p).is_some())
+                .then_some(BinType::Text);
         }
     })
 }
@@ -523,6 +524,7 @@ mod tests {
         assert_eq!(bin_type("bpchar"), Some(BinType::Text));
         assert_eq!(bin_type("\"char\""), None);
         assert_eq!(bin_type("character(3)[]"), None);
+        assert_eq!(bin_type("character varying(20)[]"), None);
         assert_eq!(bin_type("interval"), None);
     }
 
