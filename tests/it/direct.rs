@@ -4,7 +4,7 @@
 //! it still wins over an older full-load row.
 
 use crate::support::{cdc_name, TestBed};
-use sluice_worker::load::{LoadOutcome, LoadStats};
+use sluice_worker::load::{load_file, LoadContext, LoadOutcome, LoadStats};
 
 fn stats(outcome: LoadOutcome) -> LoadStats {
     match outcome {
@@ -208,14 +208,15 @@ async fn a_newer_delete_wins_over_a_direct_full_load_and_soft_delete_tables_get_
 /// Columns of every type the binary format handles, and values at their edges.
 const TYPED: &str = "(id int PRIMARY KEY, i2 smallint, i8 bigint, n numeric, n2 numeric(12,2), \
     r real, d double precision, b boolean, day date, ts timestamp, tstz timestamptz, \
-    u uuid, bin bytea, j json, jb jsonb, v varchar(20), t text)";
+    u uuid, bin bytea, j json, jb jsonb, v varchar(20), t text, c3 character(3), bp bpchar, \
+    e {s}.mood, tm time)";
 
 fn typed_rows(odd: Option<&str>) -> String {
     let mut rows = vec![
-        "1,-32768,-999999999999999999,-123456789.000123456789,-9999999999.99,1.5e-7,-2.2250738585072014e-308,1,0001-01-01,2000-01-01 00:00:00,1999-12-31 23:59:59.999999,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,DEADBEEF,\"{\"\"a\"\": [1, 2.50]}\",\"{\"\"b\"\": 1.50, \"\"a\"\": null}\",\"über, \"\"q\"\"\",\"line\nbreak\ttab\\\\back\"".to_owned(),
-        "2,32767,999999999999999999,0.0000000000000000000001,0.01,3.4028235e38,1.7976931348623157e308,0,9999-12-31,2024-02-29 12:34:56.5,1970-01-01 00:00:00.000001,00000000-0000-0000-0000-000000000000,0x00,[],[],\"\",\"\"".to_owned(),
-        "3,0,0,0,0,0,-0,t,2000-02-29,1900-01-01 00:00:00,2038-01-19 03:14:08,A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,\"\",null,\"\"\"s\"\"\",x,NULL".to_owned(),
-        "4,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,\"NULL\"".to_owned(),
+        "1,-32768,-999999999999999999,-123456789.000123456789,-9999999999.99,1.5e-7,-2.2250738585072014e-308,1,0001-01-01,2000-01-01 00:00:00,1999-12-31 23:59:59.999999,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,DEADBEEF,\"{\"\"a\"\": [1, 2.50]}\",\"{\"\"b\"\": 1.50, \"\"a\"\": null}\",\"über, \"\"q\"\"\",\"line\nbreak\ttab\\\\back\",ab, x ,with space,12:34:56.5".to_owned(),
+        "2,32767,999999999999999999,0.0000000000000000000001,0.01,3.4028235e38,1.7976931348623157e308,0,9999-12-31,2024-02-29 12:34:56.5,1970-01-01 00:00:00.000001,00000000-0000-0000-0000-000000000000,0x00,[],[],\"\",\"\",abc   ,\"\",ü,23:59:59.999999".to_owned(),
+        "3,0,0,0,0,0,-0,t,2000-02-29,1900-01-01 00:00:00,2038-01-19 03:14:08,A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,\"\",null,\"\"\"s\"\"\",x,NULL,übe,\"NULL\",sad,24:00:00.000".to_owned(),
+        "4,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,\"NULL\",NULL,NULL,NULL,NULL".to_owned(),
     ];
     if let Some(odd) = odd {
         rows.push(odd.to_owned());
@@ -223,18 +224,68 @@ fn typed_rows(odd: Option<&str>) -> String {
     rows.join("\n") + "\n"
 }
 
+/// Loads `value` into a `ty` column of an empty table (the direct path) and of a table with a
+/// row (the staged path): both must fail alike, with PostgreSQL's `message`.
+async fn refused_alike(
+    tb: &TestBed,
+    ctx: &LoadContext,
+    name: &str,
+    ty: &str,
+    value: &str,
+    message: &str,
+) {
+    let mut errors = Vec::new();
+    for (t, rows) in [("a", ""), ("b", "INSERT INTO {s}.{t} (id) VALUES (0);")] {
+        let t = format!("{name}_{t}");
+        let rows = rows.replace("{t}", &t);
+        tb.sql(&format!(
+            "CREATE TABLE {{s}}.{t} (id int PRIMARY KEY, c {ty}); {rows}"
+        ))
+        .await;
+        let key = tb.key(&format!("{t}/LOAD00000001.csv"));
+        tb.put(&key, format!("1,{value}\n")).await;
+        let e = load_file(ctx, &tb.message(&key).await).await.unwrap_err();
+        errors.push((e.class(), e.to_string().contains(message)));
+    }
+    assert_eq!(
+        errors,
+        vec![("bad_value", true); 2],
+        "{ty} {value}: {errors:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
     let tb = TestBed::new("direct-binary").await;
     // Odd values that only PostgreSQL should read: each sends the direct load to the staged
     // path, with the same result.
-    let odds = [
+    let mut odds = vec![
         None,
-        Some("5,1,1,1,1.005,NaN,1,1,2024-01-01,2024-01-01 00:00:00,2024-01-01 00:00:00,NULL,NULL,NULL,NULL,x,x"),
-        Some("5,+1,1,1e3,1,1,Infinity,TRUE,2024-01-01,2024-01-01T00:00:00,2024-01-01 00:00:00.1234567,{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11},NULL,NULL,NULL,x,x"),
-        Some("5, 1,9223372036854775807,1,1,1,1,yes,20240101,2024-01-01 24:00:00,2024-01-01 00:00:00+02,NULL,NULL,NULL,NULL,x,x"),
+        Some("5,1,1,1,1.005,NaN,1,1,2024-01-01,2024-01-01 00:00:00,2024-01-01 00:00:00,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00"),
+        Some("5,+1,1,1e3,1,1,Infinity,TRUE,2024-01-01,2024-01-01T00:00:00,2024-01-01 00:00:00.1234567,{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11},NULL,NULL,NULL,x,x,x,x,ok,00:00:00"),
+        Some("5, 1,9223372036854775807,1,1,1,1,yes,20240101,2024-01-01 24:00:00,2024-01-01 00:00:00+02,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00"),
     ];
+    // One row per odd time, each the only odd value of its file.
+    let times = [
+        "23:59:60",
+        "12:00",
+        "1:02:03",
+        "12:00:00.1234567",
+        "23:59:59.9999995",
+        "allballs",
+        "12:00:00 PM",
+        "12:00:00+02",
+        "T12:00:00",
+        "\" 12:00:00\"",
+    ];
+    let timed: Vec<String> = times
+        .iter()
+        .map(|t| format!("5,1,1,1,1,1,1,1,2024-01-01,2024-01-01 00:00:00,2024-01-01 00:00:00,NULL,NULL,NULL,NULL,x,x,x,x,ok,{t}"))
+        .collect();
+    odds.extend(timed.iter().map(|r| Some(r.as_str())));
     tb.sql("SET TimeZone = 'UTC'").await;
+    tb.sql("CREATE TYPE {s}.mood AS ENUM ('sad', 'ok', 'with space', 'ü')")
+        .await;
     let ctx = tb.load_context("").await;
     for (n, odd) in odds.iter().enumerate() {
         let (a, b) = (format!("a{n}"), format!("b{n}"));
@@ -253,7 +304,8 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         assert!(!sb.direct);
         let cols = "id, i2::text, i8::text, n::text, n2::text, r::text, d::text, b::text, \
                     day::text, ts::text, tstz::text, u::text, encode(bin, 'hex'), j::text, \
-                    jb::text, v, t, _sluice_record::text";
+                    jb::text, v, t, c3, octet_length(c3)::text, bp, e::text, tm::text, \
+                    _sluice_record::text";
         let ra = tb
             .rows(&format!("SELECT {cols} FROM {{s}}.{a} ORDER BY id"))
             .await;
@@ -277,6 +329,57 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
             Some("deadbeef".to_owned()),
             Some(r#"{"a": null, "b": 1.50}"#.to_owned()),
         ]]
+    );
+    // time up to the end of the day, in microseconds.
+    assert_eq!(
+        tb.rows("SELECT tm::text FROM {s}.a0 ORDER BY id").await,
+        [
+            Some("12:34:56.5"),
+            Some("23:59:59.999999"),
+            Some("24:00:00"),
+            None
+        ]
+        .map(|t| vec![t.map(str::to_owned)])
+    );
+    // character(n) is padded, and spaces beyond its length are cut, as by text input.
+    assert_eq!(
+        tb.rows("SELECT c3, bp FROM {s}.a0 WHERE id IN (1, 2) ORDER BY id")
+            .await,
+        vec![
+            vec![Some("ab ".to_owned()), Some(" x ".to_owned())],
+            vec![Some("abc".to_owned()), Some("".to_owned())]
+        ]
+    );
+    // Values text input refuses: the same error by either path.
+    refused_alike(
+        &tb,
+        &ctx,
+        "ch",
+        "character(3)",
+        "abcd",
+        "value too long for type character(3)",
+    )
+    .await;
+    refused_alike(
+        &tb,
+        &ctx,
+        "en",
+        "{s}.mood",
+        "angry",
+        "invalid input value for enum",
+    )
+    .await;
+    // An array of varchar(n) is not varchar(n): the direct path in text format.
+    tb.sql("CREATE TABLE {s}.va (id int PRIMARY KEY, tags varchar(5)[])")
+        .await;
+    let va = stats(
+        tb.put_and_load(&ctx, &tb.key("va/LOAD00000001.csv"), "1,\"{a,b c}\"\n")
+            .await,
+    );
+    assert!(va.direct);
+    assert_eq!(
+        tb.rows("SELECT tags::text FROM {s}.va").await,
+        vec![vec![Some(r#"{a,"b c"}"#.to_owned())]]
     );
     // A type the binary format does not handle: the direct path in text format.
     tb.sql("CREATE TABLE {s}.iv (id int PRIMARY KEY, span interval)")

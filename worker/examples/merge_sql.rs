@@ -9,6 +9,7 @@ fn main() {
         name: name.into(),
         sql_type: sql_type.into(),
         not_null,
+        is_enum: false,
     };
     let target = TargetTable {
         schema: "bench".into(),

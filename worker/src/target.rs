@@ -77,6 +77,7 @@ pub async fn resolve<C: GenericClient>(
             name,
             sql_type: row.get(1),
             not_null: row.get(4),
+            is_enum: row.get(5),
         });
     }
     if key_cols.is_empty() {

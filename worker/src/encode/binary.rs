@@ -16,7 +16,7 @@ use super::field::{Done, FieldAt, Value};
 use super::{Direct, EncodeSpec, Layout};
 use crate::error::WorkerError;
 use crate::read::csv::Record;
-use crate::sql::TargetTable;
+use crate::sql::{Column, TargetTable};
 
 /// A column type the binary path can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,15 @@ pub enum BinType {
     Date,
     /// `timestamp` and `timestamptz` alike: DMS writes UTC and sessions run in UTC.
     Timestamp,
-    /// `text` and `varchar` (PostgreSQL checks a `varchar(n)` length on receive).
+    /// `time` (without time zone): microseconds since midnight, `24:00:00` included.
+    Time,
+    /// `text`, `varchar` and `character`: the text's bytes. On receive PostgreSQL checks a
+    /// `varchar(n)` length, and pads or checks a `character(n)` value, with the same code as
+    /// its text input (`bpcharrecv` and `bpcharin` both call `bpchar_input`).
     Text,
+    /// An enum (the catalog's `typtype`, not its name, says so): the label's bytes, which
+    /// `enum_recv` looks up like `enum_in`, with the same error for an unknown label.
+    Enum,
     Json,
     Jsonb,
     Uuid,
@@ -52,7 +59,8 @@ pub fn bin_type(sql_type: &str) -> Option<BinType> {
         "boolean" => BinType::Bool,
         "date" => BinType::Date,
         "timestamp without time zone" | "timestamp with time zone" => BinType::Timestamp,
-        "text" | "character varying" => BinType::Text,
+        "time without time zone" => BinType::Time,
+        "text" | "character varying" | "character" | "bpchar" => BinType::Text,
         "json" => BinType::Json,
         "jsonb" => BinType::Jsonb,
         "uuid" => BinType::Uuid,
@@ -65,12 +73,22 @@ pub fn bin_type(sql_type: &str) -> Option<BinType> {
                     s.trim().parse().ok()?,
                 ))));
             }
-            if t.starts_with("character varying(") {
-                return Some(BinType::Text);
-            }
-            return None;
+            let lengths = ["character varying(", "character("];
+            return lengths
+                .iter()
+                .any(|p| length_of(t, p).is_some())
+                .then_some(BinType::Text);
         }
     })
+}
+
+/// The length of a type name `{prefix}n)` (`character(3)`); None for anything else (an
+/// array of it, `character(3)[]`, has another binary form).
+fn length_of(t: &str, prefix: &str) -> Option<u32> {
+    let n = t.strip_prefix(prefix)?.strip_suffix(')')?;
+    n.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| n.parse().ok())?
 }
 
 /// `PGCOPY\n\377\r\n\0`, flags, header extension length.
@@ -146,7 +164,10 @@ pub fn encode(t: BinType, v: &[u8], out: &mut Vec<u8>) -> bool {
         BinType::Timestamp => parse_timestamp(v)
             .map(|us| timestamp_micros(out, us))
             .is_some(),
-        BinType::Text | BinType::Json => {
+        BinType::Time => parse_time(v)
+            .map(|us| field(out, &us.to_be_bytes()))
+            .is_some(),
+        BinType::Text | BinType::Enum | BinType::Json => {
             field(out, v);
             true
         }
@@ -327,29 +348,50 @@ fn date_days(v: &[u8]) -> Option<i64> {
     (y >= 1).then(|| i64::from(date.to_julian_day()) - 2_440_588)
 }
 
-/// DMS's `YYYY-MM-DD HH:MM:SS[.f{1,6}]` (UTC) as microseconds since 1970.
-pub fn parse_timestamp(v: &[u8]) -> Option<i64> {
-    if v.len() < 19 || v[10] != b' ' || v[13] != b':' || v[16] != b':' {
+/// `HH:MM:SS[.f{1,6}]` as hours, minutes, seconds and microseconds, not range-checked.
+fn clock(v: &[u8]) -> Option<(i64, i64, i64, i64)> {
+    if v.len() < 8 || v[2] != b':' || v[5] != b':' {
         return None;
     }
-    let days = date_days(&v[..10])?;
     let (h, mi, s) = (
-        digits_at(v, 11, 2)?,
-        digits_at(v, 14, 2)?,
-        digits_at(v, 17, 2)?,
+        digits_at(v, 0, 2)?,
+        digits_at(v, 3, 2)?,
+        digits_at(v, 6, 2)?,
     );
-    if h > 23 || mi > 59 || s > 59 {
-        return None;
-    }
     let mut micros = 0;
-    if v.len() > 19 {
-        let frac = &v[20..];
-        if v[19] != b'.' || frac.is_empty() || frac.len() > 6 {
+    if v.len() > 8 {
+        let frac = &v[9..];
+        if v[8] != b'.' || frac.is_empty() || frac.len() > 6 {
             return None;
         }
         micros = digits_at(frac, 0, frac.len())? * 10_i64.pow(6 - frac.len() as u32);
     }
+    Some((h, mi, s, micros))
+}
+
+/// DMS's `YYYY-MM-DD HH:MM:SS[.f{1,6}]` (UTC) as microseconds since 1970.
+pub fn parse_timestamp(v: &[u8]) -> Option<i64> {
+    if v.len() < 19 || v[10] != b' ' {
+        return None;
+    }
+    let days = date_days(&v[..10])?;
+    let (h, mi, s, micros) = clock(&v[11..])?;
+    if h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
     Some(((days * 24 + h) * 60 + mi) * 60_000_000 + s * 1_000_000 + micros)
+}
+
+/// `HH:MM:SS[.f{1,6}]` from `00:00:00` to `23:59:59.999999`, or `24:00:00` exactly (the end of
+/// the day, which `time` stores and `time_recv` takes), as microseconds since midnight. The leap
+/// second `23:59:60`, which PostgreSQL also reads as `24:00:00`, is left to it.
+fn parse_time(v: &[u8]) -> Option<i64> {
+    let (h, mi, s, micros) = clock(v)?;
+    let end_of_day = h == 24 && mi == 0 && s == 0 && micros == 0;
+    if (h > 23 && !end_of_day) || mi > 59 || s > 59 {
+        return None;
+    }
+    Some((h * 60 + mi) * 60_000_000 + s * 1_000_000 + micros)
 }
 
 /// The canonical 36-character form, as 16 bytes.
@@ -367,11 +409,19 @@ fn uuid(v: &[u8]) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// The binary type of a catalog column, if the binary path handles it.
+fn column_type(column: &Column) -> Option<BinType> {
+    if column.is_enum {
+        return Some(BinType::Enum);
+    }
+    bin_type(&column.sql_type)
+}
+
 /// The binary types of the columns, when every one has one (else the text format is used).
 pub(super) fn column_types(target: &TargetTable, columns: &[usize]) -> Option<Vec<BinType>> {
     columns
         .iter()
-        .map(|&c| bin_type(&target.columns[c].sql_type))
+        .map(|&c| column_type(&target.columns[c]))
         .collect()
 }
 
@@ -469,8 +519,30 @@ mod tests {
         );
         assert_eq!(bin_type("character varying(20)"), Some(BinType::Text));
         assert_eq!(bin_type("timestamp(3) without time zone"), None);
-        assert_eq!(bin_type("character(3)"), None);
+        assert_eq!(bin_type("character(3)"), Some(BinType::Text));
+        assert_eq!(bin_type("character"), Some(BinType::Text));
+        assert_eq!(bin_type("bpchar"), Some(BinType::Text));
+        assert_eq!(bin_type("\"char\""), None);
+        assert_eq!(bin_type("character(3)[]"), None);
+        assert_eq!(bin_type("character varying(20)[]"), None);
         assert_eq!(bin_type("interval"), None);
+    }
+
+    #[test]
+    fn enums_by_their_catalog_kind_not_their_name() {
+        let col = |sql_type: &str, is_enum| Column {
+            name: "c".into(),
+            sql_type: sql_type.into(),
+            not_null: false,
+            is_enum,
+        };
+        assert_eq!(column_type(&col("mood", true)), Some(BinType::Enum));
+        // An enum named like a built-in type is still an enum.
+        assert_eq!(column_type(&col("public.date", true)), Some(BinType::Enum));
+        assert_eq!(column_type(&col("mood", false)), None);
+        assert_eq!(column_type(&col("mood[]", false)), None);
+        assert_eq!(column_type(&col("integer", false)), Some(BinType::Int4));
+        assert_eq!(enc(BinType::Enum, "sad"), Some(b"\0\0\0\x03sad".to_vec()));
     }
 
     #[test]
@@ -545,6 +617,48 @@ mod tests {
             "2024-01-01 24:00:00",
         ] {
             assert_eq!(enc(BinType::Timestamp, v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn times_count_microseconds_from_midnight_to_the_end_of_the_day() {
+        let micros =
+            |v: &str| enc(BinType::Time, v).map(|b| i64::from_be_bytes(b[4..].try_into().unwrap()));
+        assert_eq!(
+            enc(BinType::Time, "00:00:00"),
+            Some([0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0].to_vec())
+        );
+        assert_eq!(micros("00:00:01.5"), Some(1_500_000));
+        assert_eq!(micros("23:59:59.999999"), Some(86_399_999_999));
+        assert_eq!(micros("24:00:00"), Some(86_400_000_000));
+        assert_eq!(micros("24:00:00.000"), Some(86_400_000_000));
+        assert_eq!(bin_type("time without time zone"), Some(BinType::Time));
+        for t in [
+            "time(3) without time zone",
+            "time with time zone",
+            "time without time zone[]",
+        ] {
+            assert_eq!(bin_type(t), None, "{t}");
+        }
+        for v in [
+            "24:00:00.000001",
+            "24:00:01",
+            "23:59:60",
+            "23:60:00",
+            "25:00:00",
+            "1:02:03",
+            "12:00",
+            "12:00:00.1234567",
+            "12:00:00.",
+            "12:00:00 PM",
+            "12:00:00+02",
+            "allballs",
+            "T12:00:00",
+            " 12:00:00",
+            "-01:00:00",
+            "",
+        ] {
+            assert_eq!(enc(BinType::Time, v), None, "{v}");
         }
     }
 

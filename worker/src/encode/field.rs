@@ -277,6 +277,7 @@ mod tests {
             name: name.into(),
             sql_type: sql_type.into(),
             not_null,
+            is_enum: false,
         };
         TargetTable {
             schema: "s".into(),

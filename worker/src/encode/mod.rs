@@ -720,6 +720,7 @@ mod tests {
                     name: (*c).into(),
                     sql_type: "text".into(),
                     not_null: false,
+                    is_enum: false,
                 })
                 .collect(),
             key: vec![0],

@@ -44,6 +44,8 @@ pub struct Column {
     pub sql_type: String,
     /// `NOT NULL` in the catalog.
     pub not_null: bool,
+    /// An enum (`pg_type.typtype = 'e'`): its `sql_type` is the enum's own name.
+    pub is_enum: bool,
 }
 
 /// A target table: its data columns in ordinal order and its primary key.
@@ -95,15 +97,18 @@ impl TargetTable {
 /// The staging table's name (temporary, dropped at commit).
 pub const STAGE: &str = "sluice_stage";
 
-/// Catalog lookup of a table's columns and key. Parameters: `$1` schema, `$2` table, compared
+/// Catalog lookup of a table's columns and key: per column its name, type, key position, the
+/// table's oid, `NOT NULL`, and whether its type is an enum. Parameters: `$1` schema, `$2` table, compared
 /// as `text` so that a name longer than PostgreSQL's 63-byte limit never matches a truncated one.
 pub const CATALOG_COLUMNS: &str = "\
 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
        coalesce((SELECT k.ord FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
-                  WHERE k.attnum = a.attnum), 0)::int4 AS key_position, c.oid, a.attnotnull \
+                  WHERE k.attnum = a.attnum), 0)::int4 AS key_position, c.oid, a.attnotnull, \
+       t.typtype = 'e' AS is_enum \
   FROM pg_catalog.pg_class c \
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
   LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary \
  WHERE n.nspname::text = $1 AND c.relname::text = $2 AND c.relkind IN ('r', 'p') \
    AND a.attgenerated = '' \
@@ -222,16 +227,19 @@ mod tests {
                     name: "id".into(),
                     sql_type: "integer".into(),
                     not_null: true,
+                    is_enum: false,
                 },
                 Column {
                     name: "note".into(),
                     sql_type: "text".into(),
                     not_null: false,
+                    is_enum: false,
                 },
                 Column {
                     name: "amount".into(),
                     sql_type: "numeric(12,2)".into(),
                     not_null: false,
+                    is_enum: false,
                 },
             ],
             key: vec![0],
@@ -434,5 +442,6 @@ mod tests {
     #[test]
     fn catalog_lookup_binds_names() {
         assert!(CATALOG_COLUMNS.contains("n.nspname::text = $1 AND c.relname::text = $2"));
+        assert!(CATALOG_COLUMNS.contains("a.attnotnull, t.typtype = 'e' AS is_enum FROM"));
     }
 }
