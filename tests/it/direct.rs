@@ -209,14 +209,50 @@ async fn a_newer_delete_wins_over_a_direct_full_load_and_soft_delete_tables_get_
 const TYPED: &str = "(id int PRIMARY KEY, i2 smallint, i8 bigint, n numeric, n2 numeric(12,2), \
     r real, d double precision, b boolean, day date, ts timestamp, tstz timestamptz, \
     u uuid, bin bytea, j json, jb jsonb, v varchar(20), t text, c3 character(3), bp bpchar, \
-    e {s}.mood, tm time)";
+    e {s}.mood, tm time, mac macaddr)";
+
+/// A row of [`TYPED`] with plain values, each column by name.
+const PLAIN: &[(&str, &str)] = &[
+    ("id", "5"),
+    ("i2", "1"),
+    ("i8", "1"),
+    ("n", "1"),
+    ("n2", "1"),
+    ("r", "1"),
+    ("d", "1"),
+    ("b", "1"),
+    ("day", "2024-01-01"),
+    ("ts", "2024-01-01 00:00:00"),
+    ("tstz", "2024-01-01 00:00:00"),
+    ("u", "NULL"),
+    ("bin", "NULL"),
+    ("j", "NULL"),
+    ("jb", "NULL"),
+    ("v", "x"),
+    ("t", "x"),
+    ("c3", "x"),
+    ("bp", "x"),
+    ("e", "ok"),
+    ("tm", "00:00:00"),
+    ("mac", "08:00:2b:01:02:03"),
+];
+
+/// The plain row with `value` in `column`: the only odd value of its file.
+fn odd_in(column: &str, value: &str) -> String {
+    assert!(PLAIN.iter().any(|(c, _)| *c == column), "{column}");
+    PLAIN
+        .iter()
+        .map(|&(c, v)| if c == column { value } else { v })
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 fn typed_rows(odd: Option<&str>) -> String {
     let mut rows = vec![
-        "1,-32768,-999999999999999999,-123456789.000123456789,-9999999999.99,1.5e-7,-2.2250738585072014e-308,1,0001-01-01,2000-01-01 00:00:00,1999-12-31 23:59:59.999999,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,DEADBEEF,\"{\"\"a\"\": [1, 2.50]}\",\"{\"\"b\"\": 1.50, \"\"a\"\": null}\",\"über, \"\"q\"\"\",\"line\nbreak\ttab\\\\back\",ab, x ,with space,12:34:56.5".to_owned(),
-        "2,32767,999999999999999999,0.0000000000000000000001,0.01,3.4028235e38,1.7976931348623157e308,0,9999-12-31,2024-02-29 12:34:56.5,1970-01-01 00:00:00.000001,00000000-0000-0000-0000-000000000000,0x00,[],[],\"\",\"\",abc   ,\"\",ü,23:59:59.999999".to_owned(),
-        "3,0,0,0,0,0,-0,t,2000-02-29,1900-01-01 00:00:00,2038-01-19 03:14:08,A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,\"\",null,\"\"\"s\"\"\",x,NULL,übe,\"NULL\",sad,24:00:00.000".to_owned(),
-        "4,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,\"NULL\",NULL,NULL,NULL,NULL".to_owned(),
+        "1,-32768,-999999999999999999,-123456789.000123456789,-9999999999.99,1.5e-7,-2.2250738585072014e-308,1,0001-01-01,2000-01-01 00:00:00,1999-12-31 23:59:59.999999,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,DEADBEEF,\"{\"\"a\"\": [1, 2.50]}\",\"{\"\"b\"\": 1.50, \"\"a\"\": null}\",\"über, \"\"q\"\"\",\"line\nbreak\ttab\\\\back\",ab, x ,with space,12:34:56.5,08:00:2b:01:02:03".to_owned(),
+        "2,32767,999999999999999999,0.0000000000000000000001,0.01,3.4028235e38,1.7976931348623157e308,0,9999-12-31,2024-02-29 12:34:56.5,1970-01-01 00:00:00.000001,00000000-0000-0000-0000-000000000000,0x00,[],[],\"\",\"\",abc   ,\"\",ü,23:59:59.999999,0A:bB:Cc:dd:EE:ff".to_owned(),
+        "3,0,0,0,0,0,-0,t,2000-02-29,1900-01-01 00:00:00,2038-01-19 03:14:08,A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,\"\",null,\"\"\"s\"\"\",x,NULL,übe,\"NULL\",sad,24:00:00.000,00:00:00:00:00:00".to_owned(),
+        "4,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,\"NULL\",NULL,NULL,NULL,NULL,NULL".to_owned(),
     ];
     if let Some(odd) = odd {
         rows.push(odd.to_owned());
@@ -261,9 +297,9 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
     // path, with the same result.
     let mut odds = vec![
         None,
-        Some("5,1,1,1,1.005,NaN,1,1,2024-01-01,2024-01-01 00:00:00,2024-01-01 00:00:00,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00"),
-        Some("5,+1,1,1e3,1,1,Infinity,TRUE,2024-01-01,2024-01-01T00:00:00,2024-01-01 00:00:00.1234567,{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11},NULL,NULL,NULL,x,x,x,x,ok,00:00:00"),
-        Some("5, 1,9223372036854775807,1,1,1,1,yes,20240101,2024-01-01 24:00:00,2024-01-01 00:00:00+02,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00"),
+        Some("5,1,1,1,1.005,NaN,1,1,2024-01-01,2024-01-01 00:00:00,2024-01-01 00:00:00,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00,08:00:2b:01:02:03"),
+        Some("5,+1,1,1e3,1,1,Infinity,TRUE,2024-01-01,2024-01-01T00:00:00,2024-01-01 00:00:00.1234567,{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11},NULL,NULL,NULL,x,x,x,x,ok,00:00:00,08:00:2b:01:02:03"),
+        Some("5, 1,9223372036854775807,1,1,1,1,yes,20240101,2024-01-01 24:00:00,2024-01-01 00:00:00+02,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00,08:00:2b:01:02:03"),
     ];
     // One row per odd time, each the only odd value of its file.
     let times = [
@@ -278,11 +314,22 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         "T12:00:00",
         "\" 12:00:00\"",
     ];
-    let timed: Vec<String> = times
+    // And per odd macaddr: every spelling but `xx:xx:xx:xx:xx:xx` is PostgreSQL's to read.
+    let macs = [
+        "08-00-2b-01-02-03",
+        "08002b:010203",
+        "08002b-010203",
+        "0800.2b01.0203",
+        "0800-2b01-0203",
+        "08002b010203",
+        "8:0:2b:1:2:3",
+    ];
+    let single: Vec<String> = times
         .iter()
-        .map(|t| format!("5,1,1,1,1,1,1,1,2024-01-01,2024-01-01 00:00:00,2024-01-01 00:00:00,NULL,NULL,NULL,NULL,x,x,x,x,ok,{t}"))
+        .map(|t| odd_in("tm", t))
+        .chain(macs.iter().map(|m| odd_in("mac", m)))
         .collect();
-    odds.extend(timed.iter().map(|r| Some(r.as_str())));
+    odds.extend(single.iter().map(|r| Some(r.as_str())));
     tb.sql("SET TimeZone = 'UTC'").await;
     tb.sql("CREATE TYPE {s}.mood AS ENUM ('sad', 'ok', 'with space', 'ü')")
         .await;
@@ -305,7 +352,7 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         let cols = "id, i2::text, i8::text, n::text, n2::text, r::text, d::text, b::text, \
                     day::text, ts::text, tstz::text, u::text, encode(bin, 'hex'), j::text, \
                     jb::text, v, t, c3, octet_length(c3)::text, bp, e::text, tm::text, \
-                    _sluice_record::text";
+                    mac::text, _sluice_record::text";
         let ra = tb
             .rows(&format!("SELECT {cols} FROM {{s}}.{a} ORDER BY id"))
             .await;
@@ -341,6 +388,17 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         ]
         .map(|t| vec![t.map(str::to_owned)])
     );
+    // macaddr's six bytes, whatever the case of its digits.
+    assert_eq!(
+        tb.rows("SELECT mac::text FROM {s}.a0 ORDER BY id").await,
+        [
+            Some("08:00:2b:01:02:03"),
+            Some("0a:bb:cc:dd:ee:ff"),
+            Some("00:00:00:00:00:00"),
+            None
+        ]
+        .map(|t| vec![t.map(str::to_owned)])
+    );
     // character(n) is padded, and spaces beyond its length are cut, as by text input.
     assert_eq!(
         tb.rows("SELECT c3, bp FROM {s}.a0 WHERE id IN (1, 2) ORDER BY id")
@@ -367,6 +425,15 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         "{s}.mood",
         "angry",
         "invalid input value for enum",
+    )
+    .await;
+    refused_alike(
+        &tb,
+        &ctx,
+        "ma",
+        "macaddr",
+        "08:00:2b:01:02:0g",
+        "invalid input syntax for type macaddr",
     )
     .await;
     // An array of varchar(n) is not varchar(n): the direct path in text format.

@@ -45,6 +45,8 @@ pub enum BinType {
     Jsonb,
     Uuid,
     Bytea,
+    /// `macaddr`: its six bytes.
+    Macaddr,
 }
 
 /// The binary type for a catalog type name (`format_type`), if the binary path handles it.
@@ -65,6 +67,7 @@ pub fn bin_type(sql_type: &str) -> Option<BinType> {
         "jsonb" => BinType::Jsonb,
         "uuid" => BinType::Uuid,
         "bytea" => BinType::Bytea,
+        "macaddr" => BinType::Macaddr,
         t => {
             if let Some(args) = t.strip_prefix("numeric(").and_then(|r| r.strip_suffix(')')) {
                 let (p, s) = args.split_once(',')?;
@@ -182,6 +185,7 @@ pub fn encode(t: BinType, v: &[u8], out: &mut Vec<u8>) -> bool {
         BinType::Bytea => v
             .strip_prefix(b"\\x")
             .is_some_and(|hex| bytea_hex(hex, out)),
+        BinType::Macaddr => macaddr(v).map(|b| field(out, &b)).is_some(),
     }
 }
 
@@ -405,6 +409,19 @@ fn uuid(v: &[u8]) -> Option<[u8; 16]> {
         let a = hex_digit(*hex.next()?)?;
         let b = hex_digit(*hex.next()?)?;
         *byte = a << 4 | b;
+    }
+    Some(out)
+}
+
+/// `xx:xx:xx:xx:xx:xx` (hex digits, either case) as six bytes. PostgreSQL's other spellings
+/// (`-` or `.` separators, `xxxxxx:xxxxxx`, no separators) are left to it.
+fn macaddr(v: &[u8]) -> Option<[u8; 6]> {
+    if v.len() != 17 || [2, 5, 8, 11, 14].iter().any(|&i| v[i] != b':') {
+        return None;
+    }
+    let mut out = [0_u8; 6];
+    for (byte, pair) in out.iter_mut().zip(v.chunks(3)) {
+        *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
     }
     Some(out)
 }
@@ -659,6 +676,39 @@ mod tests {
             "",
         ] {
             assert_eq!(enc(BinType::Time, v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn macaddrs_as_six_bytes_in_the_colon_spelling_only() {
+        assert_eq!(bin_type("macaddr"), Some(BinType::Macaddr));
+        for t in ["macaddr8", "macaddr[]"] {
+            assert_eq!(bin_type(t), None, "{t}");
+        }
+        assert_eq!(
+            enc(BinType::Macaddr, "08:00:2b:01:02:03"),
+            Some([0, 0, 0, 6, 0x08, 0x00, 0x2b, 0x01, 0x02, 0x03].to_vec())
+        );
+        assert_eq!(
+            enc(BinType::Macaddr, "0A:bB:Cc:dd:EE:ff"),
+            Some([0, 0, 0, 6, 0x0a, 0xbb, 0xcc, 0xdd, 0xee, 0xff].to_vec())
+        );
+        for v in [
+            "08-00-2b-01-02-03",
+            "08002b:010203",
+            "08002b-010203",
+            "0800.2b01.0203",
+            "0800-2b01-0203",
+            "08002b010203",
+            "8:0:2b:1:2:3",
+            "08:00:2b:01:02:03 ",
+            " 08:00:2b:01:02:03",
+            "08:00:2b:01:02:0g",
+            "08:00:2b:01:02:03:04",
+            "+8:00:2b:01:02:03",
+            "",
+        ] {
+            assert_eq!(enc(BinType::Macaddr, v), None, "{v}");
         }
     }
 
