@@ -47,6 +47,10 @@ pub enum BinType {
     Bytea,
     /// `macaddr`: its six bytes.
     Macaddr,
+    /// `inet` (IPv4 only): family, bits, the cidr flag, address length, address.
+    Inet,
+    /// `cidr` (IPv4 only), as `inet` with the cidr flag set.
+    Cidr,
 }
 
 /// The binary type for a catalog type name (`format_type`), if the binary path handles it.
@@ -68,6 +72,8 @@ pub fn bin_type(sql_type: &str) -> Option<BinType> {
         "uuid" => BinType::Uuid,
         "bytea" => BinType::Bytea,
         "macaddr" => BinType::Macaddr,
+        "inet" => BinType::Inet,
+        "cidr" => BinType::Cidr,
         t => {
             if let Some(args) = t.strip_prefix("numeric(").and_then(|r| r.strip_suffix(')')) {
                 let (p, s) = args.split_once(',')?;
@@ -186,6 +192,8 @@ pub fn encode(t: BinType, v: &[u8], out: &mut Vec<u8>) -> bool {
             .strip_prefix(b"\\x")
             .is_some_and(|hex| bytea_hex(hex, out)),
         BinType::Macaddr => macaddr(v).map(|b| field(out, &b)).is_some(),
+        BinType::Inet => ipv4(v, false).map(|b| field(out, &b)).is_some(),
+        BinType::Cidr => ipv4(v, true).map(|b| field(out, &b)).is_some(),
     }
 }
 
@@ -424,6 +432,36 @@ fn macaddr(v: &[u8]) -> Option<[u8; 6]> {
         *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
     }
     Some(out)
+}
+
+/// PostgreSQL's address family for IPv4 in `inet` and `cidr` (`PGSQL_AF_INET`).
+const PGSQL_AF_INET: u8 = 2;
+
+/// Dotted-quad IPv4 with an optional `/n` (0 to 32; 32 without it), each number without
+/// leading zeros, in `inet_send`'s form: family, bits, the cidr flag, address length, address.
+/// A `cidr` with bits set right of its mask, which text input refuses, is left to PostgreSQL so
+/// that it fails with the same error. IPv6 and PostgreSQL's other spellings (`10.1`, `010.0.0.1`,
+/// `1.2.3.4/024`, spaces) are left to it too.
+fn ipv4(v: &[u8], cidr: bool) -> Option<[u8; 8]> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (addr, bits) = match s.split_once('/') {
+        Some((a, n)) => (a, decimal(n).filter(|&n| n <= 32)?),
+        None => (s, 32),
+    };
+    let mut out = [PGSQL_AF_INET, bits as u8, u8::from(cidr), 4, 0, 0, 0, 0];
+    let mut octets = addr.split('.');
+    for byte in &mut out[4..] {
+        *byte = u8::try_from(decimal(octets.next()?)?).ok()?;
+    }
+    let host = u32::from_be_bytes(out[4..].try_into().ok()?);
+    let mask = u32::MAX.checked_shr(bits).unwrap_or(0);
+    (octets.next().is_none() && !(cidr && host & mask != 0)).then_some(out)
+}
+
+/// `0` or `[1-9][0-9]{0,2}`.
+fn decimal(d: &str) -> Option<u32> {
+    let plain = !d.is_empty() && d.len() <= 3 && d.bytes().all(|b| b.is_ascii_digit());
+    (plain && (d == "0" || !d.starts_with('0'))).then(|| d.parse().ok())?
 }
 
 /// The binary type of a catalog column, if the binary path handles it.
@@ -709,6 +747,64 @@ mod tests {
             "",
         ] {
             assert_eq!(enc(BinType::Macaddr, v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn ipv4_inet_and_cidr_as_inet_send_writes_them() {
+        assert_eq!(bin_type("inet"), Some(BinType::Inet));
+        assert_eq!(bin_type("cidr"), Some(BinType::Cidr));
+        assert_eq!(bin_type("inet[]"), None);
+        let head = [0, 0, 0, 8];
+        assert_eq!(
+            enc(BinType::Inet, "1.2.3.4/24"),
+            Some([&head[..], &[2, 24, 0, 4, 1, 2, 3, 4]].concat())
+        );
+        assert_eq!(
+            enc(BinType::Inet, "255.255.255.255"),
+            Some([&head[..], &[2, 32, 0, 4, 255, 255, 255, 255]].concat())
+        );
+        assert_eq!(
+            enc(BinType::Inet, "0.0.0.0/0"),
+            Some([&head[..], &[2, 0, 0, 4, 0, 0, 0, 0]].concat())
+        );
+        assert_eq!(
+            enc(BinType::Cidr, "1.2.3.0/24"),
+            Some([&head[..], &[2, 24, 1, 4, 1, 2, 3, 0]].concat())
+        );
+        assert_eq!(
+            enc(BinType::Cidr, "10.0.0.0"),
+            Some([&head[..], &[2, 32, 1, 4, 10, 0, 0, 0]].concat())
+        );
+        assert_eq!(
+            enc(BinType::Cidr, "0.0.0.0/0"),
+            Some([&head[..], &[2, 0, 1, 4, 0, 0, 0, 0]].concat())
+        );
+        // Bits right of the mask: a cidr is PostgreSQL's to refuse, an inet keeps them.
+        assert_eq!(enc(BinType::Cidr, "1.2.3.4/24"), None);
+        assert_eq!(enc(BinType::Cidr, "128.0.0.0/0"), None);
+        assert!(enc(BinType::Inet, "128.0.0.0/0").is_some());
+        for v in [
+            "1.2.3.256",
+            "1.2.3",
+            "10.1",
+            "1.2.3.4.5",
+            "010.0.0.1",
+            "1.2.3.4/024",
+            "1.2.3.4/33",
+            "1.2.3.4/",
+            "1.2.3.4/-1",
+            "1.2.3.4/+8",
+            "1..3.4",
+            " 1.2.3.4",
+            "1.2.3.4 ",
+            "::1",
+            "::ffff:1.2.3.4",
+            "1.2.3.4/24/8",
+            "",
+        ] {
+            assert_eq!(enc(BinType::Inet, v), None, "{v}");
+            assert_eq!(enc(BinType::Cidr, v), None, "{v}");
         }
     }
 
