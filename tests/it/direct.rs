@@ -209,7 +209,7 @@ async fn a_newer_delete_wins_over_a_direct_full_load_and_soft_delete_tables_get_
 const TYPED: &str = "(id int PRIMARY KEY, i2 smallint, i8 bigint, n numeric, n2 numeric(12,2), \
     r real, d double precision, b boolean, day date, ts timestamp, tstz timestamptz, \
     u uuid, bin bytea, j json, jb jsonb, v varchar(20), t text, c3 character(3), bp bpchar, \
-    e {s}.mood, tm time, mac macaddr, ip inet, net cidr)";
+    e {s}.mood, tm time, mac macaddr, ip inet, net cidr, tz timetz)";
 
 /// A row of [`TYPED`] with plain values, each column by name.
 const PLAIN: &[(&str, &str)] = &[
@@ -237,6 +237,7 @@ const PLAIN: &[(&str, &str)] = &[
     ("mac", "08:00:2b:01:02:03"),
     ("ip", "10.0.0.1"),
     ("net", "10.0.0.0/8"),
+    ("tz", "00:00:00+00"),
 ];
 
 /// The plain row with `value` in `column`: the only odd value of its file.
@@ -251,10 +252,10 @@ fn odd_in(column: &str, value: &str) -> String {
 
 fn typed_rows(odd: Option<&str>) -> String {
     let mut rows = vec![
-        "1,-32768,-999999999999999999,-123456789.000123456789,-9999999999.99,1.5e-7,-2.2250738585072014e-308,1,0001-01-01,2000-01-01 00:00:00,1999-12-31 23:59:59.999999,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,DEADBEEF,\"{\"\"a\"\": [1, 2.50]}\",\"{\"\"b\"\": 1.50, \"\"a\"\": null}\",\"über, \"\"q\"\"\",\"line\nbreak\ttab\\\\back\",ab, x ,with space,12:34:56.5,08:00:2b:01:02:03,192.168.1.5/24,192.168.0.0/16".to_owned(),
-        "2,32767,999999999999999999,0.0000000000000000000001,0.01,3.4028235e38,1.7976931348623157e308,0,9999-12-31,2024-02-29 12:34:56.5,1970-01-01 00:00:00.000001,00000000-0000-0000-0000-000000000000,0x00,[],[],\"\",\"\",abc   ,\"\",ü,23:59:59.999999,0A:bB:Cc:dd:EE:ff,255.255.255.255,10.0.0.0".to_owned(),
-        "3,0,0,0,0,0,-0,t,2000-02-29,1900-01-01 00:00:00,2038-01-19 03:14:08,A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,\"\",null,\"\"\"s\"\"\",x,NULL,übe,\"NULL\",sad,24:00:00.000,00:00:00:00:00:00,0.0.0.0/0,0.0.0.0/0".to_owned(),
-        "4,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,\"NULL\",NULL,NULL,NULL,NULL,NULL,NULL,NULL".to_owned(),
+        "1,-32768,-999999999999999999,-123456789.000123456789,-9999999999.99,1.5e-7,-2.2250738585072014e-308,1,0001-01-01,2000-01-01 00:00:00,1999-12-31 23:59:59.999999,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,DEADBEEF,\"{\"\"a\"\": [1, 2.50]}\",\"{\"\"b\"\": 1.50, \"\"a\"\": null}\",\"über, \"\"q\"\"\",\"line\nbreak\ttab\\\\back\",ab, x ,with space,12:34:56.5,08:00:2b:01:02:03,192.168.1.5/24,192.168.0.0/16,12:34:56.5+02".to_owned(),
+        "2,32767,999999999999999999,0.0000000000000000000001,0.01,3.4028235e38,1.7976931348623157e308,0,9999-12-31,2024-02-29 12:34:56.5,1970-01-01 00:00:00.000001,00000000-0000-0000-0000-000000000000,0x00,[],[],\"\",\"\",abc   ,\"\",ü,23:59:59.999999,0A:bB:Cc:dd:EE:ff,255.255.255.255,10.0.0.0,23:59:59.999999-15:59".to_owned(),
+        "3,0,0,0,0,0,-0,t,2000-02-29,1900-01-01 00:00:00,2038-01-19 03:14:08,A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,\"\",null,\"\"\"s\"\"\",x,NULL,übe,\"NULL\",sad,24:00:00.000,00:00:00:00:00:00,0.0.0.0/0,0.0.0.0/0,24:00:00+05:30".to_owned(),
+        "4,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,\"NULL\",NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL".to_owned(),
     ];
     if let Some(odd) = odd {
         rows.push(odd.to_owned());
@@ -299,9 +300,9 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
     // path, with the same result.
     let mut odds = vec![
         None,
-        Some("5,1,1,1,1.005,NaN,1,1,2024-01-01,2024-01-01 00:00:00,2024-01-01 00:00:00,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00,08:00:2b:01:02:03,10.0.0.1,10.0.0.0/8"),
-        Some("5,+1,1,1e3,1,1,Infinity,TRUE,2024-01-01,2024-01-01T00:00:00,2024-01-01 00:00:00.1234567,{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11},NULL,NULL,NULL,x,x,x,x,ok,00:00:00,08:00:2b:01:02:03,10.0.0.1,10.0.0.0/8"),
-        Some("5, 1,9223372036854775807,1,1,1,1,yes,20240101,2024-01-01 24:00:00,2024-01-01 00:00:00+02,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00,08:00:2b:01:02:03,10.0.0.1,10.0.0.0/8"),
+        Some("5,1,1,1,1.005,NaN,1,1,2024-01-01,2024-01-01 00:00:00,2024-01-01 00:00:00,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00,08:00:2b:01:02:03,10.0.0.1,10.0.0.0/8,00:00:00+00"),
+        Some("5,+1,1,1e3,1,1,Infinity,TRUE,2024-01-01,2024-01-01T00:00:00,2024-01-01 00:00:00.1234567,{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11},NULL,NULL,NULL,x,x,x,x,ok,00:00:00,08:00:2b:01:02:03,10.0.0.1,10.0.0.0/8,00:00:00+00"),
+        Some("5, 1,9223372036854775807,1,1,1,1,yes,20240101,2024-01-01 24:00:00,2024-01-01 00:00:00+02,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00,08:00:2b:01:02:03,10.0.0.1,10.0.0.0/8,00:00:00+00"),
     ];
     // One row per odd time, each the only odd value of its file.
     let times = [
@@ -341,12 +342,26 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         "10.0.0.0/08",
         "2001:db8::/32",
     ];
+    // And per odd time with time zone: no offset, zone names, other offset spellings.
+    let zoned = [
+        "12:00:00",
+        "12:00:00+2",
+        "12:00:00+0200",
+        "12:00:00+02:00:15",
+        "12:00:00 +02",
+        "12:00:00Z",
+        "12:00:00 UTC",
+        "23:59:60+00",
+        "12:00:00.1234567+02",
+        "1:02:03-04",
+    ];
     let single: Vec<String> = times
         .iter()
         .map(|t| odd_in("tm", t))
         .chain(macs.iter().map(|m| odd_in("mac", m)))
         .chain(ips.iter().map(|v| odd_in("ip", v)))
         .chain(nets.iter().map(|v| odd_in("net", v)))
+        .chain(zoned.iter().map(|v| odd_in("tz", v)))
         .collect();
     odds.extend(single.iter().map(|r| Some(r.as_str())));
     tb.sql("SET TimeZone = 'UTC'").await;
@@ -371,7 +386,7 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         let cols = "id, i2::text, i8::text, n::text, n2::text, r::text, d::text, b::text, \
                     day::text, ts::text, tstz::text, u::text, encode(bin, 'hex'), j::text, \
                     jb::text, v, t, c3, octet_length(c3)::text, bp, e::text, tm::text, \
-                    mac::text, ip::text, net::text, _sluice_record::text";
+                    mac::text, ip::text, net::text, tz::text, _sluice_record::text";
         let ra = tb
             .rows(&format!("SELECT {cols} FROM {{s}}.{a} ORDER BY id"))
             .await;
@@ -429,6 +444,19 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         ]
         .map(|r| r.map(|v| Some(v.to_owned())).to_vec())
     );
+    // timetz keeps the offset as written (PostgreSQL stores it west of UTC).
+    assert_eq!(
+        tb.rows(
+            "SELECT tz::text, extract(timezone FROM tz)::text FROM {s}.a0 WHERE id < 4 ORDER BY id"
+        )
+        .await,
+        [
+            ["12:34:56.5+02", "7200"],
+            ["23:59:59.999999-15:59", "-57540"],
+            ["24:00:00+05:30", "19800"],
+        ]
+        .map(|r| r.map(|v| Some(v.to_owned())).to_vec())
+    );
     // character(n) is padded, and spaces beyond its length are cut, as by text input.
     assert_eq!(
         tb.rows("SELECT c3, bp FROM {s}.a0 WHERE id IN (1, 2) ORDER BY id")
@@ -482,6 +510,15 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         "inet",
         "10.0.0.256",
         "invalid input syntax for type inet",
+    )
+    .await;
+    refused_alike(
+        &tb,
+        &ctx,
+        "tz",
+        "timetz",
+        "12:00:00+16",
+        "time zone displacement out of range",
     )
     .await;
     // An array of varchar(n) is not varchar(n): the direct path in text format.

@@ -34,6 +34,9 @@ pub enum BinType {
     Timestamp,
     /// `time` (without time zone): microseconds since midnight, `24:00:00` included.
     Time,
+    /// `time with time zone`: microseconds since midnight, then the offset in seconds west of
+    /// UTC (`+02` is -7200), as `timetz_send` writes them.
+    TimeTz,
     /// `text`, `varchar` and `character`: the text's bytes. On receive PostgreSQL checks a
     /// `varchar(n)` length, and pads or checks a `character(n)` value, with the same code as
     /// its text input (`bpcharrecv` and `bpcharin` both call `bpchar_input`).
@@ -66,6 +69,7 @@ pub fn bin_type(sql_type: &str) -> Option<BinType> {
         "date" => BinType::Date,
         "timestamp without time zone" | "timestamp with time zone" => BinType::Timestamp,
         "time without time zone" => BinType::Time,
+        "time with time zone" => BinType::TimeTz,
         "text" | "character varying" | "character" | "bpchar" => BinType::Text,
         "json" => BinType::Json,
         "jsonb" => BinType::Jsonb,
@@ -175,6 +179,13 @@ pub fn encode(t: BinType, v: &[u8], out: &mut Vec<u8>) -> bool {
             .is_some(),
         BinType::Time => parse_time(v)
             .map(|us| field(out, &us.to_be_bytes()))
+            .is_some(),
+        BinType::TimeTz => parse_timetz(v)
+            .map(|(us, west)| {
+                out.extend_from_slice(&12_i32.to_be_bytes());
+                out.extend_from_slice(&us.to_be_bytes());
+                out.extend_from_slice(&west.to_be_bytes());
+            })
             .is_some(),
         BinType::Text | BinType::Enum | BinType::Json => {
             field(out, v);
@@ -404,6 +415,28 @@ fn parse_time(v: &[u8]) -> Option<i64> {
         return None;
     }
     Some((h * 60 + mi) * 60_000_000 + s * 1_000_000 + micros)
+}
+
+/// `time` as [`parse_time`] reads it followed by an offset `+HH`, `-HH`, `+HH:MM` or `-HH:MM`
+/// (hours up to 15, as text input takes them), as microseconds since midnight and seconds west
+/// of UTC. A zone name, an offset with seconds or in other spellings (`+2`, `+0200`, `Z`), no
+/// offset (the session's zone) and offsets out of range are left to PostgreSQL.
+fn parse_timetz(v: &[u8]) -> Option<(i64, i32)> {
+    let at = v.iter().rposition(|&b| b == b'+' || b == b'-')?;
+    let (time, zone) = v.split_at(at);
+    let (hours, minutes) = match zone.len() {
+        3 => (digits_at(zone, 1, 2)?, 0),
+        6 if zone[3] == b':' => (digits_at(zone, 1, 2)?, digits_at(zone, 4, 2)?),
+        _ => return None,
+    };
+    if hours > 15 || minutes > 59 {
+        return None;
+    }
+    let east = i32::try_from(hours * 3600 + minutes * 60).ok()?;
+    Some((
+        parse_time(time)?,
+        if zone[0] == b'+' { -east } else { east },
+    ))
 }
 
 /// The canonical 36-character form, as 16 bytes.
@@ -688,11 +721,7 @@ mod tests {
         assert_eq!(micros("24:00:00"), Some(86_400_000_000));
         assert_eq!(micros("24:00:00.000"), Some(86_400_000_000));
         assert_eq!(bin_type("time without time zone"), Some(BinType::Time));
-        for t in [
-            "time(3) without time zone",
-            "time with time zone",
-            "time without time zone[]",
-        ] {
+        for t in ["time(3) without time zone", "time without time zone[]"] {
             assert_eq!(bin_type(t), None, "{t}");
         }
         for v in [
@@ -805,6 +834,52 @@ mod tests {
         ] {
             assert_eq!(enc(BinType::Inet, v), None, "{v}");
             assert_eq!(enc(BinType::Cidr, v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn times_with_zones_count_their_offset_west_of_utc() {
+        let fields = |v: &str| {
+            enc(BinType::TimeTz, v).map(|b| {
+                assert_eq!(b[..4], [0, 0, 0, 12]);
+                (
+                    i64::from_be_bytes(b[4..12].try_into().unwrap()),
+                    i32::from_be_bytes(b[12..].try_into().unwrap()),
+                )
+            })
+        };
+        assert_eq!(bin_type("time with time zone"), Some(BinType::TimeTz));
+        for t in ["time(3) with time zone", "time with time zone[]"] {
+            assert_eq!(bin_type(t), None, "{t}");
+        }
+        assert_eq!(fields("12:00:00+02"), Some((43_200_000_000, -7200)));
+        assert_eq!(fields("12:00:00+02:30"), Some((43_200_000_000, -9000)));
+        assert_eq!(fields("00:00:01.5-05"), Some((1_500_000, 18_000)));
+        assert_eq!(
+            fields("23:59:59.999999-15:59"),
+            Some((86_399_999_999, 57_540))
+        );
+        assert_eq!(fields("24:00:00+00"), Some((86_400_000_000, 0)));
+        assert_eq!(fields("01:02:03-00"), Some((3_723_000_000, 0)));
+        for v in [
+            "12:00:00",
+            "12:00:00+2",
+            "12:00:00+0200",
+            "12:00:00+02:00:00",
+            "12:00:00 +02",
+            "12:00:00Z",
+            "12:00:00 UTC",
+            "12:00:00+16",
+            "12:00:00+02:60",
+            "12:00:00+02:3",
+            "24:00:00.000001+00",
+            "23:59:60+00",
+            "12:00+02",
+            "12:00:00.1234567+02",
+            "+02",
+            "",
+        ] {
+            assert_eq!(enc(BinType::TimeTz, v), None, "{v}");
         }
     }
 
