@@ -116,6 +116,32 @@ impl ManifestStore {
         }
     }
 
+    /// The answer to a conditional write: Ok(true) when applied, Ok(false) when its condition
+    /// refused it (not an error: another writer got there first, or the item moved on).
+    fn applied<O, E>(
+        &self,
+        operation: &'static str,
+        item: ItemRef,
+        result: Result<O, aws_sdk_dynamodb::error::SdkError<E>>,
+    ) -> Result<bool, Error>
+    where
+        E: ConditionFailed
+            + aws_sdk_dynamodb::error::ProvideErrorMetadata
+            + std::error::Error
+            + 'static,
+    {
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(ConditionFailed::condition_failed) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.err(operation, item, &e)),
+        }
+    }
+
     /// Writes a newly discovered object version. Ok(false) when it already exists (another
     /// coordinator won the race), which is not an error.
     pub async fn record_discovered(&self, file: &NewFile) -> Result<bool, Error> {
@@ -135,16 +161,7 @@ impl ManifestStore {
             .expression_attribute_names("#k", "key")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.err("put_item", ItemRef::new(&file.key, &file.etag), &e)),
-        }
+        self.applied("put_item", ItemRef::new(&file.key, &file.etag), result)
     }
 
     /// Sets (`Some`) or removes (`None`) attributes of an existing item without changing its
@@ -279,16 +296,7 @@ impl ManifestStore {
             .set_expression_attribute_values(Some(x.values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.err("update_item", ItemRef::new(key, etag), &e)),
-        }
+        self.applied("update_item", ItemRef::new(key, etag), result)
     }
 
     /// Records the id of the message sent for a `queued` item (no status change, no history).
@@ -313,16 +321,7 @@ impl ManifestStore {
             .expression_attribute_values(":q", s(Status::Queued.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.err("update_item", ItemRef::new(key, etag), &e)),
-        }
+        self.applied("update_item", ItemRef::new(key, etag), result)
     }
 }
 
@@ -341,3 +340,20 @@ const ANNOTATIONS: [&str; 4] = [
     "replaced_at",
     "rows_removed",
 ];
+
+/// A DynamoDB write error that can say its condition refused the write.
+trait ConditionFailed {
+    fn condition_failed(&self) -> bool;
+}
+
+impl ConditionFailed for aws_sdk_dynamodb::operation::put_item::PutItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionFailed for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
