@@ -16,24 +16,12 @@ fn rows_csv(from: u64, to: u64) -> String {
 /// Runs a worker process that commits its one allowed attempt and dies before the manifest
 /// update: the item is left `loading` at the attempt limit, with its data in the ledger.
 async fn commit_on_the_last_attempt_and_die(tb: &TestBed, key: &str, etag: &str) {
-    let mut child = WorkerProcess::start(
-        tb,
-        &database_url(),
-        &[
-            "--visibility-timeout=3",
-            "--max-attempts=1",
-            "--worker-id=doomed",
-        ],
-        &[("SLUICE_FAULT", "exit-after-commit")],
-    );
-    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        status.code(),
-        Some(86),
-        "the worker died at the fault point"
-    );
+    let flags = [
+        "--visibility-timeout=3",
+        "--max-attempts=1",
+        "--worker-id=doomed",
+    ];
+    WorkerProcess::run_to_fault(tb, &flags, "exit-after-commit").await;
     let item = tb.item(key, etag).await;
     assert_eq!((item.status, item.attempts), (Some(Status::Loading), 1));
     assert_eq!(tb.ledger_count(key).await, 1, "committed before dying");

@@ -297,20 +297,12 @@ async fn worker_dying_after_commit_or_after_the_manifest_update_changes_nothing_
         let from = n as u64 * 1000 + 1;
         let etag = tb.put(&key, rows_csv(from, from + 999)).await;
         tb.scan().await;
-        let mut child = WorkerProcess::start(
+        WorkerProcess::run_to_fault(
             &tb,
-            &database_url(),
             &["--visibility-timeout=3", "--worker-id=doomed"],
-            &[("SLUICE_FAULT", fault)],
-        );
-        let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(
-            status.code(),
-            Some(86),
-            "{fault}: the worker died at the fault point"
-        );
+            fault,
+        )
+        .await;
         let item = tb.item(&key, &etag).await;
         let expected = if n == 0 {
             Status::Loading

@@ -406,6 +406,23 @@ impl WorkerProcess {
     }
 }
 
+impl WorkerProcess {
+    /// Runs a worker with `SLUICE_FAULT=fault` until it dies at that fault point (exit 86, as a
+    /// killed process would leave things), with `extra` flags.
+    pub async fn run_to_fault(tb: &TestBed, extra: &[&str], fault: &str) {
+        let mut child =
+            WorkerProcess::start(tb, &database_url(), extra, &[("SLUICE_FAULT", fault)]);
+        let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(86),
+            "{fault}: the worker died at the fault point"
+        );
+    }
+}
+
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         let _ = std::process::Command::new("kill")
