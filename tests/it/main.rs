@@ -8,6 +8,7 @@ mod attempts;
 mod aws_stack;
 mod awserrors;
 mod badinput;
+mod batch;
 mod bombs;
 mod check;
 mod checkpoints;

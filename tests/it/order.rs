@@ -1,12 +1,13 @@
 //! Row order: CDC files applied in any order, by several workers at once, some twice, converge
 //! to the source; the version guard, tombstones, full loads after CDC, reloads, partial images
-//! and soft deletes. Files are applied directly (`load_file`) so each test picks the order.
+//! and soft deletes. Files are applied directly (`load_file`, or `load_batch` for several at
+//! once) so each test picks the order.
 
 use crate::support::{cdc_name, TestBed};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use sluice_worker::load::{load_file, LoadContext, LoadOutcome};
+use sluice_worker::load::{load_batch, load_file, LoadContext, LoadOutcome};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -135,9 +136,38 @@ fn csv_line(o: &Op, with_ts: bool) -> String {
     }
 }
 
+/// Applies `files[group]` as the worker does: in one batch, and one by one where the batch
+/// fails (nothing of it applied). Returns how many files it committed.
+async fn apply_group(
+    ctx: &LoadContext,
+    files: &[sluice_common::message::FileMessage],
+    group: &[usize],
+) -> Result<usize, String> {
+    let msgs: Vec<_> = group.iter().map(|&i| files[i].clone()).collect();
+    let outcomes = match load_batch(ctx, &msgs).await {
+        Ok(outcomes) => outcomes,
+        Err(_) => {
+            let mut outcomes = Vec::new();
+            for m in &msgs {
+                outcomes.push(
+                    load_file(ctx, m)
+                        .await
+                        .map_err(|e| format!("{}: {e}", m.key))?,
+                );
+            }
+            outcomes
+        }
+    };
+    Ok(outcomes
+        .iter()
+        .filter(|o| matches!(o, LoadOutcome::Loaded(_)))
+        .count())
+}
+
 /// One seed: a history cut into CDC files, applied by four concurrent appliers in a shuffled
-/// order with some files twice; the table must equal the oracle.
-async fn converge(tb: &TestBed, n: usize, seed: u64) -> Result<(), String> {
+/// order with some files twice, one by one or (`batched`) in batches of 1 to 6 deliveries;
+/// the table must equal the oracle.
+async fn converge(tb: &TestBed, n: usize, seed: u64, batched: bool) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let table = format!("r{n}");
     let with_ts = rng.random_bool(0.5);
@@ -182,11 +212,24 @@ async fn converge(tb: &TestBed, n: usize, seed: u64) -> Result<(), String> {
     let queue = Arc::new(Mutex::new(deliveries.into_iter().collect::<VecDeque<_>>()));
     let files = Arc::new(files);
     let mut appliers = Vec::new();
-    for _ in 0..4 {
+    for a in 0..4u64 {
         let (queue, files, ctx): (_, _, LoadContext) = (queue.clone(), files.clone(), ctx.clone());
+        let mut group_rng = StdRng::seed_from_u64(seed ^ a);
         appliers.push(tokio::spawn(async move {
             let mut loaded = 0;
             loop {
+                if batched {
+                    let size = group_rng.random_range(1..=6);
+                    let group: Vec<usize> = {
+                        let mut q = queue.lock().unwrap();
+                        (0..size).map_while(|_| q.pop_front()).collect()
+                    };
+                    if group.is_empty() {
+                        return Ok::<usize, String>(loaded);
+                    }
+                    loaded += apply_group(&ctx, &files, &group).await?;
+                    continue;
+                }
                 let Some(i) = queue.lock().unwrap().pop_front() else {
                     return Ok::<usize, String>(loaded);
                 };
@@ -242,8 +285,23 @@ async fn random_cdc_streams_in_any_order_converge_to_the_source() {
     };
     println!("seeds {first}..{}", first + count);
     for (n, seed) in (first..first + count).enumerate() {
-        if let Err(e) = converge(&tb, n, seed).await {
+        if let Err(e) = converge(&tb, n, seed, false).await {
             panic!("seed {seed} diverged (replay: SLUICE_ORDER_SEED={seed}): {e}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_cdc_streams_in_batches_in_any_order_converge_to_the_source() {
+    let tb = TestBed::new("converge-batched").await;
+    let (first, count) = match std::env::var("SLUICE_ORDER_SEED") {
+        Ok(s) => (s.parse::<u64>().expect("SLUICE_ORDER_SEED is a number"), 1),
+        Err(_) => (rand::random::<u32>() as u64, 24),
+    };
+    println!("seeds {first}..{}", first + count);
+    for (n, seed) in (first..first + count).enumerate() {
+        if let Err(e) = converge(&tb, n, seed, true).await {
+            panic!("seed {seed} diverged in batches (replay: SLUICE_ORDER_SEED={seed}): {e}");
         }
     }
 }

@@ -25,6 +25,14 @@ pub struct WorkerArgs {
     /// Files loaded at once.
     #[arg(long, env = "SLUICE_CONCURRENCY", default_value = "4")]
     pub concurrency: NonZeroUsize,
+    /// Most CDC files of one table applied in one transaction (one stage, one merge); 1 loads
+    /// every file alone. A worker holds up to `concurrency` x this many messages at once.
+    #[arg(long, env = "SLUICE_BATCH_FILES", default_value = "10", value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub batch_files: u16,
+    /// Longest wait, in milliseconds, for more files of a table to join its batch; the wait
+    /// ends as soon as no received message is still on its way to the batch.
+    #[arg(long, env = "SLUICE_BATCH_WAIT_MS", default_value = "200")]
+    pub batch_wait_ms: u64,
     /// Exit 0 once the queue has stayed empty this many seconds (default: run until SIGTERM).
     #[arg(long, env = "SLUICE_EXIT_WHEN_IDLE")]
     pub exit_when_idle: Option<u64>,
@@ -125,6 +133,10 @@ pub struct WorkerConfig {
     pub database_url: String,
     pub rules: Rules,
     pub concurrency: usize,
+    /// Most CDC files of one table per transaction (1: no batching).
+    pub batch_files: usize,
+    /// Longest wait for a batch to gather.
+    pub batch_wait: Duration,
     pub exit_when_idle: Option<Duration>,
     pub visibility_timeout: Duration,
     pub wait_time: Duration,
@@ -154,6 +166,8 @@ impl std::fmt::Debug for WorkerConfig {
             .field("manifest_table", &self.manifest_table)
             .field("database_url", &redact_url(&self.database_url))
             .field("concurrency", &self.concurrency)
+            .field("batch_files", &self.batch_files)
+            .field("batch_wait", &self.batch_wait)
             .field("exit_when_idle", &self.exit_when_idle)
             .field("visibility_timeout", &self.visibility_timeout)
             .field("max_attempts", &self.max_attempts)
@@ -226,6 +240,8 @@ impl WorkerArgs {
             database_url,
             rules,
             concurrency: self.concurrency.get(),
+            batch_files: usize::from(self.batch_files),
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
             exit_when_idle: self.exit_when_idle.map(Duration::from_secs),
             visibility_timeout: Duration::from_secs(self.visibility_timeout),
             wait_time: Duration::from_secs(self.wait_time),

@@ -159,6 +159,12 @@ pub enum WorkerError {
     #[error("record {record} of {key} does not fit the direct path")]
     DirectUnfit { key: String, record: u64 },
 
+    /// Internal to the loader: a file that cannot join the batch it was gathered into (its
+    /// columns differ from the first file's). The batch's files are loaded one by one instead;
+    /// this never reaches the manifest.
+    #[error("{key} cannot be applied with the other files of its batch: {reason}")]
+    BatchUnfit { key: String, reason: String },
+
     #[error("{key}: {reason}")]
     Csv {
         key: String,
@@ -388,7 +394,7 @@ impl WorkerError {
             WorkerError::BadVersion { .. } => "bad_version",
             WorkerError::BadDocument { .. } => "bad_document",
             WorkerError::BadValue { .. } => "bad_value",
-            WorkerError::DirectUnfit { .. } => "internal",
+            WorkerError::DirectUnfit { .. } | WorkerError::BatchUnfit { .. } => "internal",
             WorkerError::NullNotAllowed { .. } => "null_not_allowed",
             WorkerError::FieldTooLong { .. } => "field_too_long",
             WorkerError::TooManyRejects { .. } => "too_many_rejects",

@@ -94,6 +94,8 @@ pub struct LoadStats {
     pub commit: Duration,
     /// Copied straight into the target (no stage, no merge): see `encode::Direct`.
     pub direct: bool,
+    /// Files applied in the same transaction (a batch, `super::batch`); 0 or 1: alone.
+    pub batch: usize,
 }
 
 impl LoadStats {
@@ -187,6 +189,11 @@ impl<'a> FileLoad<'a> {
 
     pub fn key(&self) -> &'a str {
         &self.msg.key
+    }
+
+    /// The file's time as SQL text reads it (RFC 3339).
+    pub fn file_time_text(&self) -> String {
+        sluice_common::timefmt::format(time::OffsetDateTime::from(self.file_time))
     }
 
     pub fn soft(&self) -> Option<&str> {

@@ -4,6 +4,7 @@
 //!
 //! - [`context`]: what every step shares; [`transaction`]: the staged path, phase by phase;
 //!   [`direct`]: the direct path; [`commit`]: the counts, `COMMIT`, and the ledger's answer;
+//!   [`batch`]: several CDC files of one table in one transaction (one stage, one merge);
 //! - [`prepare`]: connections and each target's one-time preparation;
 //! - [`object`]: the S3 GET and the Parquet spool; [`parse`]: the parser thread and `COPY` sink;
 //! - [`rejects`]: the slow path of `reject_rows` and its limits;
@@ -45,6 +46,7 @@
 //! transaction rolls back. Only a CSV object is read from S3 while its transaction is open,
 //! as the `COPY` streams it.
 
+mod batch;
 mod commit;
 mod context;
 mod direct;
@@ -55,6 +57,7 @@ mod rejects;
 mod replace;
 mod transaction;
 
+pub use batch::{batchable, load_batch};
 pub use commit::ledger_has;
 pub use context::{file_time, LoadContext, LoadOutcome, LoadStats, PreparedTable};
 pub use replace::{apply_replace, ReplaceOutcome};

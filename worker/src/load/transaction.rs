@@ -87,14 +87,14 @@ pub(super) async fn load_once(
         };
         return direct_load(&load, txn, &target, copying).await;
     }
-    let staged = stage(&load, &txn, &target, &layout, run, spooled_again).await?;
+    let staged = stage(&load, &txn, &target, &layout, (run, file_id), spooled_again).await?;
     let copy = started.elapsed();
     let stats = merge(&load, &txn, &target, &layout, file_id, (staged, copy)).await?;
     commit(ctx, msg, txn, file_id, stats).await
 }
 
 /// Claims the file in the ledger, inside the transaction; `None`: another session applied it.
-async fn claim(
+pub(super) async fn claim(
     load: &FileLoad<'_>,
     txn: &deadpool_postgres::Transaction<'_>,
 ) -> Result<Option<i64>, WorkerError> {
@@ -123,7 +123,7 @@ async fn claim(
 /// The target as the catalog has it now, still as this process prepared it. A table dropped
 /// and made again (a new oid, so a new tombstone table), or whose system columns were dropped,
 /// since then is prepared again on the retry.
-async fn resolve_prepared(
+pub(super) async fn resolve_prepared(
     load: &FileLoad<'_>,
     txn: &deadpool_postgres::Transaction<'_>,
     prepared_oid: u32,
@@ -193,12 +193,15 @@ async fn stage(
     txn: &deadpool_postgres::Transaction<'_>,
     target: &sql::TargetTable,
     layout: &Layout,
-    mut run: ParseRun,
+    (mut run, file_id): (ParseRun, i64),
     spooled_again: Option<std::fs::File>,
 ) -> Result<Staged, WorkerError> {
     let (ctx, msg, rejects) = (load.ctx, load.msg, load.rejects());
     let pg = load.pg(&load.target_label);
     txn.batch_execute(&sql::create_stage_sql(target, &layout.columns, rejects))
+        .await
+        .map_err(&pg)?;
+    txn.batch_execute(&sql::stage_file_sql(&load.file_time_text(), file_id))
         .await
         .map_err(&pg)?;
     if rejects {
@@ -263,10 +266,63 @@ async fn merge(
     (staged, copy): (Staged, Duration),
 ) -> Result<LoadStats, WorkerError> {
     let Staged { parsed, rejected } = staged;
+    let merged = merge_stage(load, txn, target, &layout.columns, parsed.partial > 0).await?;
+    let counts = merged.of(file_id);
+    Ok(LoadStats {
+        target: target.label(),
+        records: parsed.records,
+        bytes: parsed.bytes,
+        inserted: counts.inserted,
+        updated: counts.updated,
+        deleted: counts.deleted,
+        superseded: counts.superseded,
+        partial: parsed.partial,
+        rejected,
+        repaired: parsed.repaired,
+        copy,
+        merge: merged.took,
+        commit: Duration::ZERO,
+        direct: false,
+        batch: 0,
+    })
+}
+
+/// What a file's operations did to the target, from the merge of its stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct FileCounts {
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub superseded: i64,
+}
+
+/// A stage's merge: each file's counts (a file none of whose operations is the newest of its
+/// key in the stage has none), and how long it took.
+pub(super) struct Merged {
+    counts: std::collections::HashMap<i64, FileCounts>,
+    pub took: Duration,
+}
+
+impl Merged {
+    pub fn of(&self, file_id: i64) -> FileCounts {
+        self.counts.get(&file_id).copied().unwrap_or_default()
+    }
+}
+
+/// Merges the stage (one file, or a batch's files) into the target: partial images filled,
+/// the table's merges locked, one version-guarded statement, old tombstones pruned. `load` is
+/// the (first) file's, for its rules and the errors' key.
+pub(super) async fn merge_stage(
+    load: &FileLoad<'_>,
+    txn: &deadpool_postgres::Transaction<'_>,
+    target: &sql::TargetTable,
+    columns: &[usize],
+    partial: bool,
+) -> Result<Merged, WorkerError> {
     let started = Instant::now();
     let merge_err = load.pg(&target.label());
-    if parsed.partial > 0 {
-        txn.batch_execute(&sql::resolve_partial_sql(target, &layout.columns))
+    if partial {
+        txn.batch_execute(&sql::resolve_partial_sql(target, columns))
             .await
             .map_err(&merge_err)?;
     }
@@ -274,17 +330,25 @@ async fn merge(
     lock_merges(txn, target, load.key(), load.ctx.merge_lock_timeout).await?;
     let merge_sql = sql::merge_sql(&sql::MergeSpec {
         target,
-        file_columns: &layout.columns,
+        file_columns: columns,
         deletes: deletes.clone(),
-        partial: parsed.partial > 0,
+        partial,
     });
-    let row = txn
-        .query_one(&merge_sql, &[&load.file_time, &file_id])
-        .await
-        .map_err(&merge_err)?;
-    let (inserted, updated, deleted, superseded): (i64, i64, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    let newest: Option<SystemTime> = row.get(4);
+    let rows = txn.query(&merge_sql, &[]).await.map_err(&merge_err)?;
+    let mut counts = std::collections::HashMap::with_capacity(rows.len());
+    let mut newest: Option<SystemTime> = None;
+    for row in rows {
+        counts.insert(
+            row.get::<_, i64>(0),
+            FileCounts {
+                inserted: row.get(1),
+                updated: row.get(2),
+                deleted: row.get(3),
+                superseded: row.get(4),
+            },
+        );
+        newest = newest.max(row.get::<_, Option<SystemTime>>(5));
+    }
     if let (sql::Deletes::Hard { tombstones }, Some(newest)) = (&deletes, newest) {
         let retention = u64::from(load.rules.tombstone_retention_hours) * 3600;
         let horizon = newest - Duration::from_secs(retention);
@@ -292,20 +356,8 @@ async fn merge(
             .await
             .map_err(&merge_err)?;
     }
-    Ok(LoadStats {
-        target: target.label(),
-        records: parsed.records,
-        bytes: parsed.bytes,
-        inserted,
-        updated,
-        deleted,
-        superseded,
-        partial: parsed.partial,
-        rejected,
-        repaired: parsed.repaired,
-        copy,
-        merge: started.elapsed(),
-        commit: Duration::ZERO,
-        direct: false,
+    Ok(Merged {
+        counts,
+        took: started.elapsed(),
     })
 }

@@ -7,12 +7,13 @@
 //! visible again later, or left). Invariant: a message is deleted only after the COMMIT, or once
 //! the manifest has the failure (or the file's death), never before.
 
+use super::gather::{Arriving, Gather};
 use super::observe;
 use super::settle::{self, Delay, Hand, Happened, Limits, Outcome, Settle, Write};
 use super::visibility;
 use crate::config::{Fault, WorkerConfig};
 use crate::error::WorkerError;
-use crate::load::{apply_replace, load_file, LoadContext, LoadOutcome, ReplaceOutcome};
+use crate::load::{apply_replace, batchable, load_file, LoadContext, LoadOutcome, ReplaceOutcome};
 use aws_sdk_sqs::types::Message;
 use sluice_common::manifest::{Changes, NewFile};
 use sluice_common::manifest::{ManifestItem, Status, Transition};
@@ -33,6 +34,8 @@ pub(super) struct Shared {
     /// The database as the receive loop and the health check know it; a load's outage is
     /// told to it.
     pub database: Arc<observe::Database>,
+    /// The batches being gathered and the load slots.
+    pub gather: Arc<Gather>,
 }
 
 /// Handles one received message to its end.
@@ -40,18 +43,21 @@ pub(super) async fn handle(
     shared: &Shared,
     message: Message,
     abandon: &CancellationToken,
+    arriving: Arriving,
 ) -> Outcome {
     let message_id = message.message_id().unwrap_or_default().to_owned();
     let receipt = message.receipt_handle().unwrap_or_default().to_owned();
     let msg = match QueueMessage::from_body(&message_id, message.body().unwrap_or_default()) {
         Ok(QueueMessage::File(m)) => m,
         Ok(QueueMessage::Replace(m)) => {
+            drop(arriving);
             let span = info_span!("replace", bucket = %m.bucket, key = %m.head_key, etag = %m.head_etag,
                 table = %m.source_table(), generation = %m.generation, message_id = %message_id,
                 worker = %shared.cfg.worker_id);
             return handle_replace(shared, m, receipt).instrument(span).await;
         }
         Err(e) => {
+            drop(arriving);
             // Not ours to delete: it stays visible to the dead-letter queue's redrive, at a
             // slow pace instead of a crash loop.
             error!(message_id = %message_id, error = %e, "refusing message");
@@ -63,7 +69,7 @@ pub(super) async fn handle(
     let span = info_span!("file", bucket = %msg.bucket, key = %msg.key, etag = %msg.etag,
         table = %msg.source_table(), message_id = %message_id, worker = %shared.cfg.worker_id, attempt = tracing::field::Empty);
     let started = Instant::now();
-    let outcome = handle_file(shared, msg, message_id, receipt, abandon)
+    let outcome = handle_file(shared, msg, (message_id, receipt), abandon, arriving)
         .instrument(span)
         .await;
     observe::file_done(outcome, started.elapsed());
@@ -80,9 +86,9 @@ fn limits(shared: &Shared) -> Limits {
 async fn handle_file(
     shared: &Shared,
     msg: FileMessage,
-    message_id: String,
-    receipt: String,
+    (message_id, receipt): (String, String),
     abandon: &CancellationToken,
+    arriving: Arriving,
 ) -> Outcome {
     let attempt = match claim(shared, &msg, &message_id).await {
         Ok(attempt) => attempt,
@@ -93,8 +99,12 @@ async fn handle_file(
         let happened = past_the_limit(shared, &msg).await;
         return settle_file(shared, &msg, &receipt, &happened).await;
     }
-    let Some(result) = load_held(shared, &msg, &message_id, &receipt, attempt, abandon).await
-    else {
+    let held = Held {
+        message_id: &message_id,
+        receipt: &receipt,
+        attempt,
+    };
+    let Some(result) = load_held(shared, &msg, held, abandon, arriving).await else {
         warn!("abandoned at shutdown; the message is handed back");
         let happened = Happened::Abandoned {
             key: &msg.key,
@@ -193,16 +203,28 @@ async fn past_the_limit(shared: &Shared, msg: &FileMessage) -> Happened<'static>
     Happened::PastTheLimit { ledger }
 }
 
+/// A claimed message: its ids and the claim's attempt.
+struct Held<'a> {
+    message_id: &'a str,
+    receipt: &'a str,
+    attempt: u32,
+}
+
 /// Loads the file while the message is held (its visibility extended, the manifest item
-/// beaten), retrying what may pass in place; None when shutdown abandoned it.
+/// beaten): with its table's other files in one batch where it can, else alone, retrying
+/// what may pass in place; None when shutdown abandoned it.
 async fn load_held(
     shared: &Shared,
     msg: &FileMessage,
-    message_id: &str,
-    receipt: &str,
-    attempt: u32,
+    held: Held<'_>,
     abandon: &CancellationToken,
+    arriving: Arriving,
 ) -> Option<Result<LoadOutcome, WorkerError>> {
+    let Held {
+        message_id,
+        receipt,
+        attempt,
+    } = held;
     let heartbeat = visibility::start(
         shared.sqs.clone(),
         shared.cfg.queue_url.clone(),
@@ -217,11 +239,26 @@ async fn load_held(
             attempt,
         }),
     );
+    if shared.gather.batches() && batchable(&shared.load.rules, msg) {
+        let submitted = shared
+            .gather
+            .submit(&shared.load, msg.clone(), arriving, abandon);
+        let answer = tokio::select! {
+            a = submitted => a,
+            _ = abandon.cancelled() => return None,
+        };
+        if let Some(outcome) = answer {
+            return Some(Ok(outcome));
+        }
+    } else {
+        drop(arriving);
+    }
     let policy = Policy::patient(shared.cfg.db_retry_for);
     let load = retry(
         "load_file",
         policy,
         || async {
+            let _slot = shared.gather.slot().await;
             let result = load_file(&shared.load, msg).await;
             shared.database.load_attempted(&result);
             result.map_err(|e| {
@@ -253,7 +290,8 @@ fn announce_loaded(outcome: &LoadOutcome) {
                 rows_rejected = stats.rejected, fields_repaired = stats.repaired,
                 partial_images = stats.partial, bytes = stats.bytes,
                 copy_ms = stats.copy.as_millis() as u64, merge_ms = stats.merge.as_millis() as u64,
-                commit_ms = stats.commit.as_millis() as u64, path = stats.path(), "file loaded"
+                commit_ms = stats.commit.as_millis() as u64, path = stats.path(), batch_files = stats.batch.max(1),
+                "file loaded"
             );
         }
         LoadOutcome::AlreadyApplied => {
@@ -419,6 +457,7 @@ async fn handle_replace(shared: &Shared, msg: ReplaceMessage, receipt: String) -
         "replace",
         Policy::patient(shared.cfg.db_retry_for),
         || async {
+            let _slot = shared.gather.slot().await;
             apply_replace(&shared.load, &msg).await.map_err(|e| {
                 if e.is_transient() {
                     Attempt::Transient(e)

@@ -10,10 +10,12 @@
 //! `message.rs`'s.
 //!
 //! - `message.rs`: one message's life: parse, claim, heartbeat, load, settle.
+//! - `gather.rs`: a table's CDC files gathered into one transaction, and the load slots.
 //! - `settle.rs`: what happened -> what to do (manifest move, message, outcome), with no IO.
 //! - `visibility.rs`: the heartbeat that keeps a held message invisible.
 //! - `observe.rs`: metrics of a message's life, the `/metrics` and `/health` endpoint.
 
+mod gather;
 mod message;
 pub mod observe;
 mod settle;
@@ -58,7 +60,9 @@ pub async fn run(
 ) -> Result<RunSummary, WorkerError> {
     let (shared, observer) = start(cfg, aws, &shutdown).await?;
     let mut receiver = Receiver {
-        permits: Arc::new(Semaphore::new(shared.cfg.concurrency)),
+        permits: Arc::new(Semaphore::new(
+            shared.cfg.concurrency * shared.cfg.batch_files,
+        )),
         liveness: observer.liveness.clone(),
         shared,
         shutdown,
@@ -109,6 +113,7 @@ async fn start(
         store: ManifestStore::new(aws.dynamodb.clone(), cfg.manifest_table.clone()),
         sqs: aws.sqs.clone(),
         database: observer.database.clone(),
+        gather: gather::Gather::new(cfg.concurrency, cfg.batch_files, cfg.batch_wait),
         cfg,
     });
     Ok((shared, observer))
@@ -119,7 +124,9 @@ struct Receiver {
     shared: Arc<Shared>,
     liveness: Arc<observe::Liveness>,
     shutdown: CancellationToken,
-    /// One per file loaded at once: taken before receiving, given back when the file is done.
+    /// One per message held (`concurrency` x `batch_files`): taken before receiving, given back
+    /// when the message is done. What is applied at once is bounded by the load slots
+    /// (`gather.rs`), one per `concurrency`.
     permits: Arc<Semaphore>,
     tasks: Tasks,
     /// Since when the queue gave nothing and no file was in flight.
@@ -150,6 +157,12 @@ impl Receiver {
                 observe::Gate::Open => {}
                 observe::Gate::Reopened => self.idle_since = Instant::now(),
                 observe::Gate::Shutdown => break,
+            }
+            // Receive only while a load slot is free: messages beyond what the worker can
+            // apply soon stay on the queue for other workers (and the autoscaling's count).
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = self.shared.gather.slot_free() => {}
             }
             let Some(mut held) = self.take_slots().await else {
                 break;
@@ -250,9 +263,10 @@ impl Tasks {
     fn spawn(&mut self, shared: &Arc<Shared>, message: Message, permit: OwnedSemaphorePermit) {
         let shared = shared.clone();
         let abandon = self.abandon.clone();
+        let arriving = shared.gather.arriving();
         self.set.spawn(async move {
             let _in_flight = observe::in_flight();
-            let outcome = message::handle(&shared, message, &abandon).await;
+            let outcome = message::handle(&shared, message, &abandon, arriving).await;
             drop(permit);
             outcome
         });

@@ -1,5 +1,6 @@
-//! The version-guarded merge of a stage into its target (one statement per file), the
-//! replacement at the end of a full-load generation, and tombstone pruning.
+//! The version-guarded merge of a stage into its target (one statement per stage: one file, or
+//! the files of a batch), the replacement at the end of a full-load generation, and tombstone
+//! pruning.
 
 use super::*;
 use sluice_common::warehouse::quote_ident;
@@ -27,14 +28,14 @@ impl Deletes {
     }
 }
 
-/// What the merge of one file needs to know.
+/// What the merge of a stage needs to know.
 #[derive(Debug, Clone)]
 pub struct MergeSpec<'a> {
     pub target: &'a TargetTable,
-    /// Target columns staged, in file order.
+    /// Target columns staged, in file order (every file of a stage has the same).
     pub file_columns: &'a [usize],
     pub deletes: Deletes,
-    /// Whether the file has partial `U` images (adds the patch statements).
+    /// Whether the stage has partial `U` images (adds the patch statements).
     pub partial: bool,
 }
 
@@ -43,16 +44,18 @@ pub(super) fn version_of(r: &str) -> String {
     format!("({r}._sluice_version, {r}._sluice_file_time, {r}._sluice_record)")
 }
 
-/// The version triple of a staged operation `s` (`$1` is the file's time).
-pub(super) const STAGED_VERSION: &str = "(s._v, $1::timestamptz, s._sluice_rec)";
+/// The version triple of a staged operation `s` (its file's time is on the staged row).
+pub(super) const STAGED_VERSION: &str = "(s._v, s._sluice_file_time, s._sluice_rec)";
 
-/// The set-based, version-guarded merge of the staged file into the target. Parameters: `$1`
-/// the file's time (`timestamptz`), `$2` its ledger `file_id`. Returns one row: `(inserted,
-/// updated, deleted, superseded bigint, newest version timestamptz)`.
+/// The set-based, version-guarded merge of the stage into the target. No parameters: each
+/// staged row carries its file's time and ledger `file_id`. Returns one row per file with
+/// operations in the stage: `(file_id, inserted, updated, deleted, superseded bigint, newest
+/// version timestamptz)`.
 ///
 /// Every operation has a version `(v, file time, record)`, compared as a row: `v` is the
 /// file's timestamp column or else the file's time. Per key only the newest operation of the
-/// file counts. It is applied only if it is not older than the row's stored version (an equal
+/// stage counts (ties between files of a batch: the later `file_id`); an operation that a newer
+/// one of the same stage replaced is counted nowhere, as within one file. It is applied only if it is not older than the row's stored version (an equal
 /// version is the same operation applied again, as an operator's reload does: it restores the
 /// row) and newer than the key's tombstone; a delete removes the row (or flags it) and records
 /// a tombstone. An operation
@@ -62,42 +65,42 @@ pub(super) const STAGED_VERSION: &str = "(s._v, $1::timestamptz, s._sluice_rec)"
 pub fn merge_sql(m: &MergeSpec<'_>) -> String {
     let x = MergeText::new(m);
     let mut ctes = vec![x.last_cte()];
-    let mut counts_applied = vec!["(SELECT count(*) FROM upserted)".to_owned()];
+    // Per file: (inserted, updated, deleted, operations in `last`, applied, version) of each
+    // row a statement returns; the sums are the file's counts, superseded = last - applied.
+    let mut counted = vec![
+        "SELECT _sluice_file AS file, 0, 0, 0, 1, 0, _v FROM last".to_owned(),
+        "SELECT file, (inserted AND NOT gone)::int, (NOT inserted AND NOT gone)::int, gone::int, 0, 1, NULL FROM upserted".to_owned(),
+    ];
     // Partial images: the flag to clear (soft) or the tombstone check (hard).
-    let (deleted, patch_flag, patch_tombstones) = match &m.deletes {
+    let (patch_flag, patch_tombstones) = match &m.deletes {
         Deletes::Hard { tombstones } => {
             let tomb_blocks = x.hard_ctes(tombstones, &mut ctes);
-            counts_applied.push("(SELECT count(*) FROM buried)".to_owned());
-            ("(SELECT count(*) FROM deleted)", None, Some(tomb_blocks))
+            counted.push("SELECT file, 0, 0, 1, 0, 0, NULL FROM deleted".to_owned());
+            counted.push("SELECT file, 0, 0, 0, 0, 1, NULL FROM buried".to_owned());
+            (None, Some(tomb_blocks))
         }
         Deletes::Soft { flag } => {
             let f = quote_ident(flag);
             ctes.push(x.soft_upsert_cte(&f));
-            ("(SELECT count(*) FROM upserted WHERE gone)", Some(f), None)
+            (Some(f), None)
         }
     };
-    let (inserted, updated);
     if m.partial {
         x.push_patches(
             &mut ctes,
             patch_flag.as_deref(),
             patch_tombstones.as_deref(),
         );
-        counts_applied.push("(SELECT count(*) FROM patched)".to_owned());
-        counts_applied.push("(SELECT count(*) FROM patched_new)".to_owned());
-        inserted = "(SELECT count(*) FROM upserted WHERE inserted AND NOT gone) + (SELECT count(*) FROM patched_new)".to_owned();
-        updated = "(SELECT count(*) FROM upserted WHERE NOT inserted AND NOT gone) + (SELECT count(*) FROM patched)".to_owned();
-    } else {
-        inserted = "(SELECT count(*) FROM upserted WHERE inserted AND NOT gone)".to_owned();
-        updated = "(SELECT count(*) FROM upserted WHERE NOT inserted AND NOT gone)".to_owned();
+        counted.push("SELECT file, 0, 1, 0, 0, 1, NULL FROM patched".to_owned());
+        counted.push("SELECT file, 1, 0, 0, 0, 1, NULL FROM patched_new".to_owned());
     }
     format!(
         "WITH {}
-SELECT {inserted}, {updated}, {deleted},
-       (SELECT count(*) FROM last) - {applied},
-       (SELECT max(_v) FROM last)",
+SELECT file, sum(i)::bigint, sum(u)::bigint, sum(d)::bigint, (sum(l) - sum(a))::bigint, max(v)
+  FROM ({}) AS counted (file, i, u, d, l, a, v)
+ GROUP BY file",
         ctes.join(",\n"),
-        applied = counts_applied.join(" - "),
+        counted.join("\n        UNION ALL "),
     )
 }
 
@@ -123,7 +126,7 @@ struct MergeText {
 }
 
 const SYS_LIST: &str = "_sluice_version, _sluice_file_time, _sluice_record, _sluice_file";
-const SYS_VALUES: &str = "s._v, $1::timestamptz, s._sluice_rec, $2::bigint";
+const SYS_VALUES: &str = "s._v, s._sluice_file_time, s._sluice_rec, s._sluice_file";
 const SYS_SET: &str = "_sluice_version = EXCLUDED._sluice_version, _sluice_file_time = EXCLUDED._sluice_file_time, \
                        _sluice_record = EXCLUDED._sluice_record, _sluice_file = EXCLUDED._sluice_file";
 
@@ -169,11 +172,12 @@ impl MergeText {
         let key_list = &self.key_list;
         format!(
             "last AS MATERIALIZED (
-    SELECT DISTINCT ON ({key_list}) s.*, coalesce(s._sluice_version, $1::timestamptz) AS _v,
+    SELECT DISTINCT ON ({key_list}) s.*, coalesce(s._sluice_version, s._sluice_file_time) AS _v,
            s._sluice_keep IS NULL OR cardinality(s._sluice_keep) = 0 AS _full
       FROM pg_temp.{STAGE} AS s
      WHERE s._sluice_op <> 'R'
-     ORDER BY {key_list}, coalesce(s._sluice_version, $1::timestamptz) DESC, s._sluice_rec DESC
+     ORDER BY {key_list}, coalesce(s._sluice_version, s._sluice_file_time) DESC,
+              s._sluice_file_time DESC, s._sluice_file DESC, s._sluice_rec DESC
 )"
         )
     }
@@ -201,7 +205,7 @@ impl MergeText {
             "deleted AS (
     DELETE FROM {t} AS t USING last AS s
      WHERE s._sluice_op = 'D' AND {km} AND (t._sluice_version IS NULL OR {tv} <= {STAGED_VERSION})
-    RETURNING 1
+    RETURNING s._sluice_file AS file
 )"
         ));
         ctes.push(format!(
@@ -212,7 +216,7 @@ impl MergeText {
        AND NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {km} AND {tv} > {STAGED_VERSION})
     ON CONFLICT ({key_list}) DO UPDATE SET {SYS_SET}
      WHERE {xv} < {ev}
-    RETURNING 1
+    RETURNING x._sluice_file AS file
 )",
             ev = version_of("EXCLUDED"),
         ));
@@ -237,7 +241,7 @@ impl MergeText {
      ORDER BY {s_keys}
     ON CONFLICT ({key_list}) DO UPDATE SET {updates}
      WHERE {row_guard}
-    RETURNING (t.xmax = 0) AS inserted, false AS gone
+    RETURNING (t.xmax = 0) AS inserted, false AS gone, t._sluice_file AS file
 )",
             updates = updates.join(", "),
         ));
@@ -270,7 +274,7 @@ impl MergeText {
      ORDER BY {s_keys}
     ON CONFLICT ({key_list}) DO UPDATE SET {updates}
      WHERE {row_guard}
-    RETURNING (t.xmax = 0) AS inserted, t.{f} AS gone
+    RETURNING (t.xmax = 0) AS inserted, t.{f} AS gone, t._sluice_file AS file
 )",
             updates = updates.join(", "),
         )
@@ -300,7 +304,7 @@ impl MergeText {
             sets.push(format!("{f} = false"));
         }
         sets.push(
-            "_sluice_version = s._v, _sluice_file_time = $1::timestamptz, _sluice_record = s._sluice_rec, _sluice_file = $2::bigint"
+            "_sluice_version = s._v, _sluice_file_time = s._sluice_file_time, _sluice_record = s._sluice_rec, _sluice_file = s._sluice_file"
                 .to_owned(),
         );
         ctes.push(format!(
@@ -308,7 +312,7 @@ impl MergeText {
     UPDATE {t} AS t SET {sets} FROM last AS s
      WHERE s._sluice_op <> 'D' AND NOT s._full AND {km}
        AND (t._sluice_version IS NULL OR {tv} <= {STAGED_VERSION})
-    RETURNING 1
+    RETURNING t._sluice_file AS file
 )",
             sets = sets.join(", ")
         ));
@@ -319,10 +323,10 @@ impl MergeText {
         ctes.push(format!(
             "patched_new AS (
     INSERT INTO {t} AS t ({col_list}{flag_col}, _sluice_version, _sluice_file_time, _sluice_record, _sluice_file)
-    SELECT {s_cols}{flag_val}, s._v, $1::timestamptz, s._sluice_rec, $2::bigint FROM last AS s
+    SELECT {s_cols}{flag_val}, {SYS_VALUES} FROM last AS s
      WHERE s._sluice_op <> 'D' AND NOT s._full
        AND NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {km}){tomb}
-    RETURNING 1
+    RETURNING t._sluice_file AS file
 )",
             tomb = tomb_blocks.map(|b| format!("\n       AND {b}")).unwrap_or_default(),
         ));

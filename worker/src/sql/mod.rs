@@ -33,7 +33,7 @@ pub use merge::{merge_sql, prune_tombstones_sql, replace_sql, Deletes, MergeSpec
 use sluice_common::warehouse::{quote_ident, quote_literal, SystemColumn, SYSTEM_COLUMNS};
 pub use stage::{
     copy_stage_sql, create_stage_sql, direct_copy_sql, direct_guard_sql, resolve_partial_sql,
-    save_staged_rejects_sql,
+    save_staged_rejects_sql, stage_file_sql,
 };
 
 /// A target column as the catalog describes it.
@@ -267,14 +267,14 @@ mod tests {
         let sql = create_stage_sql(&orders(), &[0, 2], false);
         assert_eq!(
             sql,
-            "CREATE TEMP TABLE sluice_stage (_sluice_rec bigint NOT NULL, _sluice_op \"char\" NOT NULL, _sluice_version timestamptz, _sluice_keep int2[], \"id\" integer, \"amount\" numeric(12,2)) ON COMMIT DROP"
+            "CREATE TEMP TABLE sluice_stage (_sluice_rec bigint NOT NULL, _sluice_op \"char\" NOT NULL, _sluice_version timestamptz, _sluice_keep int2[], _sluice_file_time timestamptz NOT NULL, _sluice_file bigint NOT NULL, \"id\" integer, \"amount\" numeric(12,2)) ON COMMIT DROP"
         );
         assert_eq!(
             copy_stage_sql(&orders(), &[0, 2], false),
             "COPY pg_temp.sluice_stage (_sluice_rec, _sluice_op, _sluice_version, _sluice_keep, \"id\", \"amount\") FROM STDIN"
         );
         let with_rejects = create_stage_sql(&orders(), &[0], true);
-        assert!(with_rejects.contains("_sluice_keep int2[], _sluice_reject text, _sluice_class text, _sluice_column text, _sluice_line bigint, _sluice_offset bigint, _sluice_raw bytea, \"id\" integer"), "{with_rejects}");
+        assert!(with_rejects.contains("_sluice_file bigint NOT NULL, _sluice_reject text, _sluice_class text, _sluice_column text, _sluice_line bigint, _sluice_offset bigint, _sluice_raw bytea, \"id\" integer"), "{with_rejects}");
         assert!(copy_stage_sql(&orders(), &[0], true).contains("_sluice_keep, _sluice_reject, _sluice_class, _sluice_column, _sluice_line, _sluice_offset, _sluice_raw, \"id\")"));
     }
 
@@ -287,8 +287,13 @@ mod tests {
             deletes: hard(),
             partial: false,
         });
-        assert!(sql.contains("SELECT DISTINCT ON (\"id\") s.*, coalesce(s._sluice_version, $1::timestamptz) AS _v"), "{sql}");
-        assert!(sql.contains("ORDER BY \"id\", coalesce(s._sluice_version, $1::timestamptz) DESC, s._sluice_rec DESC"), "{sql}");
+        assert!(sql.contains("SELECT DISTINCT ON (\"id\") s.*, coalesce(s._sluice_version, s._sluice_file_time) AS _v"), "{sql}");
+        assert!(sql.contains("ORDER BY \"id\", coalesce(s._sluice_version, s._sluice_file_time) DESC,\n              s._sluice_file_time DESC, s._sluice_file DESC, s._sluice_rec DESC"), "{sql}");
+        assert!(
+            !sql.contains('$'),
+            "no parameters: each staged row carries its file: {sql}"
+        );
+        assert!(sql.contains("GROUP BY file"), "counts per file: {sql}");
         assert!(
             sql.contains("WHERE s._sluice_op <> 'R'"),
             "rejects never merge: {sql}"
@@ -296,9 +301,9 @@ mod tests {
         // Upsert: only newer than the row, and never over a newer tombstone.
         assert!(sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\", _sluice_version = EXCLUDED._sluice_version"), "{sql}");
         assert!(sql.contains("WHERE (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (EXCLUDED._sluice_version, EXCLUDED._sluice_file_time, EXCLUDED._sluice_record))"), "{sql}");
-        assert!(sql.contains("NOT EXISTS (SELECT 1 FROM \"st\".tombstones_16384 AS x WHERE x.\"id\" = s.\"id\" AND (x._sluice_version, x._sluice_file_time, x._sluice_record) >= (s._v, $1::timestamptz, s._sluice_rec))"), "{sql}");
+        assert!(sql.contains("NOT EXISTS (SELECT 1 FROM \"st\".tombstones_16384 AS x WHERE x.\"id\" = s.\"id\" AND (x._sluice_version, x._sluice_file_time, x._sluice_record) >= (s._v, s._sluice_file_time, s._sluice_rec))"), "{sql}");
         // Delete: only an older row; the tombstone only where no newer row exists.
-        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING last AS s\n     WHERE s._sluice_op = 'D' AND t.\"id\" = s.\"id\" AND (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (s._v, $1::timestamptz, s._sluice_rec))"), "{sql}");
+        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING last AS s\n     WHERE s._sluice_op = 'D' AND t.\"id\" = s.\"id\" AND (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (s._v, s._sluice_file_time, s._sluice_rec))"), "{sql}");
         assert!(
             sql.contains("INSERT INTO \"st\".tombstones_16384 AS x"),
             "{sql}"
@@ -361,13 +366,13 @@ mod tests {
     }
 
     #[test]
-    fn partial_images_are_filled_from_earlier_records_of_the_file() {
+    fn partial_images_are_filled_from_earlier_records_of_the_stage() {
         let sql = resolve_partial_sql(&orders(), &[0, 1, 2]);
         assert!(
-            sql.starts_with("CREATE INDEX ON pg_temp.sluice_stage (\"id\", _sluice_rec);"),
+            sql.starts_with("CREATE INDEX ON pg_temp.sluice_stage (\"id\", _sluice_file_time, _sluice_file, _sluice_rec);"),
             "{sql}"
         );
-        assert!(sql.contains("SET \"note\" = (SELECT p.\"note\" FROM pg_temp.sluice_stage p WHERE p.\"id\" = s.\"id\" AND p._sluice_rec < s._sluice_rec AND p._sluice_op <> 'R' AND NOT (2 = ANY(coalesce(p._sluice_keep, '{}'))) ORDER BY p._sluice_rec DESC LIMIT 1)"), "{sql}");
+        assert!(sql.contains("SET \"note\" = (SELECT p.\"note\" FROM pg_temp.sluice_stage p WHERE p.\"id\" = s.\"id\" AND (p._sluice_file_time, p._sluice_file, p._sluice_rec) < (s._sluice_file_time, s._sluice_file, s._sluice_rec) AND p._sluice_op <> 'R' AND NOT (2 = ANY(coalesce(p._sluice_keep, '{}'))) ORDER BY p._sluice_file_time DESC, p._sluice_file DESC, p._sluice_rec DESC LIMIT 1)"), "{sql}");
         assert!(
             sql.contains("array_remove(s._sluice_keep, 3::int2)"),
             "{sql}"

@@ -4,13 +4,18 @@
 
 use super::merge::version_of;
 use super::*;
-use sluice_common::warehouse::quote_ident;
+use sluice_common::warehouse::{quote_ident, quote_literal};
 
 /// The staging table's own columns, before the file's: record number, operation, the
-/// version from the file's timestamp column (NULL: the file's time), and the 1-based positions
-/// (among the file's columns) that a partial `U` image leaves unchanged (NULL: none).
+/// version from the file's timestamp column (NULL: the file's time), the 1-based positions
+/// (among the file's columns) that a partial `U` image leaves unchanged (NULL: none), and the
+/// file each row came from: its time and its ledger `file_id`. A stage holds one file, or the
+/// files of a batch (`crate::load::batch`); the last two are never in a `COPY`'s column list:
+/// they are the columns' defaults, set to each file's values before its `COPY`
+/// ([`stage_file_sql`]).
 pub(super) const STAGE_SYSTEM: &str =
-    "_sluice_rec bigint NOT NULL, _sluice_op \"char\" NOT NULL, _sluice_version timestamptz, _sluice_keep int2[]";
+    "_sluice_rec bigint NOT NULL, _sluice_op \"char\" NOT NULL, _sluice_version timestamptz, _sluice_keep int2[], \
+     _sluice_file_time timestamptz NOT NULL, _sluice_file bigint NOT NULL";
 
 /// With `on_error = reject_rows`, a rejected record is a stage row with `_sluice_op = 'R'`, NULL
 /// data columns, and these: why, where, and its original bytes.
@@ -36,6 +41,17 @@ pub fn create_stage_sql(target: &TargetTable, file_columns: &[usize], rejects: b
     )
 }
 
+/// Makes the next rows copied into the stage the file's: its time (`file_time`, RFC 3339 as
+/// [`sluice_common::timefmt::format`] writes it) and its ledger `file_id`, as the defaults of
+/// the stage's file columns. Both values are the worker's own, never text from a file.
+pub fn stage_file_sql(file_time: &str, file_id: i64) -> String {
+    format!(
+        "ALTER TABLE pg_temp.{STAGE} ALTER COLUMN _sluice_file_time SET DEFAULT {}::timestamptz, \
+         ALTER COLUMN _sluice_file SET DEFAULT {file_id}",
+        quote_literal(file_time)
+    )
+}
+
 /// `COPY sluice_stage (...) FROM STDIN` in text format.
 pub fn copy_stage_sql(target: &TargetTable, file_columns: &[usize], rejects: bool) -> String {
     let mut cols = vec!["_sluice_rec, _sluice_op, _sluice_version, _sluice_keep".to_owned()];
@@ -51,9 +67,11 @@ pub fn copy_stage_sql(target: &TargetTable, file_columns: &[usize], rejects: boo
 }
 
 /// Fills the columns that partial `U` images leave unchanged from the latest earlier record of
-/// the same key in the same file that carries a value, so that `I` then partial `U` in one file
-/// merges as the source had it. Only run for files with partial images; one `UPDATE` per
-/// non-key column, set-based, over an index on the stage.
+/// the same key in the stage that carries a value, so that `I` then partial `U` merges as the
+/// source had it. Earlier is earlier in (file time, file, record) order: within one file, the
+/// record order; across the files of a batch, the order in which they were written. Only run
+/// for stages with partial images; one `UPDATE` per non-key column, set-based, over an index
+/// on the stage.
 pub fn resolve_partial_sql(target: &TargetTable, file_columns: &[usize]) -> String {
     let q = |i: usize| quote_ident(&target.columns[i].name);
     let key: Vec<String> = target.key.iter().map(|&i| q(i)).collect();
@@ -63,7 +81,7 @@ pub fn resolve_partial_sql(target: &TargetTable, file_columns: &[usize]) -> Stri
         .collect::<Vec<_>>()
         .join(" AND ");
     let mut sql = format!(
-        "CREATE INDEX ON pg_temp.{STAGE} ({}, _sluice_rec);\nANALYZE pg_temp.{STAGE};\n",
+        "CREATE INDEX ON pg_temp.{STAGE} ({}, {ORDER});\nANALYZE pg_temp.{STAGE};\n",
         key.join(", ")
     );
     for (pos, &i) in file_columns.iter().enumerate() {
@@ -73,16 +91,27 @@ pub fn resolve_partial_sql(target: &TargetTable, file_columns: &[usize]) -> Stri
         let pos = pos + 1;
         let c = q(i);
         let earlier = format!(
-            "FROM pg_temp.{STAGE} p WHERE {key_match} AND p._sluice_rec < s._sluice_rec \
-             AND p._sluice_op <> 'R' AND NOT ({pos} = ANY(coalesce(p._sluice_keep, '{{}}')))"
+            "FROM pg_temp.{STAGE} p WHERE {key_match} AND ({p_order}) < ({s_order}) \
+             AND p._sluice_op <> 'R' AND NOT ({pos} = ANY(coalesce(p._sluice_keep, '{{}}')))",
+            p_order = order_of("p"),
+            s_order = order_of("s"),
         );
+        let p_desc = "p._sluice_file_time DESC, p._sluice_file DESC, p._sluice_rec DESC";
         sql.push_str(&format!(
-            "UPDATE pg_temp.{STAGE} s SET {c} = (SELECT p.{c} {earlier} ORDER BY p._sluice_rec DESC LIMIT 1), \
+            "UPDATE pg_temp.{STAGE} s SET {c} = (SELECT p.{c} {earlier} ORDER BY {p_desc} LIMIT 1), \
              _sluice_keep = array_remove(s._sluice_keep, {pos}::int2) \
              WHERE {pos} = ANY(s._sluice_keep) AND EXISTS (SELECT 1 {earlier});\n"
         ));
     }
     sql
+}
+
+/// The order of a stage's rows: as written, file by file.
+const ORDER: &str = "_sluice_file_time, _sluice_file, _sluice_rec";
+
+/// [`ORDER`] of the stage row `r`.
+fn order_of(r: &str) -> String {
+    format!("{r}._sluice_file_time, {r}._sluice_file, {r}._sluice_rec")
 }
 
 /// `COPY` of the direct path, straight into the target: the system columns first (the
