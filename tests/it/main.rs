@@ -26,4 +26,5 @@ mod outage;
 mod parquet;
 mod security;
 mod shapes;
+mod types;
 mod waits;
