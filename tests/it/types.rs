@@ -248,6 +248,11 @@ async fn spellings_only_postgresql_reads_send_the_file_the_staged_way() {
         ("ia", "{{1,2},{3,4}}"),
         ("ia", "{+1}"),
         ("ta", "{ a }"),
+        ("ca", "{ ab}"),
+        ("ea", "{ sad}"),
+        ("na", "{1.005}"),
+        ("ba", r#"{"\\001"}"#),
+        ("dda", "{ ab}"),
         ("va", r#"{"1 day 02:00"}"#),
         ("di", "{ 1 }"),
     ];
