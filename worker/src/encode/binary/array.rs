@@ -53,13 +53,18 @@ fn write(elem: BinType, oid: u32, v: &[u8], out: &mut Vec<u8>) -> Option<()> {
             };
             ok.then_some(after)?
         } else {
-            let end = memchr::memchr(b',', rest).unwrap_or(rest.len());
+            // One pass to the next `,`, refusing what an unquoted element may not hold.
+            let mut end = 0;
+            while let Some(&b) = rest.get(end) {
+                match b {
+                    b',' => break,
+                    b'"' | b'\\' | b'{' | b'}' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0b'
+                    | b'\x0c' => return None,
+                    _ => end += 1,
+                }
+            }
             let item = &rest[..end];
-            let plain = !item.is_empty()
-                && !item.iter().any(|&b| {
-                    matches!(b, b'"' | b'\\' | b'{' | b'}' | b'\x0b') || b.is_ascii_whitespace()
-                });
-            if !plain {
+            if item.is_empty() {
                 return None;
             }
             if item.eq_ignore_ascii_case(b"NULL") {

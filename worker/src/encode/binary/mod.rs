@@ -347,11 +347,17 @@ fn hex_digit(b: u8) -> Option<u8> {
 
 /// `-?[0-9]{1,18}`: exact in i64 without overflow checks beyond the type's own.
 fn int(v: &[u8]) -> Option<i64> {
-    let digits = v.strip_prefix(b"-").unwrap_or(v);
+    let (neg, digits) = match v.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, v),
+    };
     if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    let n = digits
+        .iter()
+        .fold(0_i64, |n, &d| n * 10 + i64::from(d - b'0'));
+    Some(if neg { -n } else { n })
 }
 
 /// `-?digits(.digits)?([eE][+-]?digits)?`, as text.

@@ -1,7 +1,7 @@
 //! Dates, times and intervals in binary: days, microseconds and months counted as
 //! PostgreSQL's `*_recv` functions take them. Pure; no IO. The strict-grammar rule of [`super`] holds.
 
-fn digits_at(v: &[u8], at: usize, n: usize) -> Option<i64> {
+pub(super) fn digits_at(v: &[u8], at: usize, n: usize) -> Option<i64> {
     let d = v.get(at..at + n)?;
     d.iter()
         .all(u8::is_ascii_digit)
@@ -101,25 +101,24 @@ pub(super) fn parse_timetz(v: &[u8]) -> Option<(i64, i32)> {
 /// ISO 8601 `P1D`, SQL `1-2`, fractional units, `1:02`, seconds of 60, more than six
 /// fractional digits, `infinity`) are left to PostgreSQL.
 pub(super) fn interval(v: &[u8]) -> Option<(i64, i32, i32)> {
-    let s = std::str::from_utf8(v).ok()?;
-    let mut tokens = s.split(' ');
     let (mut months, mut days, mut micros) = (0_i64, 0_i64, 0_i64);
     let mut next_unit = 0;
-    let mut parts = 0;
-    while let Some(token) = tokens.next() {
-        parts += 1;
-        if token.contains(':') {
+    let mut rest = Some(v);
+    while let Some(r) = rest {
+        let (token, after) = word(r);
+        if token.contains(&b':') {
             micros = signed_clock(token)?;
-            if tokens.next().is_some() {
+            if after.is_some() {
                 return None;
             }
             break;
         }
         let n = signed(token)?;
-        let unit = match tokens.next()? {
-            "year" | "years" => 0,
-            "mon" | "mons" | "month" | "months" => 1,
-            "day" | "days" => 2,
+        let (unit, after) = word(after?);
+        let unit = match unit {
+            b"year" | b"years" => 0,
+            b"mon" | b"mons" | b"month" | b"months" => 1,
+            b"day" | b"days" => 2,
             _ => return None,
         };
         if unit < next_unit {
@@ -131,9 +130,7 @@ pub(super) fn interval(v: &[u8]) -> Option<(i64, i32, i32)> {
             1 => months += n,
             _ => days = n,
         }
-    }
-    if parts == 0 {
-        return None;
+        rest = after;
     }
     Some((
         micros,
@@ -142,21 +139,31 @@ pub(super) fn interval(v: &[u8]) -> Option<(i64, i32, i32)> {
     ))
 }
 
+/// The bytes up to the first space, and those after it (None when there is no space).
+fn word(v: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match v.iter().position(|&b| b == b' ') {
+        Some(i) => (&v[..i], Some(&v[i + 1..])),
+        None => (v, None),
+    }
+}
+
 /// `[+-]?[0-9]{1,9}`.
-fn signed(t: &str) -> Option<i64> {
+fn signed(t: &[u8]) -> Option<i64> {
     let (neg, digits) = sign(t);
-    let ok = !digits.is_empty() && digits.len() <= 9 && digits.bytes().all(|b| b.is_ascii_digit());
-    let n: i64 = ok.then(|| digits.parse().ok())??;
+    let n = (1..=9)
+        .contains(&digits.len())
+        .then(|| digits_at(digits, 0, digits.len()))??;
     Some(if neg { -n } else { n })
 }
 
 /// `[+-]?H{1,9}:MM:SS[.f{1,6}]`, minutes and seconds below 60, as signed microseconds.
-fn signed_clock(t: &str) -> Option<i64> {
+fn signed_clock(t: &[u8]) -> Option<i64> {
     let (neg, body) = sign(t);
-    let (hours, rest) = body.split_once(':')?;
-    let ok = !hours.is_empty() && hours.len() <= 9 && hours.bytes().all(|b| b.is_ascii_digit());
-    let hours: i64 = ok.then(|| hours.parse().ok())??;
-    let rest = rest.as_bytes();
+    let colon = body.iter().position(|&b| b == b':')?;
+    let hours = (1..=9)
+        .contains(&colon)
+        .then(|| digits_at(body, 0, colon))??;
+    let rest = &body[colon + 1..];
     if rest.len() < 5 || rest[2] != b':' {
         return None;
     }
@@ -175,10 +182,10 @@ fn signed_clock(t: &str) -> Option<i64> {
     Some(if neg { -micros } else { micros })
 }
 
-fn sign(t: &str) -> (bool, &str) {
-    match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
+fn sign(t: &[u8]) -> (bool, &[u8]) {
+    match t.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
         _ => (false, t),
     }
 }
