@@ -5,8 +5,10 @@
 //! reads sends the file the staged way, which proves the direct load was binary (a text-format
 //! direct `COPY` reads every value itself and never steps aside for one).
 
-use crate::support::TestBed;
+use crate::support::{database_url, TestBed};
 use sluice_worker::load::{load_file, LoadContext, LoadOutcome, LoadStats};
+use sluice_worker::sql::{BaseType, Element};
+use sluice_worker::target::resolve;
 
 fn stats(outcome: LoadOutcome) -> LoadStats {
     match outcome {
@@ -295,4 +297,85 @@ async fn domain_checks_and_element_errors_refuse_binary_and_text_alike() {
         assert_eq!(errors[0], errors[1], "{column} {value}");
         assert!(errors[0].1, "{column} {value}: {errors:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_resolves_domains_array_elements_and_session_settings() {
+    let tb = TestBed::new("types-catalog").await;
+    types(&tb).await;
+    tb.sql(&format!("CREATE TABLE {{s}}.t {TABLE}")).await;
+    let oids = tb
+        .rows("SELECT '{s}.code'::regtype::oid::text, '{s}.mood'::regtype::oid::text")
+        .await;
+    let oid = |i: usize| oids[0][i].as_deref().unwrap().parse::<u32>().unwrap();
+    let (code, mood) = (oid(0), oid(1));
+    let pool = sluice_worker::db::pool(&database_url(), 1, "types-test").unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .batch_execute("SET IntervalStyle = postgres; SET lc_monetary = 'C'")
+        .await
+        .unwrap();
+    let table = resolve(&client, &tb.schema, "t", None, "k").await.unwrap();
+    let base = |c: &str| {
+        let column = table.columns.iter().find(|x| x.name == c).unwrap();
+        column.base.clone()
+    };
+    let base_type = |t: &str, element: Option<(u32, &str, bool)>, session: Option<&str>| {
+        Some(BaseType {
+            sql_type: t.to_owned(),
+            is_enum: false,
+            element: element.map(|(oid, t, is_enum)| Element {
+                oid,
+                sql_type: t.to_owned(),
+                is_enum,
+            }),
+            session: session.map(str::to_owned),
+        })
+    };
+    assert_eq!(base("id"), None);
+    assert_eq!(base("ip"), None);
+    // A domain over a domain over varchar(3): the innermost domain's type modifier.
+    assert_eq!(base("dc"), base_type("character varying(3)", None, None));
+    // An array of a domain: the element oid is the domain's, its type the one under it.
+    let dda = base("dda").unwrap();
+    assert_eq!(
+        dda.element,
+        base_type("", Some((code, "character varying(3)", false)), None)
+            .unwrap()
+            .element
+    );
+    assert_eq!(
+        base("ca").unwrap().element,
+        base_type("", Some((1042, "character(3)", false)), None)
+            .unwrap()
+            .element
+    );
+    assert_eq!(
+        base("ea").unwrap().element.map(|e| (e.oid, e.is_enum)),
+        Some((mood, true))
+    );
+    // A domain over an array.
+    assert_eq!(
+        base("di"),
+        base_type("integer[]", Some((23, "integer", false)), None)
+    );
+    assert_eq!(
+        base("m"),
+        base_type(
+            "money",
+            None,
+            Some(sluice_worker::encode::binary::MONEY_DOLLARS)
+        )
+    );
+    assert_eq!(base("iv"), base_type("interval", None, Some("postgres")));
+    client
+        .batch_execute("SET IntervalStyle = sql_standard")
+        .await
+        .unwrap();
+    let table = resolve(&client, &tb.schema, "t", None, "k").await.unwrap();
+    let va = table.columns.iter().find(|x| x.name == "va").unwrap();
+    assert_eq!(
+        va.base.as_ref().and_then(|b| b.session.as_deref()),
+        Some("sql_standard")
+    );
 }
