@@ -8,6 +8,18 @@
 //! out-of-range values) is refused with `None`, and the loader loads the file by the staged
 //! path, where PostgreSQL reads the text itself and reports any error as usual.
 //!
+//! A column's binary type ([`ColType`]) is decided from the catalog ([`crate::sql::BaseType`]):
+//! under its domains (whose `CHECK` constraints `domain_recv` still enforces), an array's
+//! element (written with the element oid the catalog gives, `array.rs`), and for `money` and
+//! `interval` only in a session whose settings make their text input read the grammar here as
+//! it is read here. Dates, times and intervals are in `time.rs`, addresses and identifiers in
+//! `net.rs`.
+//!
+//! `xml` is sent as its bytes only without an XML declaration that may name an encoding:
+//! `xml_recv` converts a document from its declared encoding (UTF-8 when none), while `xml_in`
+//! reads the text as the client sent it, so a declaration such as `encoding="ISO-8859-1"` on
+//! UTF-8 text would store other characters.
+//!
 //! [`Tuple`] writes one insert of the direct path as a binary tuple, with the same value
 //! checks as the text format ([`super::field`]). Must not: guess a value's meaning (a text it
 //! cannot encode exactly ends the direct path, [`WorkerError::DirectUnfit`]).

@@ -89,10 +89,11 @@ fn ipv6(s: &str, cidr: bool) -> Option<[u8; 20]> {
         None => (s, 128),
     };
     let mut groups = [0_u16; 8];
-    let filled = match addr.find("::") {
+    match addr.find("::") {
         None => {
-            (fill(addr, &mut groups, true)? == 8).then_some(())?;
-            8
+            if fill(addr, &mut groups, true)? != 8 {
+                return None;
+            }
         }
         Some(i) => {
             let (head, tail) = (&addr[..i], &addr[i + 2..]);
@@ -115,10 +116,8 @@ fn ipv6(s: &str, cidr: bool) -> Option<[u8; 20]> {
                 return None;
             }
             groups[8 - m..].copy_from_slice(&back[..m]);
-            n + m
         }
-    };
-    debug_assert!(filled <= 8);
+    }
     let address = groups.iter().fold(0_u128, |a, &g| a << 16 | u128::from(g));
     let mask = u128::MAX.checked_shr(bits).unwrap_or(0);
     if cidr && address & mask != 0 {
