@@ -95,9 +95,10 @@ pub enum ColType {
 
 /// How a session whose `money` input the binary path can read writes -1234567.89 and
 /// 1234567.89 (the catalog query's probe): currency symbol `$`, `,` between thousands, `.`
-/// before two fractional digits, `-` for negative amounts, no sign for positive ones, as
-/// `C` and `en_US` locales do. `cash_in` reads exactly these symbols, so a text in
-/// [`money`]'s grammar means the same cents in any session that writes them so.
+/// before two fractional digits, `-` for negative amounts, no sign for positive ones, as the
+/// `C` locale does. `cash_in` reads with the same symbols (its `+` for a positive sign is never
+/// in the grammar), so a text in `money()`'s grammar means the same cents in any session
+/// that writes them so.
 pub const MONEY_DOLLARS: &str = "-$1,234,567.89 $1,234,567.89";
 
 /// The binary type for a catalog type name (`format_type`), if the binary path handles it.
