@@ -327,20 +327,15 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         "08002b010203",
         "8:0:2b:1:2:3",
     ];
-    // And per odd address: IPv4 other than a plain dotted quad and `/n`, and IPv6.
-    let ips = [
-        "010.0.0.1",
-        "10.0.0.1/024",
-        "::1",
-        "::ffff:1.2.3.4",
-        "2001:db8::1/64",
-    ];
+    // And per odd address: IPv4 other than a plain dotted quad and `/n`, IPv6 with a short
+    // IPv4 tail (more in `types.rs`).
+    let ips = ["010.0.0.1", "10.0.0.1/024", "::ffff:1.2.3"];
     let nets = [
         "10",
         "10.1/16",
         "010.0.0.0/8",
         "10.0.0.0/08",
-        "2001:db8::/32",
+        "::ffff:1.2.3",
     ];
     // And per odd time with time zone: no offset, zone names, other offset spellings.
     let zoned = [
@@ -521,35 +516,23 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         "time zone displacement out of range",
     )
     .await;
-    // An array of varchar(n) is not varchar(n): the direct path in text format.
-    tb.sql("CREATE TABLE {s}.va (id int PRIMARY KEY, tags varchar(5)[])")
-        .await;
-    let va = stats(
-        tb.put_and_load(&ctx, &tb.key("va/LOAD00000001.csv"), "1,\"{a,b c}\"\n")
-            .await,
-    );
-    assert!(va.direct);
-    assert_eq!(
-        tb.rows("SELECT tags::text FROM {s}.va").await,
-        vec![vec![Some(r#"{a,"b c"}"#.to_owned())]]
-    );
     // A type the binary format does not handle: the direct path in text format.
-    tb.sql("CREATE TABLE {s}.iv (id int PRIMARY KEY, span interval)")
+    tb.sql("CREATE TABLE {s}.pt (id int PRIMARY KEY, p point)")
         .await;
-    let iv = stats(
+    let pt = stats(
         tb.put_and_load(
             &ctx,
-            &tb.key("iv/LOAD00000001.csv"),
-            "1,1 day 02:00\n2,NULL\n",
+            &tb.key("pt/LOAD00000001.csv"),
+            "1,\"(1,2)\"\n2,NULL\n",
         )
         .await,
     );
-    assert!(iv.direct);
+    assert!(pt.direct);
     assert_eq!(
-        tb.rows("SELECT id::text, span::text FROM {s}.iv ORDER BY id")
+        tb.rows("SELECT id::text, p::text FROM {s}.pt ORDER BY id")
             .await,
         vec![
-            vec![Some("1".to_owned()), Some("1 day 02:00:00".to_owned())],
+            vec![Some("1".to_owned()), Some("(1,2)".to_owned())],
             vec![Some("2".to_owned()), None]
         ]
     );

@@ -10,6 +10,7 @@ fn main() {
         sql_type: sql_type.into(),
         not_null,
         is_enum: false,
+        base: None,
     };
     let target = TargetTable {
         schema: "bench".into(),

@@ -7,7 +7,7 @@
 //! runs for the file, whatever `--schemas` allows.
 
 use crate::error::WorkerError;
-use crate::sql::{Column, TargetTable, CATALOG_COLUMNS};
+use crate::sql::{BaseType, Column, Element, TargetTable, CATALOG_COLUMNS};
 use deadpool_postgres::GenericClient;
 use sluice_common::warehouse::is_system_column;
 
@@ -78,6 +78,7 @@ pub async fn resolve<C: GenericClient>(
             sql_type: row.get(1),
             not_null: row.get(4),
             is_enum: row.get(5),
+            base: base_type(row),
         });
     }
     if key_cols.is_empty() {
@@ -93,6 +94,29 @@ pub async fn resolve<C: GenericClient>(
         columns,
         key: key_cols.into_iter().map(|(_, i)| i).collect(),
         present,
+    })
+}
+
+/// The type under the column's domains, its element if it is an array, and the session
+/// setting its input depends on ([`CATALOG_COLUMNS`]'s last six columns); None when that is
+/// the column's own type, not an array, with no such setting.
+fn base_type(row: &tokio_postgres::Row) -> Option<BaseType> {
+    let own: String = row.get(1);
+    let sql_type: String = row.get(6);
+    let element = match (row.get::<_, Option<u32>>(8), row.get(9), row.get(10)) {
+        (Some(oid), Some(sql_type), Some(is_enum)) => Some(Element {
+            oid,
+            sql_type,
+            is_enum,
+        }),
+        _ => None,
+    };
+    let session: Option<String> = row.get(11);
+    (sql_type != own || element.is_some() || session.is_some()).then(|| BaseType {
+        sql_type,
+        is_enum: row.get(7),
+        element,
+        session,
     })
 }
 

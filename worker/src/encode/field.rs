@@ -278,6 +278,7 @@ mod tests {
             sql_type: sql_type.into(),
             not_null,
             is_enum: false,
+            base: None,
         };
         TargetTable {
             schema: "s".into(),

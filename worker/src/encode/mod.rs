@@ -52,7 +52,7 @@ use crate::error::WorkerError;
 use crate::read::csv::{CsvError, ReaderOptions, Record, RecordBuf, RecordReader};
 use crate::read::document::DocumentPlan;
 use crate::sql::TargetTable;
-use binary::BinType;
+use binary::ColType;
 use bytes::Bytes;
 use field::{excerpt, Done};
 use layout::{default_layout, layout_by_count, layout_from_header, max_file_fields};
@@ -122,7 +122,7 @@ pub struct Layout {
     pub document: Option<DocShape>,
     /// The direct path in PostgreSQL's binary format: the binary type of each column (every
     /// column has one). None: text format.
-    pub binary: Option<Vec<BinType>>,
+    pub binary: Option<Vec<ColType>>,
 }
 
 /// Where the document is in the file and which columns it becomes.
@@ -721,6 +721,7 @@ mod tests {
                     sql_type: "text".into(),
                     not_null: false,
                     is_enum: false,
+                    base: None,
                 })
                 .collect(),
             key: vec![0],

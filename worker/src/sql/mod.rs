@@ -46,6 +46,37 @@ pub struct Column {
     pub not_null: bool,
     /// An enum (`pg_type.typtype = 'e'`): its `sql_type` is the enum's own name.
     pub is_enum: bool,
+    /// The type the binary format reads, when it is not the column's own type as `sql_type`
+    /// and `is_enum` say: a domain's, an array's, or a type whose text input depends on a
+    /// session setting. None: the column's own type, no array.
+    pub base: Option<BaseType>,
+}
+
+/// A column's type under any domains (`pg_type.typbasetype`, followed down to a type that
+/// is no domain), and for a one-dimensional array its element, also under any domains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseType {
+    /// `format_type` of the type under the domains, with the type modifier that applies to it
+    /// (the innermost domain's, or the column's).
+    pub sql_type: String,
+    pub is_enum: bool,
+    /// An array's element.
+    pub element: Option<Element>,
+    /// The session setting the text input of the type (or of its element) depends on: for
+    /// `money`, how the session writes -1234567.89 and 1234567.89 (its `lc_monetary`),
+    /// space-separated; for `interval`, `IntervalStyle`.
+    pub session: Option<String>,
+}
+
+/// The element of an array type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    /// The element type's oid, a domain's own where the element is a domain (`array_recv`
+    /// refuses an array whose element oid is not the column's).
+    pub oid: u32,
+    /// `format_type` of the element's type under any domains, with its type modifier.
+    pub sql_type: String,
+    pub is_enum: bool,
 }
 
 /// A target table: its data columns in ordinal order and its primary key.
@@ -98,17 +129,40 @@ impl TargetTable {
 pub const STAGE: &str = "sluice_stage";
 
 /// Catalog lookup of a table's columns and key: per column its name, type, key position, the
-/// table's oid, `NOT NULL`, and whether its type is an enum. Parameters: `$1` schema, `$2` table, compared
-/// as `text` so that a name longer than PostgreSQL's 63-byte limit never matches a truncated one.
+/// table's oid, `NOT NULL`, and whether its type is an enum; then the type under any domains
+/// (`format_type`, enum), an array's element (its oid, the type under any domains, enum) and
+/// the session setting the text input of `money` or `interval` depends on (see [`BaseType`]).
+/// Parameters: `$1` schema, `$2` table, compared as `text` so that a name longer than
+/// PostgreSQL's 63-byte limit never matches a truncated one.
 pub const CATALOG_COLUMNS: &str = "\
 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
        coalesce((SELECT k.ord FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
                   WHERE k.attnum = a.attnum), 0)::int4 AS key_position, c.oid, a.attnotnull, \
-       t.typtype = 'e' AS is_enum \
+       t.typtype = 'e' AS is_enum, \
+       format_type(b.typid, b.typmod), bt.typtype = 'e', e.elem, format_type(e.typid, e.typmod), \
+       et.typtype = 'e', \
+       CASE coalesce(e.typid, b.typid) \
+            WHEN 'pg_catalog.money'::pg_catalog.regtype \
+            THEN '-1234567.89'::numeric::money::text || ' ' || '1234567.89'::numeric::money::text \
+            WHEN 'pg_catalog.interval'::pg_catalog.regtype THEN current_setting('IntervalStyle') END \
   FROM pg_catalog.pg_class c \
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
   JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+  CROSS JOIN LATERAL (WITH RECURSIVE d(typid, typmod, depth) AS ( \
+         SELECT a.atttypid, a.atttypmod, 0 \
+         UNION ALL \
+         SELECT dt.typbasetype, dt.typtypmod, d.depth + 1 \
+           FROM d JOIN pg_catalog.pg_type dt ON dt.oid = d.typid AND dt.typtype = 'd') \
+       SELECT typid, typmod FROM d ORDER BY depth DESC LIMIT 1) b \
+  JOIN pg_catalog.pg_type bt ON bt.oid = b.typid \
+  LEFT JOIN LATERAL (WITH RECURSIVE d(typid, typmod, depth) AS ( \
+         SELECT bt.typelem, b.typmod, 0 WHERE bt.typlen = -1 AND bt.typelem <> 0 \
+         UNION ALL \
+         SELECT dt.typbasetype, dt.typtypmod, d.depth + 1 \
+           FROM d JOIN pg_catalog.pg_type dt ON dt.oid = d.typid AND dt.typtype = 'd') \
+       SELECT bt.typelem AS elem, typid, typmod FROM d ORDER BY depth DESC LIMIT 1) e ON true \
+  LEFT JOIN pg_catalog.pg_type et ON et.oid = e.typid \
   LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary \
  WHERE n.nspname::text = $1 AND c.relname::text = $2 AND c.relkind IN ('r', 'p') \
    AND a.attgenerated = '' \
@@ -228,18 +282,21 @@ mod tests {
                     sql_type: "integer".into(),
                     not_null: true,
                     is_enum: false,
+                    base: None,
                 },
                 Column {
                     name: "note".into(),
                     sql_type: "text".into(),
                     not_null: false,
                     is_enum: false,
+                    base: None,
                 },
                 Column {
                     name: "amount".into(),
                     sql_type: "numeric(12,2)".into(),
                     not_null: false,
                     is_enum: false,
+                    base: None,
                 },
             ],
             key: vec![0],
@@ -447,6 +504,6 @@ mod tests {
     #[test]
     fn catalog_lookup_binds_names() {
         assert!(CATALOG_COLUMNS.contains("n.nspname::text = $1 AND c.relname::text = $2"));
-        assert!(CATALOG_COLUMNS.contains("a.attnotnull, t.typtype = 'e' AS is_enum FROM"));
+        assert!(CATALOG_COLUMNS.contains("a.attnotnull, t.typtype = 'e' AS is_enum,"));
     }
 }

@@ -8,15 +8,34 @@
 //! out-of-range values) is refused with `None`, and the loader loads the file by the staged
 //! path, where PostgreSQL reads the text itself and reports any error as usual.
 //!
+//! A column's binary type ([`ColType`]) is decided from the catalog ([`crate::sql::BaseType`]):
+//! under its domains (whose `CHECK` constraints `domain_recv` still enforces), an array's
+//! element (written with the element oid the catalog gives, `array.rs`), and for `money` and
+//! `interval` only in a session whose settings make their text input read the grammar here as
+//! it is read here. Dates, times and intervals are in `time.rs`, addresses and identifiers in
+//! `net.rs`.
+//!
+//! `xml` is sent as its bytes only without an XML declaration that may name an encoding:
+//! `xml_recv` converts a document from its declared encoding (UTF-8 when none), while `xml_in`
+//! reads the text as the client sent it, so a declaration such as `encoding="ISO-8859-1"` on
+//! UTF-8 text would store other characters.
+//!
 //! [`Tuple`] writes one insert of the direct path as a binary tuple, with the same value
 //! checks as the text format ([`super::field`]). Must not: guess a value's meaning (a text it
 //! cannot encode exactly ends the direct path, [`WorkerError::DirectUnfit`]).
+
+mod array;
+mod net;
+mod time;
 
 use super::field::{Done, FieldAt, Value};
 use super::{Direct, EncodeSpec, Layout};
 use crate::error::WorkerError;
 use crate::read::csv::Record;
 use crate::sql::{Column, TargetTable};
+use net::{inet, macaddr, uuid};
+pub use time::parse_timestamp;
+use time::{date_days, interval, parse_time, parse_timetz};
 
 /// A column type the binary path can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +71,35 @@ pub enum BinType {
     Macaddr,
     /// `inet` (IPv4 only): family, bits, the cidr flag, address length, address.
     Inet,
-    /// `cidr` (IPv4 only), as `inet` with the cidr flag set.
+    /// `cidr`, as `inet` with the cidr flag set.
     Cidr,
+    /// `interval`: microseconds, days, months, from PostgreSQL's `postgres` output style
+    /// (`1 year 2 mons -3 days +04:05:06.5`), in a session whose `IntervalStyle` is not
+    /// `sql_standard` (where a leading `-` would apply to every field).
+    Interval,
+    /// `money` in a session that writes it `-$1,234,567.89` (see [`MONEY_DOLLARS`]): an int8 of
+    /// cents.
+    Money,
+    /// `xml`: its bytes, when the text has no XML declaration naming an encoding (`xml_recv`
+    /// converts from the declared encoding, `xml_in` reads the text as it is).
+    Xml,
 }
+
+/// A column's binary form: one value, or a one-dimensional array of them with the element
+/// type's oid (`array_recv` checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    One(BinType),
+    Array { elem: BinType, oid: u32 },
+}
+
+/// How a session whose `money` input the binary path can read writes -1234567.89 and
+/// 1234567.89 (the catalog query's probe): currency symbol `$`, `,` between thousands, `.`
+/// before two fractional digits, `-` for negative amounts, no sign for positive ones, as the
+/// `C` locale does. `cash_in` reads with the same symbols (its `+` for a positive sign is never
+/// in the grammar), so a text in `money()`'s grammar means the same cents in any session
+/// that writes them so.
+pub const MONEY_DOLLARS: &str = "-$1,234,567.89 $1,234,567.89";
 
 /// The binary type for a catalog type name (`format_type`), if the binary path handles it.
 pub fn bin_type(sql_type: &str) -> Option<BinType> {
@@ -78,6 +123,9 @@ pub fn bin_type(sql_type: &str) -> Option<BinType> {
         "macaddr" => BinType::Macaddr,
         "inet" => BinType::Inet,
         "cidr" => BinType::Cidr,
+        "interval" => BinType::Interval,
+        "money" => BinType::Money,
+        "xml" => BinType::Xml,
         t => {
             if let Some(args) = t.strip_prefix("numeric(").and_then(|r| r.strip_suffix(')')) {
                 let (p, s) = args.split_once(',')?;
@@ -203,9 +251,78 @@ pub fn encode(t: BinType, v: &[u8], out: &mut Vec<u8>) -> bool {
             .strip_prefix(b"\\x")
             .is_some_and(|hex| bytea_hex(hex, out)),
         BinType::Macaddr => macaddr(v).map(|b| field(out, &b)).is_some(),
-        BinType::Inet => ipv4(v, false).map(|b| field(out, &b)).is_some(),
-        BinType::Cidr => ipv4(v, true).map(|b| field(out, &b)).is_some(),
+        BinType::Inet => inet(v, false, out),
+        BinType::Cidr => inet(v, true, out),
+        BinType::Interval => interval(v)
+            .map(|(micros, days, months)| {
+                out.extend_from_slice(&16_i32.to_be_bytes());
+                out.extend_from_slice(&micros.to_be_bytes());
+                out.extend_from_slice(&days.to_be_bytes());
+                out.extend_from_slice(&months.to_be_bytes());
+            })
+            .is_some(),
+        BinType::Money => money(v).map(|c| field(out, &c.to_be_bytes())).is_some(),
+        BinType::Xml => {
+            // Anything naming an encoding before the first `>` could be a declaration's.
+            let head = &v[..memchr::memchr(b'>', v).unwrap_or(v.len())];
+            let declares_encoding = memchr::memmem::find(head, b"encoding").is_some();
+            if !declares_encoding {
+                field(out, v);
+            }
+            !declares_encoding
+        }
     }
+}
+
+/// Appends the field for text `v` of column type `t` ([`encode`], or a one-dimensional
+/// array of it, [`array::encode`]); false (nothing appended) outside the strict grammar.
+pub fn encode_column(t: ColType, v: &[u8], out: &mut Vec<u8>) -> bool {
+    match t {
+        ColType::One(t) => encode(t, v, out),
+        ColType::Array { elem, oid } => array::encode(elem, oid, v, out),
+    }
+}
+
+/// `money` as [`MONEY_DOLLARS`] writes it, as cents: `-?$?` then digits, with single commas
+/// between digits (which `cash_in` skips), then optionally `.` and one or two digits, or more
+/// whose extra digits are all zeros (`cash_in` rounds on the first extra digit; a zero never
+/// rounds). At most 18 digits, so no sum overflows. Parentheses, spaces, a trailing sign or
+/// symbol, `+` and other spellings are left to PostgreSQL.
+fn money(v: &[u8]) -> Option<i64> {
+    let (neg, v) = match v.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, v),
+    };
+    let v = v.strip_prefix(b"$").unwrap_or(v);
+    let (int_part, frac) = match v.iter().position(|&b| b == b'.') {
+        Some(i) => (&v[..i], Some(&v[i + 1..])),
+        None => (v, None),
+    };
+    let grouped = !int_part.is_empty()
+        && int_part.first().is_some_and(u8::is_ascii_digit)
+        && int_part.last().is_some_and(u8::is_ascii_digit)
+        && int_part.iter().all(|&b| b.is_ascii_digit() || b == b',')
+        && memchr::memmem::find(int_part, b",,").is_none();
+    if !grouped {
+        return None;
+    }
+    let frac = frac.unwrap_or(b"00");
+    let (cents, extra) = frac.split_at(frac.len().min(2));
+    let frac_ok = !frac.is_empty()
+        && cents.iter().all(u8::is_ascii_digit)
+        && extra.iter().all(|&b| b == b'0');
+    let digits = int_part.iter().filter(|b| b.is_ascii_digit()).count();
+    if !frac_ok || digits + 2 > 18 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &b in int_part.iter().chain(cents).filter(|b| b.is_ascii_digit()) {
+        value = value * 10 + i64::from(b - b'0');
+    }
+    if cents.len() == 1 {
+        value *= 10;
+    }
+    Some(if neg { -value } else { value })
 }
 
 /// A `bytea` field from hexadecimal digits; false (nothing appended) if they are not.
@@ -243,11 +360,17 @@ fn hex_digit(b: u8) -> Option<u8> {
 
 /// `-?[0-9]{1,18}`: exact in i64 without overflow checks beyond the type's own.
 fn int(v: &[u8]) -> Option<i64> {
-    let digits = v.strip_prefix(b"-").unwrap_or(v);
+    let (neg, digits) = match v.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, v),
+    };
     if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    let n = digits
+        .iter()
+        .fold(0_i64, |n, &d| n * 10 + i64::from(d - b'0'));
+    Some(if neg { -n } else { n })
 }
 
 /// `-?digits(.digits)?([eE][+-]?digits)?`, as text.
@@ -348,165 +471,37 @@ fn numeric(v: &[u8], typmod: Option<(u16, u16)>, out: &mut Vec<u8>) -> bool {
     true
 }
 
-fn digits_at(v: &[u8], at: usize, n: usize) -> Option<i64> {
-    let d = v.get(at..at + n)?;
-    d.iter()
-        .all(u8::is_ascii_digit)
-        .then(|| d.iter().fold(0_i64, |a, &b| a * 10 + i64::from(b - b'0')))
-}
-
-/// `YYYY-MM-DD`, years 1 to 9999, as days since 1970-01-01.
-fn date_days(v: &[u8]) -> Option<i64> {
-    if v.len() != 10 || v[4] != b'-' || v[7] != b'-' {
-        return None;
-    }
-    let (y, m, d) = (
-        digits_at(v, 0, 4)?,
-        digits_at(v, 5, 2)?,
-        digits_at(v, 8, 2)?,
-    );
-    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
-        .ok()?;
-    (y >= 1).then(|| i64::from(date.to_julian_day()) - 2_440_588)
-}
-
-/// `HH:MM:SS[.f{1,6}]` as hours, minutes, seconds and microseconds, not range-checked.
-fn clock(v: &[u8]) -> Option<(i64, i64, i64, i64)> {
-    if v.len() < 8 || v[2] != b':' || v[5] != b':' {
-        return None;
-    }
-    let (h, mi, s) = (
-        digits_at(v, 0, 2)?,
-        digits_at(v, 3, 2)?,
-        digits_at(v, 6, 2)?,
-    );
-    let mut micros = 0;
-    if v.len() > 8 {
-        let frac = &v[9..];
-        if v[8] != b'.' || frac.is_empty() || frac.len() > 6 {
-            return None;
+/// The binary type of a catalog column (under its domains; an array's element type), if the
+/// binary path handles it.
+fn column_type(column: &Column) -> Option<ColType> {
+    let Some(base) = &column.base else {
+        return scalar(&column.sql_type, column.is_enum, None).map(ColType::One);
+    };
+    let session = base.session.as_deref();
+    match &base.element {
+        None => scalar(&base.sql_type, base.is_enum, session).map(ColType::One),
+        Some(e) => {
+            scalar(&e.sql_type, e.is_enum, session).map(|elem| ColType::Array { elem, oid: e.oid })
         }
-        micros = digits_at(frac, 0, frac.len())? * 10_i64.pow(6 - frac.len() as u32);
     }
-    Some((h, mi, s, micros))
 }
 
-/// DMS's `YYYY-MM-DD HH:MM:SS[.f{1,6}]` (UTC) as microseconds since 1970.
-pub fn parse_timestamp(v: &[u8]) -> Option<i64> {
-    if v.len() < 19 || v[10] != b' ' {
-        return None;
-    }
-    let days = date_days(&v[..10])?;
-    let (h, mi, s, micros) = clock(&v[11..])?;
-    if h > 23 || mi > 59 || s > 59 {
-        return None;
-    }
-    Some(((days * 24 + h) * 60 + mi) * 60_000_000 + s * 1_000_000 + micros)
-}
-
-/// `HH:MM:SS[.f{1,6}]` from `00:00:00` to `23:59:59.999999`, or `24:00:00` exactly (the end of
-/// the day, which `time` stores and `time_recv` takes), as microseconds since midnight. The leap
-/// second `23:59:60`, which PostgreSQL also reads as `24:00:00`, is left to it.
-fn parse_time(v: &[u8]) -> Option<i64> {
-    let (h, mi, s, micros) = clock(v)?;
-    let end_of_day = h == 24 && mi == 0 && s == 0 && micros == 0;
-    if (h > 23 && !end_of_day) || mi > 59 || s > 59 {
-        return None;
-    }
-    Some((h * 60 + mi) * 60_000_000 + s * 1_000_000 + micros)
-}
-
-/// `time` as [`parse_time`] reads it followed by an offset `+HH`, `-HH`, `+HH:MM` or `-HH:MM`
-/// (hours up to 15, as text input takes them), as microseconds since midnight and seconds west
-/// of UTC. A zone name, an offset with seconds or in other spellings (`+2`, `+0200`, `Z`), no
-/// offset (the session's zone) and offsets out of range are left to PostgreSQL.
-fn parse_timetz(v: &[u8]) -> Option<(i64, i32)> {
-    let at = v.iter().rposition(|&b| b == b'+' || b == b'-')?;
-    let (time, zone) = v.split_at(at);
-    let (hours, minutes) = match zone.len() {
-        3 => (digits_at(zone, 1, 2)?, 0),
-        6 if zone[3] == b':' => (digits_at(zone, 1, 2)?, digits_at(zone, 4, 2)?),
-        _ => return None,
-    };
-    if hours > 15 || minutes > 59 {
-        return None;
-    }
-    let east = i32::try_from(hours * 3600 + minutes * 60).ok()?;
-    Some((
-        parse_time(time)?,
-        if zone[0] == b'+' { -east } else { east },
-    ))
-}
-
-/// The canonical 36-character form, as 16 bytes.
-fn uuid(v: &[u8]) -> Option<[u8; 16]> {
-    if v.len() != 36 || [8, 13, 18, 23].iter().any(|&i| v[i] != b'-') {
-        return None;
-    }
-    let mut out = [0_u8; 16];
-    let mut hex = v.iter().filter(|&&b| b != b'-');
-    for byte in &mut out {
-        let a = hex_digit(*hex.next()?)?;
-        let b = hex_digit(*hex.next()?)?;
-        *byte = a << 4 | b;
-    }
-    Some(out)
-}
-
-/// `xx:xx:xx:xx:xx:xx` (hex digits, either case) as six bytes. PostgreSQL's other spellings
-/// (`-` or `.` separators, `xxxxxx:xxxxxx`, no separators) are left to it.
-fn macaddr(v: &[u8]) -> Option<[u8; 6]> {
-    if v.len() != 17 || [2, 5, 8, 11, 14].iter().any(|&i| v[i] != b':') {
-        return None;
-    }
-    let mut out = [0_u8; 6];
-    for (byte, pair) in out.iter_mut().zip(v.chunks(3)) {
-        *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
-    }
-    Some(out)
-}
-
-/// PostgreSQL's address family for IPv4 in `inet` and `cidr` (`PGSQL_AF_INET`).
-const PGSQL_AF_INET: u8 = 2;
-
-/// Dotted-quad IPv4 with an optional `/n` (0 to 32; 32 without it), each number without
-/// leading zeros, in `inet_send`'s form: family, bits, the cidr flag, address length, address.
-/// A `cidr` with bits set right of its mask, which text input refuses, is left to PostgreSQL so
-/// that it fails with the same error. IPv6 and PostgreSQL's other spellings (`10.1`, `010.0.0.1`,
-/// `1.2.3.4/024`, spaces) are left to it too.
-fn ipv4(v: &[u8], cidr: bool) -> Option<[u8; 8]> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (addr, bits) = match s.split_once('/') {
-        Some((a, n)) => (a, decimal(n).filter(|&n| n <= 32)?),
-        None => (s, 32),
-    };
-    let mut out = [PGSQL_AF_INET, bits as u8, u8::from(cidr), 4, 0, 0, 0, 0];
-    let mut octets = addr.split('.');
-    for byte in &mut out[4..] {
-        *byte = u8::try_from(decimal(octets.next()?)?).ok()?;
-    }
-    let host = u32::from_be_bytes(out[4..].try_into().ok()?);
-    let mask = u32::MAX.checked_shr(bits).unwrap_or(0);
-    (octets.next().is_none() && !(cidr && host & mask != 0)).then_some(out)
-}
-
-/// `0` or `[1-9][0-9]{0,2}`.
-fn decimal(d: &str) -> Option<u32> {
-    let plain = !d.is_empty() && d.len() <= 3 && d.bytes().all(|b| b.is_ascii_digit());
-    (plain && (d == "0" || !d.starts_with('0'))).then(|| d.parse().ok())?
-}
-
-/// The binary type of a catalog column, if the binary path handles it.
-fn column_type(column: &Column) -> Option<BinType> {
-    if column.is_enum {
+/// The binary type of a type that is no domain and no array: enums by their catalog kind,
+/// `money` and `interval` only in a session whose setting their input depends on allows it.
+fn scalar(sql_type: &str, is_enum: bool, session: Option<&str>) -> Option<BinType> {
+    if is_enum {
         return Some(BinType::Enum);
     }
-    bin_type(&column.sql_type)
+    match bin_type(sql_type)? {
+        BinType::Money => (session == Some(MONEY_DOLLARS)).then_some(BinType::Money),
+        BinType::Interval => matches!(session, Some("postgres" | "postgres_verbose" | "iso_8601"))
+            .then_some(BinType::Interval),
+        t => Some(t),
+    }
 }
 
 /// The binary types of the columns, when every one has one (else the text format is used).
-pub(super) fn column_types(target: &TargetTable, columns: &[usize]) -> Option<Vec<BinType>> {
+pub(super) fn column_types(target: &TargetTable, columns: &[usize]) -> Option<Vec<ColType>> {
     columns
         .iter()
         .map(|&c| column_type(&target.columns[c]))
@@ -518,7 +513,7 @@ pub(super) fn column_types(target: &TargetTable, columns: &[usize]) -> Option<Ve
 pub(super) struct Tuple<'a> {
     pub(super) spec: &'a EncodeSpec<'a>,
     pub(super) layout: &'a Layout,
-    pub(super) types: &'a [BinType],
+    pub(super) types: &'a [ColType],
     pub(super) direct: &'a Direct,
 }
 
@@ -574,23 +569,24 @@ impl Tuple<'_> {
 }
 
 /// One checked value in binary; false (the direct path ends) when it has no exact binary form.
-fn write_value(value: &Value<'_>, t: BinType, out: &mut Vec<u8>) -> bool {
+fn write_value(value: &Value<'_>, t: ColType, out: &mut Vec<u8>) -> bool {
     match value {
         Value::Null => {
             null(out);
             true
         }
-        Value::Text(v) => encode(t, v, out),
+        Value::Text(v) => encode_column(t, v, out),
         Value::Hex(hex) => bytea_hex(hex, out),
-        Value::Repaired(text) => encode(t, text.as_bytes(), out),
+        Value::Repaired(text) => encode_column(t, text.as_bytes(), out),
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::sql::{BaseType, Element};
 
-    fn enc(t: BinType, v: &str) -> Option<Vec<u8>> {
+    pub(in super::super) fn enc(t: BinType, v: &str) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         encode(t, v.as_bytes(), &mut out).then_some(out)
     }
@@ -613,7 +609,8 @@ mod tests {
         assert_eq!(bin_type("\"char\""), None);
         assert_eq!(bin_type("character(3)[]"), None);
         assert_eq!(bin_type("character varying(20)[]"), None);
-        assert_eq!(bin_type("interval"), None);
+        assert_eq!(bin_type("interval"), Some(BinType::Interval));
+        assert_eq!(bin_type("money[]"), None);
     }
 
     #[test]
@@ -623,13 +620,23 @@ mod tests {
             sql_type: sql_type.into(),
             not_null: false,
             is_enum,
+            base: None,
         };
-        assert_eq!(column_type(&col("mood", true)), Some(BinType::Enum));
+        assert_eq!(
+            column_type(&col("mood", true)),
+            Some(ColType::One(BinType::Enum))
+        );
         // An enum named like a built-in type is still an enum.
-        assert_eq!(column_type(&col("public.date", true)), Some(BinType::Enum));
+        assert_eq!(
+            column_type(&col("public.date", true)),
+            Some(ColType::One(BinType::Enum))
+        );
         assert_eq!(column_type(&col("mood", false)), None);
         assert_eq!(column_type(&col("mood[]", false)), None);
-        assert_eq!(column_type(&col("integer", false)), Some(BinType::Int4));
+        assert_eq!(
+            column_type(&col("integer", false)),
+            Some(ColType::One(BinType::Int4))
+        );
         assert_eq!(enc(BinType::Enum, "sad"), Some(b"\0\0\0\x03sad".to_vec()));
     }
 
@@ -688,202 +695,6 @@ mod tests {
     }
 
     #[test]
-    fn dates_and_timestamps_count_from_2000() {
-        assert_eq!(
-            enc(BinType::Date, "2000-01-02"),
-            Some([0, 0, 0, 4, 0, 0, 0, 1].to_vec())
-        );
-        assert_eq!(enc(BinType::Date, "2023-02-29"), None);
-        assert_eq!(parse_timestamp(b"1970-01-01 00:00:01.5"), Some(1_500_000));
-        assert_eq!(
-            enc(BinType::Timestamp, "2000-01-01 00:00:00.000001").unwrap()[4..],
-            1_i64.to_be_bytes()
-        );
-        for v in [
-            "2024-01-01T00:00:00",
-            "2024-01-01 00:00:00.1234567",
-            "2024-01-01 24:00:00",
-        ] {
-            assert_eq!(enc(BinType::Timestamp, v), None, "{v}");
-        }
-    }
-
-    #[test]
-    fn times_count_microseconds_from_midnight_to_the_end_of_the_day() {
-        let micros =
-            |v: &str| enc(BinType::Time, v).map(|b| i64::from_be_bytes(b[4..].try_into().unwrap()));
-        assert_eq!(
-            enc(BinType::Time, "00:00:00"),
-            Some([0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0].to_vec())
-        );
-        assert_eq!(micros("00:00:01.5"), Some(1_500_000));
-        assert_eq!(micros("23:59:59.999999"), Some(86_399_999_999));
-        assert_eq!(micros("24:00:00"), Some(86_400_000_000));
-        assert_eq!(micros("24:00:00.000"), Some(86_400_000_000));
-        assert_eq!(bin_type("time without time zone"), Some(BinType::Time));
-        for t in ["time(3) without time zone", "time without time zone[]"] {
-            assert_eq!(bin_type(t), None, "{t}");
-        }
-        for v in [
-            "24:00:00.000001",
-            "24:00:01",
-            "23:59:60",
-            "23:60:00",
-            "25:00:00",
-            "1:02:03",
-            "12:00",
-            "12:00:00.1234567",
-            "12:00:00.",
-            "12:00:00 PM",
-            "12:00:00+02",
-            "allballs",
-            "T12:00:00",
-            " 12:00:00",
-            "-01:00:00",
-            "",
-        ] {
-            assert_eq!(enc(BinType::Time, v), None, "{v}");
-        }
-    }
-
-    #[test]
-    fn macaddrs_as_six_bytes_in_the_colon_spelling_only() {
-        assert_eq!(bin_type("macaddr"), Some(BinType::Macaddr));
-        for t in ["macaddr8", "macaddr[]"] {
-            assert_eq!(bin_type(t), None, "{t}");
-        }
-        assert_eq!(
-            enc(BinType::Macaddr, "08:00:2b:01:02:03"),
-            Some([0, 0, 0, 6, 0x08, 0x00, 0x2b, 0x01, 0x02, 0x03].to_vec())
-        );
-        assert_eq!(
-            enc(BinType::Macaddr, "0A:bB:Cc:dd:EE:ff"),
-            Some([0, 0, 0, 6, 0x0a, 0xbb, 0xcc, 0xdd, 0xee, 0xff].to_vec())
-        );
-        for v in [
-            "08-00-2b-01-02-03",
-            "08002b:010203",
-            "08002b-010203",
-            "0800.2b01.0203",
-            "0800-2b01-0203",
-            "08002b010203",
-            "8:0:2b:1:2:3",
-            "08:00:2b:01:02:03 ",
-            " 08:00:2b:01:02:03",
-            "08:00:2b:01:02:0g",
-            "08:00:2b:01:02:03:04",
-            "+8:00:2b:01:02:03",
-            "",
-        ] {
-            assert_eq!(enc(BinType::Macaddr, v), None, "{v}");
-        }
-    }
-
-    #[test]
-    fn ipv4_inet_and_cidr_as_inet_send_writes_them() {
-        assert_eq!(bin_type("inet"), Some(BinType::Inet));
-        assert_eq!(bin_type("cidr"), Some(BinType::Cidr));
-        assert_eq!(bin_type("inet[]"), None);
-        let head = [0, 0, 0, 8];
-        assert_eq!(
-            enc(BinType::Inet, "1.2.3.4/24"),
-            Some([&head[..], &[2, 24, 0, 4, 1, 2, 3, 4]].concat())
-        );
-        assert_eq!(
-            enc(BinType::Inet, "255.255.255.255"),
-            Some([&head[..], &[2, 32, 0, 4, 255, 255, 255, 255]].concat())
-        );
-        assert_eq!(
-            enc(BinType::Inet, "0.0.0.0/0"),
-            Some([&head[..], &[2, 0, 0, 4, 0, 0, 0, 0]].concat())
-        );
-        assert_eq!(
-            enc(BinType::Cidr, "1.2.3.0/24"),
-            Some([&head[..], &[2, 24, 1, 4, 1, 2, 3, 0]].concat())
-        );
-        assert_eq!(
-            enc(BinType::Cidr, "10.0.0.0"),
-            Some([&head[..], &[2, 32, 1, 4, 10, 0, 0, 0]].concat())
-        );
-        assert_eq!(
-            enc(BinType::Cidr, "0.0.0.0/0"),
-            Some([&head[..], &[2, 0, 1, 4, 0, 0, 0, 0]].concat())
-        );
-        // Bits right of the mask: a cidr is PostgreSQL's to refuse, an inet keeps them.
-        assert_eq!(enc(BinType::Cidr, "1.2.3.4/24"), None);
-        assert_eq!(enc(BinType::Cidr, "128.0.0.0/0"), None);
-        assert!(enc(BinType::Inet, "128.0.0.0/0").is_some());
-        for v in [
-            "1.2.3.256",
-            "1.2.3",
-            "10.1",
-            "1.2.3.4.5",
-            "010.0.0.1",
-            "1.2.3.4/024",
-            "1.2.3.4/33",
-            "1.2.3.4/",
-            "1.2.3.4/-1",
-            "1.2.3.4/+8",
-            "1..3.4",
-            " 1.2.3.4",
-            "1.2.3.4 ",
-            "::1",
-            "::ffff:1.2.3.4",
-            "1.2.3.4/24/8",
-            "",
-        ] {
-            assert_eq!(enc(BinType::Inet, v), None, "{v}");
-            assert_eq!(enc(BinType::Cidr, v), None, "{v}");
-        }
-    }
-
-    #[test]
-    fn times_with_zones_count_their_offset_west_of_utc() {
-        let fields = |v: &str| {
-            enc(BinType::TimeTz, v).map(|b| {
-                assert_eq!(b[..4], [0, 0, 0, 12]);
-                (
-                    i64::from_be_bytes(b[4..12].try_into().unwrap()),
-                    i32::from_be_bytes(b[12..].try_into().unwrap()),
-                )
-            })
-        };
-        assert_eq!(bin_type("time with time zone"), Some(BinType::TimeTz));
-        for t in ["time(3) with time zone", "time with time zone[]"] {
-            assert_eq!(bin_type(t), None, "{t}");
-        }
-        assert_eq!(fields("12:00:00+02"), Some((43_200_000_000, -7200)));
-        assert_eq!(fields("12:00:00+02:30"), Some((43_200_000_000, -9000)));
-        assert_eq!(fields("00:00:01.5-05"), Some((1_500_000, 18_000)));
-        assert_eq!(
-            fields("23:59:59.999999-15:59"),
-            Some((86_399_999_999, 57_540))
-        );
-        assert_eq!(fields("24:00:00+00"), Some((86_400_000_000, 0)));
-        assert_eq!(fields("01:02:03-00"), Some((3_723_000_000, 0)));
-        for v in [
-            "12:00:00",
-            "12:00:00+2",
-            "12:00:00+0200",
-            "12:00:00+02:00:00",
-            "12:00:00 +02",
-            "12:00:00Z",
-            "12:00:00 UTC",
-            "12:00:00+16",
-            "12:00:00+02:60",
-            "12:00:00+02:3",
-            "24:00:00.000001+00",
-            "23:59:60+00",
-            "12:00+02",
-            "12:00:00.1234567+02",
-            "+02",
-            "",
-        ] {
-            assert_eq!(enc(BinType::TimeTz, v), None, "{v}");
-        }
-    }
-
-    #[test]
     fn uuids_bytea_and_jsonb() {
         let u = enc(BinType::Uuid, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap();
         assert_eq!(u[..6], [0, 0, 0, 16, 0xa0, 0xee]);
@@ -900,5 +711,156 @@ mod tests {
             enc(BinType::Jsonb, "{}"),
             Some([0, 0, 0, 3, 1, b'{', b'}'].to_vec())
         );
+    }
+
+    fn column(sql_type: &str, base: Option<BaseType>) -> Column {
+        Column {
+            name: "c".into(),
+            sql_type: sql_type.into(),
+            not_null: false,
+            is_enum: false,
+            base,
+        }
+    }
+
+    fn base(sql_type: &str, element: Option<(u32, &str, bool)>, session: Option<&str>) -> BaseType {
+        BaseType {
+            sql_type: sql_type.into(),
+            is_enum: false,
+            element: element.map(|(oid, t, is_enum)| Element {
+                oid,
+                sql_type: t.into(),
+                is_enum,
+            }),
+            session: session.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn domains_and_arrays_by_the_type_under_them() {
+        let t = |sql_type: &str, b| column_type(&column(sql_type, Some(b)));
+        // A domain over varchar(3): its base type, whatever the domain is called.
+        assert_eq!(
+            t("public.code", base("character varying(3)", None, None)),
+            Some(ColType::One(BinType::Text))
+        );
+        assert_eq!(t("public.point_d", base("point", None, None)), None);
+        // An array of a domain over an enum: the domain's oid, the enum's binary form.
+        assert_eq!(
+            t(
+                "moods[]",
+                base("moods[]", Some((90_001, "mood", true)), None)
+            ),
+            Some(ColType::Array {
+                elem: BinType::Enum,
+                oid: 90_001
+            })
+        );
+        assert_eq!(
+            t(
+                "numeric(5,2)[]",
+                base("numeric(5,2)[]", Some((1700, "numeric(5,2)", false)), None)
+            ),
+            Some(ColType::Array {
+                elem: BinType::Numeric(Some((5, 2))),
+                oid: 1700
+            })
+        );
+        assert_eq!(
+            t(
+                "point[]",
+                base("point[]", Some((600, "point", false)), None)
+            ),
+            None
+        );
+        // Without the catalog's element an array has no binary form.
+        assert_eq!(column_type(&column("integer[]", None)), None);
+    }
+
+    #[test]
+    fn money_and_interval_only_in_a_session_that_reads_them_so() {
+        let t = |sql_type: &str, session: Option<&str>| {
+            column_type(&column(sql_type, Some(base(sql_type, None, session))))
+        };
+        assert_eq!(
+            t("money", Some(MONEY_DOLLARS)),
+            Some(ColType::One(BinType::Money))
+        );
+        assert_eq!(t("money", Some("-€1.234.567,89 €1.234.567,89")), None);
+        assert_eq!(t("money", Some("-1,234,568 1,234,568")), None);
+        assert_eq!(t("money", None), None);
+        assert_eq!(column_type(&column("money", None)), None);
+        for style in ["postgres", "postgres_verbose", "iso_8601"] {
+            assert_eq!(
+                t("interval", Some(style)),
+                Some(ColType::One(BinType::Interval))
+            );
+        }
+        assert_eq!(t("interval", Some("sql_standard")), None);
+        assert_eq!(column_type(&column("interval", None)), None);
+        let arr = base(
+            "interval[]",
+            Some((1186, "interval", false)),
+            Some("sql_standard"),
+        );
+        assert_eq!(column_type(&column("interval[]", Some(arr))), None);
+    }
+
+    #[test]
+    fn money_as_cents_in_the_dollar_spelling() {
+        let cents = |v: &str| {
+            enc(BinType::Money, v).map(|b| i64::from_be_bytes(b[4..].try_into().unwrap()))
+        };
+        assert_eq!(enc(BinType::Money, "0").unwrap()[..4], [0, 0, 0, 8]);
+        assert_eq!(cents("1234.56"), Some(123_456));
+        assert_eq!(cents("$1,234.56"), Some(123_456));
+        assert_eq!(cents("-$1,234,567.89"), Some(-123_456_789));
+        assert_eq!(cents("-1234.5"), Some(-123_450));
+        assert_eq!(cents("12"), Some(1_200));
+        assert_eq!(cents("12.3400"), Some(1_234));
+        assert_eq!(cents("-0"), Some(0));
+        assert_eq!(cents("9999999999999999.99"), Some(999_999_999_999_999_999));
+        for v in [
+            "99999999999999999.99",
+            "1.005",
+            "1.239",
+            "1.",
+            ".5",
+            "$-1.00",
+            "(1.00)",
+            "1.00-",
+            "+1.00",
+            " 1.00",
+            "1.00 ",
+            "1,,000",
+            ",100",
+            "100,",
+            "1.0,0",
+            "$",
+            "-",
+            "1e3",
+            "USD 1",
+            "",
+        ] {
+            assert_eq!(cents(v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn xml_as_its_text_unless_a_declaration_may_name_an_encoding() {
+        assert_eq!(bin_type("xml"), Some(BinType::Xml));
+        assert_eq!(
+            enc(BinType::Xml, "<a>é</a>"),
+            Some(b"\0\0\0\x09<a>\xc3\xa9</a>".to_vec())
+        );
+        assert!(enc(BinType::Xml, "<?xml version=\"1.0\"?><a/>").is_some());
+        assert!(enc(BinType::Xml, "text, no markup").is_some());
+        for v in [
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a/>",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a/>",
+            "<?xml encoding",
+        ] {
+            assert_eq!(enc(BinType::Xml, v), None, "{v}");
+        }
     }
 }
