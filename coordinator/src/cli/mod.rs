@@ -160,6 +160,10 @@ impl Common {
             emf: self.metrics_emf,
             interval: Duration::from_secs(self.metrics_interval),
             dlq_url: self.dlq_url.clone().filter(|a| !a.is_empty()),
+            rules: match &self.config {
+                Some(path) => Rules::load(path)?,
+                None => Rules::default(),
+            },
         })
     }
 }

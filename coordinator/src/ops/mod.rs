@@ -134,6 +134,41 @@ impl Scope {
     }
 }
 
+/// The rules file's tables in `scope` (whose key prefix is `prefix`).
+pub fn configured_in_scope(
+    ops: &Ops,
+    scope: &Scope,
+    lake_prefix: &str,
+    prefix: &str,
+) -> Vec<String> {
+    ops.rules
+        .configured_tables()
+        .filter(|t| {
+            let folder = table_folder(lake_prefix, t).unwrap_or_default();
+            scope.table.as_deref().is_none_or(|s| s == *t)
+                && (folder.starts_with(prefix) || prefix.starts_with(&folder))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Freshness of the tables of a report (`status`, `skipped`): `lines` are the tables shown
+/// (pseudo-tables in parentheses excepted); `open` the open items in scope.
+pub async fn freshness_of(
+    ops: &Ops,
+    lake_prefix: &str,
+    lines: impl IntoIterator<Item = String>,
+    open: &[sluice_common::manifest::ManifestItem],
+    now: time::OffsetDateTime,
+) -> Result<Vec<crate::freshness::TableFreshness>, CoordinatorError> {
+    let tables: std::collections::BTreeSet<String> = lines
+        .into_iter()
+        .filter(|t| !t.starts_with('(') && table_folder(lake_prefix, t).is_ok())
+        .collect();
+    let seen = crate::freshness::observe_tables(&ops.store, &tables, open).await?;
+    Ok(crate::freshness::assess_all(&ops.rules, &seen, now))
+}
+
 /// `<lake prefix><schema>/<table>/` for `schema.table`.
 pub fn table_folder(lake_prefix: &str, table: &str) -> Result<String, CoordinatorError> {
     match table.split_once('.') {
