@@ -41,7 +41,8 @@ fn entry(json: &serde_json::Value, field: &str, table: &str) -> Option<serde_jso
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_that_stops_receiving_files_turns_late_then_silent() {
     let tb = TestBed::new("fresh-silent").await;
-    tb.sql("CREATE TABLE {s}.t (id int PRIMARY KEY, v text)")
+    // t receives a file; quiet and m (the target of src.mapped) never do.
+    tb.sql("CREATE TABLE {s}.t (id int PRIMARY KEY, v text); CREATE TABLE {s}.quiet (id int PRIMARY KEY); CREATE TABLE {s}.m (id int PRIMARY KEY)")
         .await;
     let key = tb.key("t/LOAD00000001.csv");
     let etag = tb.put(&key, "1,a\n").await;
@@ -50,9 +51,11 @@ async fn a_table_that_stops_receiving_files_turns_late_then_silent() {
     assert_eq!(run.loaded, 1, "{run:?}");
     let landed = timefmt::parse(&tb.item(&key, &etag).await.last_modified).unwrap();
     let (t, nothing) = (format!("{}.t", tb.schema), format!("{}.nothing", tb.schema));
-    let ops = tb.ops(&format!(
-        "[defaults]\nexpect_every = \"1h\"\n[tables.\"{t}\"]\nnull = \"NULL\"\n[tables.\"{nothing}\"]\nnull = \"NULL\"\n"
-    ));
+    let rules = format!(
+        "[defaults]\nexpect_every = \"1h\"\n[tables.\"{t}\"]\nnull = \"NULL\"\n[tables.\"{nothing}\"]\nnull = \"NULL\"\n[tables.\"src.mapped\"]\ntarget = \"{}.m\"\n",
+        tb.schema
+    );
+    let mut ops = tb.ops(&rules);
     let at = |secs: i64| landed + time::Duration::seconds(secs);
 
     // Half an hour after its last file: fresh, loaded, nothing behind.
@@ -70,6 +73,27 @@ async fn a_table_that_stops_receiving_files_turns_late_then_silent() {
     assert!(f["since_loaded_secs"].as_u64().is_some(), "{f}");
     let n = entry(&json, "freshness", &nothing).expect("the configured table without files");
     assert_eq!(n["state"], "never_seen", "{n}");
+    let quiet = format!("{}.quiet", tb.schema);
+    assert!(
+        entry(&json, "freshness", &quiet).is_none(),
+        "no --schemas: {json}"
+    );
+    // With the allowed schemas, their tables without any file are never_seen too; a table the
+    // rules map a source table to is named by that source table.
+    ops.schemas = vec![tb.schema.clone()];
+    let r = status::collect_at(&ops, &status_opts(), at(1800))
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    for table in [quiet.as_str(), "src.mapped"] {
+        let e = entry(&json, "freshness", table).unwrap_or_else(|| panic!("{table}: {json}"));
+        assert_eq!(e["state"], "never_seen", "{e}");
+    }
+    assert!(
+        entry(&json, "freshness", &format!("{}.m", tb.schema)).is_none(),
+        "{json}"
+    );
+    assert_eq!(entry(&json, "freshness", &t).unwrap()["state"], "fresh");
     assert!(status::format(&r).contains("never_seen"));
     let s = reconcile::report_at(&ops, &skipped_opts(), at(1800))
         .await
@@ -83,6 +107,7 @@ async fn a_table_that_stops_receiving_files_turns_late_then_silent() {
         entry(&sj, "tables", &nothing).unwrap()["state"],
         "never_seen"
     );
+    assert_eq!(entry(&sj, "tables", &quiet).unwrap()["state"], "never_seen");
 
     // Past the expectation: late; past three times it: silent.
     for (secs, state) in [

@@ -538,9 +538,12 @@ pub async fn report_at(
         stuck_after: opts.stuck_after,
         max_attempts: ops.policy.max_attempts,
     });
+    let in_schemas =
+        super::schema_tables_in_scope(ops, &opts.scope, &source.prefix, &prefix).await?;
     let tables = configured
         .iter()
         .cloned()
+        .chain(in_schemas)
         .chain(listing.iter().filter_map(Listed::source_table))
         .chain(open.iter().map(|i| i.table.clone()));
     r.tables = super::freshness_of(ops, &source.prefix, tables, &open, now).await?;
@@ -575,12 +578,17 @@ pub async fn report_at(
             r.loaded - r.loaded_checked
         ));
     }
-    if !ops.rules.configured_tables().any(|_| true) {
+    no_rules_note(ops, &mut r);
+    Ok(r)
+}
+
+/// Says when no table is looked for although it may have no file.
+fn no_rules_note(ops: &Ops, r: &mut Report) {
+    if !ops.rules.configured_tables().any(|_| true) && ops.schemas.is_empty() {
         r.notes.push(
-            "no rules file (--config / SLUICE_CONFIG) or no table in it: configured tables without files are not checked".to_owned(),
+            "no rules file (--config / SLUICE_CONFIG) or no table in it, and no --schemas: tables without any file are not checked".to_owned(),
         );
     }
-    Ok(r)
 }
 
 /// The report, for a terminal.

@@ -371,10 +371,12 @@ pub async fn collect_at(
         window: opts.window,
         max_attempts: ops.policy.max_attempts,
     });
+    let in_schemas =
+        super::schema_tables_in_scope(ops, &opts.scope, &source.prefix, &prefix).await?;
     let freshness = super::freshness_of(
         ops,
         &source.prefix,
-        tables.iter().map(|l| l.table.clone()),
+        tables.iter().map(|l| l.table.clone()).chain(in_schemas),
         &open,
         now,
     )
