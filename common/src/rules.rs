@@ -28,6 +28,8 @@
 //! unknown_columns = "ignore"        # header/list names no column: "fail" (default) or "ignore"
 //! row_delimiter = "\n"              # DMS CsvRowDelimiter: "\n" (default; CRLF also ends a row)
 //!                                   # or one other ASCII character
+//! expect_every = "1h"               # files should land at least this often (s, m, h, d);
+//!                                   # without it, the cadence is learned from the manifest
 //!
 //! [tables."mongo.customers".document]  # DMS MongoDB document mode: `_id`, `_doc` (JSON)
 //! column = "_doc"                   # the CSV column holding the document (default "_doc")
@@ -87,6 +89,8 @@ pub struct TableRules {
     pub document: Option<DocumentRules>,
     /// What a file column (from the header or the column list) that the target lacks does.
     pub unknown_columns: UnknownColumns,
+    /// How often new files should land (`expect_every`); None: learned from the manifest.
+    pub expect_every: Option<std::time::Duration>,
 }
 
 /// A file column the target table does not have.
@@ -189,6 +193,7 @@ impl Default for TableRules {
             row_delimiter: b'\n',
             document: None,
             unknown_columns: UnknownColumns::Fail,
+            expect_every: None,
         }
     }
 }
@@ -224,6 +229,7 @@ struct RawTable {
     row_delimiter: Option<String>,
     document: Option<RawDocument>,
     unknown_columns: Option<String>,
+    expect_every: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -342,7 +348,38 @@ fn apply(base: &TableRules, raw: &RawTable, at: &At<'_>) -> Result<TableRules, E
     if let Some(d) = &raw.document {
         rules.document = Some(document_rules(d, at)?);
     }
+    if let Some(v) = &raw.expect_every {
+        rules.expect_every = Some(parse_expect_every(v).map_err(|why| at.bad(why))?);
+    }
     Ok(rules)
+}
+
+/// `expect_every`: a whole number and one unit, `90s`, `15m`, `1h`, `2d`, at least a second
+/// and at most 366 days. Nothing else (no spaces, fractions, signs or bare numbers): a value
+/// that is not exactly that is an error, never a guess.
+pub fn parse_expect_every(v: &str) -> Result<std::time::Duration, String> {
+    let bad = || {
+        format!("expect_every {v:?} must be a whole number and a unit s, m, h or d, like \"1h\"")
+    };
+    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (num, unit) = v.split_at(split);
+    if num.is_empty() || num.len() > 9 {
+        return Err(bad());
+    }
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    if secs == 0 || secs > 366 * 86_400 {
+        return Err(format!(
+            "expect_every {v:?} must be at least 1s and at most 366d"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// How the file is written: NULL string, header, delimiters, encoding.
@@ -542,6 +579,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn expect_every_is_strict_and_inherited() {
+        use std::time::Duration;
+        for (v, secs) in [("90s", 90), ("15m", 900), ("1h", 3600), ("2d", 172_800)] {
+            assert_eq!(parse_expect_every(v), Ok(Duration::from_secs(secs)), "{v}");
+        }
+        for v in [
+            "",
+            "1",
+            "h",
+            "1H",
+            "1 h",
+            " 1h",
+            "1.5h",
+            "-1h",
+            "+1h",
+            "0s",
+            "1h30m",
+            "367d",
+            "9999999999s",
+            "1hour",
+        ] {
+            let e = parse_expect_every(v).unwrap_err();
+            assert!(e.contains("expect_every"), "{v}: {e}");
+        }
+        let rules = Rules::parse(
+            "x.toml",
+            "[defaults]\nexpect_every = \"2h\"\n[tables.\"a.b\"]\nexpect_every = \"10m\"\n[tables.\"a.c\"]\nnull = \"\"",
+        )
+        .unwrap();
+        assert_eq!(
+            rules.for_table("a.b").expect_every,
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            rules.for_table("a.c").expect_every,
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(
+            rules.for_table("z.z").expect_every,
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(Rules::default().for_table("a.b").expect_every, None);
+        let e = Rules::parse("x.toml", "[tables.\"a.b\"]\nexpect_every = \"1x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a.b: expect_every \"1x\""), "{e}");
+    }
+
+    #[test]
     fn no_rules_means_dms_defaults() {
         let r = Rules::default().for_table("public.orders");
         assert_eq!(r, TableRules::default());
@@ -660,6 +746,9 @@ mod tests {
             "[tables.\"a.b\".document]\npaths = { a = \"x..y\" }",
             "[tables.\"a.b\".document]\npaths = { a = \"x\" }\nrescue = \"a\"",
             "[tables.\"a.b\".document]\ncolum = \"_doc\"",
+            "[tables.\"a.b\"]\nexpect_every = \"1 h\"",
+            "[defaults]\nexpect_every = \"soon\"",
+            "[tables.\"a.b\"]\nexpect_every = 3600",
         ] {
             let e = Rules::parse("x.toml", text).unwrap_err().to_string();
             assert!(e.starts_with("rules file x.toml"), "{e}");

@@ -11,6 +11,7 @@
 //! - [`bootstrap`]: manifest table and (local) queue creation.
 //! - [`ops`]: the operator's commands: `status`, `skipped`, `manifest`, `retry`, `reload`,
 //!   `skip`, `retry --dlq`, `refresh`, `check`, and read access to the workers' ledger.
+//! - [`freshness`]: when each table's files land and load, against what is expected of it.
 //! - [`observe`]: metrics of each pass, queue depth, backlog per table (Prometheus, EMF).
 //! - [`cli`]: the command line, validated, and the commands' runners.
 //! - [`error`]: the crate's error enum, `CoordinatorError`.
@@ -18,6 +19,7 @@
 pub mod bootstrap;
 pub mod cli;
 pub mod error;
+pub mod freshness;
 pub mod generation;
 pub mod listing;
 pub mod observe;

@@ -4,8 +4,13 @@
 //! (`--metrics-emf`).
 //!
 //! AWS calls made here, besides the pass's own: `GetQueueAttributes` on the work queue (and on
-//! the dead-letter queue with `--dlq-url`), and two `COUNT` queries on `open-index` (dead and
-//! skipped items, which the pass does not read). Only when a metrics output is on.
+//! the dead-letter queue with `--dlq-url`), two `COUNT` queries on `open-index` (dead and
+//! skipped items, which the pass does not read), and for freshness one query of one item per
+//! table on `table-index` (its newest loaded file). Only when a metrics output is on.
+//!
+//! Freshness ([`crate::freshness`]) is computed at each pass: landings from the pass's listing,
+//! the last load per table from the manifest, the expectation from the rules file
+//! (`--config`), now from the clock.
 
 use crate::error::CoordinatorError;
 use crate::plan::Plan;
@@ -24,6 +29,8 @@ pub struct MetricsSettings {
     pub emf: bool,
     pub interval: Duration,
     pub dlq_url: Option<String>,
+    /// The rules file's tables and expectations (`expect_every`), for freshness.
+    pub rules: sluice_common::rules::Rules,
 }
 
 impl MetricsSettings {
@@ -151,7 +158,51 @@ pub async fn pass(
         .map(|(table, secs)| (vec![table.clone()], *secs))
         .collect();
     m::set_all(&m::OLDEST_UNLOADED, &oldest);
+    freshness(ctx, &obs.settings.rules, plan).await;
     queue_depth(ctx, obs.settings.dlq_url.as_deref()).await;
+}
+
+/// Seconds since each table's last landing and last load, and tables per freshness state.
+async fn freshness(ctx: &ScanContext, rules: &sluice_common::rules::Rules, plan: &Plan) {
+    use crate::freshness::{self as f, Observed};
+    use futures_util::StreamExt;
+    let mut seen: std::collections::BTreeMap<String, Observed> = rules
+        .configured_tables()
+        .map(|t| (t.to_owned(), Observed::default()))
+        .collect();
+    for (t, landed) in &plan.backlog.landed {
+        seen.entry(t.clone()).or_default().landed = landed.clone();
+    }
+    let tables: Vec<String> = seen.keys().cloned().collect();
+    let last: Vec<(String, Result<Vec<_>, _>)> = futures_util::stream::iter(tables)
+        .map(|t| async move {
+            let r = ctx.store.recent_of_table(&t, Status::Loaded, 1).await;
+            (t, r)
+        })
+        .buffer_unordered(sluice_common::store::CONCURRENT_CALLS)
+        .collect()
+        .await;
+    for (t, r) in last {
+        match r {
+            Ok(items) => f::add_loads(&mut seen, &items),
+            Err(e) => warn!(table = %t, error = %e, "cannot read the table's last load"),
+        }
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let tables = f::assess_all(rules, &seen, now);
+    let series = |pick: fn(&f::TableFreshness) -> Option<u64>| -> Vec<(Vec<String>, f64)> {
+        tables
+            .iter()
+            .filter_map(|t| pick(t).map(|s| (vec![t.table.clone()], s as f64)))
+            .collect()
+    };
+    m::set_all(&m::SINCE_LANDED, &series(|t| t.since_landed_secs));
+    m::set_all(&m::SINCE_LOADED, &series(|t| t.since_loaded_secs));
+    let states: Vec<(Vec<String>, f64)> = f::count_states(&tables)
+        .into_iter()
+        .map(|(s, n)| (vec![s.as_str().to_owned()], n as f64))
+        .collect();
+    m::set_all(&m::TABLES, &states);
 }
 
 /// Visible and in-flight messages of the work queue and the dead-letter queue.

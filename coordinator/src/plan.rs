@@ -63,6 +63,9 @@ pub struct Backlog {
     /// Per source table (`schema.table`): age in seconds of its oldest file not loaded, from
     /// the object's LastModified.
     pub oldest: BTreeMap<String, f64>,
+    /// Per source table: landing times (LastModified) of its newest listed files, for the
+    /// freshness metrics ([`crate::freshness::landings`]; filled by the scan from its listing).
+    pub landed: BTreeMap<String, Vec<OffsetDateTime>>,
 }
 
 /// The backlog of `open` items (dead and skipped ones wait for an operator: not counted as

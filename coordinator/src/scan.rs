@@ -176,6 +176,11 @@ pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorErro
     };
     let mut p = plan(&input, ctx.policy);
     p.backlog = crate::plan::backlog(&open, now);
+    p.backlog.landed = crate::freshness::landings(
+        listing
+            .iter()
+            .filter_map(|o| Some((o.source_table()?, o.last_modified.as_str()))),
+    );
     p.generations = plan_generations(
         &ctx.source.prefix,
         &listing,

@@ -224,7 +224,7 @@ class LeastPrivilege(TemplateTestCase):
         self.assertIn("sqs:GetQueueAttributes", c_actions)
         self.assertIn("list_open", c_methods)
         self.assertIn("count_open", c_methods)
-        self.assertEqual(c_indexes, {"open-index"})
+        self.assertEqual(c_indexes, {"open-index", "table-index"})
         # Only store/ talks to AWS in common/: no call can hide elsewhere.
         for name, src in rust_sources("common", "src").items():
             if not name.startswith("store/"):
@@ -495,6 +495,7 @@ class Scaling(TemplateTestCase):
                 ("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", "${WorkQueue.QueueName}"),)),
                 ("Sluice", "CoordinatorManifestFiles", (table, ("Status", "failed"))),
                 ("Sluice", "CoordinatorManifestFiles", (table, ("Status", "dead"))),
+                ("Sluice", "CoordinatorTables", (table, ("State", "silent"))),
             },
         )
 
@@ -517,11 +518,42 @@ class Observability(TemplateTestCase):
         self.assertEqual(metrics["CoordinatorManifestFiles"], ["ManifestTable", "Status"])
         sluice = [a["Properties"] for a in self.resources_of("AWS::CloudWatch::Alarm").values()
                   if a["Properties"].get("Namespace") == "Sluice"]
-        self.assertEqual(len(sluice), 2)
+        self.assertEqual(len(sluice), 3)
         for p in sluice:
             self.assertIn(p["MetricName"], metrics)
             # CloudWatch matches a metric on its full dimension set: exactly the emitted one.
             self.assertEqual([d["Name"] for d in p["Dimensions"]], metrics[p["MetricName"]])
+
+    def test_dashboard_shows_only_metrics_the_code_emits(self):
+        metrics = defined_metrics()
+        (dash,) = self.resources_of("AWS::CloudWatch::Dashboard").values()
+        body = json.loads(render(dash["Properties"]["DashboardBody"]))
+        seen = set()
+        for w in body["widgets"]:
+            for m in w["properties"]["metrics"]:
+                if isinstance(m[0], dict):
+                    # SEARCH('{Sluice,Dim,...} MetricName="X" ...'): the dimension set exactly.
+                    expr = m[0]["expression"]
+                    found = re.findall(r"SEARCH\('\{(\w+),([\w,]+)\} MetricName=\"(\w+)\"", expr)
+                    self.assertEqual(len(found), 1, expr)
+                    ((ns, dims, name),) = found
+                    dims = dims.split(",")
+                else:
+                    ns, name = m[0], m[1]
+                    rest = [x for x in m[2:] if not isinstance(x, dict)]
+                    dims = rest[0::2]
+                if ns != "Sluice":
+                    self.assertEqual((ns, name), ("ECS/ContainerInsights", "RunningTaskCount"))
+                    continue
+                self.assertIn(name, metrics, f"{name} is not in the metric catalogue")
+                self.assertEqual(dims, metrics[name], name)
+                seen.add(name)
+        # What the issue asks the on-call to see.
+        for name in ("CoordinatorQueueMessages", "CoordinatorOldestUnloadedSeconds",
+                     "WorkerFilesLoaded", "WorkerFilesFailed", "CoordinatorSinceLandedSeconds",
+                     "CoordinatorSinceLoadedSeconds", "CoordinatorTables", "Retries",
+                     "WorkerFilesInFlight"):
+            self.assertIn(name, seen)
 
     def test_both_tasks_write_metrics_to_their_log_stream(self):
         for td in ("WorkerTaskDefinition", "CoordinatorTaskDefinition"):

@@ -15,6 +15,7 @@ mod checkpoints;
 mod direct;
 mod failures;
 mod faults;
+mod freshness;
 mod generations;
 mod lakestate;
 mod loader;

@@ -523,7 +523,12 @@ async fn metrics_and_emf_lines_match_what_happened() {
     )
     .expect("age of the table with a failed file");
     assert!((0.0..600.0).contains(&age), "{age}");
-    assert!(!text.contains(&things_table), "{text}");
+    assert!(
+        !text.contains(&format!(
+            "sluice_coordinator_oldest_unloaded_seconds{{table=\"{things_table}\""
+        )),
+        "{text}"
+    );
     assert_eq!(
         sample(&text, "sluice_coordinator_objects_listed"),
         Some(3.0)
@@ -812,4 +817,99 @@ fn readme_and_template_use_the_defined_metrics() {
 
 fn d_labels(d: &metrics::Def) -> Vec<String> {
     d.labels.iter().map(|l| metrics::camel(l)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshness_gauges_in_prometheus_and_emf() {
+    let tb = TestBed::new("obs-fresh").await;
+    tb.sql("CREATE TABLE {s}.t (id int PRIMARY KEY, v text)")
+        .await;
+    let key = tb.key("t/LOAD00000001.csv");
+    tb.put(&key, "1,a\n").await;
+    let table = format!("{}.t", tb.schema);
+    let rules = std::env::temp_dir().join(format!("{}.toml", tb.name));
+    std::fs::write(
+        &rules,
+        format!(
+            "[tables.\"{s}.t\"]\nexpect_every = \"1h\"\n[tables.\"{s}.nothing\"]\nexpect_every = \"1h\"\n",
+            s = tb.schema
+        ),
+    )
+    .unwrap();
+    let with_rules = |args: &[&str]| {
+        let mut cmd = coordinator(&tb, args);
+        cmd.env("SLUICE_CONFIG", &rules);
+        cmd
+    };
+    let (status, scan) = Proc::start(with_rules(&["scan", "--metrics-emf"]))
+        .wait(Duration::from_secs(60))
+        .await;
+    assert!(status.success(), "{}", scan.printed());
+    let docs = emf_documents(&scan.stdout(), std::slice::from_ref(&key));
+    let landed = docs
+        .iter()
+        .find(|d| d["Table"] == table.as_str() && d.get("CoordinatorSinceLandedSeconds").is_some())
+        .unwrap_or_else(|| panic!("no CoordinatorSinceLandedSeconds for {table}: {docs:?}"));
+    let secs = landed["CoordinatorSinceLandedSeconds"].as_f64().unwrap();
+    assert!((0.0..600.0).contains(&secs), "{secs}");
+    assert_eq!(
+        emf_total(&docs, "CoordinatorTables", &[("State", "fresh")]),
+        1.0
+    );
+    assert_eq!(
+        emf_total(&docs, "CoordinatorTables", &[("State", "never_seen")]),
+        1.0
+    );
+    assert_eq!(
+        emf_total(&docs, "CoordinatorTables", &[("State", "silent")]),
+        0.0
+    );
+
+    // Loaded, then `run` on Prometheus: the last load appears too.
+    let run = tb.drain(&[]).await;
+    assert_eq!(run.loaded, 1, "{run:?}");
+    let c = Proc::start(with_rules(&[
+        "run",
+        "--interval=1s",
+        "--metrics-addr=127.0.0.1:0",
+    ]));
+    let addr = c.endpoint().await;
+    let started = Instant::now();
+    let text = loop {
+        let text = scrape(&addr).await;
+        // A pass's gauges are set after its count: two passes, the first one's are all there.
+        if sample(&text, "sluice_coordinator_passes_total{result=\"ok\"}").unwrap_or(0.0) >= 2.0 {
+            break text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = std::fs::remove_file(&rules);
+    for gauge in ["since_landed", "since_loaded"] {
+        let v = sample(
+            &text,
+            &format!("sluice_coordinator_{gauge}_seconds{{table=\"{table}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("{gauge}: {text}"));
+        assert!((0.0..600.0).contains(&v), "{gauge} {v}");
+    }
+    assert!(
+        !text.contains(&format!("{}.nothing\"", tb.schema)),
+        "a table with no file has no series: {text}"
+    );
+    for (state, n) in [
+        ("fresh", 1.0),
+        ("never_seen", 1.0),
+        ("late", 0.0),
+        ("silent", 0.0),
+    ] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!("sluice_coordinator_tables{{state=\"{state}\"}}")
+            ),
+            Some(n),
+            "{state}: {text}"
+        );
+    }
 }

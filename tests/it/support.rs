@@ -466,6 +466,7 @@ impl TestBed {
             ),
             rules: Rules::parse("test.toml", rules).expect("rules"),
             policy: self.scan_context(Duration::from_secs(600)).policy,
+            schemas: Vec::new(),
         }
     }
 

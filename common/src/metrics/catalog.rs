@@ -371,6 +371,37 @@ pub static OLDEST_UNLOADED: Def = Def {
     help: "Age (now minus S3 LastModified) of each table's oldest file not loaded yet (discovered, queued, loading or failed), as the last pass found them",
 };
 
+pub static SINCE_LANDED: Def = Def {
+    name: "sluice_coordinator_since_landed_seconds",
+    kind: GAU,
+    unit: Unit::Seconds,
+    labels: &["table"],
+    values: "source table `schema.table` (in the listing, or named by the rules file); a table with no file has no series",
+    component: C,
+    rollup: false,
+    help: "Seconds since each table's newest file landed in S3 (its LastModified), as the last pass listed them",
+};
+pub static SINCE_LOADED: Def = Def {
+    name: "sluice_coordinator_since_loaded_seconds",
+    kind: GAU,
+    unit: Unit::Seconds,
+    labels: &["table"],
+    values: "source table `schema.table`; a table with no loaded file has no series",
+    component: C,
+    rollup: false,
+    help: "Seconds since a file of each table was last loaded (its newest loaded manifest item), at the last pass",
+};
+pub static TABLES: Def = Def {
+    name: "sluice_coordinator_tables",
+    kind: GAU,
+    unit: Unit::Count,
+    labels: &["state"],
+    values: "`fresh`, `unknown` (no expectation), `late`, `silent`, `never_seen` (a table of the rules file with no file)",
+    component: C,
+    rollup: false,
+    help: "Tables by freshness against their expectation (expect_every, or the learned cadence), at the last pass",
+};
+
 /// Every metric, in the README's order.
 pub static ALL: &[&Def] = &[
     &FILES_LOADED,
@@ -398,6 +429,9 @@ pub static ALL: &[&Def] = &[
     &QUEUE_MESSAGES,
     &MANIFEST_FILES,
     &OLDEST_UNLOADED,
+    &SINCE_LANDED,
+    &SINCE_LOADED,
+    &TABLES,
 ];
 
 /// Bucket bounds of every duration histogram, in seconds.

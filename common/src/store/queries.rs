@@ -241,6 +241,32 @@ impl ManifestStore {
         }
     }
 
+    /// A table's newest `limit` items of one status by their last change (the table index,
+    /// read backwards): one query of at most `limit` items, whatever the table's size.
+    pub async fn recent_of_table(
+        &self,
+        table: &str,
+        status: Status,
+        limit: usize,
+    ) -> Result<Vec<ManifestItem>, Error> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(TABLE_INDEX)
+            .key_condition_expression("#t = :t AND begins_with(#sa, :p)")
+            .expression_attribute_names("#t", "table")
+            .expression_attribute_names("#sa", "status_at")
+            .expression_attribute_values(":t", s(table))
+            .expression_attribute_values(":p", s(&format!("{status}#")))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| self.err("query_table", ItemRef::none(), &e))?;
+        Ok(out.items().iter().map(parse_item).collect())
+    }
+
     /// Every item: a full scan. Only for questions no index answers; callers say so.
     pub async fn scan_all(&self, limit: Option<usize>) -> Result<Vec<ManifestItem>, Error> {
         let mut items = Vec::new();

@@ -104,6 +104,10 @@ pub struct Common {
     /// URL of the dead-letter queue, for its depth in the metrics.
     #[arg(long, env = "SLUICE_DLQ_URL", global = true)]
     pub dlq_url: Option<String>,
+    /// `status` and `skipped`: the workers' allowed target schemas, comma-separated; their
+    /// tables that never had a file are reported `never_seen`.
+    #[arg(long, env = "SLUICE_SCHEMAS", global = true, value_delimiter = ',')]
+    pub schemas: Vec<String>,
 }
 
 /// Who makes an operator move.
@@ -160,6 +164,10 @@ impl Common {
             emf: self.metrics_emf,
             interval: Duration::from_secs(self.metrics_interval),
             dlq_url: self.dlq_url.clone().filter(|a| !a.is_empty()),
+            rules: match &self.config {
+                Some(path) => Rules::load(path)?,
+                None => Rules::default(),
+            },
         })
     }
 }
@@ -477,6 +485,12 @@ pub fn ops_context(common: &Common, aws: &AwsClients) -> Result<Ops, Coordinator
             max_attempts: common.max_attempts,
             generation_quiet: common.generation_quiet,
         },
+        schemas: common
+            .schemas
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
     })
 }
 

@@ -202,6 +202,35 @@ impl Ledger {
         Ok(Some(n))
     }
 
+    /// Tables (ordinary or partitioned, not partitions) of the given schemas, as `(schema,
+    /// table)`, the state schema and PostgreSQL's own excepted: the tables `never_seen` looks
+    /// for. The names are bound, never spliced.
+    pub async fn tables_in(
+        &self,
+        schemas: &[String],
+    ) -> Result<Vec<(String, String)>, CoordinatorError> {
+        let schemas: Vec<&str> = schemas
+            .iter()
+            .map(String::as_str)
+            .filter(|s| sluice_common::mapping::reserved_schema(s, &self.schema_name).is_none())
+            .collect();
+        if schemas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p') \
+                    AND NOT c.relispartition ORDER BY 1, 2",
+                &[&schemas],
+            )
+            .await
+            .map_err(|e| self.error("tables of the allowed schemas", &e))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Loaded files and rows per source table (`schema.table` from keys under `prefix`, the
     /// lake's prefix or a narrower one), with the files and rows loaded in the last
     /// `window_secs` seconds.

@@ -42,6 +42,9 @@ pub struct Ops {
     pub ledger: Option<Ledger>,
     pub rules: Rules,
     pub policy: Policy,
+    /// The workers' allowed target schemas (`--schemas`, `SLUICE_SCHEMAS`): their tables
+    /// without any file are `never_seen`. Empty: only the rules file's tables are looked for.
+    pub schemas: Vec<String>,
 }
 
 impl Ops {
@@ -132,6 +135,79 @@ impl Scope {
         parts.next()?;
         (!schema.is_empty() && !table.is_empty()).then(|| format!("{schema}.{table}"))
     }
+}
+
+/// The rules file's tables in `scope` (whose key prefix is `prefix`).
+pub fn configured_in_scope(
+    ops: &Ops,
+    scope: &Scope,
+    lake_prefix: &str,
+    prefix: &str,
+) -> Vec<String> {
+    ops.rules
+        .configured_tables()
+        .filter(|t| {
+            let folder = table_folder(lake_prefix, t).unwrap_or_default();
+            scope.table.as_deref().is_none_or(|s| s == *t)
+                && (folder.starts_with(prefix) || prefix.starts_with(&folder))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Source tables (`schema.table` as a key would spell them) of the tables in the allowed
+/// schemas ([`Ops::schemas`]) that fall in `scope` (key prefix `prefix`): a table the rules
+/// map another source table to is that source table.
+pub async fn schema_tables_in_scope(
+    ops: &Ops,
+    scope: &Scope,
+    lake_prefix: &str,
+    prefix: &str,
+) -> Result<Vec<String>, CoordinatorError> {
+    if ops.schemas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(ledger) = &ops.ledger else {
+        return Ok(Vec::new());
+    };
+    let by_target: std::collections::HashMap<(String, String), String> = ops
+        .rules
+        .configured_tables()
+        .filter_map(|src| Some((ops.rules.for_table(src).target?, src.to_owned())))
+        .collect();
+    Ok(ledger
+        .tables_in(&ops.schemas)
+        .await?
+        .into_iter()
+        .map(|st| {
+            by_target
+                .get(&st)
+                .cloned()
+                .unwrap_or_else(|| format!("{}.{}", st.0, st.1))
+        })
+        .filter(|t| {
+            let folder = table_folder(lake_prefix, t).unwrap_or_default();
+            scope.table.as_deref().is_none_or(|s| s == t)
+                && (folder.starts_with(prefix) || prefix.starts_with(&folder))
+        })
+        .collect())
+}
+
+/// Freshness of the tables of a report (`status`, `skipped`): `lines` are the tables shown
+/// (pseudo-tables in parentheses excepted); `open` the open items in scope.
+pub async fn freshness_of(
+    ops: &Ops,
+    lake_prefix: &str,
+    lines: impl IntoIterator<Item = String>,
+    open: &[sluice_common::manifest::ManifestItem],
+    now: time::OffsetDateTime,
+) -> Result<Vec<crate::freshness::TableFreshness>, CoordinatorError> {
+    let tables: std::collections::BTreeSet<String> = lines
+        .into_iter()
+        .filter(|t| !t.starts_with('(') && table_folder(lake_prefix, t).is_ok())
+        .collect();
+    let seen = crate::freshness::observe_tables(&ops.store, &tables, open).await?;
+    Ok(crate::freshness::assess_all(&ops.rules, &seen, now))
 }
 
 /// `<lake prefix><schema>/<table>/` for `schema.table`.

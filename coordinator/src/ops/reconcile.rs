@@ -15,6 +15,10 @@
 //! the manifest) is checked only with `--check-loaded`, which reads one item per loaded file:
 //! cost proportional to the loaded files in scope; scope it with `--table`. The report says
 //! which of the two it did.
+//!
+//! Beside the files, the tables that are `late`, `silent` or `never_seen`
+//! ([`crate::freshness`]; one bounded `table-index` query per table); a `silent` table counts
+//! for `--fail-if-any`.
 
 use super::ledger::Ledger;
 use super::moves::is_stuck;
@@ -121,14 +125,21 @@ pub struct Report {
     pub counts: BTreeMap<Reason, usize>,
     /// Whether every loaded file's manifest item was read (`--check-loaded`).
     pub checked_loaded: bool,
+    /// Tables that are `late`, `silent` or `never_seen` ([`crate::freshness`]).
+    pub tables: Vec<crate::freshness::TableFreshness>,
     pub notes: Vec<String>,
 }
 
 impl Report {
     /// Files (and tables) needing attention: everything but deliberate skips and work in
-    /// progress.
+    /// progress, and the tables gone silent.
     pub fn problems(&self) -> usize {
         self.entries.len()
+            + self
+                .tables
+                .iter()
+                .filter(|t| t.state == crate::freshness::State::Silent)
+                .count()
     }
 }
 
@@ -467,8 +478,17 @@ pub struct Options {
     pub stuck_after: Duration,
 }
 
-/// Reads the three sources and builds the report.
+/// Reads the three sources and builds the report, now.
 pub async fn report(ops: &Ops, opts: &Options) -> Result<Report, CoordinatorError> {
+    report_at(ops, opts, OffsetDateTime::now_utc()).await
+}
+
+/// Reads the three sources and builds the report as of `now`.
+pub async fn report_at(
+    ops: &Ops,
+    opts: &Options,
+    now: OffsetDateTime,
+) -> Result<Report, CoordinatorError> {
     let source = ops.source("skipped")?;
     let ledger: &Ledger = ops.ledger("skipped")?;
     let prefix = opts.scope.key_prefix(&source.prefix)?;
@@ -507,17 +527,7 @@ pub async fn report(ops: &Ops, opts: &Options) -> Result<Report, CoordinatorErro
         .iter()
         .map(|p| (p.clone(), found.get(p).cloned()))
         .collect();
-    let configured: Vec<String> = ops
-        .rules
-        .configured_tables()
-        .filter(|t| {
-            let folder = super::table_folder(&source.prefix, t).unwrap_or_default();
-            opts.scope.table.as_deref().is_none_or(|s| s == *t)
-                && (folder.starts_with(&prefix) || prefix.starts_with(&folder))
-        })
-        .map(str::to_owned)
-        .collect();
-    let now = OffsetDateTime::now_utc();
+    let configured = super::configured_in_scope(ops, &opts.scope, &source.prefix, &prefix);
     let mut r = classify(&Inputs {
         listing: &listing,
         open: &open,
@@ -528,6 +538,16 @@ pub async fn report(ops: &Ops, opts: &Options) -> Result<Report, CoordinatorErro
         stuck_after: opts.stuck_after,
         max_attempts: ops.policy.max_attempts,
     });
+    let in_schemas =
+        super::schema_tables_in_scope(ops, &opts.scope, &source.prefix, &prefix).await?;
+    let tables = configured
+        .iter()
+        .cloned()
+        .chain(in_schemas)
+        .chain(listing.iter().filter_map(Listed::source_table))
+        .chain(open.iter().map(|i| i.table.clone()));
+    r.tables = super::freshness_of(ops, &source.prefix, tables, &open, now).await?;
+    r.tables.retain(|t| t.state.needs_attention());
     r.at = timefmt::format(now);
     r.source = format!("s3://{}/{}", source.bucket, prefix);
     r.scope = opts.scope.clone();
@@ -558,12 +578,17 @@ pub async fn report(ops: &Ops, opts: &Options) -> Result<Report, CoordinatorErro
             r.loaded - r.loaded_checked
         ));
     }
-    if !ops.rules.configured_tables().any(|_| true) {
+    no_rules_note(ops, &mut r);
+    Ok(r)
+}
+
+/// Says when no table is looked for although it may have no file.
+fn no_rules_note(ops: &Ops, r: &mut Report) {
+    if !ops.rules.configured_tables().any(|_| true) && ops.schemas.is_empty() {
         r.notes.push(
-            "no rules file (--config / SLUICE_CONFIG) or no table in it: configured tables without files are not checked".to_owned(),
+            "no rules file (--config / SLUICE_CONFIG) or no table in it, and no --schemas: tables without any file are not checked".to_owned(),
         );
     }
-    Ok(r)
 }
 
 /// The report, for a terminal.
@@ -605,6 +630,14 @@ pub fn format(r: &Report) -> String {
                 .unwrap_or_else(|| "-".to_owned()),
         );
         let _ = writeln!(out, "{:>20}{}", "", e.why);
+    }
+    if !r.tables.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nTables late, silent or never seen ({}):",
+            r.tables.len()
+        );
+        out.push_str(&crate::freshness::format_lines(&r.tables));
     }
     if !r.skipped.is_empty() {
         let _ = writeln!(out, "\nSkipped on purpose ({}):", r.skipped.len());

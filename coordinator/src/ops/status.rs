@@ -16,10 +16,13 @@
 //! files that need an operator (`dead`, `failed` permanently or at the limit) are counted
 //! apart; `skipped` ones are neither. The ETA is the backlog divided by the rate of the last
 //! `--window` (files per second, from the ledger); with no load in the window it is unknown.
+//!
+//! Freshness per table (newest landing, last load, lag, `late` / `silent` / `never_seen`) is
+//! [`crate::freshness`]'s, from the open items and a bounded `table-index` query per table.
 
 use super::dlq::{self, QueueDepths};
 use super::ledger::LedgerTableStats;
-use super::{human_bytes, human_duration, table_folder, Ops, Scope};
+use super::{human_bytes, human_duration, Ops, Scope};
 use crate::error::CoordinatorError;
 use serde::Serialize;
 use sluice_common::manifest::{ManifestItem, Status};
@@ -112,6 +115,8 @@ pub struct StatusReport {
     pub full: bool,
     /// Full loads (generations) still loading.
     pub generations: Vec<GenerationInProgress>,
+    /// Per table: landings, loads, lag and state against its expectation.
+    pub freshness: Vec<crate::freshness::TableFreshness>,
     pub notes: Vec<String>,
 }
 
@@ -286,8 +291,17 @@ pub struct Options {
     pub full: bool,
 }
 
-/// Reads the sources and computes the status.
+/// Reads the sources and computes the status, now.
 pub async fn collect(ops: &Ops, opts: &Options) -> Result<StatusReport, CoordinatorError> {
+    collect_at(ops, opts, OffsetDateTime::now_utc()).await
+}
+
+/// Reads the sources and computes the status as of `now`.
+pub async fn collect_at(
+    ops: &Ops,
+    opts: &Options,
+    now: OffsetDateTime,
+) -> Result<StatusReport, CoordinatorError> {
     let source = ops.source("status")?;
     let ledger = ops.ledger("status")?;
     let prefix = opts.scope.key_prefix(&source.prefix)?;
@@ -307,16 +321,7 @@ pub async fn collect(ops: &Ops, opts: &Options) -> Result<StatusReport, Coordina
     if let Some(t) = &opts.scope.table {
         stats.retain(|s| s.table == *t);
     }
-    let configured: Vec<String> = ops
-        .rules
-        .configured_tables()
-        .filter(|t| {
-            let folder = table_folder(&source.prefix, t).unwrap_or_default();
-            opts.scope.table.as_deref().is_none_or(|s| s == *t)
-                && (folder.starts_with(&prefix) || prefix.starts_with(&folder))
-        })
-        .map(str::to_owned)
-        .collect();
+    let configured = super::configured_in_scope(ops, &opts.scope, &source.prefix, &prefix);
     let mut notes = Vec::new();
     let loaded_bytes = if opts.full {
         let items = match &opts.scope.table {
@@ -357,7 +362,6 @@ pub async fn collect(ops: &Ops, opts: &Options) -> Result<StatusReport, Coordina
             None
         }
     };
-    let now = OffsetDateTime::now_utc();
     let (tables, total) = compute(&Inputs {
         open: &open,
         ledger: &stats,
@@ -367,7 +371,18 @@ pub async fn collect(ops: &Ops, opts: &Options) -> Result<StatusReport, Coordina
         window: opts.window,
         max_attempts: ops.policy.max_attempts,
     });
+    let in_schemas =
+        super::schema_tables_in_scope(ops, &opts.scope, &source.prefix, &prefix).await?;
+    let freshness = super::freshness_of(
+        ops,
+        &source.prefix,
+        tables.iter().map(|l| l.table.clone()).chain(in_schemas),
+        &open,
+        now,
+    )
+    .await?;
     Ok(StatusReport {
+        freshness,
         at: timefmt::format(now),
         source: format!("s3://{}/{}", source.bucket, prefix),
         scope: opts.scope.clone(),
@@ -481,6 +496,16 @@ pub fn format(r: &StatusReport) -> String {
             }
         );
     }
+    format_tail(r, &mut out);
+    out
+}
+
+/// The end of the status: freshness, full loads in progress, the window, the notes.
+fn format_tail(r: &StatusReport, out: &mut String) {
+    if !r.freshness.is_empty() {
+        out.push('\n');
+        out.push_str(&crate::freshness::format_lines(&r.freshness));
+    }
     for g in &r.generations {
         let _ = writeln!(
             out,
@@ -498,7 +523,6 @@ pub fn format(r: &StatusReport) -> String {
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");
     }
-    out
 }
 
 /// A progress bar of `width` cells: `[#####-----]`. Pure.
