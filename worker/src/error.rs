@@ -93,6 +93,40 @@ pub enum WorkerError {
         column: String,
     },
 
+    /// Internal to the loader (`new_columns = "add"`): the file names columns the target lacks.
+    /// Nothing was applied; the loader adds them ([`crate::load`]'s `evolve`) and loads the
+    /// file again. Transient should it ever reach the retry layer: the next attempt adds them.
+    #[error("{key} names columns {} that {table} lacks (new_columns = \"add\": they are added before the file loads)", crate::sql::evolve::names(columns))]
+    NewColumns {
+        key: String,
+        table: String,
+        columns: Vec<crate::sql::evolve::NewColumn>,
+    },
+
+    /// A file column `new_columns = "add"` refuses to add to the target: a hostile or reserved
+    /// name, which no retry changes.
+    #[error("{key}: column {column:?} cannot be added to {table}: {rule}")]
+    RefusedColumn {
+        key: String,
+        table: String,
+        column: String,
+        rule: String,
+    },
+
+    /// A file without a header has more fields than the table has columns, under
+    /// `new_columns = "add"`: the names of the new columns are unknown, so they cannot be
+    /// added. Fails as a [`WorkerError::ColumnCount`] does, with a message naming the cause.
+    #[error("record {record} at line {line} of {key} has {found} fields, table {table} expects {expected}: the file has no header, so the names of the columns the table lacks are unknown and new_columns = \"add\" cannot add them (have DMS write a header, AddColumnName=true, with header = true in the rules, or add the columns to {table} by hand): {value}")]
+    UnnamedColumns {
+        key: String,
+        table: String,
+        record: u64,
+        line: u64,
+        expected: usize,
+        found: usize,
+        value: String,
+    },
+
     #[error("{key} does not carry key column {column:?} of {table}")]
     MissingKeyColumn {
         key: String,
@@ -345,6 +379,7 @@ impl WorkerError {
                 *transient
             }
             WorkerError::Spool { .. }
+            | WorkerError::NewColumns { .. }
             | WorkerError::LockTimeout { .. }
             | WorkerError::DatabaseOutage { .. } => true,
             // A common error says itself whether it may pass (a rules file that cannot be read
@@ -381,7 +416,9 @@ impl WorkerError {
             WorkerError::SchemaNotAllowed { .. } => "schema_not_allowed",
             WorkerError::ReservedSchema { .. } => "reserved_schema",
             WorkerError::NoPrimaryKey { .. } => "no_primary_key",
-            WorkerError::UnknownColumn { .. } => "unknown_column",
+            WorkerError::UnknownColumn { .. } | WorkerError::NewColumns { .. } => "unknown_column",
+            WorkerError::RefusedColumn { .. } => "refused_column",
+            WorkerError::UnnamedColumns { .. } => "column_count",
             WorkerError::MissingKeyColumn { .. } => "missing_key_column",
             WorkerError::ColumnCount { .. } => "column_count",
             WorkerError::BadOperation { .. } => "bad_operation",
@@ -435,6 +472,12 @@ impl WorkerError {
     pub fn to_file_error(&self) -> FileError {
         let (sqlstate, record, line, column, value) = match self {
             WorkerError::ColumnCount {
+                record,
+                line,
+                value,
+                ..
+            }
+            | WorkerError::UnnamedColumns {
                 record,
                 line,
                 value,
@@ -494,6 +537,7 @@ impl WorkerError {
                 ..
             } => (None, Some(*record), Some(*line), Some(column.clone()), None),
             WorkerError::Csv { record, line, .. } => (None, *record, *line, None, None),
+            WorkerError::RefusedColumn { column, .. } => (None, None, None, Some(column.clone()), None),
             WorkerError::Database {
                 sqlstate,
                 record,

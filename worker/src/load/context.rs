@@ -94,6 +94,8 @@ pub struct LoadStats {
     pub commit: Duration,
     /// Copied straight into the target (no stage, no merge): see `encode::Direct`.
     pub direct: bool,
+    /// Columns this worker added to the target before the load (`new_columns = "add"`).
+    pub columns_added: Vec<crate::sql::evolve::AddedColumn>,
 }
 
 impl LoadStats {

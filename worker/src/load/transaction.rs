@@ -307,5 +307,6 @@ async fn merge(
         merge: started.elapsed(),
         commit: Duration::ZERO,
         direct: false,
+        columns_added: Vec::new(),
     })
 }
