@@ -12,6 +12,7 @@ mod bombs;
 mod check;
 mod checkpoints;
 mod direct;
+mod drift;
 mod failures;
 mod faults;
 mod generations;
