@@ -328,3 +328,69 @@ async fn hostile_column_names_are_refused_and_strange_ones_quoted() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_lists_the_columns_the_lake_has_that_the_target_lacks() {
+    use std::io::Write;
+    let tb = TestBed::new("drift-check").await;
+    tb.sql(
+        "CREATE TABLE {s}.people (id int PRIMARY KEY, name text);
+         CREATE TABLE {s}.items (id bigint PRIMARY KEY, name text);
+         CREATE TABLE {s}.fits (id int PRIMARY KEY, name text);",
+    )
+    .await;
+    let s = &tb.schema;
+    // A gzip CDC file with a header naming a column people lacks (new_columns = "fail"), a
+    // Parquet file with three columns items lacks (new_columns = "add"), and a file that fits.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"Op,id,name,email\nI,1,ann,a@x.org\n").unwrap();
+    tb.put(
+        &tb.key(&format!("people/{}.gz", cdc_name(0))),
+        gz.finish().unwrap(),
+    )
+    .await;
+    let (parquet, _) = write_parquet("drift");
+    tb.put(&tb.key("items/LOAD00000001.parquet"), parquet).await;
+    tb.put(&tb.key("fits/LOAD00000001.csv"), "id,name\n1,a\n").await;
+    let rules = format!(
+        "[defaults]\nheader = true\n[tables.\"{s}.items\"]\nnew_columns = \"add\"\n"
+    );
+    let path = std::env::temp_dir().join(format!("{}-check.toml", tb.name));
+    std::fs::write(&path, rules).unwrap();
+    let out = std::process::Command::new(crate::support::binary("sluice-coordinator"))
+        .arg(format!("--database-url={}", crate::support::database_url()))
+        .arg(format!("--config={}", path.display()))
+        .arg(format!("--source=s3://{}/{}", tb.bucket, tb.prefix))
+        .env("SLUICE_LOG_FORMAT", "json")
+        .args(["check", "--json"])
+        .output()
+        .expect("run check");
+    let _ = std::fs::remove_file(&path);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let drift: Vec<(String, String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "new_columns")
+        .map(|f| {
+            (
+                f["table"].as_str().unwrap().to_owned(),
+                f["level"].as_str().unwrap().to_owned(),
+                f["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(drift.len(), 2, "{drift:#?}");
+    let (table, level, message) = &drift[0];
+    assert_eq!((table.as_str(), level.as_str()), (format!("{s}.items").as_str(), "note"));
+    assert!(
+        message.contains("lacks: \"score\", \"rating\", \"seen\"; the worker adds them"),
+        "{message}"
+    );
+    let (table, level, message) = &drift[1];
+    assert_eq!((table.as_str(), level.as_str()), (format!("{s}.people").as_str(), "error"));
+    assert!(message.contains("lacks: \"email\"; files like it fail"), "{message}");
+}
