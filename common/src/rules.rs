@@ -414,8 +414,7 @@ fn apply_new_columns(rules: &mut TableRules, raw: &RawTable, at: &At<'_>) -> Res
         // the statement or start a comment.
         let ok = !t.trim().is_empty()
             && t.len() <= 100
-            && t
-                .chars()
+            && t.chars()
                 .all(|c| c.is_ascii_alphanumeric() || " _(),.[]".contains(c));
         if !ok {
             return Err(at.bad(format_args!(

@@ -95,7 +95,10 @@ async fn files_with_new_columns_evolve_the_table_under_add_and_the_history_says_
     assert_eq!(
         tb.rows("SELECT id::text, name, email, \"Nick Name\" FROM {s}.people ORDER BY id")
             .await,
-        text(&[&["1", "ann", "a@x.org", "NULL"], &["2", "bob", "b@x.org", "Bobby"]])
+        text(&[
+            &["1", "ann", "a@x.org", "NULL"],
+            &["2", "bob", "b@x.org", "Bobby"]
+        ])
     );
     assert_eq!(
         columns(&tb, "items").await,
@@ -128,14 +131,19 @@ async fn files_with_new_columns_evolve_the_table_under_add_and_the_history_says_
     );
     let history = tb.item(&pq_key, &pq_etag).await.history.join("\n");
     assert!(
-        history.contains("\"score\" bigint, \"rating\" numeric(5,2), \"seen\" timestamp with time zone"),
+        history.contains(
+            "\"score\" bigint, \"rating\" numeric(5,2), \"seen\" timestamp with time zone"
+        ),
         "{history}"
     );
 
     // A later file with the same columns adds nothing and records nothing.
     let later = tb.key(&format!("people/{}", cdc_name(1000)));
     let later_etag = tb
-        .put(&later, "Op,id,name,email,Nick Name\nU,2,bob,bob@x.org,Bob\n")
+        .put(
+            &later,
+            "Op,id,name,email,Nick Name\nU,2,bob,bob@x.org,Bob\n",
+        )
         .await;
     tb.scan().await;
     tb.drain(&[&flag]).await;
@@ -282,8 +290,14 @@ async fn hostile_column_names_are_refused_and_strange_ones_quoted() {
         .await;
     let long = "x".repeat(64);
     for (header, rule) in [
-        ("id,name,_sluice_version", "_sluice_* names are sluice's system columns"),
-        ("id,name,_sluice_evil", "_sluice_* names are sluice's system columns"),
+        (
+            "id,name,_sluice_version",
+            "_sluice_* names are sluice's system columns",
+        ),
+        (
+            "id,name,_sluice_evil",
+            "_sluice_* names are sluice's system columns",
+        ),
         (&format!("id,name,{long}"), "64 bytes long"),
         ("id,name,\"a\u{1}b\"", "control character U+0001"),
         ("id,name,\"line\nbreak\"", "control character U+000A"),
@@ -343,7 +357,8 @@ async fn check_lists_the_columns_the_lake_has_that_the_target_lacks() {
     // A gzip CDC file with a header naming a column people lacks (new_columns = "fail"), a
     // Parquet file with three columns items lacks (new_columns = "add"), and a file that fits.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(b"Op,id,name,email\nI,1,ann,a@x.org\n").unwrap();
+    gz.write_all(b"Op,id,name,email\nI,1,ann,a@x.org\n")
+        .unwrap();
     tb.put(
         &tb.key(&format!("people/{}.gz", cdc_name(0))),
         gz.finish().unwrap(),
@@ -351,10 +366,10 @@ async fn check_lists_the_columns_the_lake_has_that_the_target_lacks() {
     .await;
     let (parquet, _) = write_parquet("drift");
     tb.put(&tb.key("items/LOAD00000001.parquet"), parquet).await;
-    tb.put(&tb.key("fits/LOAD00000001.csv"), "id,name\n1,a\n").await;
-    let rules = format!(
-        "[defaults]\nheader = true\n[tables.\"{s}.items\"]\nnew_columns = \"add\"\n"
-    );
+    tb.put(&tb.key("fits/LOAD00000001.csv"), "id,name\n1,a\n")
+        .await;
+    let rules =
+        format!("[defaults]\nheader = true\n[tables.\"{s}.items\"]\nnew_columns = \"add\"\n");
     let path = std::env::temp_dir().join(format!("{}-check.toml", tb.name));
     std::fs::write(&path, rules).unwrap();
     let out = std::process::Command::new(crate::support::binary("sluice-coordinator"))
@@ -385,12 +400,21 @@ async fn check_lists_the_columns_the_lake_has_that_the_target_lacks() {
         .collect();
     assert_eq!(drift.len(), 2, "{drift:#?}");
     let (table, level, message) = &drift[0];
-    assert_eq!((table.as_str(), level.as_str()), (format!("{s}.items").as_str(), "note"));
+    assert_eq!(
+        (table.as_str(), level.as_str()),
+        (format!("{s}.items").as_str(), "note")
+    );
     assert!(
         message.contains("lacks: \"score\", \"rating\", \"seen\"; the worker adds them"),
         "{message}"
     );
     let (table, level, message) = &drift[1];
-    assert_eq!((table.as_str(), level.as_str()), (format!("{s}.people").as_str(), "error"));
-    assert!(message.contains("lacks: \"email\"; files like it fail"), "{message}");
+    assert_eq!(
+        (table.as_str(), level.as_str()),
+        (format!("{s}.people").as_str(), "error")
+    );
+    assert!(
+        message.contains("lacks: \"email\"; files like it fail"),
+        "{message}"
+    );
 }

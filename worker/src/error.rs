@@ -113,20 +113,6 @@ pub enum WorkerError {
         rule: String,
     },
 
-    /// A file without a header has more fields than the table has columns, under
-    /// `new_columns = "add"`: the names of the new columns are unknown, so they cannot be
-    /// added. Fails as a [`WorkerError::ColumnCount`] does, with a message naming the cause.
-    #[error("record {record} at line {line} of {key} has {found} fields, table {table} expects {expected}: the file has no header, so the names of the columns the table lacks are unknown and new_columns = \"add\" cannot add them (have DMS write a header, AddColumnName=true, with header = true in the rules, or add the columns to {table} by hand): {value}")]
-    UnnamedColumns {
-        key: String,
-        table: String,
-        record: u64,
-        line: u64,
-        expected: usize,
-        found: usize,
-        value: String,
-    },
-
     #[error("{key} does not carry key column {column:?} of {table}")]
     MissingKeyColumn {
         key: String,
@@ -418,7 +404,6 @@ impl WorkerError {
             WorkerError::NoPrimaryKey { .. } => "no_primary_key",
             WorkerError::UnknownColumn { .. } | WorkerError::NewColumns { .. } => "unknown_column",
             WorkerError::RefusedColumn { .. } => "refused_column",
-            WorkerError::UnnamedColumns { .. } => "column_count",
             WorkerError::MissingKeyColumn { .. } => "missing_key_column",
             WorkerError::ColumnCount { .. } => "column_count",
             WorkerError::BadOperation { .. } => "bad_operation",
@@ -472,12 +457,6 @@ impl WorkerError {
     pub fn to_file_error(&self) -> FileError {
         let (sqlstate, record, line, column, value) = match self {
             WorkerError::ColumnCount {
-                record,
-                line,
-                value,
-                ..
-            }
-            | WorkerError::UnnamedColumns {
                 record,
                 line,
                 value,
@@ -537,7 +516,9 @@ impl WorkerError {
                 ..
             } => (None, Some(*record), Some(*line), Some(column.clone()), None),
             WorkerError::Csv { record, line, .. } => (None, *record, *line, None, None),
-            WorkerError::RefusedColumn { column, .. } => (None, None, None, Some(column.clone()), None),
+            WorkerError::RefusedColumn { column, .. } => {
+                (None, None, None, Some(column.clone()), None)
+            }
             WorkerError::Database {
                 sqlstate,
                 record,

@@ -185,7 +185,8 @@ pub static COLUMNS_ADDED: Def = Def {
     values: "",
     component: W,
     rollup: false,
-    help: "Columns this worker added to target tables (new_columns = \"add\"): a source table changed",
+    help:
+        "Columns this worker added to target tables (new_columns = \"add\"): a source table changed",
 };
 pub static PHASE_SECONDS: Def = Def {
     name: "sluice_worker_phase_seconds",

@@ -13,7 +13,7 @@
 //!   itself (a header, a Parquet schema): then every such name is reported at once
 //!   ([`WorkerError::NewColumns`]) after the key and timestamp checks, so the loader can add
 //!   them and start again; a file without a header and more fields than the table cannot name
-//!   them ([`WorkerError::UnnamedColumns`]); the timestamp column, when configured, is
+//!   them (`column_count`, saying so); the timestamp column, when configured, is
 //!   among the fields (a version only when the target has no column of its name);
 //! - `Op` is there by the header's first name, or by count (one more field than columns, and
 //!   `I`, `U` or `D`);
@@ -28,8 +28,8 @@ use super::{DocShape, EncodeSpec, Layout};
 use crate::error::WorkerError;
 use crate::read::csv::Record;
 use crate::read::document::{DocColumn, DocumentPlan};
-use crate::sql::TargetTable;
 use crate::sql::evolve::NewColumn;
+use crate::sql::TargetTable;
 use sluice_common::rules::{Flatten, NewColumns};
 
 pub(super) fn layout_from_header(
@@ -119,14 +119,21 @@ pub(super) fn layout_by_count(
         });
     }
     if spec.rules.new_columns == NewColumns::Add && found > n {
-        return Err(WorkerError::UnnamedColumns {
+        // The file fails as a whole (not a record to set aside): its columns cannot be named.
+        return Err(WorkerError::Csv {
             key: spec.key.to_owned(),
-            table: spec.target.label(),
-            record,
-            line,
-            expected: n,
-            found,
-            value: excerpt(first.raw()),
+            reason: format!(
+                "record {record} at line {line} has {found} fields, table {} expects {n}: the \
+                 file has no header, so the names of the columns the table lacks are unknown \
+                 and new_columns = \"add\" cannot add them (have DMS write a header, \
+                 AddColumnName=true, with header = true in the rules, or add the columns to \
+                 the table by hand): {}",
+                spec.target.label(),
+                excerpt(first.raw())
+            ),
+            record: Some(record),
+            line: Some(line),
+            class: "column_count",
         });
     }
     if found == n + 1 {

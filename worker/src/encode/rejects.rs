@@ -24,7 +24,6 @@ pub fn is_record_error(e: &WorkerError) -> bool {
     matches!(
         e,
         WorkerError::ColumnCount { .. }
-            | WorkerError::UnnamedColumns { .. }
             | WorkerError::BadOperation { .. }
             | WorkerError::BadBytes { .. }
             | WorkerError::BadVersion { .. }

@@ -53,10 +53,7 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
 
 /// The Parquet schema's types for the columns of a [`WorkerError::NewColumns`] (`types` is
 /// called only then); any other error is returned as it is.
-pub(super) fn typed(
-    e: WorkerError,
-    types: impl FnOnce() -> Vec<(String, String)>,
-) -> WorkerError {
+pub(super) fn typed(e: WorkerError, types: impl FnOnce() -> Vec<(String, String)>) -> WorkerError {
     match e {
         WorkerError::NewColumns {
             key,
@@ -113,14 +110,14 @@ async fn add_columns(
         .map(|r| r.get(0))
         .collect();
     let default_type = load.rules.new_column_type.as_deref();
-    let plan = sql::plan(&target, &every, columns, soft, default_type).map_err(
-        |(column, rule)| WorkerError::RefusedColumn {
+    let plan = sql::plan(&target, &every, columns, soft, default_type).map_err(|r| {
+        WorkerError::RefusedColumn {
             key: key.to_owned(),
             table: label.to_owned(),
-            column,
-            rule,
-        },
-    )?;
+            column: r.name,
+            rule: r.rule,
+        }
+    })?;
     if plan.add.is_empty() {
         txn.commit().await.map_err(err)?;
         return Ok(Vec::new());
@@ -163,7 +160,12 @@ mod tests {
                 },
             ],
         };
-        let types = || vec![("id".into(), "integer".into()), ("score".into(), "bigint".into())];
+        let types = || {
+            vec![
+                ("id".into(), "integer".into()),
+                ("score".into(), "bigint".into()),
+            ]
+        };
         match typed(e, types) {
             WorkerError::NewColumns { columns, .. } => {
                 assert_eq!(columns[0].sql_type.as_deref(), Some("bigint"));
@@ -171,7 +173,9 @@ mod tests {
             }
             other => panic!("{other}"),
         }
-        let other = WorkerError::NoPrimaryKey { table: "s.t".into() };
+        let other = WorkerError::NoPrimaryKey {
+            table: "s.t".into(),
+        };
         let called = std::cell::Cell::new(false);
         let back = typed(other, || {
             called.set(true);

@@ -60,5 +60,5 @@ mod transaction;
 
 pub use commit::ledger_has;
 pub use context::{file_time, LoadContext, LoadOutcome, LoadStats, PreparedTable};
-pub use replace::{apply_replace, ReplaceOutcome};
 pub use evolve::load_file;
+pub use replace::{apply_replace, ReplaceOutcome};

@@ -76,24 +76,35 @@ pub struct Plan {
     pub present: Vec<String>,
 }
 
+/// A name [`plan`] refuses, and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub name: String,
+    pub rule: String,
+}
+
 /// Decides which of `new` to add to `target` (as the catalog has it now, under the lock),
 /// given `every` column name of the table (generated and system columns included); the first
-/// refused name is the error `(name, rule)`.
+/// refused name is the error.
 pub fn plan(
     target: &TargetTable,
     every: &[String],
     new: &[NewColumn],
     soft_delete: Option<&str>,
     default_type: Option<&str>,
-) -> Result<Plan, (String, String)> {
+) -> Result<Plan, Refused> {
     let data: Vec<&str> = target.columns.iter().map(|c| c.name.as_str()).collect();
     let mut plan = Plan {
         add: Vec::new(),
         present: Vec::new(),
     };
     for c in new {
+        let refused = |rule| Refused {
+            name: c.name.clone(),
+            rule,
+        };
         if let Some(rule) = refusal(&c.name, soft_delete) {
-            return Err((c.name.clone(), rule));
+            return Err(refused(rule));
         }
         if plan.add.iter().any(|a| a.name == c.name) {
             continue;
@@ -109,7 +120,7 @@ pub fn plan(
                 target.label(),
                 every[i]
             );
-            return Err((c.name.clone(), rule));
+            return Err(refused(rule));
         }
         let sql_type = c
             .sql_type
@@ -253,11 +264,11 @@ mod tests {
         .unwrap();
         assert_eq!(p.add[0].sql_type, "varchar(200)");
         // A generated column of that name: refused, not added again and again.
-        let (name, rule) = plan(&target(), &every, &[new("TOTAL", None)], None, None).unwrap_err();
-        assert_eq!(name, "TOTAL");
-        assert!(rule.contains("\"total\""), "{rule}");
-        let (name, _) = plan(&target(), &every, &[new("_sluice_x", None)], None, None).unwrap_err();
-        assert_eq!(name, "_sluice_x");
+        let r = plan(&target(), &every, &[new("TOTAL", None)], None, None).unwrap_err();
+        assert_eq!(r.name, "TOTAL");
+        assert!(r.rule.contains("\"total\""), "{}", r.rule);
+        let r = plan(&target(), &every, &[new("_sluice_x", None)], None, None).unwrap_err();
+        assert_eq!(r.name, "_sluice_x");
     }
 
     #[test]

@@ -106,10 +106,9 @@ pub fn parquet_names(tail: &[u8]) -> Result<Vec<String>, Option<usize>> {
     if len + 8 > n {
         return Err(Some(len + 8));
     }
-    let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(
-        &tail[n - 8 - len..n - 8],
-    )
-    .map_err(|_| None)?;
+    let meta =
+        parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&tail[n - 8 - len..n - 8])
+            .map_err(|_| None)?;
     let root = meta.file_metadata().schema_descr().root_schema().clone();
     Ok(root
         .get_fields()
@@ -265,7 +264,9 @@ pub fn findings(
         ),
         NewColumns::Add => (
             Level::Note,
-            format!("{has}; the worker adds them when it loads such a file (new_columns = \"add\")"),
+            format!(
+                "{has}; the worker adds them when it loads such a file (new_columns = \"add\")"
+            ),
         ),
     };
     vec![finding(level, message)]
@@ -285,10 +286,7 @@ fn lacking(rules: &TableRules, columns: &[CatalogColumn], names: &[String]) -> V
     let ts = rules.timestamp_column.as_deref();
     let mut out: Vec<String> = Vec::new();
     for n in &names[usize::from(has_op)..] {
-        if find(&data, n).is_none()
-            && !ts.is_some_and(|t| same_name(t, n))
-            && !out.contains(n)
-        {
+        if find(&data, n).is_none() && !ts.is_some_and(|t| same_name(t, n)) && !out.contains(n) {
             out.push(n.clone());
         }
     }
@@ -354,10 +352,7 @@ mod tests {
             ])
         );
         assert_eq!(s(rec(b"id,na", false)), None);
-        assert_eq!(
-            s(rec(b"id,na", true)),
-            Some(vec!["id".into(), "na".into()])
-        );
+        assert_eq!(s(rec(b"id,na", true)), Some(vec!["id".into(), "na".into()]));
         assert_eq!(s(rec(b"", true)), None);
         assert_eq!(
             s(first_record(b"a|b~c", b'|', b'~', false)),
@@ -382,14 +377,20 @@ mod tests {
 
     #[test]
     fn lacking_columns_by_the_table_s_new_columns_rule() {
-        let mut rules = TableRules::default();
-        rules.timestamp_column = Some("dms_ts".to_owned());
+        let mut rules = TableRules {
+            timestamp_column: Some("dms_ts".to_owned()),
+            ..TableRules::default()
+        };
         let lake = named(&["Op", "dms_ts", "id", "NAME", "email", "total", "email"]);
         let f = findings(("s.t", "w.t"), &rules, "r", &facts(true), &lake);
         assert_eq!(f.len(), 1);
-        assert_eq!((f[0].level, f[0].rule.as_str()), (Level::Error, "new_columns"));
+        assert_eq!(
+            (f[0].level, f[0].rule.as_str()),
+            (Level::Error, "new_columns")
+        );
         assert!(
-            f[0].message.contains("lacks: \"email\", \"total\"; files like it fail"),
+            f[0].message
+                .contains("lacks: \"email\", \"total\"; files like it fail"),
             "{}",
             f[0].message
         );
@@ -405,9 +406,14 @@ mod tests {
         // Nothing lacking, nothing named, or unread.
         let fits = named(&["id", "name"]);
         assert!(findings(("s.t", "w.t"), &rules, "r", &facts(true), &fits).is_empty());
-        assert!(
-            findings(("s.t", "w.t"), &rules, "r", &facts(true), &LakeColumns::Unnamed).is_empty()
-        );
+        assert!(findings(
+            ("s.t", "w.t"),
+            &rules,
+            "r",
+            &facts(true),
+            &LakeColumns::Unnamed
+        )
+        .is_empty());
         let unread = LakeColumns::Unread {
             key: "k".into(),
             why: "AccessDenied".into(),
