@@ -418,3 +418,71 @@ async fn check_lists_the_columns_the_lake_has_that_the_target_lacks() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ownership_adding_fails_as_permission_denied_naming_the_grant() {
+    let tb = TestBed::new("drift-grant").await;
+    let url = std::env::var("SLUICE_TEST_RESTRICTED_URL")
+        .expect("SLUICE_TEST_RESTRICTED_URL is not set: run the tests through .ci/run");
+    // The README's grants without ownership: the system columns added by the owner.
+    tb.sql(
+        "CREATE TABLE {s}.people (id int PRIMARY KEY, name text, _sluice_version timestamptz,
+             _sluice_file_time timestamptz, _sluice_record bigint, _sluice_file bigint);
+         GRANT USAGE ON SCHEMA {s} TO sluice_restricted;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {s}.people TO sluice_restricted;",
+    )
+    .await;
+    for attempt in 0.. {
+        let granted = tb
+            .db
+            .batch_execute(
+                "DO $$ BEGIN EXECUTE format('GRANT CONNECT, TEMPORARY, CREATE ON DATABASE %I \
+                 TO sluice_restricted', current_database()); END $$",
+            )
+            .await;
+        match granted {
+            Ok(()) => break,
+            Err(e) if attempt < 5 => {
+                eprintln!("grant: {e}; again");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("grant: {e}"),
+        }
+    }
+    // The state schema is the restricted role's own, as a worker running as it makes it.
+    let pool = sluice_worker::db::pool(&url, 2, "sluice-test").expect("pool");
+    sluice_worker::db::bootstrap(&pool, &tb.state_schema)
+        .await
+        .expect("bootstrap as the restricted role");
+    let rules = format!(
+        "[tables.\"{}.people\"]\nheader = true\nnew_columns = \"add\"\n",
+        tb.schema
+    );
+    let ctx = LoadContext {
+        pool,
+        s3: tb.aws.s3.clone(),
+        rules: std::sync::Arc::new(sluice_common::rules::Rules::parse("t.toml", &rules).unwrap()),
+        state_schema: tb.state_schema.clone(),
+        worker_id: format!("{}-restricted", tb.name),
+        max_record_bytes: 1 << 20,
+        max_decompressed_bytes: 1 << 32,
+        prepared: Default::default(),
+        schemas: None,
+        merge_lock_timeout: sluice_worker::db::Waits::default().merge_lock,
+    };
+    let key = tb.key("people/LOAD00000001.csv");
+    tb.put(&key, "id,name,email\n1,ann,a@x.org\n").await;
+    let e = load(&ctx, &tb, &key).await.unwrap_err();
+    assert_eq!(e.class(), "permission_denied", "{e}");
+    assert!(!e.is_transient());
+    let text = e.to_string();
+    assert!(
+        text.contains("adding columns \"email\"") && text.contains("must own the table"),
+        "{text}"
+    );
+    assert_eq!(columns(&tb, "people").await, ["id integer", "name text"]);
+    // Without the new column the same role loads.
+    let key = tb.key("people/LOAD00000002.csv");
+    tb.put(&key, "id,name\n1,ann\n").await;
+    load(&ctx, &tb, &key).await.expect("loads without drift");
+}

@@ -272,6 +272,26 @@ pub fn findings(
     vec![finding(level, message)]
 }
 
+/// A table that opts in to `new_columns = "add"` whose target the role does not own: the
+/// worker could not add a column (a warning: only a file with a new column fails).
+pub fn ownership(
+    (source, target): (&str, &str),
+    rules: &TableRules,
+    role: &str,
+    facts: &TableFacts,
+) -> Option<Finding> {
+    (rules.new_columns == NewColumns::Add && !facts.can_alter).then(|| Finding {
+        table: source.to_owned(),
+        target: target.to_owned(),
+        level: Level::Warning,
+        rule: "new_columns".to_owned(),
+        message: format!(
+            "new_columns = \"add\" needs role {role} to own {target} (ALTER TABLE ... OWNER TO \
+             {role}): a file with a new column fails (permission_denied)"
+        ),
+    })
+}
+
 /// The file's names (after a leading `Op`) that no data column takes, as the worker matches
 /// them; the timestamp column may be a version only and is never lacking.
 fn lacking(rules: &TableRules, columns: &[CatalogColumn], names: &[String]) -> Vec<String> {
@@ -403,6 +423,9 @@ mod tests {
         let f = findings(("s.t", "w.t"), &rules, "r", &facts(false), &lake);
         assert_eq!(f[0].level, Level::Error);
         assert!(f[0].message.contains("role r does not own w.t"));
+        let o = ownership(("s.t", "w.t"), &rules, "r", &facts(false)).unwrap();
+        assert_eq!(o.level, Level::Warning);
+        assert!(ownership(("s.t", "w.t"), &rules, "r", &facts(true)).is_none());
         // Nothing lacking, nothing named, or unread.
         let fits = named(&["id", "name"]);
         assert!(findings(("s.t", "w.t"), &rules, "r", &facts(true), &fits).is_empty());

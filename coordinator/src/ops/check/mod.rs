@@ -250,6 +250,11 @@ pub async fn run(
             }
         };
         let mut findings = check_table(&source_table, &rules, (&schema, &table), &role, &lookup);
+        if let Lookup::Table(facts) = &lookup {
+            let target = format!("{schema}.{table}");
+            let names = (source_table.as_str(), target.as_str());
+            findings.extend(drift::ownership(names, &rules, &role, facts));
+        }
         if let (Some((s3, loc)), Lookup::Table(facts)) = (source, &lookup) {
             if let Some(file) = newest.get(&source_table) {
                 let lake = drift::lake_columns(s3, &loc.bucket, file, &rules).await;
