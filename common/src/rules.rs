@@ -25,7 +25,11 @@
 //! encoding = "windows-1252"         # source encoding: "utf-8" (default), "latin1", "windows-1252"
 //! max_field_bytes = 1048576         # a longer field is a bad record
 //! full_load = "merge"               # or "replace" (default): see the README's generations
-//! unknown_columns = "ignore"        # header/list names no column: "fail" (default) or "ignore"
+//! new_columns = "add"               # a file column the target lacks: "fail" (default), "ignore"
+//!                                   # (left out; `unknown_columns = "ignore"` is its alias) or
+//!                                   # "add" (the worker adds it to the target, then loads)
+//! new_column_type = "varchar(200)"  # with "add": the type of a column a CSV header brings
+//!                                   # (default text; Parquet columns take their schema's type)
 //! row_delimiter = "\n"              # DMS CsvRowDelimiter: "\n" (default; CRLF also ends a row)
 //!                                   # or one other ASCII character
 //! expect_every = "1h"               # files should land at least this often (s, m, h, d);
@@ -88,19 +92,35 @@ pub struct TableRules {
     /// MongoDB document mode: one CSV column holds each row's document as (extended) JSON.
     pub document: Option<DocumentRules>,
     /// What a file column (from the header or the column list) that the target lacks does.
-    pub unknown_columns: UnknownColumns,
+    pub new_columns: NewColumns,
+    /// With [`NewColumns::Add`]: the SQL type of a column a CSV file's header brings (None:
+    /// `text`). Parquet columns take their schema's type.
+    pub new_column_type: Option<String>,
     /// How often new files should land (`expect_every`); None: learned from the manifest.
     pub expect_every: Option<std::time::Duration>,
 }
 
-/// A file column the target table does not have.
+/// A file column the target table does not have (`new_columns`, alias `unknown_columns`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UnknownColumns {
+pub enum NewColumns {
     /// The file fails, naming the column (a changed source schema is not lost silently).
     #[default]
     Fail,
     /// The column's values are left out; the file loads.
     Ignore,
+    /// The worker adds the column to the target (named by the file's header or Parquet schema),
+    /// in a short transaction of its own, then loads the file.
+    Add,
+}
+
+impl NewColumns {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NewColumns::Fail => "fail",
+            NewColumns::Ignore => "ignore",
+            NewColumns::Add => "add",
+        }
+    }
 }
 
 /// How a JSON document column (DMS MongoDB document mode, `_doc`) becomes target columns.
@@ -192,7 +212,8 @@ impl Default for TableRules {
             full_load: FullLoad::Replace,
             row_delimiter: b'\n',
             document: None,
-            unknown_columns: UnknownColumns::Fail,
+            new_columns: NewColumns::Fail,
+            new_column_type: None,
             expect_every: None,
         }
     }
@@ -230,6 +251,8 @@ struct RawTable {
     document: Option<RawDocument>,
     unknown_columns: Option<String>,
     expect_every: Option<String>,
+    new_columns: Option<String>,
+    new_column_type: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -348,6 +371,7 @@ fn apply(base: &TableRules, raw: &RawTable, at: &At<'_>) -> Result<TableRules, E
     if let Some(d) = &raw.document {
         rules.document = Some(document_rules(d, at)?);
     }
+    apply_new_columns(&mut rules, raw, at)?;
     if let Some(v) = &raw.expect_every {
         rules.expect_every = Some(parse_expect_every(v).map_err(|why| at.bad(why))?);
     }
@@ -380,6 +404,71 @@ pub fn parse_expect_every(v: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Schema drift: `new_columns` (or its alias `unknown_columns`, which must agree where both
+/// are set) and `new_column_type`.
+fn apply_new_columns(rules: &mut TableRules, raw: &RawTable, at: &At<'_>) -> Result<(), Error> {
+    let new = match &raw.new_columns {
+        None => None,
+        Some(v) => Some(match v.as_str() {
+            "fail" => NewColumns::Fail,
+            "ignore" => NewColumns::Ignore,
+            "add" => NewColumns::Add,
+            other => {
+                return Err(at.bad(format_args!(
+                    "new_columns {other:?} must be \"fail\", \"ignore\" or \"add\""
+                )))
+            }
+        }),
+    };
+    let alias = match &raw.unknown_columns {
+        None => None,
+        Some(v) => Some(match v.as_str() {
+            "fail" => NewColumns::Fail,
+            "ignore" => NewColumns::Ignore,
+            other => {
+                return Err(at.bad(format_args!(
+                    "unknown_columns {other:?} must be \"fail\" or \"ignore\" (or set \
+                     new_columns, which it is an alias of)"
+                )))
+            }
+        }),
+    };
+    match (new, alias) {
+        (Some(n), Some(a)) if n != a => {
+            return Err(at.bad(format_args!(
+                "new_columns = {:?} and its alias unknown_columns = {:?} disagree: set one",
+                n.as_str(),
+                a.as_str()
+            )))
+        }
+        (Some(v), _) | (None, Some(v)) => rules.new_columns = v,
+        (None, None) => {}
+    }
+    if let Some(t) = &raw.new_column_type {
+        // Spliced into `ADD COLUMN`: a type name and its modifiers only, nothing that could end
+        // the statement or start a comment.
+        let ok = !t.trim().is_empty()
+            && t.len() <= 100
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || " _(),.[]".contains(c));
+        if !ok {
+            return Err(at.bad(format_args!(
+                "new_column_type {t:?} must be a type name such as text or varchar(200) (letters, \
+                 digits, spaces, _ ( ) , . [ ], at most 100 characters)"
+            )));
+        }
+        rules.new_column_type = Some(t.trim().to_owned());
+    }
+    // Set on the table itself (inherited from [defaults], document tables simply add nothing).
+    if new == Some(NewColumns::Add) && rules.document.is_some() {
+        return Err(at.bad(
+            "new_columns = \"add\" does not apply to document mode: a document's new fields go \
+             to its rescue column",
+        ));
+    }
+    Ok(())
 }
 
 /// How the file is written: NULL string, header, delimiters, encoding.
@@ -457,7 +546,7 @@ fn apply_versions(rules: &mut TableRules, raw: &RawTable, at: &At<'_>) -> Result
     Ok(())
 }
 
-/// What a bad record or value does: the policy, its limits, bytes, field sizes, unknown columns.
+/// What a bad record or value does: the policy, its limits, bytes, field sizes.
 fn apply_bad_input(rules: &mut TableRules, raw: &RawTable, at: &At<'_>) -> Result<(), Error> {
     if let Some(v) = &raw.on_error {
         rules.on_error = match v.as_str() {
@@ -501,17 +590,6 @@ fn apply_bad_input(rules: &mut TableRules, raw: &RawTable, at: &At<'_>) -> Resul
             return Err(at.bad("max_field_bytes must be at least 1"));
         }
         rules.max_field_bytes = Some(n);
-    }
-    if let Some(v) = &raw.unknown_columns {
-        rules.unknown_columns = match v.as_str() {
-            "fail" => UnknownColumns::Fail,
-            "ignore" => UnknownColumns::Ignore,
-            other => {
-                return Err(at.bad(format_args!(
-                    "unknown_columns {other:?} must be \"fail\" or \"ignore\""
-                )))
-            }
-        };
     }
     Ok(())
 }
@@ -691,7 +769,7 @@ mod tests {
         assert_eq!(o.max_field_bytes, Some(4096));
         assert_eq!(o.full_load, FullLoad::Merge);
         assert_eq!(o.row_delimiter, b'~');
-        assert_eq!(o.unknown_columns, UnknownColumns::Ignore);
+        assert_eq!(o.new_columns, NewColumns::Ignore);
         assert_eq!(o.document, None);
         let people = rules.for_table("mongo.people").document.unwrap();
         assert_eq!(
@@ -720,6 +798,44 @@ mod tests {
     }
 
     #[test]
+    fn new_columns_and_its_alias() {
+        let rules = Rules::parse(
+            "t.toml",
+            r#"
+            [defaults]
+            new_columns = "add"
+            new_column_type = " varchar(200) "
+            [tables."a.old"]
+            unknown_columns = "ignore"
+            [tables."a.both"]
+            unknown_columns = "ignore"
+            new_columns = "ignore"
+            [tables."a.strict"]
+            new_columns = "fail"
+            [tables."a.doc".document]
+            rescue = "extra"
+            "#,
+        )
+        .unwrap();
+        let t = rules.for_table("a.other");
+        assert_eq!(t.new_columns, NewColumns::Add);
+        assert_eq!(t.new_column_type.as_deref(), Some("varchar(200)"));
+        assert_eq!(rules.for_table("a.old").new_columns, NewColumns::Ignore);
+        assert_eq!(rules.for_table("a.both").new_columns, NewColumns::Ignore);
+        assert_eq!(rules.for_table("a.strict").new_columns, NewColumns::Fail);
+        // Inherited "add" does not make a document table an error (it adds nothing).
+        assert!(rules.for_table("a.doc").document.is_some());
+        let e = Rules::parse(
+            "t.toml",
+            "[tables.\"a.b\"]\nnew_columns = \"add\"\nunknown_columns = \"fail\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("disagree"), "{e}");
+        assert_eq!(TableRules::default().new_columns, NewColumns::Fail);
+    }
+
+    #[test]
     fn mistakes_are_errors_naming_the_file() {
         for text in [
             "[tables.orders]\nnull = \"\"",
@@ -737,6 +853,14 @@ mod tests {
             "[tables.\"a.b\"]\nencoding = \"ebcdic\"",
             "[tables.\"a.b\"]\nrow_delimiter = \",\"",
             "[tables.\"a.b\"]\nunknown_columns = \"drop\"",
+            "[tables.\"a.b\"]\nunknown_columns = \"add\"",
+            "[tables.\"a.b\"]\nnew_columns = \"evolve\"",
+            "[tables.\"a.b\"]\nnew_columns = \"add\"\nunknown_columns = \"ignore\"",
+            "[defaults]\nnew_columns = \"fail\"\nunknown_columns = \"ignore\"",
+            "[tables.\"a.b\"]\nnew_column_type = \"text; DROP TABLE x\"",
+            "[tables.\"a.b\"]\nnew_column_type = \"text -- c\"",
+            "[tables.\"a.b\"]\nnew_column_type = \"\"",
+            "[tables.\"a.b\"]\nnew_columns = \"add\"\n[tables.\"a.b\".document]\nrescue = \"x\"",
             "[tables.\"a.b\"]\nrow_delimiter = \"\\r\"",
             "[tables.\"a.b\"]\ndelimiter = \";\"\nrow_delimiter = \";\"",
             "[defaults.document]\nrescue = \"x\"",

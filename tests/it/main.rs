@@ -13,6 +13,7 @@ mod bombs;
 mod check;
 mod checkpoints;
 mod direct;
+mod drift;
 mod failures;
 mod faults;
 mod freshness;

@@ -128,6 +128,19 @@ def cdc_changes():
     )
 
 
+def drift():
+    # A source table that gained three columns since its target was made (id, name).
+    return pa.table(
+        {
+            "id": pa.array([10, 11], pa.int64()),
+            "name": pa.array(["ten", "eleven"]),
+            "score": pa.array([7, None], pa.int64()),
+            "rating": pa.array([D("4.50"), D("-1.25")], pa.decimal128(5, 2)),
+            "seen": pa.array([dt.datetime(2024, 10, 29, 12, 0, 0, 1, tzinfo=UTC), None], pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
 ROWS = 10_000
 
 
@@ -179,6 +192,8 @@ def main():
             data_page_size=4096,
             use_deprecated_int96_timestamps=True,
         )
+    elif case == "drift":
+        pq.write_table(drift(), out, compression="snappy", store_decimal_as_integer=True)
     elif case == "empty":
         pq.write_table(many_row_groups().slice(0, 0), out)
     else:

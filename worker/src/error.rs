@@ -93,6 +93,26 @@ pub enum WorkerError {
         column: String,
     },
 
+    /// Internal to the loader (`new_columns = "add"`): the file names columns the target lacks.
+    /// Nothing was applied; the loader adds them ([`crate::load`]'s `evolve`) and loads the
+    /// file again. Transient should it ever reach the retry layer: the next attempt adds them.
+    #[error("{key} names columns {} that {table} lacks (new_columns = \"add\": they are added before the file loads)", crate::sql::evolve::names(columns))]
+    NewColumns {
+        key: String,
+        table: String,
+        columns: Vec<crate::sql::evolve::NewColumn>,
+    },
+
+    /// A file column `new_columns = "add"` refuses to add to the target: a hostile or reserved
+    /// name, which no retry changes.
+    #[error("{key}: column {column:?} cannot be added to {table}: {rule}")]
+    RefusedColumn {
+        key: String,
+        table: String,
+        column: String,
+        rule: String,
+    },
+
     #[error("{key} does not carry key column {column:?} of {table}")]
     MissingKeyColumn {
         key: String,
@@ -351,6 +371,7 @@ impl WorkerError {
                 *transient
             }
             WorkerError::Spool { .. }
+            | WorkerError::NewColumns { .. }
             | WorkerError::LockTimeout { .. }
             | WorkerError::DatabaseOutage { .. } => true,
             // A common error says itself whether it may pass (a rules file that cannot be read
@@ -387,7 +408,8 @@ impl WorkerError {
             WorkerError::SchemaNotAllowed { .. } => "schema_not_allowed",
             WorkerError::ReservedSchema { .. } => "reserved_schema",
             WorkerError::NoPrimaryKey { .. } => "no_primary_key",
-            WorkerError::UnknownColumn { .. } => "unknown_column",
+            WorkerError::UnknownColumn { .. } | WorkerError::NewColumns { .. } => "unknown_column",
+            WorkerError::RefusedColumn { .. } => "refused_column",
             WorkerError::MissingKeyColumn { .. } => "missing_key_column",
             WorkerError::ColumnCount { .. } => "column_count",
             WorkerError::BadOperation { .. } => "bad_operation",
@@ -500,6 +522,9 @@ impl WorkerError {
                 ..
             } => (None, Some(*record), Some(*line), Some(column.clone()), None),
             WorkerError::Csv { record, line, .. } => (None, *record, *line, None, None),
+            WorkerError::RefusedColumn { column, .. } => {
+                (None, None, None, Some(column.clone()), None)
+            }
             WorkerError::Database {
                 sqlstate,
                 record,

@@ -177,6 +177,17 @@ pub static BYTES: Def = Def {
     rollup: false,
     help: "Bytes of committed files as read from S3 (after gzip decompression)",
 };
+pub static COLUMNS_ADDED: Def = Def {
+    name: "sluice_worker_columns_added",
+    kind: CTR,
+    unit: Unit::Count,
+    labels: &[],
+    values: "",
+    component: W,
+    rollup: false,
+    help:
+        "Columns this worker added to target tables (new_columns = \"add\"): a source table changed",
+};
 pub static PHASE_SECONDS: Def = Def {
     name: "sluice_worker_phase_seconds",
     kind: HIS,
@@ -410,6 +421,7 @@ pub static ALL: &[&Def] = &[
     &FILES_DEAD,
     &ROWS,
     &BYTES,
+    &COLUMNS_ADDED,
     &PHASE_SECONDS,
     &FILE_SECONDS,
     &FILES_IN_FLIGHT,

@@ -9,7 +9,11 @@
 //!   ordinal order (DMS's timestamp column first where one is configured); a name matches a
 //!   column by the rule `check` applies too ([`sluice_common::warehouse::match_column`]);
 //! - every key column is among them (`missing_key_column`); a name that is no column is an
-//!   error unless `unknown_columns = "ignore"`; the timestamp column, when configured, is
+//!   error unless `new_columns = "ignore"` (left out) or `"add"` with names from the file
+//!   itself (a header, a Parquet schema): then every such name is reported at once
+//!   ([`WorkerError::NewColumns`]) after the key and timestamp checks, so the loader can add
+//!   them and start again; a file without a header and more fields than the table cannot name
+//!   them (`column_count`, saying so); the timestamp column, when configured, is
 //!   among the fields (a version only when the target has no column of its name);
 //! - `Op` is there by the header's first name, or by count (one more field than columns, and
 //!   `I`, `U` or `D`);
@@ -24,8 +28,9 @@ use super::{DocShape, EncodeSpec, Layout};
 use crate::error::WorkerError;
 use crate::read::csv::Record;
 use crate::read::document::{DocColumn, DocumentPlan};
+use crate::sql::evolve::NewColumn;
 use crate::sql::TargetTable;
-use sluice_common::rules::{Flatten, UnknownColumns};
+use sluice_common::rules::{Flatten, NewColumns};
 
 pub(super) fn layout_from_header(
     spec: &EncodeSpec<'_>,
@@ -105,14 +110,33 @@ pub(super) fn layout_by_count(
     if found == n {
         return Ok(layout);
     }
+    let op = first.get(0).map(|f| f.value).unwrap_or_default();
+    let is_op = matches!(op, b"I" | b"U" | b"D");
+    if found == n + 1 && is_op {
+        return Ok(Layout {
+            has_op: true,
+            ..layout
+        });
+    }
+    if spec.rules.new_columns == NewColumns::Add && found > n {
+        // The file fails as a whole (not a record to set aside): its columns cannot be named.
+        return Err(WorkerError::Csv {
+            key: spec.key.to_owned(),
+            reason: format!(
+                "record {record} at line {line} has {found} fields, table {} expects {n}: the \
+                 file has no header, so the names of the columns the table lacks are unknown \
+                 and new_columns = \"add\" cannot add them (have DMS write a header, \
+                 AddColumnName=true, with header = true in the rules, or add the columns to \
+                 the table by hand): {}",
+                spec.target.label(),
+                excerpt(first.raw())
+            ),
+            record: Some(record),
+            line: Some(line),
+            class: "column_count",
+        });
+    }
     if found == n + 1 {
-        let op = first.get(0).map(|f| f.value).unwrap_or_default();
-        if matches!(op, b"I" | b"U" | b"D") {
-            return Ok(Layout {
-                has_op: true,
-                ..layout
-            });
-        }
         return Err(WorkerError::BadOperation {
             key: spec.key.to_owned(),
             record,
@@ -276,6 +300,11 @@ fn named_layout(
     let mut version_field = None;
     let mut version_only = false;
     let mut ignored = Vec::new();
+    let mut new = Vec::new();
+    // Only names the file gives itself are added: not a column list's, nor a document's.
+    let adds = spec.rules.new_columns == NewColumns::Add
+        && spec.rules.columns.is_none()
+        && spec.rules.document.is_none();
     for (j, name) in names.iter().enumerate() {
         let is_ts = ts.is_some_and(|t| t == name || t.eq_ignore_ascii_case(name));
         if is_ts && version_field.is_none() {
@@ -284,7 +313,11 @@ fn named_layout(
         match find_column(spec.target, name) {
             Some(idx) => columns.push(idx),
             None if is_ts => version_only = true,
-            None if spec.rules.unknown_columns == UnknownColumns::Ignore => ignored.push(j),
+            None if spec.rules.new_columns == NewColumns::Ignore => ignored.push(j),
+            None if adds => new.push(NewColumn {
+                name: name.clone(),
+                sql_type: None,
+            }),
             None => {
                 return Err(WorkerError::UnknownColumn {
                     key: spec.key.to_owned(),
@@ -304,6 +337,13 @@ fn named_layout(
         });
     }
     check_key_columns(spec, &columns)?;
+    if !new.is_empty() {
+        return Err(WorkerError::NewColumns {
+            key: spec.key.to_owned(),
+            table: spec.target.label(),
+            columns: new,
+        });
+    }
     Ok(Layout {
         columns,
         has_op,

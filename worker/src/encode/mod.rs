@@ -1008,6 +1008,69 @@ mod tests {
     }
 
     #[test]
+    fn under_add_every_name_the_target_lacks_is_reported_after_the_key_check() {
+        use sluice_common::rules::NewColumns;
+        let t = table(&["id", "note"]);
+        let rules = TableRules {
+            header: true,
+            new_columns: NewColumns::Add,
+            ..TableRules::default()
+        };
+        let e = run(
+            "Op,id,email,NOTE,score,email
+I,1,a,b,2,a
+",
+            &t,
+            &rules,
+        )
+        .unwrap_err();
+        match e {
+            WorkerError::NewColumns { columns, .. } => {
+                let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+                assert_eq!(names, ["email", "score", "email"]);
+                assert!(columns.iter().all(|c| c.sql_type.is_none()));
+            }
+            other => panic!("{other}"),
+        }
+        // A missing key column is the error, not the new columns.
+        let e = run(
+            "note,email
+x,y
+",
+            &t,
+            &rules,
+        )
+        .unwrap_err();
+        assert!(matches!(e, WorkerError::MissingKeyColumn { .. }), "{e}");
+        // A column list names the columns: nothing is added from it.
+        let listed = TableRules {
+            columns: Some(vec!["id".into(), "email".into()]),
+            ..rules.clone()
+        };
+        let e = run(
+            "id,email
+1,y
+",
+            &t,
+            &listed,
+        )
+        .unwrap_err();
+        assert!(matches!(e, WorkerError::UnknownColumn { .. }), "{e}");
+        // Without a header, more fields than columns cannot be named.
+        let headerless = TableRules {
+            header: false,
+            ..rules
+        };
+        for body in ["I,1,x,extra\n", "1,x,extra\n"] {
+            let e = run(body, &t, &headerless).unwrap_err();
+            assert_eq!(e.class(), "column_count", "{e}");
+            assert!(e.to_string().contains("no header"), "{e}");
+        }
+        // ... but a record that fits, with Op, still loads.
+        assert!(run("I,1,x\n", &t, &headerless).is_ok());
+    }
+
+    #[test]
     fn empty_and_header_only_files_announce_a_layout() {
         let t = table(&["id", "note"]);
         let (layout, text, parsed) = run("", &t, &TableRules::default()).unwrap();

@@ -96,6 +96,8 @@ pub struct LoadStats {
     pub direct: bool,
     /// Files applied in the same transaction (a batch, `super::batch`); 0 or 1: alone.
     pub batch: usize,
+    /// Columns this worker added to the target before the load (`new_columns = "add"`).
+    pub columns_added: Vec<crate::sql::evolve::AddedColumn>,
 }
 
 impl LoadStats {

@@ -8,7 +8,9 @@
 //! - [`prepare`]: connections and each target's one-time preparation;
 //! - [`object`]: the S3 GET and the Parquet spool; [`parse`]: the parser thread and `COPY` sink;
 //! - [`rejects`]: the slow path of `reject_rows` and its limits;
-//! - [`replace`]: a full-load generation's replacement.
+//! - [`replace`]: a full-load generation's replacement;
+//! - [`evolve`]: `new_columns = "add"`, columns a file names added to its target before it
+//!   loads (wraps the staged and direct paths: [`load_file`]).
 //!
 //! ```text
 //!   ledger has (bucket, key, etag)?  -> already applied, stop
@@ -50,6 +52,7 @@ mod batch;
 mod commit;
 mod context;
 mod direct;
+mod evolve;
 mod object;
 mod parse;
 mod prepare;
@@ -60,5 +63,5 @@ mod transaction;
 pub use batch::{batchable, load_batch};
 pub use commit::ledger_has;
 pub use context::{file_time, LoadContext, LoadOutcome, LoadStats, PreparedTable};
+pub use evolve::load_file;
 pub use replace::{apply_replace, ReplaceOutcome};
-pub use transaction::load_file;

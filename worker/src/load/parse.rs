@@ -119,7 +119,8 @@ pub(super) fn encode_parquet(
     let mut rows = crate::read::parquet::ParquetCsv::open(file, crate::read::parquet::NULL_MARKER)
         .map_err(|f| not_parquet(&f))?
         .limit(spec.max_record_bytes);
-    let result = encode(BufReader::with_capacity(1 << 16, &mut rows), spec, tx);
+    let result = encode(BufReader::with_capacity(1 << 16, &mut rows), spec, tx)
+        .map_err(|e| super::evolve::typed(e, || rows.column_types()));
     match (result, rows.failure()) {
         // A page, value or row beyond the record limit: bad input, as in a CSV file.
         (Err(_), Some(f)) if rows.over_limit().is_some() => Err(WorkerError::Csv {

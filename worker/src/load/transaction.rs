@@ -284,6 +284,7 @@ async fn merge(
         commit: Duration::ZERO,
         direct: false,
         batch: 0,
+        columns_added: Vec::new(),
     })
 }
 

@@ -277,6 +277,11 @@ fn loaded(outcome: &LoadOutcome) -> Settle {
                     merge_ms: stats.merge.as_millis() as u64,
                     commit_ms: stats.commit.as_millis() as u64,
                 }),
+                // The file that brought new columns records them (new_columns = "add").
+                note: (!stats.columns_added.is_empty()).then(|| {
+                    let added = crate::sql::evolve::describe(&stats.columns_added);
+                    format!("columns added to {}: {added}", stats.target)
+                }),
                 ..FileChanges::default()
             };
             settle(

@@ -5,7 +5,9 @@
 //! - this module: target tables as the catalog describes them, their preparation, the merge
 //!   lock;
 //! - [`stage`]: the temporary stage, `COPY` into it or (direct path) into the target;
-//! - [`merge`]: the version-guarded merge, the replacement of a generation, tombstone pruning.
+//! - [`merge`]: the version-guarded merge, the replacement of a generation, tombstone pruning;
+//! - [`evolve`]: the columns `new_columns = "add"` adds (the one place a name read from a file
+//!   reaches SQL text: checked by [`evolve::refusal`], then quoted).
 //!
 //! Must not: run anything (callers do), or take a name from anywhere but the catalog and the
 //! operator's rules.
@@ -26,6 +28,7 @@
 //! last operation is `D` and upserts the others, all in one statement. A version guard fits in
 //! the upsert's `DO UPDATE ... WHERE` and the delete's `WHERE` without changing this shape.
 
+pub mod evolve;
 mod merge;
 mod stage;
 

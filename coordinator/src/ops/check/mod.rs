@@ -10,6 +10,9 @@
 //! `flatten = "auto"` with no column to take a field); a **note** says what Sluice will do that
 //! may surprise (a version-only timestamp column, columns the worker adds on first use).
 //!
+//! With `--source`, [`drift`] also reads the columns each table's newest file names (a few
+//! ranged GETs per table, bounded) and reports those its target lacks, by `new_columns`.
+//!
 //! Must not: change anything in PostgreSQL or the manifest; it only reads the catalog (and,
 //! with `--source`, lists the lake).
 //!
@@ -26,6 +29,7 @@
 //!   fail); the report always ends with one summary line.
 
 pub mod catalog;
+pub mod drift;
 mod format;
 mod names;
 mod table;
@@ -212,11 +216,12 @@ pub async fn run(
     source: Option<(&aws_sdk_s3::Client, &SourceLocation)>,
 ) -> Result<Report, CoordinatorError> {
     let mut lake_tables = BTreeSet::new();
+    let mut listing = Vec::new();
     if let Some((s3, loc)) = source {
-        for o in crate::listing::list_objects(s3, &loc.bucket, &loc.prefix, &loc.prefix).await? {
-            lake_tables.extend(o.source_table());
-        }
+        listing = crate::listing::list_objects(s3, &loc.bucket, &loc.prefix, &loc.prefix).await?;
+        lake_tables.extend(listing.iter().filter_map(|o| o.source_table()));
     }
+    let newest = drift::newest_files(&listing);
     let tables = tables_to_check(rules, &lake_tables);
     if tables.is_empty() {
         return Err(CoordinatorError::Usage(if source.is_some() {
@@ -245,6 +250,20 @@ pub async fn run(
             }
         };
         let mut findings = check_table(&source_table, &rules, (&schema, &table), &role, &lookup);
+        if let Lookup::Table(facts) = &lookup {
+            let target = format!("{schema}.{table}");
+            let names = (source_table.as_str(), target.as_str());
+            findings.extend(drift::ownership(names, &rules, &role, facts));
+        }
+        if let (Some((s3, loc)), Lookup::Table(facts)) = (source, &lookup) {
+            if let Some(file) = newest.get(&source_table) {
+                let lake = drift::lake_columns(s3, &loc.bucket, file, &rules).await;
+                let target = format!("{schema}.{table}");
+                let names = (source_table.as_str(), target.as_str());
+                findings.extend(drift::findings(names, &rules, &role, facts, &lake));
+                findings.sort_by_key(|f| f.level);
+            }
+        }
         if let Some((_, loc)) = source {
             if configured && !lake_tables.contains(&source_table) {
                 findings.push(Finding {

@@ -5,7 +5,7 @@
 
 use super::names::{closest, find, hint, is_system, same_name};
 use super::{CatalogColumn, Finding, Level, Lookup, TableFacts};
-use sluice_common::rules::{DocumentRules, Flatten, TableRules, UnknownColumns};
+use sluice_common::rules::{DocumentRules, Flatten, NewColumns, TableRules};
 use sluice_common::warehouse::{quote_ident, SystemColumn, SYSTEM_COLUMNS};
 use std::fmt::Write;
 
@@ -324,11 +324,11 @@ impl<'a> Checker<'a> {
                 format!(
                     "{name:?} in columns is a generated column of {target}: nothing loads into it"
                 )
-            } else if self.rules.unknown_columns == UnknownColumns::Ignore {
+            } else if self.rules.new_columns == NewColumns::Ignore {
                 // The worker leaves the field out: worth knowing, not an error.
                 let message = format!(
                     "{name:?} in columns is not a column of {target}{}; its values are \
-                     left out (unknown_columns = \"ignore\")",
+                     left out (new_columns = \"ignore\")",
                     self.column_hint(name)
                 );
                 self.add(Level::Warning, "columns", message);

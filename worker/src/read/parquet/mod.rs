@@ -43,12 +43,14 @@
 //! - [`columns`]: a flat column's decoded values, a batch at a time;
 //! - [`render`]: values as text (pure);
 //! - [`json`]: lists, maps and structs as JSON text (pure);
-//! - [`pages`]: page headers and gzip pages checked against the record limit before decoding.
+//! - [`pages`]: page headers and gzip pages checked against the record limit before decoding;
+//! - [`types`]: the PostgreSQL type of each column, for the columns `new_columns = "add"` adds.
 
 mod columns;
 mod json;
 mod pages;
 mod render;
+mod types;
 
 use columns::{fill, text_value, value_len, Column, Flat, Values};
 use json::write_json;
@@ -244,6 +246,11 @@ impl ParquetCsv {
                 failure: None,
             })
         })
+    }
+
+    /// `(name, PostgreSQL type)` of each top-level column ([`types`]).
+    pub fn column_types(&self) -> Vec<(String, String)> {
+        types::sql_types(self.file.metadata().file_metadata().schema_descr())
     }
 
     /// Why reading failed, if it did (the [`Read`] error only carries the text).
