@@ -29,5 +29,6 @@ mod outage;
 mod parquet;
 mod security;
 mod shapes;
+mod stage;
 mod types;
 mod waits;

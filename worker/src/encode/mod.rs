@@ -258,6 +258,10 @@ pub struct EncodeSpec<'a> {
     pub segmented: bool,
     /// Write rows for `COPY` straight into the target (see [`Direct`]) instead of the stage.
     pub direct: Option<&'a Direct>,
+    /// Write the stage's rows in binary where every staged column has a binary type (never with
+    /// rejects: their rows are text); a value without an exact binary form then ends the
+    /// attempt, and the loader stages the file again in text.
+    pub binary_stage: bool,
 }
 
 /// The direct path: a file of inserts only, into a table that had no rows, is copied into the
@@ -518,7 +522,8 @@ impl<'s, 't> Parse<'s, 't> {
     /// Sends the layout (in the binary format on the direct path when every column has a
     /// binary type), then the rejects held until then; false when the receiver is gone.
     fn announce(&mut self, mut l: Layout) -> bool {
-        if self.spec.direct.is_some() {
+        let stage_binary = self.spec.binary_stage && !self.spec.rejects() && !self.spec.segmented;
+        if self.spec.direct.is_some() || stage_binary {
             l.binary = binary::column_types(self.spec.target, &l.columns);
             if l.binary.is_some() {
                 self.output.out.extend_from_slice(binary::HEADER);
@@ -627,16 +632,21 @@ fn write_row(
     keep: &mut Vec<usize>,
     out: &mut Vec<u8>,
 ) -> Result<Done, WorkerError> {
-    if let (Some(types), Some(direct)) = (&layout.binary, spec.direct) {
-        let tuple = binary::Tuple {
-            spec,
-            layout,
-            types,
-            direct,
-        };
-        return tuple.write(record, number, out);
+    match (&layout.binary, spec.direct) {
+        (Some(types), Some(direct)) => {
+            let tuple = binary::Tuple {
+                spec,
+                layout,
+                types,
+                direct,
+            };
+            tuple.write(record, number, out)
+        }
+        (Some(types), None) => {
+            binary::write_stage(spec, (layout, types), record, number, keep, out)
+        }
+        (None, _) => text::encode_record(spec, layout, record, number, keep, out),
     }
-    text::encode_record(spec, layout, record, number, keep, out)
 }
 
 /// The record with its document field replaced by the document's column values (quoted, so
@@ -743,6 +753,7 @@ mod tests {
             max_record_bytes: 1 << 20,
             segmented: false,
             direct: None,
+            binary_stage: false,
         };
         let parsed = encode(input.as_bytes(), &spec, &tx)?;
         drop(tx);
@@ -892,6 +903,7 @@ mod tests {
             max_record_bytes: 8 << 20,
             segmented: false,
             direct: None,
+            binary_stage: false,
         };
         // 3 MiB of commas after a good record: its reject row (6 MiB of hex) goes out in
         // chunks of about CHUNK_BYTES, never as one piece.
@@ -942,6 +954,7 @@ mod tests {
             max_record_bytes: 1 << 20,
             segmented: false,
             direct: None,
+            binary_stage: false,
         };
         max_file_fields(&spec, None)
     }
@@ -980,6 +993,7 @@ mod tests {
             max_record_bytes: 1024,
             segmented: false,
             direct: None,
+            binary_stage: false,
         };
         let e = encode(&b"1,a\x00b\n"[..], &spec, &tx).unwrap_err();
         assert!(
@@ -1216,6 +1230,7 @@ x,y
             max_record_bytes: 1024,
             segmented: false,
             direct: None,
+            binary_stage: false,
         };
         let (tx, mut rx) = mpsc::channel(64);
         // A bad first record (wrong count), NUL, NULL into NOT NULL, then good ones.
@@ -1283,6 +1298,7 @@ x,y
                 max_record_bytes: 1024,
                 segmented: false,
                 direct: None,
+                binary_stage: false,
             };
             let parsed = encode(input, &spec, &tx);
             parsed.map(|p| (p.repaired, String::from_utf8(collect(&mut rx).0).unwrap()))
@@ -1320,6 +1336,7 @@ x,y
             max_record_bytes: 1024,
             segmented: false,
             direct: None,
+            binary_stage: false,
         };
         encode(&b"1,\x80 \x93quoted\x94 \xe9\x81\n"[..], &spec, &tx).unwrap();
         let text = String::from_utf8(collect(&mut rx).0).unwrap();
@@ -1359,6 +1376,7 @@ x,y
             max_record_bytes: 1 << 20,
             segmented: true,
             direct: None,
+            binary_stage: false,
         };
         let mut input = String::new();
         for i in 1..=2500 {

@@ -71,7 +71,7 @@ pub(super) fn encode_record(
 }
 
 /// The record's operation: its `Op` field (`I`, `U` or `D`), or `I` without one.
-fn operation(
+pub(super) fn operation(
     spec: &EncodeSpec<'_>,
     layout: &Layout,
     record: &Record<'_>,
@@ -94,7 +94,7 @@ fn operation(
 
 /// Fills `keep` with the 1-based positions, among the staged columns, of the columns a `U`
 /// record leaves unchanged (DMS's `CsvNoSupValue`); never a key column.
-fn unchanged_columns(
+pub(super) fn unchanged_columns(
     spec: &EncodeSpec<'_>,
     layout: &Layout,
     record: &Record<'_>,

@@ -205,7 +205,7 @@ async fn fill_stage(
         txn.batch_execute(&sql::stage_file_sql(&m.load.file_time_text(), m.file_id))
             .await
             .map_err(&pg)?;
-        let copy_sql = sql::copy_stage_sql(target, &layout.columns, false);
+        let copy_sql = sql::copy_stage_sql(target, &layout.columns, false, layout.binary.is_some());
         let copied = copy_fast(txn, &copy_sql, &mut run).await.map_err(&pg)?;
         let parsed = run.finish(msg, m.load.source.compression).await;
         let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
@@ -225,6 +225,7 @@ async fn fill_stage(
             repaired: parsed.repaired,
             copy: started.elapsed(),
             batch: applied,
+            binary: layout.binary.is_some(),
             ..LoadStats::default()
         };
     }

@@ -96,6 +96,8 @@ pub struct LoadStats {
     pub direct: bool,
     /// Files applied in the same transaction (a batch, `super::batch`); 0 or 1: alone.
     pub batch: usize,
+    /// The `COPY` was in PostgreSQL's binary format (into the target or the stage).
+    pub binary: bool,
     /// Columns this worker added to the target before the load (`new_columns = "add"`).
     pub columns_added: Vec<crate::sql::evolve::AddedColumn>,
 }
@@ -107,6 +109,15 @@ impl LoadStats {
             "direct"
         } else {
             "staged"
+        }
+    }
+
+    /// The `COPY`'s format, for logs: `binary` or `text`.
+    pub fn copy_format(&self) -> &'static str {
+        if self.binary {
+            "binary"
+        } else {
+            "text"
         }
     }
 
@@ -162,6 +173,9 @@ pub(super) struct FileLoad<'a> {
     /// The file's own time ([`file_time`]): its rows' version without a timestamp column.
     pub file_time: SystemTime,
     pub source: Source,
+    /// Stage the file in binary where every column has a binary type (see
+    /// `encode::EncodeSpec::binary_stage`).
+    pub binary_stage: bool,
 }
 
 impl<'a> FileLoad<'a> {
@@ -186,6 +200,7 @@ impl<'a> FileLoad<'a> {
             rules,
             schema,
             table,
+            binary_stage: true,
         })
     }
 

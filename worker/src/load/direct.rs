@@ -99,6 +99,7 @@ pub(super) async fn direct_load(
         copy,
         merge,
         direct: true,
+        binary: layout.binary.is_some(),
         ..LoadStats::default()
     };
     commit(ctx, msg, txn, file_id, stats).await

@@ -28,25 +28,58 @@ use std::time::{Duration, Instant};
 /// Applies one file. Errors say whether retrying can help.
 pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutcome, WorkerError> {
     // A record the direct path cannot take may show as soon as the layout (an empty file) or
-    // in the middle of the COPY: either way nothing was applied.
-    match load_once(ctx, msg, true).await {
-        Ok(Attempt::Done(outcome)) => Ok(outcome),
-        Err(e) if !matches!(e, WorkerError::DirectUnfit { .. }) => Err(e),
-        Ok(Attempt::Staged) | Err(_) => match load_once(ctx, msg, false).await? {
-            Attempt::Done(outcome) => Ok(outcome),
-            Attempt::Staged => unreachable!("the staged path always ends"),
-        },
+    // in the middle of the COPY: either way nothing was applied. The staged path is tried in
+    // binary, then, if a value has no exact binary form, in text.
+    let unfit = |e: &WorkerError| matches!(e, WorkerError::DirectUnfit { .. });
+    match load_once(ctx, msg, Way::DIRECT).await {
+        Ok(Attempt::Done(outcome)) => return Ok(outcome),
+        Err(e) if !unfit(&e) => return Err(e),
+        Ok(Attempt::Staged) | Err(_) => {}
+    }
+    let staged = match load_once(ctx, msg, Way::STAGED_BINARY).await {
+        Err(e) if unfit(&e) => load_once(ctx, msg, Way::STAGED_TEXT).await?,
+        other => other?,
+    };
+    match staged {
+        Attempt::Done(outcome) => Ok(outcome),
+        Attempt::Staged => unreachable!("the staged path always ends"),
     }
 }
 
-/// One attempt at a file: the staged path, or the direct path where `allow_direct` and the file
-/// fits it.
+/// How an attempt may apply a file.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Way {
+    /// The direct path, where the file fits it.
+    pub direct: bool,
+    /// A binary `COPY` into the stage, where every column has a binary type.
+    pub binary: bool,
+}
+
+impl Way {
+    const DIRECT: Way = Way {
+        direct: true,
+        binary: true,
+    };
+    const STAGED_BINARY: Way = Way {
+        direct: false,
+        binary: true,
+    };
+    const STAGED_TEXT: Way = Way {
+        direct: false,
+        binary: false,
+    };
+}
+
+/// One attempt at a file: the staged path, or the direct path where `way` allows it and the
+/// file fits it.
 pub(super) async fn load_once(
     ctx: &LoadContext,
     msg: &FileMessage,
-    allow_direct: bool,
+    way: Way,
 ) -> Result<Attempt, WorkerError> {
-    let load = FileLoad::new(ctx, msg)?;
+    let mut load = FileLoad::new(ctx, msg)?;
+    load.binary_stage = way.binary;
+    let load = load;
     let pg = load.pg(&load.target_label);
     let mut client = connect(ctx, load.key(), &load.target_label).await?;
     let exists = client
@@ -71,7 +104,7 @@ pub(super) async fn load_once(
     // Parser thread -> bounded channel -> COPY sink.
     let started = Instant::now();
     let full_load = matches!(msg.file.kind, FileKind::FullLoad { .. });
-    let direct = if allow_direct && full_load && !load.rejects() {
+    let direct = if way.direct && full_load && !load.rejects() {
         direct_plan(&load, &txn, &target, file_id).await?
     } else {
         None
@@ -183,6 +216,7 @@ async fn direct_plan(
 struct Staged {
     parsed: Parsed,
     rejected: u64,
+    binary: bool,
 }
 
 /// Streams the file into a temporary stage typed like the target. With `reject_rows`, a value
@@ -215,7 +249,7 @@ async fn stage(
             .await
             .map_err(&pg)?;
     }
-    let copy_sql = sql::copy_stage_sql(target, &layout.columns, rejects);
+    let copy_sql = sql::copy_stage_sql(target, &layout.columns, rejects, layout.binary.is_some());
     let copy_result = copy_fast(txn, &copy_sql, &mut run).await.map_err(&pg)?;
     let parsed = run.finish(msg, load.source.compression).await;
     let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
@@ -252,7 +286,11 @@ async fn stage(
         }
         check_reject_limits(&load.rules, load.key(), rejected, parsed.records)?;
     }
-    Ok(Staged { parsed, rejected })
+    Ok(Staged {
+        parsed,
+        rejected,
+        binary: layout.binary.is_some(),
+    })
 }
 
 /// Merges the stage into the target: partial images filled, the table's merges locked, one
@@ -265,7 +303,11 @@ async fn merge(
     file_id: i64,
     (staged, copy): (Staged, Duration),
 ) -> Result<LoadStats, WorkerError> {
-    let Staged { parsed, rejected } = staged;
+    let Staged {
+        parsed,
+        rejected,
+        binary,
+    } = staged;
     let merged = merge_stage(load, txn, target, &layout.columns, parsed.partial > 0).await?;
     let counts = merged.of(file_id);
     Ok(LoadStats {
@@ -284,6 +326,7 @@ async fn merge(
         commit: Duration::ZERO,
         direct: false,
         batch: 0,
+        binary,
         columns_added: Vec::new(),
     })
 }

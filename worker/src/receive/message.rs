@@ -290,7 +290,7 @@ fn announce_loaded(outcome: &LoadOutcome) {
                 rows_rejected = stats.rejected, fields_repaired = stats.repaired,
                 partial_images = stats.partial, bytes = stats.bytes,
                 copy_ms = stats.copy.as_millis() as u64, merge_ms = stats.merge.as_millis() as u64,
-                commit_ms = stats.commit.as_millis() as u64, path = stats.path(), batch_files = stats.batch.max(1),
+                commit_ms = stats.commit.as_millis() as u64, path = stats.path(), copy_format = stats.copy_format(), batch_files = stats.batch.max(1),
                 "file loaded"
             );
         }

@@ -330,12 +330,12 @@ mod tests {
             "CREATE TEMP TABLE sluice_stage (_sluice_rec bigint NOT NULL, _sluice_op \"char\" NOT NULL, _sluice_version timestamptz, _sluice_keep int2[], _sluice_file_time timestamptz NOT NULL, _sluice_file bigint NOT NULL, \"id\" integer, \"amount\" numeric(12,2)) ON COMMIT DROP"
         );
         assert_eq!(
-            copy_stage_sql(&orders(), &[0, 2], false),
+            copy_stage_sql(&orders(), &[0, 2], false, false),
             "COPY pg_temp.sluice_stage (_sluice_rec, _sluice_op, _sluice_version, _sluice_keep, \"id\", \"amount\") FROM STDIN"
         );
         let with_rejects = create_stage_sql(&orders(), &[0], true);
         assert!(with_rejects.contains("_sluice_file bigint NOT NULL, _sluice_reject text, _sluice_class text, _sluice_column text, _sluice_line bigint, _sluice_offset bigint, _sluice_raw bytea, \"id\" integer"), "{with_rejects}");
-        assert!(copy_stage_sql(&orders(), &[0], true).contains("_sluice_keep, _sluice_reject, _sluice_class, _sluice_column, _sluice_line, _sluice_offset, _sluice_raw, \"id\")"));
+        assert!(copy_stage_sql(&orders(), &[0], true, false).contains("_sluice_keep, _sluice_reject, _sluice_class, _sluice_column, _sluice_line, _sluice_offset, _sluice_raw, \"id\")"));
     }
 
     #[test]

@@ -52,8 +52,14 @@ pub fn stage_file_sql(file_time: &str, file_id: i64) -> String {
     )
 }
 
-/// `COPY sluice_stage (...) FROM STDIN` in text format.
-pub fn copy_stage_sql(target: &TargetTable, file_columns: &[usize], rejects: bool) -> String {
+/// `COPY sluice_stage (...) FROM STDIN`, in text format or, with `binary`, PostgreSQL's binary
+/// format (never with rejects).
+pub fn copy_stage_sql(
+    target: &TargetTable,
+    file_columns: &[usize],
+    rejects: bool,
+    binary: bool,
+) -> String {
     let mut cols = vec!["_sluice_rec, _sluice_op, _sluice_version, _sluice_keep".to_owned()];
     if rejects {
         cols.push(STAGE_REJECT_NAMES.to_owned());
@@ -63,7 +69,11 @@ pub fn copy_stage_sql(target: &TargetTable, file_columns: &[usize], rejects: boo
             .iter()
             .map(|&i| quote_ident(&target.columns[i].name)),
     );
-    format!("COPY pg_temp.{STAGE} ({}) FROM STDIN", cols.join(", "))
+    format!(
+        "COPY pg_temp.{STAGE} ({}) FROM STDIN{}",
+        cols.join(", "),
+        if binary { " (FORMAT binary)" } else { "" }
+    )
 }
 
 /// Fills the columns that partial `U` images leave unchanged from the latest earlier record of

@@ -26,6 +26,7 @@
 
 mod array;
 mod net;
+mod stage;
 mod time;
 
 use super::field::{Done, FieldAt, Value};
@@ -34,6 +35,7 @@ use crate::error::WorkerError;
 use crate::read::csv::Record;
 use crate::sql::{Column, TargetTable};
 use net::{inet, macaddr, uuid};
+pub(super) use stage::write_stage;
 pub use time::parse_timestamp;
 use time::{date_days, interval, parse_time, parse_timetz};
 
