@@ -143,19 +143,7 @@ pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorErro
         })
         .map(|(o, _)| o)
         .collect();
-    let others: HashSet<String> = stream::iter(unknown)
-        .map(|o| async move {
-            let etags = ctx.store.etags_of(&o.key).await?;
-            Ok::<_, sluice_common::error::Error>(
-                etags.iter().any(|e| *e != o.etag).then(|| o.key.clone()),
-            )
-        })
-        .buffer_unordered(CONCURRENT_CALLS)
-        .try_collect::<Vec<_>>()
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let others = keys_with_other_etags(ctx, unknown).await?;
     let mut open = Vec::new();
     for status in [
         Status::Discovered,
@@ -191,6 +179,79 @@ pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorErro
         listing,
         plan: p,
         checkpoints,
+    })
+}
+
+/// Keys of `unknown` pairs that the manifest holds under another ETag (one query per key).
+async fn keys_with_other_etags(
+    ctx: &ScanContext,
+    unknown: Vec<&Listed>,
+) -> Result<HashSet<String>, CoordinatorError> {
+    Ok(stream::iter(unknown)
+        .map(|o| async move {
+            let etags = ctx.store.etags_of(&o.key).await?;
+            Ok::<_, sluice_common::error::Error>(
+                etags.iter().any(|e| *e != o.etag).then(|| o.key.clone()),
+            )
+        })
+        .buffer_unordered(CONCURRENT_CALLS)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// What [`admit`] did with the objects it was given.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Admitted {
+    /// Items this call wrote (`discovered`), new or changed files.
+    pub recorded: usize,
+    /// Messages sent for them (the rest wait in `discovered` for the pass's re-enqueue).
+    pub sent: usize,
+    pub send_failed: usize,
+    /// Pairs the manifest already held, or that another writer recorded first.
+    pub duplicate: usize,
+    /// Objects that name no loadable file, recorded `dead` with the reason.
+    pub unloadable: usize,
+}
+
+/// What a pass does for the pairs it finds new, for objects found another way (an S3 event):
+/// the same plan over them (known pairs cost nothing, a known key with another ETag is a
+/// change), the same conditional manifest writes first, then the messages of the items this
+/// call wrote, then the marks. So an object that a pass, another event or this one already
+/// recorded is never enqueued twice. Open items, checkpoints and generations stay the pass's.
+pub async fn admit(ctx: &ScanContext, objects: &[Listed]) -> Result<Admitted, CoordinatorError> {
+    let pairs: Vec<(String, String)> = objects
+        .iter()
+        .filter(|o| !o.is_folder())
+        .map(|o| (o.key.clone(), o.etag.clone()))
+        .collect();
+    let known = ctx.store.lookup(&pairs).await?;
+    let unknown: Vec<&Listed> = objects
+        .iter()
+        .filter(|o| !o.is_folder() && !known.contains_key(&(o.key.clone(), o.etag.clone())))
+        .collect();
+    let others = keys_with_other_etags(ctx, unknown).await?;
+    let input = PlanInput {
+        listing: objects,
+        known: &known,
+        vouched: &[],
+        keys_with_other_etags: &others,
+        open: &[],
+        now: time::OffsetDateTime::now_utc(),
+    };
+    let p = plan(&input, ctx.policy);
+    let to_send = record_new(ctx, &p).await?;
+    record_unloadable(ctx, &p).await?;
+    let (sent, send_failed) = enqueue(ctx, &to_send).await?;
+    let candidates = p.new.len() + p.changed.len();
+    Ok(Admitted {
+        recorded: to_send.len(),
+        sent,
+        send_failed,
+        duplicate: p.unchanged + candidates - to_send.len(),
+        unloadable: p.unloadable.len(),
     })
 }
 

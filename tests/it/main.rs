@@ -12,6 +12,7 @@ mod bombs;
 mod check;
 mod checkpoints;
 mod direct;
+mod events;
 mod failures;
 mod faults;
 mod generations;

@@ -370,6 +370,27 @@ pub static OLDEST_UNLOADED: Def = Def {
     rollup: false,
     help: "Age (now minus S3 LastModified) of each table's oldest file not loaded yet (discovered, queued, loading or failed), as the last pass found them",
 };
+// ---- coordinator: S3 events ----------------------------------------------------------------
+pub static EVENTS: Def = Def {
+    name: "sluice_coordinator_events",
+    kind: CTR,
+    unit: Unit::Count,
+    labels: &["outcome"],
+    values: "`received` (event messages), `enqueued` (files recorded and sent), `duplicate` (already in the manifest: a repeated or late event, or a pass came first), `dropped` (another bucket, outside the prefix, a folder marker, not a creation), `unparseable` (left for the events dead-letter queue)",
+    component: C,
+    rollup: false,
+    help: "S3 event notifications read from the events queue, and what became of the objects they name",
+};
+pub static NEWEST_EVENT_AGE: Def = Def {
+    name: "sluice_coordinator_newest_event_age_seconds",
+    kind: GAU,
+    unit: Unit::Seconds,
+    labels: &[],
+    values: "",
+    component: C,
+    rollup: false,
+    help: "Time the newest event received had spent in the events queue when it was received",
+};
 
 /// Every metric, in the README's order.
 pub static ALL: &[&Def] = &[
@@ -398,6 +419,8 @@ pub static ALL: &[&Def] = &[
     &QUEUE_MESSAGES,
     &MANIFEST_FILES,
     &OLDEST_UNLOADED,
+    &EVENTS,
+    &NEWEST_EVENT_AGE,
 ];
 
 /// Bucket bounds of every duration histogram, in seconds.

@@ -224,9 +224,14 @@ pub struct ScanArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Time between passes (30s, 5m, 1h).
+    /// Time between passes (30s, 5m, 1h). With --events-queue-url the passes only reconcile
+    /// (they catch the files whose event was lost): a longer interval does.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub interval: Duration,
+    /// Also read S3 ObjectCreated events from this queue (EventBridge rule or bucket
+    /// notification target) and enqueue each new file as it lands, between passes.
+    #[arg(long, env = "SLUICE_EVENTS_QUEUE_URL")]
+    pub events_queue_url: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

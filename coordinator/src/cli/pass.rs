@@ -3,6 +3,7 @@
 use super::{scan_context, store, BootstrapArgs, Common, RunArgs, ScanArgs};
 use crate::bootstrap::{self, QueueSpec};
 use crate::error::CoordinatorError;
+use crate::events;
 use crate::observe;
 use crate::plan::Plan;
 use crate::scan::{self, ScanSummary};
@@ -72,10 +73,36 @@ pub(super) async fn run(
 ) -> Result<i32, CoordinatorError> {
     let ctx = scan_context(common, aws)?;
     let obs = observe::start(&common.metrics()?, ctx.store.table_name()).await?;
+    let events = a
+        .events_queue_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .map(|url| events::EventsQueue {
+            url,
+            wait: std::time::Duration::from_secs(20),
+        });
+    let events_loop = async {
+        if let Some(q) = &events {
+            events::run(&ctx, q, shutdown).await;
+        }
+    };
+    let passes = passes(&ctx, &obs, &a, shutdown);
+    tokio::join!(events_loop, passes);
+    info!("coordinator stopped");
+    Ok(0)
+}
+
+/// Pass after pass, `interval` apart, until `shutdown`.
+async fn passes(
+    ctx: &scan::ScanContext,
+    obs: &observe::Observer,
+    a: &RunArgs,
+    shutdown: &CancellationToken,
+) {
     loop {
         let started = Instant::now();
-        let result = scan::scan(&ctx, false).await;
-        observe::pass(&obs, &ctx, &result, started.elapsed()).await;
+        let result = scan::scan(ctx, false).await;
+        observe::pass(obs, ctx, &result, started.elapsed()).await;
         match result {
             Ok((summary, _)) if a.json => println!(
                 "{}",
@@ -91,8 +118,6 @@ pub(super) async fn run(
             _ = tokio::time::sleep(a.interval) => {}
         }
     }
-    info!("coordinator stopped");
-    Ok(0)
 }
 
 fn print_summary(s: &ScanSummary) {
