@@ -9,6 +9,7 @@
 //!   replacement of complete full-load generations.
 //! - [`events`]: S3 event notifications from their own queue, each new object admitted as a
 //!   pass admits a new pair.
+//! - [`tail`]: listings proportional to change (each table folder from after its checkpoints).
 //! - [`generation`]: which `LOAD` files form a table's newest full load, and when it is done.
 //! - [`bootstrap`]: manifest table and (local) queue creation.
 //! - [`ops`]: the operator's commands: `status`, `skipped`, `manifest`, `retry`, `reload`,
@@ -27,3 +28,4 @@ pub mod observe;
 pub mod ops;
 pub mod plan;
 pub mod scan;
+pub mod tail;

@@ -15,6 +15,11 @@
 //! checkpoints. Once every listed pair is in the manifest, the pass writes the checkpoints of
 //! this listing. `--full` reads every listed pair (and rewrites the checkpoints): the answer
 //! if manifest items were ever deleted by hand.
+//!
+//! S3 reads can be proportional to what changed too: with [`PassOptions::tail`], each table
+//! folder is listed from after the keys its checkpoints vouch for ([`crate::tail`]); the
+//! checkpoints of what was not listed are carried over unchanged. A full listing (without
+//! `tail`) catches what a tail listing cannot see.
 
 use crate::error::CoordinatorError;
 use crate::generation::{plan_generations, GenerationPlan};
@@ -66,6 +71,11 @@ pub struct ScanSummary {
     pub vouched: usize,
     /// Checkpoint items written or deleted.
     pub checkpoints_written: usize,
+    /// `ListObjectsV2` calls of the listing.
+    pub list_calls: usize,
+    /// Whether each table folder was listed from after its checkpoints (`StartAfter`), not
+    /// from its first key.
+    pub tail_listing: bool,
     pub dry_run: bool,
 }
 
@@ -74,8 +84,11 @@ pub struct ScanSummary {
 pub struct PassOptions {
     /// Read, plan and report; write nothing.
     pub dry_run: bool,
-    /// Ignore the checkpoints: read every listed pair.
+    /// Ignore the checkpoints: read every listed pair (and list the whole lake).
     pub full: bool,
+    /// List each table folder from after the last key its checkpoints vouch for
+    /// ([`crate::tail`]), not the whole lake.
+    pub tail: bool,
 }
 
 /// A listing diffed against the manifest.
@@ -86,6 +99,10 @@ pub struct Diff {
     pub checkpoints: Vec<Checkpoint>,
     pub read: usize,
     pub vouched: usize,
+    /// Checkpoints of the pairs a tail listing left unlisted, kept as they are.
+    pub carried: Vec<Checkpoint>,
+    pub list_calls: usize,
+    pub tail_listing: bool,
 }
 
 /// Lists every object under the source prefix, paginated, each key mapped.
@@ -113,11 +130,34 @@ fn checkpoint_pairs(listing: &[Listed]) -> (Vec<usize>, Vec<(&str, &str)>) {
 
 /// Lists the lake and diffs it against the manifest; `full` ignores the checkpoints.
 pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorError> {
-    let listing = list(ctx).await?;
+    let options = PassOptions {
+        full,
+        ..PassOptions::default()
+    };
+    diff_with(ctx, &options).await
+}
+
+/// Lists the lake (whole, or each table folder's tail) and diffs it against the manifest.
+pub async fn diff_with(ctx: &ScanContext, options: &PassOptions) -> Result<Diff, CoordinatorError> {
+    let full = options.full;
     let checkpoints = ctx
         .store
         .read_checkpoints(&ctx.source.bucket, &ctx.source.prefix)
         .await?;
+    let (bucket, prefix) = (&ctx.source.bucket, &ctx.source.prefix);
+    let tail_listing = options.tail && !full;
+    let (listing, list_calls, carried) = if tail_listing {
+        let t = crate::tail::list_tail(&ctx.s3, bucket, prefix, &checkpoints).await?;
+        (t.objects, t.calls, t.carried)
+    } else {
+        let request = crate::listing::ListRequest {
+            prefix,
+            start_after: None,
+            delimiter: false,
+        };
+        let l = crate::listing::list_range(&ctx.s3, bucket, prefix, &request).await?;
+        (l.objects, l.calls, Vec::new())
+    };
     let mut vouched = vec![false; listing.len()];
     if !full {
         let (index, pairs) = checkpoint_pairs(&listing);
@@ -179,6 +219,9 @@ pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorErro
         listing,
         plan: p,
         checkpoints,
+        carried,
+        list_calls,
+        tail_listing,
     })
 }
 
@@ -264,7 +307,7 @@ pub async fn scan(
         ctx,
         PassOptions {
             dry_run,
-            full: false,
+            ..PassOptions::default()
         },
     )
     .await
@@ -275,7 +318,7 @@ pub async fn pass(
     ctx: &ScanContext,
     options: PassOptions,
 ) -> Result<(ScanSummary, Plan), CoordinatorError> {
-    let d = diff(ctx, options.full).await?;
+    let d = diff_with(ctx, &options).await?;
     let p = &d.plan;
     let mut summary = ScanSummary {
         read: d.read,
@@ -293,6 +336,8 @@ pub async fn pass(
             .filter(|g| g.generation.in_progress())
             .count(),
         dry_run: options.dry_run,
+        list_calls: d.list_calls,
+        tail_listing: d.tail_listing,
         ..ScanSummary::default()
     };
     if options.dry_run {
@@ -309,7 +354,9 @@ pub async fn pass(
     record_unloadable(ctx, p).await?;
     // Every listed pair is in the manifest now: remember this listing.
     let (_, pairs) = checkpoint_pairs(&d.listing);
-    let next = checkpoint::build(&pairs, &d.checkpoints);
+    // Plus, after a tail listing, the checkpoints of what it did not list.
+    let mut next = checkpoint::build(&pairs, &d.checkpoints);
+    next.extend(d.carried.iter().cloned());
     summary.checkpoints_written = ctx
         .store
         .write_checkpoints(
@@ -337,6 +384,8 @@ pub async fn pass(
         read = summary.read,
         vouched = summary.vouched,
         checkpoints_written = summary.checkpoints_written,
+        list_calls = summary.list_calls,
+        tail_listing = summary.tail_listing,
         "scan pass done"
     );
     Ok((summary, d.plan))

@@ -27,4 +27,5 @@ mod outage;
 mod parquet;
 mod security;
 mod shapes;
+mod tail;
 mod waits;

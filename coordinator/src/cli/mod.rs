@@ -213,9 +213,10 @@ pub struct ScanArgs {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Read every listed object's manifest item, not only those the listing checkpoints
-    /// do not vouch for, and rewrite the checkpoints (after manifest items were deleted by
-    /// hand).
+    /// List the whole lake (not each table folder from after its checkpoints) and read every
+    /// listed object's manifest item, not only those the listing checkpoints do not vouch
+    /// for, and rewrite the checkpoints (after manifest items were deleted by hand, or to
+    /// catch a file rewritten inside a closed range).
     #[arg(long)]
     pub full: bool,
     #[arg(long)]
@@ -228,6 +229,11 @@ pub struct RunArgs {
     /// (they catch the files whose event was lost): a longer interval does.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub interval: Duration,
+    /// List the whole lake every N passes (the first pass included); the others list each
+    /// table folder from after the keys its checkpoints vouch for (S3 StartAfter). 1: every
+    /// pass lists the whole lake.
+    #[arg(long, env = "SLUICE_FULL_LISTING_EVERY", default_value = "10", value_parser = clap::value_parser!(u32).range(1..))]
+    pub full_listing_every: u32,
     /// Also read S3 ObjectCreated events from this queue (EventBridge rule or bucket
     /// notification target) and enqueue each new file as it lands, between passes.
     #[arg(long, env = "SLUICE_EVENTS_QUEUE_URL")]

@@ -47,6 +47,7 @@ pub(super) async fn scan(
     let options = scan::PassOptions {
         dry_run: a.dry_run,
         full: a.full,
+        tail: !a.full,
     };
     let result = scan::pass(&ctx, options).await;
     observe::pass(&obs, &ctx, &result, started.elapsed()).await;
@@ -99,9 +100,13 @@ async fn passes(
     a: &RunArgs,
     shutdown: &CancellationToken,
 ) {
-    loop {
+    for n in 0u64.. {
         let started = Instant::now();
-        let result = scan::scan(ctx, false).await;
+        let options = scan::PassOptions {
+            tail: n % u64::from(a.full_listing_every) != 0,
+            ..scan::PassOptions::default()
+        };
+        let result = scan::pass(ctx, options).await;
         observe::pass(obs, ctx, &result, started.elapsed()).await;
         match result {
             Ok((summary, _)) if a.json => println!(
@@ -122,10 +127,11 @@ async fn passes(
 
 fn print_summary(s: &ScanSummary) {
     println!(
-        "{}listed {} | new {} | changed {} | re-enqueued {} | unchanged {} | dead {} | unloadable {} | sent {} | send failed {} | generations in progress {} | replacements asked {} | manifest reads {} (checkpoints vouched for {})",
+        "{}listed {} | new {} | changed {} | re-enqueued {} | unchanged {} | dead {} | unloadable {} | sent {} | send failed {} | generations in progress {} | replacements asked {} | manifest reads {} (checkpoints vouched for {}) | ListObjectsV2 calls {}{}",
         if s.dry_run { "(dry run) " } else { "" },
         s.listed, s.new, s.changed, s.requeued, s.unchanged, s.dead, s.unloadable, s.sent, s.send_failed,
-        s.generations_in_progress, s.replacements_sent, s.read, s.vouched
+        s.generations_in_progress, s.replacements_sent, s.read, s.vouched, s.list_calls,
+        if s.tail_listing { " (each table from after its checkpoints)" } else { "" }
     );
 }
 
