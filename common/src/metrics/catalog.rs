@@ -267,7 +267,7 @@ pub static OBJECTS_LISTED: Def = Def {
     values: "",
     component: C,
     rollup: false,
-    help: "Objects under the source prefix at the last pass",
+    help: "Objects the last pass listed: every one under the source prefix on a full listing, those after each table's checkpoints on a tail listing",
 };
 pub static FILES_NEW: Def = Def {
     name: "sluice_coordinator_files_new",
