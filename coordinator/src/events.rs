@@ -25,13 +25,47 @@ use crate::scan::{admit, ScanContext};
 use serde::Serialize;
 use serde_json::Value;
 use sluice_common::config::SourceLocation;
-use sluice_common::message::bare_etag;
+use sluice_common::message::{bare_etag, FileMessage};
 use sluice_common::metrics as m;
 use sluice_common::timefmt;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+/// A file that a listing pass finds new although events are on counts as a missed event only
+/// when it landed longer ago than this (its event may simply not be read yet).
+pub const GRACE: Duration = Duration::from_secs(60);
+
+/// The note on the item of a file a listing found although events are on; `skipped` shows it.
+pub const MISSED_EVENT_NOTE: &str =
+    "found by a listing pass although S3 events are on: its event was lost or late";
+
+/// Notes and counts the files of `recorded` (new items a listing pass just wrote) that landed
+/// more than `grace` ago ([`GRACE`]): with events on, their event was missed. Returns how
+/// many. A failed note is logged, not an error: the file is recorded and enqueued all the same.
+pub async fn note_missed(ctx: &ScanContext, recorded: &[FileMessage], grace: Duration) -> usize {
+    let now = time::OffsetDateTime::now_utc();
+    let grace = time::Duration::try_from(grace).unwrap_or(time::Duration::MAX);
+    let mut missed = 0;
+    for m in recorded {
+        if timefmt::age(&m.last_modified, now).is_none_or(|age| age < grace) {
+            continue;
+        }
+        missed += 1;
+        warn!(bucket = %m.bucket, key = %m.key, etag = %m.etag, last_modified = %m.last_modified,
+            "file found by a listing pass although S3 events are on: its event was lost or late");
+        if let Err(e) = ctx
+            .store
+            .annotate(&m.key, &m.etag, &[], Some(MISSED_EVENT_NOTE))
+            .await
+        {
+            warn!(key = %m.key, error = %e, "missed event not noted on the item");
+        }
+    }
+    m::inc(&m::EVENTS, &["missed"], missed as u64);
+    missed
+}
 
 /// One object an event says was created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +257,9 @@ pub struct EventsSummary {
     pub send_failed: usize,
     /// Age in seconds of the newest event received (its SentTimestamp), if any.
     pub newest_age_secs: Option<f64>,
+    /// When SQS received that event (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_sent_at: Option<String>,
 }
 
 /// The events queue and how long a receive waits.
@@ -259,6 +296,7 @@ pub async fn poll(ctx: &ScanContext, q: &EventsQueue) -> Result<EventsSummary, C
     let mut handled = Vec::new();
     let mut objects: BTreeMap<(String, String), Listed> = BTreeMap::new();
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let mut newest_ms: Option<i128> = None;
     for msg in out.messages() {
         let Some(handle) = msg.receipt_handle() else {
             continue;
@@ -268,8 +306,7 @@ pub async fn poll(ctx: &ScanContext, q: &EventsQueue) -> Result<EventsSummary, C
             .and_then(|a| a.get(&A::SentTimestamp))
             .and_then(|t| t.parse::<i128>().ok())
         {
-            let age = (now_ms - sent).max(0) as f64 / 1000.0;
-            summary.newest_age_secs = Some(summary.newest_age_secs.map_or(age, |a| a.min(age)));
+            newest_ms = Some(newest_ms.map_or(sent, |n| n.max(sent)));
         }
         match parse(msg.body().unwrap_or_default()) {
             Err(why) => {
@@ -321,8 +358,31 @@ pub async fn poll(ctx: &ScanContext, q: &EventsQueue) -> Result<EventsSummary, C
         summary.duplicate += a.duplicate;
     }
     delete(ctx, q, &handled).await?;
+    if let Some(sent) = newest_ms {
+        record_newest(ctx, &mut summary, sent, now_ms).await;
+    }
     count(&summary);
     Ok(summary)
+}
+
+/// The newest event's age into the summary, and its time into the manifest for `status`.
+async fn record_newest(
+    ctx: &ScanContext,
+    summary: &mut EventsSummary,
+    sent_ms: i128,
+    now_ms: i128,
+) {
+    summary.newest_age_secs = Some((now_ms - sent_ms).max(0) as f64 / 1000.0);
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(sent_ms * 1_000_000)
+        .map(timefmt::format)
+        .ok();
+    if let Some(at) = &at {
+        let (bucket, prefix) = (&ctx.source.bucket, &ctx.source.prefix);
+        if let Err(e) = ctx.store.record_newest_event(bucket, prefix, at).await {
+            warn!(error = %e, "newest event time not recorded (status shows an older one)");
+        }
+    }
+    summary.newest_sent_at = at;
 }
 
 async fn delete(

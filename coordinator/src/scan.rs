@@ -76,6 +76,8 @@ pub struct ScanSummary {
     /// Whether each table folder was listed from after its checkpoints (`StartAfter`), not
     /// from its first key.
     pub tail_listing: bool,
+    /// New files found by this pass although S3 events are on (their event was missed).
+    pub missed_events: usize,
     pub dry_run: bool,
 }
 
@@ -89,6 +91,9 @@ pub struct PassOptions {
     /// List each table folder from after the last key its checkpoints vouch for
     /// ([`crate::tail`]), not the whole lake.
     pub tail: bool,
+    /// Set when S3 events are read between passes: a file this pass finds new that landed
+    /// longer ago than this ([`crate::events::GRACE`]) is a missed event, noted and counted.
+    pub missed_event_grace: Option<std::time::Duration>,
 }
 
 /// A listing diffed against the manifest.
@@ -345,6 +350,9 @@ pub async fn pass(
     }
     // Manifest first: every new item is written before any message is sent.
     let mut to_send = record_new(ctx, p).await?;
+    if let Some(grace) = options.missed_event_grace {
+        summary.missed_events = crate::events::note_missed(ctx, &to_send, grace).await;
+    }
     for item in &p.requeue {
         match message_for_item(&ctx.source, item) {
             Some(m) => to_send.push(m),

@@ -250,3 +250,69 @@ async fn events_racing_each_other_enqueue_each_file_once() {
     assert_eq!(a.duplicate + b.duplicate, 5, "{a:?} {b:?}");
     assert_eq!(tb.queue_depth(&tb.queue_url).await, (5, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_event_is_noted_and_status_shows_the_events_queue() {
+    use sluice_coordinator::ops::{reconcile, status, Scope};
+    use sluice_coordinator::scan::{pass, PassOptions};
+    let tb = TestBed::new("evmiss").await;
+    let (q, _) = events_queue(&tb, true).await;
+    let a = tb.key(&format!("t/{}", cdc_name(0)));
+    tb.put(&a, "I,1,a\n").await;
+    assert_eq!(poll_all(&tb, &q).await.enqueued, 1);
+    let b = tb.key(&format!("t/{}", cdc_name(1000)));
+    let b_etag = tb.put(&b, "I,2,b\n").await;
+    assert_eq!(take_all(&tb, &q.url).await.len(), 1, "b's event, lost");
+
+    // A pass with events on finds b: a missed event, noted on its item.
+    let options = PassOptions {
+        missed_event_grace: Some(Duration::ZERO),
+        ..PassOptions::default()
+    };
+    let ctx = tb.scan_context(Duration::from_secs(600));
+    let found = pass(&ctx, options).await.expect("pass").0;
+    assert_eq!((found.new, found.missed_events), (1, 1), "{found:?}");
+    let r = reconcile::report(
+        &tb.ops(""),
+        &reconcile::Options {
+            scope: Scope::default(),
+            check_loaded: false,
+            stuck_after: Duration::ZERO,
+        },
+    )
+    .await
+    .expect("skipped");
+    let entry = r
+        .entries
+        .iter()
+        .find(|e| e.key == b)
+        .expect("b is not loaded");
+    assert_eq!(entry.etag, b_etag);
+    assert!(entry.why.contains("S3 events are on"), "{}", entry.why);
+    assert!(r
+        .entries
+        .iter()
+        .any(|e| e.key == a && !e.why.contains("events")));
+
+    // status: the events queue (empty), and how long ago the newest event arrived.
+    let mut ops = tb.ops("");
+    ops.events_queue_url = Some(q.url.clone());
+    let s = status::collect(
+        &ops,
+        &status::Options {
+            scope: Scope::default(),
+            window: Duration::from_secs(600),
+            full: false,
+        },
+    )
+    .await
+    .expect("status");
+    let e = s.events.clone().expect("events shown");
+    assert_eq!((e.queue.visible, e.queue.in_flight), (0, 0));
+    assert!(e.newest_event_age_secs.is_some_and(|a| a < 60), "{e:?}");
+    assert!(
+        status::format(&s).contains("S3 events: 0 waiting"),
+        "{}",
+        status::format(&s)
+    );
+}

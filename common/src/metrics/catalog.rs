@@ -376,7 +376,7 @@ pub static EVENTS: Def = Def {
     kind: CTR,
     unit: Unit::Count,
     labels: &["outcome"],
-    values: "`received` (event messages), `enqueued` (files recorded and sent), `duplicate` (already in the manifest: a repeated or late event, or a pass came first), `dropped` (another bucket, outside the prefix, a folder marker, not a creation), `unparseable` (left for the events dead-letter queue)",
+    values: "`received` (event messages), `enqueued` (files recorded and sent), `duplicate` (already in the manifest: a repeated or late event, or a pass came first), `dropped` (another bucket, outside the prefix, a folder marker, not a creation), `unparseable` (left for the events dead-letter queue), `missed` (a new file a listing pass found although events are on, landed over a minute before)",
     component: C,
     rollup: false,
     help: "S3 event notifications read from the events queue, and what became of the objects they name",

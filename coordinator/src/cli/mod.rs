@@ -104,6 +104,10 @@ pub struct Common {
     /// URL of the dead-letter queue, for its depth in the metrics.
     #[arg(long, env = "SLUICE_DLQ_URL", global = true)]
     pub dlq_url: Option<String>,
+    /// URL of the S3 events queue (EventBridge rule or bucket notification target): `run`
+    /// reads it and enqueues each new file as it lands, between passes; `status` shows it.
+    #[arg(long, env = "SLUICE_EVENTS_QUEUE_URL", global = true)]
+    pub events_queue_url: Option<String>,
 }
 
 /// Who makes an operator move.
@@ -234,10 +238,6 @@ pub struct RunArgs {
     /// pass lists the whole lake.
     #[arg(long, env = "SLUICE_FULL_LISTING_EVERY", default_value = "10", value_parser = clap::value_parser!(u32).range(1..))]
     pub full_listing_every: u32,
-    /// Also read S3 ObjectCreated events from this queue (EventBridge rule or bucket
-    /// notification target) and enqueue each new file as it lands, between passes.
-    #[arg(long, env = "SLUICE_EVENTS_QUEUE_URL")]
-    pub events_queue_url: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -481,6 +481,10 @@ pub fn ops_context(common: &Common, aws: &AwsClients) -> Result<Ops, Coordinator
         store: store(common, aws)?,
         source,
         queue_url: common.queue_url.clone().filter(|q| !q.trim().is_empty()),
+        events_queue_url: common
+            .events_queue_url
+            .clone()
+            .filter(|q| !q.trim().is_empty()),
         ledger,
         rules,
         policy: Policy {

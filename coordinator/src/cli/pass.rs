@@ -48,6 +48,11 @@ pub(super) async fn scan(
         dry_run: a.dry_run,
         full: a.full,
         tail: !a.full,
+        missed_event_grace: common
+            .events_queue_url
+            .as_deref()
+            .is_some_and(|u| !u.trim().is_empty())
+            .then_some(events::GRACE),
     };
     let result = scan::pass(&ctx, options).await;
     observe::pass(&obs, &ctx, &result, started.elapsed()).await;
@@ -74,7 +79,7 @@ pub(super) async fn run(
 ) -> Result<i32, CoordinatorError> {
     let ctx = scan_context(common, aws)?;
     let obs = observe::start(&common.metrics()?, ctx.store.table_name()).await?;
-    let events = a
+    let events = common
         .events_queue_url
         .clone()
         .filter(|u| !u.trim().is_empty())
@@ -87,7 +92,7 @@ pub(super) async fn run(
             events::run(&ctx, q, shutdown).await;
         }
     };
-    let passes = passes(&ctx, &obs, &a, shutdown);
+    let passes = passes(&ctx, &obs, &a, events.is_some(), shutdown);
     tokio::join!(events_loop, passes);
     info!("coordinator stopped");
     Ok(0)
@@ -98,12 +103,14 @@ async fn passes(
     ctx: &scan::ScanContext,
     obs: &observe::Observer,
     a: &RunArgs,
+    events_on: bool,
     shutdown: &CancellationToken,
 ) {
     for n in 0u64.. {
         let started = Instant::now();
         let options = scan::PassOptions {
             tail: n % u64::from(a.full_listing_every) != 0,
+            missed_event_grace: events_on.then_some(events::GRACE),
             ..scan::PassOptions::default()
         };
         let result = scan::pass(ctx, options).await;
