@@ -7,6 +7,9 @@
 //! - [`plan`]: the diff plan (pure).
 //! - [`scan`]: one pass: list, diff, write manifest, enqueue, mark queued, ask for the
 //!   replacement of complete full-load generations.
+//! - [`events`]: S3 event notifications from their own queue, each new object admitted as a
+//!   pass admits a new pair.
+//! - [`tail`]: listings proportional to change (each table folder from after its checkpoints).
 //! - [`generation`]: which `LOAD` files form a table's newest full load, and when it is done.
 //! - [`bootstrap`]: manifest table and (local) queue creation.
 //! - [`ops`]: the operator's commands: `status`, `skipped`, `manifest`, `retry`, `reload`,
@@ -19,6 +22,7 @@
 pub mod bootstrap;
 pub mod cli;
 pub mod error;
+pub mod events;
 pub mod freshness;
 pub mod generation;
 pub mod listing;
@@ -26,3 +30,4 @@ pub mod observe;
 pub mod ops;
 pub mod plan;
 pub mod scan;
+pub mod tail;

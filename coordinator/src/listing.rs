@@ -54,13 +54,50 @@ pub async fn list_objects(
     lake_prefix: &str,
     prefix: &str,
 ) -> Result<Vec<Listed>, CoordinatorError> {
-    let mut out = Vec::new();
+    let request = ListRequest {
+        prefix,
+        start_after: None,
+        delimiter: false,
+    };
+    Ok(list_range(s3, bucket, lake_prefix, &request).await?.objects)
+}
+
+/// One listing: a prefix, optionally only the keys after `start_after`, optionally only one
+/// level (`delimiter`: the sub-folders come back as `folders`, not their objects).
+#[derive(Debug, Clone, Copy)]
+pub struct ListRequest<'a> {
+    pub prefix: &'a str,
+    pub start_after: Option<&'a str>,
+    pub delimiter: bool,
+}
+
+/// What a listing returned, and what it cost.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<Listed>,
+    /// Sub-folders (`CommonPrefixes`), with a delimiter only.
+    pub folders: Vec<String>,
+    /// `ListObjectsV2` calls made.
+    pub calls: usize,
+}
+
+/// Lists what `request` asks for, paginated, each key mapped under `lake_prefix`.
+pub async fn list_range(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    lake_prefix: &str,
+    request: &ListRequest<'_>,
+) -> Result<Listing, CoordinatorError> {
+    let prefix = request.prefix;
+    let mut out = Listing::default();
     let mut token: Option<String> = None;
     loop {
         let page = s3
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
+            .set_start_after(request.start_after.map(str::to_owned))
+            .set_delimiter(request.delimiter.then(|| "/".to_owned()))
             .set_continuation_token(token.take())
             .send()
             .await
@@ -70,13 +107,14 @@ pub async fn list_objects(
                 message: sluice_common::error::sdk_error_text(&e),
                 transient: sluice_common::error::sdk_error_is_transient(&e),
             })?;
+        out.calls += 1;
         for o in page.contents() {
             let last_modified = o
                 .last_modified()
                 .and_then(|t| time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok())
                 .map(timefmt::format)
                 .unwrap_or_default();
-            out.push(Listed::new(
+            out.objects.push(Listed::new(
                 lake_prefix,
                 o.key().unwrap_or_default(),
                 &bare_etag(o.e_tag().unwrap_or_default()),
@@ -84,6 +122,11 @@ pub async fn list_objects(
                 &last_modified,
             ));
         }
+        out.folders.extend(
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_owned)),
+        );
         match page.next_continuation_token() {
             Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
             _ => return Ok(out),

@@ -15,6 +15,11 @@
 //! checkpoints. Once every listed pair is in the manifest, the pass writes the checkpoints of
 //! this listing. `--full` reads every listed pair (and rewrites the checkpoints): the answer
 //! if manifest items were ever deleted by hand.
+//!
+//! S3 reads can be proportional to what changed too: with [`PassOptions::tail`], each table
+//! folder is listed from after the keys its checkpoints vouch for ([`crate::tail`]); the
+//! checkpoints of what was not listed are carried over unchanged. A full listing (without
+//! `tail`) catches what a tail listing cannot see.
 
 use crate::error::CoordinatorError;
 use crate::generation::{plan_generations, GenerationPlan};
@@ -66,6 +71,13 @@ pub struct ScanSummary {
     pub vouched: usize,
     /// Checkpoint items written or deleted.
     pub checkpoints_written: usize,
+    /// `ListObjectsV2` calls of the listing.
+    pub list_calls: usize,
+    /// Whether each table folder was listed from after its checkpoints (`StartAfter`), not
+    /// from its first key.
+    pub tail_listing: bool,
+    /// New files found by this pass although S3 events are on (their event was missed).
+    pub missed_events: usize,
     pub dry_run: bool,
 }
 
@@ -74,8 +86,14 @@ pub struct ScanSummary {
 pub struct PassOptions {
     /// Read, plan and report; write nothing.
     pub dry_run: bool,
-    /// Ignore the checkpoints: read every listed pair.
+    /// Ignore the checkpoints: read every listed pair (and list the whole lake).
     pub full: bool,
+    /// List each table folder from after the last key its checkpoints vouch for
+    /// ([`crate::tail`]), not the whole lake.
+    pub tail: bool,
+    /// Set when S3 events are read between passes: a file this pass finds new that landed
+    /// longer ago than this ([`crate::events::GRACE`]) is a missed event, noted and counted.
+    pub missed_event_grace: Option<std::time::Duration>,
 }
 
 /// A listing diffed against the manifest.
@@ -86,6 +104,10 @@ pub struct Diff {
     pub checkpoints: Vec<Checkpoint>,
     pub read: usize,
     pub vouched: usize,
+    /// Checkpoints of the pairs a tail listing left unlisted, kept as they are.
+    pub carried: Vec<Checkpoint>,
+    pub list_calls: usize,
+    pub tail_listing: bool,
 }
 
 /// Lists every object under the source prefix, paginated, each key mapped.
@@ -113,11 +135,34 @@ fn checkpoint_pairs(listing: &[Listed]) -> (Vec<usize>, Vec<(&str, &str)>) {
 
 /// Lists the lake and diffs it against the manifest; `full` ignores the checkpoints.
 pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorError> {
-    let listing = list(ctx).await?;
+    let options = PassOptions {
+        full,
+        ..PassOptions::default()
+    };
+    diff_with(ctx, &options).await
+}
+
+/// Lists the lake (whole, or each table folder's tail) and diffs it against the manifest.
+pub async fn diff_with(ctx: &ScanContext, options: &PassOptions) -> Result<Diff, CoordinatorError> {
+    let full = options.full;
     let checkpoints = ctx
         .store
         .read_checkpoints(&ctx.source.bucket, &ctx.source.prefix)
         .await?;
+    let (bucket, prefix) = (&ctx.source.bucket, &ctx.source.prefix);
+    let tail_listing = options.tail && !full;
+    let (listing, list_calls, carried) = if tail_listing {
+        let t = crate::tail::list_tail(&ctx.s3, bucket, prefix, &checkpoints).await?;
+        (t.objects, t.calls, t.carried)
+    } else {
+        let request = crate::listing::ListRequest {
+            prefix,
+            start_after: None,
+            delimiter: false,
+        };
+        let l = crate::listing::list_range(&ctx.s3, bucket, prefix, &request).await?;
+        (l.objects, l.calls, Vec::new())
+    };
     let mut vouched = vec![false; listing.len()];
     if !full {
         let (index, pairs) = checkpoint_pairs(&listing);
@@ -143,19 +188,7 @@ pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorErro
         })
         .map(|(o, _)| o)
         .collect();
-    let others: HashSet<String> = stream::iter(unknown)
-        .map(|o| async move {
-            let etags = ctx.store.etags_of(&o.key).await?;
-            Ok::<_, sluice_common::error::Error>(
-                etags.iter().any(|e| *e != o.etag).then(|| o.key.clone()),
-            )
-        })
-        .buffer_unordered(CONCURRENT_CALLS)
-        .try_collect::<Vec<_>>()
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let others = keys_with_other_etags(ctx, unknown).await?;
     let mut open = Vec::new();
     for status in [
         Status::Discovered,
@@ -196,6 +229,82 @@ pub async fn diff(ctx: &ScanContext, full: bool) -> Result<Diff, CoordinatorErro
         listing,
         plan: p,
         checkpoints,
+        carried,
+        list_calls,
+        tail_listing,
+    })
+}
+
+/// Keys of `unknown` pairs that the manifest holds under another ETag (one query per key).
+async fn keys_with_other_etags(
+    ctx: &ScanContext,
+    unknown: Vec<&Listed>,
+) -> Result<HashSet<String>, CoordinatorError> {
+    Ok(stream::iter(unknown)
+        .map(|o| async move {
+            let etags = ctx.store.etags_of(&o.key).await?;
+            Ok::<_, sluice_common::error::Error>(
+                etags.iter().any(|e| *e != o.etag).then(|| o.key.clone()),
+            )
+        })
+        .buffer_unordered(CONCURRENT_CALLS)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// What [`admit`] did with the objects it was given.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Admitted {
+    /// Items this call wrote (`discovered`), new or changed files.
+    pub recorded: usize,
+    /// Messages sent for them (the rest wait in `discovered` for the pass's re-enqueue).
+    pub sent: usize,
+    pub send_failed: usize,
+    /// Pairs the manifest already held, or that another writer recorded first.
+    pub duplicate: usize,
+    /// Objects that name no loadable file, recorded `dead` with the reason.
+    pub unloadable: usize,
+}
+
+/// What a pass does for the pairs it finds new, for objects found another way (an S3 event):
+/// the same plan over them (known pairs cost nothing, a known key with another ETag is a
+/// change), the same conditional manifest writes first, then the messages of the items this
+/// call wrote, then the marks. So an object that a pass, another event or this one already
+/// recorded is never enqueued twice. Open items, checkpoints and generations stay the pass's.
+pub async fn admit(ctx: &ScanContext, objects: &[Listed]) -> Result<Admitted, CoordinatorError> {
+    let pairs: Vec<(String, String)> = objects
+        .iter()
+        .filter(|o| !o.is_folder())
+        .map(|o| (o.key.clone(), o.etag.clone()))
+        .collect();
+    let known = ctx.store.lookup(&pairs).await?;
+    let unknown: Vec<&Listed> = objects
+        .iter()
+        .filter(|o| !o.is_folder() && !known.contains_key(&(o.key.clone(), o.etag.clone())))
+        .collect();
+    let others = keys_with_other_etags(ctx, unknown).await?;
+    let input = PlanInput {
+        listing: objects,
+        known: &known,
+        vouched: &[],
+        keys_with_other_etags: &others,
+        open: &[],
+        now: time::OffsetDateTime::now_utc(),
+    };
+    let p = plan(&input, ctx.policy);
+    let to_send = record_new(ctx, &p).await?;
+    record_unloadable(ctx, &p).await?;
+    let (sent, send_failed) = enqueue(ctx, &to_send).await?;
+    let candidates = p.new.len() + p.changed.len();
+    Ok(Admitted {
+        recorded: to_send.len(),
+        sent,
+        send_failed,
+        duplicate: p.unchanged + candidates - to_send.len(),
+        unloadable: p.unloadable.len(),
     })
 }
 
@@ -208,7 +317,7 @@ pub async fn scan(
         ctx,
         PassOptions {
             dry_run,
-            full: false,
+            ..PassOptions::default()
         },
     )
     .await
@@ -219,7 +328,7 @@ pub async fn pass(
     ctx: &ScanContext,
     options: PassOptions,
 ) -> Result<(ScanSummary, Plan), CoordinatorError> {
-    let d = diff(ctx, options.full).await?;
+    let d = diff_with(ctx, &options).await?;
     let p = &d.plan;
     let mut summary = ScanSummary {
         read: d.read,
@@ -237,6 +346,8 @@ pub async fn pass(
             .filter(|g| g.generation.in_progress())
             .count(),
         dry_run: options.dry_run,
+        list_calls: d.list_calls,
+        tail_listing: d.tail_listing,
         ..ScanSummary::default()
     };
     if options.dry_run {
@@ -244,6 +355,9 @@ pub async fn pass(
     }
     // Manifest first: every new item is written before any message is sent.
     let mut to_send = record_new(ctx, p).await?;
+    if let Some(grace) = options.missed_event_grace {
+        summary.missed_events = crate::events::note_missed(ctx, &to_send, grace).await;
+    }
     for item in &p.requeue {
         match message_for_item(&ctx.source, item) {
             Some(m) => to_send.push(m),
@@ -253,7 +367,9 @@ pub async fn pass(
     record_unloadable(ctx, p).await?;
     // Every listed pair is in the manifest now: remember this listing.
     let (_, pairs) = checkpoint_pairs(&d.listing);
-    let next = checkpoint::build(&pairs, &d.checkpoints);
+    // Plus, after a tail listing, the checkpoints of what it did not list.
+    let mut next = checkpoint::build(&pairs, &d.checkpoints);
+    next.extend(d.carried.iter().cloned());
     summary.checkpoints_written = ctx
         .store
         .write_checkpoints(
@@ -281,6 +397,8 @@ pub async fn pass(
         read = summary.read,
         vouched = summary.vouched,
         checkpoints_written = summary.checkpoints_written,
+        list_calls = summary.list_calls,
+        tail_listing = summary.tail_listing,
         "scan pass done"
     );
     Ok((summary, d.plan))

@@ -210,7 +210,7 @@ class LeastPrivilege(TemplateTestCase):
         # not run under its role.
         self.coordinator = component_needs(
             self.store,
-            {n: read("coordinator", "src", n) for n in ("scan.rs", "listing.rs", "observe.rs")},
+            {n: read("coordinator", "src", n) for n in ("scan.rs", "listing.rs", "observe.rs", "events.rs")},
         )
 
     def test_code_analysis_finds_the_calls(self):
@@ -339,6 +339,9 @@ class LeastPrivilege(TemplateTestCase):
             elif action == "sqs:GetQueueAttributes":
                 # Queue depth for the metrics: the work queue and its dead-letter queue.
                 self.assertEqual(resources, ["${WorkQueue.Arn}", "${DeadLetterQueue.Arn}"])
+            elif action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
+                # S3 events, read from their own queue (events.rs); never the work queue.
+                self.assertEqual(resources, ["${EventsQueue.Arn}"], action)
             elif service == "sqs":
                 self.assertEqual(resources, ["${WorkQueue.Arn}"], action)
             elif action == "dynamodb:Query":
@@ -373,6 +376,37 @@ class LeastPrivilege(TemplateTestCase):
                         self.assertEqual(resources, ["${DatabaseSecretArn}"])
                     else:
                         self.fail(f"{who}: unexpected action {action}")
+
+
+class Events(TemplateTestCase):
+    def test_the_rule_sends_the_lakes_created_objects_to_the_events_queue(self):
+        p = self.res["EventsRule"]["Properties"]
+        pattern = p["EventPattern"]
+        self.assertEqual(pattern["source"], ["aws.s3"])
+        self.assertEqual(pattern["detail-type"], ["Object Created"])
+        cond, with_prefix, without = pattern["detail"]["Fn::If"]
+        self.assertEqual(cond, "HasSourcePrefix")
+        for detail in (with_prefix, without):
+            self.assertEqual(detail["bucket"]["name"], [{"Ref": "SourceBucket"}])
+        self.assertEqual(with_prefix["object"]["key"], [{"prefix": {"Ref": "SourcePrefix"}}])
+        (target,) = p["Targets"]
+        self.assertEqual(target["Arn"], {"Fn::GetAtt": ["EventsQueue", "Arn"]})
+
+    def test_only_the_rule_may_send_to_the_events_queue(self):
+        p = self.res["EventsQueuePolicy"]["Properties"]
+        self.assertEqual(p["Queues"], [{"Ref": "EventsQueue"}])
+        (s,) = p["PolicyDocument"]["Statement"]
+        self.assertEqual((s["Effect"], s["Action"]), ("Allow", "sqs:SendMessage"))
+        self.assertEqual(s["Principal"], {"Service": "events.amazonaws.com"})
+        self.assertEqual(s["Resource"], {"Fn::GetAtt": ["EventsQueue", "Arn"]})
+        self.assertEqual(s["Condition"]["ArnEquals"]["aws:SourceArn"], {"Fn::GetAtt": ["EventsRule", "Arn"]})
+
+    def test_unparseable_events_reach_their_own_dead_letter_queue(self):
+        q = self.res["EventsQueue"]["Properties"]
+        self.assertEqual(q["RedrivePolicy"]["deadLetterTargetArn"], {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]})
+        dlq = self.res["EventsDeadLetterQueue"]["Properties"]
+        self.assertGreater(dlq["MessageRetentionPeriod"], q["MessageRetentionPeriod"])
+        self.assertEqual(self.env("CoordinatorTaskDefinition")["SLUICE_EVENTS_QUEUE_URL"], {"Ref": "EventsQueue"})
 
 
 class Secrets(TemplateTestCase):
@@ -492,6 +526,8 @@ class Scaling(TemplateTestCase):
             {
                 ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
                  (("QueueName", "${DeadLetterQueue.QueueName}"),)),
+                ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                 (("QueueName", "${EventsDeadLetterQueue.QueueName}"),)),
                 ("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", "${WorkQueue.QueueName}"),)),
                 ("Sluice", "CoordinatorManifestFiles", (table, ("Status", "failed"))),
                 ("Sluice", "CoordinatorManifestFiles", (table, ("Status", "dead"))),

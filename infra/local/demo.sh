@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Sluice demo, from nothing: starts the local stack (moto + PostgreSQL, installed if
-# missing), creates a sample warehouse, uploads DMS-style files, runs the coordinator and two
-# workers until drained, and prints the manifest summary and the row counts.
+# missing), creates a sample warehouse, uploads DMS-style files, runs the coordinator (a pass
+# for the full load, S3 events through EventBridge for the CDC files) and two workers until
+# drained, and prints the manifest summary and the row counts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sluice-target}"
@@ -41,12 +42,25 @@ python3 infra/local/demo/upload_sample.py "sluice-$RUN" dms/ full
 "$BIN/sluice-coordinator" scan
 drain
 
-echo "== CDC files land (in DMS date folders)"
-python3 infra/local/demo/upload_sample.py "sluice-$RUN" dms/ cdc
-"$BIN/sluice-coordinator" scan
-drain
+echo "== S3 events on: the bucket's ObjectCreated events under dms/, through EventBridge, to an events queue"
+out="$("$BIN/sluice-coordinator" bootstrap --create-queue "sluice-$RUN-events" --max-receive-count 5)"
+SLUICE_EVENTS_QUEUE_URL="$(echo "$out" | sed -n 's/^queue: //p')"
+python3 infra/local/eventbridge.py "sluice-$RUN" dms/ "$SLUICE_EVENTS_QUEUE_URL" "sluice-$RUN" >/dev/null
+# The coordinator as it runs deployed: events between passes (an hour apart here, so what
+# follows is the events' doing).
+"$BIN/sluice-coordinator" run --interval 1h --events-queue-url "$SLUICE_EVENTS_QUEUE_URL" &
+coordinator=$!
+trap 'kill "$coordinator" 2>/dev/null || true' EXIT
+sleep 2
 
-echo "== a second scan finds nothing new"
+echo "== CDC files land (in DMS date folders); their events enqueue them, no listing pass"
+python3 infra/local/demo/upload_sample.py "sluice-$RUN" dms/ cdc
+sleep 3
+drain
+kill "$coordinator" && wait "$coordinator" || true
+trap - EXIT
+
+echo "== a listing pass finds nothing new: the events found every file"
 "$BIN/sluice-coordinator" scan
 
 echo "== manifest summary"

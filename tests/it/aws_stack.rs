@@ -5,7 +5,7 @@
 //! queue and manifest table the stack created, from an upload to rows in PostgreSQL.
 //!
 //! moto skips the resource types it does not implement (the Application Auto Scaling target and
-//! policies, the CloudWatch alarms); cfn-lint and `infra/aws/test_template.py` check those.
+//! policies, the CloudWatch alarms, the events queue policy); cfn-lint and `infra/aws/test_template.py` check those.
 
 use crate::support::{binary, cdc_name, database_url, TestBed};
 use serde_json::Value;
@@ -252,6 +252,8 @@ async fn stack_in_moto_runs_coordinator_and_worker_end_to_end() {
         "AWS::ApplicationAutoScaling::ScalableTarget",
         "AWS::ApplicationAutoScaling::ScalingPolicy",
         "AWS::CloudWatch::Alarm",
+        // The events queue's policy (test_template.py checks it).
+        "AWS::SQS::QueuePolicy",
     ]
     .map(str::to_owned)
     .into();

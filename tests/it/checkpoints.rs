@@ -61,6 +61,7 @@ async fn a_pass_reads_only_what_changed_and_misses_nothing() {
         PassOptions {
             dry_run: true,
             full: false,
+            ..PassOptions::default()
         },
     )
     .await
@@ -84,6 +85,7 @@ async fn a_pass_reads_only_what_changed_and_misses_nothing() {
         PassOptions {
             dry_run: false,
             full: true,
+            ..PassOptions::default()
         },
     )
     .await

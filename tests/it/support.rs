@@ -457,6 +457,7 @@ impl TestBed {
                 SourceLocation::parse(&format!("s3://{}/{}", self.bucket, self.prefix)).unwrap(),
             ),
             queue_url: Some(self.queue_url.clone()),
+            events_queue_url: None,
             ledger: Some(
                 sluice_coordinator::ops::ledger::Ledger::connect(
                     &database_url(),

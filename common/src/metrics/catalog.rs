@@ -278,7 +278,7 @@ pub static OBJECTS_LISTED: Def = Def {
     values: "",
     component: C,
     rollup: false,
-    help: "Objects under the source prefix at the last pass",
+    help: "Objects the last pass listed: every one under the source prefix on a full listing, those after each table's checkpoints on a tail listing",
 };
 pub static FILES_NEW: Def = Def {
     name: "sluice_coordinator_files_new",
@@ -381,6 +381,27 @@ pub static OLDEST_UNLOADED: Def = Def {
     rollup: false,
     help: "Age (now minus S3 LastModified) of each table's oldest file not loaded yet (discovered, queued, loading or failed), as the last pass found them",
 };
+// ---- coordinator: S3 events ----------------------------------------------------------------
+pub static EVENTS: Def = Def {
+    name: "sluice_coordinator_events",
+    kind: CTR,
+    unit: Unit::Count,
+    labels: &["outcome"],
+    values: "`received` (event messages), `enqueued` (files recorded and sent), `duplicate` (already in the manifest: a repeated or late event, or a pass came first), `dropped` (another bucket, outside the prefix, a folder marker, not a creation), `unparseable` (left for the events dead-letter queue), `missed` (a new file a listing pass found although events are on, landed over a minute before)",
+    component: C,
+    rollup: false,
+    help: "S3 event notifications read from the events queue, and what became of the objects they name",
+};
+pub static NEWEST_EVENT_AGE: Def = Def {
+    name: "sluice_coordinator_newest_event_age_seconds",
+    kind: GAU,
+    unit: Unit::Seconds,
+    labels: &[],
+    values: "",
+    component: C,
+    rollup: false,
+    help: "Time the newest event received had spent in the events queue when it was received",
+};
 
 pub static SINCE_LANDED: Def = Def {
     name: "sluice_coordinator_since_landed_seconds",
@@ -444,6 +465,8 @@ pub static ALL: &[&Def] = &[
     &SINCE_LANDED,
     &SINCE_LOADED,
     &TABLES,
+    &EVENTS,
+    &NEWEST_EVENT_AGE,
 ];
 
 /// Bucket bounds of every duration histogram, in seconds.

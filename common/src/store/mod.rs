@@ -47,6 +47,7 @@
 
 mod capped;
 pub mod checkpoints;
+mod events;
 mod expr;
 mod item;
 mod queries;

@@ -108,6 +108,10 @@ pub struct Common {
     /// tables that never had a file are reported `never_seen`.
     #[arg(long, env = "SLUICE_SCHEMAS", global = true, value_delimiter = ',')]
     pub schemas: Vec<String>,
+    /// URL of the S3 events queue (EventBridge rule or bucket notification target): `run`
+    /// reads it and enqueues each new file as it lands, between passes; `status` shows it.
+    #[arg(long, env = "SLUICE_EVENTS_QUEUE_URL", global = true)]
+    pub events_queue_url: Option<String>,
 }
 
 /// Who makes an operator move.
@@ -221,9 +225,10 @@ pub struct ScanArgs {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Read every listed object's manifest item, not only those the listing checkpoints
-    /// do not vouch for, and rewrite the checkpoints (after manifest items were deleted by
-    /// hand).
+    /// List the whole lake (not each table folder from after its checkpoints) and read every
+    /// listed object's manifest item, not only those the listing checkpoints do not vouch
+    /// for, and rewrite the checkpoints (after manifest items were deleted by hand, or to
+    /// catch a file rewritten inside a closed range).
     #[arg(long)]
     pub full: bool,
     #[arg(long)]
@@ -232,9 +237,15 @@ pub struct ScanArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Time between passes (30s, 5m, 1h).
+    /// Time between passes (30s, 5m, 1h). With --events-queue-url the passes only reconcile
+    /// (they catch the files whose event was lost): a longer interval does.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub interval: Duration,
+    /// List the whole lake every N passes (the first pass included); the others list each
+    /// table folder from after the keys its checkpoints vouch for (S3 StartAfter). 1: every
+    /// pass lists the whole lake.
+    #[arg(long, env = "SLUICE_FULL_LISTING_EVERY", default_value = "10", value_parser = clap::value_parser!(u32).range(1..))]
+    pub full_listing_every: u32,
     #[arg(long)]
     pub json: bool,
 }
@@ -478,6 +489,10 @@ pub fn ops_context(common: &Common, aws: &AwsClients) -> Result<Ops, Coordinator
         store: store(common, aws)?,
         source,
         queue_url: common.queue_url.clone().filter(|q| !q.trim().is_empty()),
+        events_queue_url: common
+            .events_queue_url
+            .clone()
+            .filter(|q| !q.trim().is_empty()),
         ledger,
         rules,
         policy: Policy {

@@ -3,6 +3,7 @@
 use super::{scan_context, store, BootstrapArgs, Common, RunArgs, ScanArgs};
 use crate::bootstrap::{self, QueueSpec};
 use crate::error::CoordinatorError;
+use crate::events;
 use crate::observe;
 use crate::plan::Plan;
 use crate::scan::{self, ScanSummary};
@@ -46,6 +47,12 @@ pub(super) async fn scan(
     let options = scan::PassOptions {
         dry_run: a.dry_run,
         full: a.full,
+        tail: !a.full,
+        missed_event_grace: common
+            .events_queue_url
+            .as_deref()
+            .is_some_and(|u| !u.trim().is_empty())
+            .then_some(events::GRACE),
     };
     let result = scan::pass(&ctx, options).await;
     observe::pass(&obs, &ctx, &result, started.elapsed()).await;
@@ -72,10 +79,42 @@ pub(super) async fn run(
 ) -> Result<i32, CoordinatorError> {
     let ctx = scan_context(common, aws)?;
     let obs = observe::start(&common.metrics()?, ctx.store.table_name()).await?;
-    loop {
+    let events = common
+        .events_queue_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .map(|url| events::EventsQueue {
+            url,
+            wait: std::time::Duration::from_secs(20),
+        });
+    let events_loop = async {
+        if let Some(q) = &events {
+            events::run(&ctx, q, shutdown).await;
+        }
+    };
+    let passes = passes(&ctx, &obs, &a, events.is_some(), shutdown);
+    tokio::join!(events_loop, passes);
+    info!("coordinator stopped");
+    Ok(0)
+}
+
+/// Pass after pass, `interval` apart, until `shutdown`.
+async fn passes(
+    ctx: &scan::ScanContext,
+    obs: &observe::Observer,
+    a: &RunArgs,
+    events_on: bool,
+    shutdown: &CancellationToken,
+) {
+    for n in 0u64.. {
         let started = Instant::now();
-        let result = scan::scan(&ctx, false).await;
-        observe::pass(&obs, &ctx, &result, started.elapsed()).await;
+        let options = scan::PassOptions {
+            tail: n % u64::from(a.full_listing_every) != 0,
+            missed_event_grace: events_on.then_some(events::GRACE),
+            ..scan::PassOptions::default()
+        };
+        let result = scan::pass(ctx, options).await;
+        observe::pass(obs, ctx, &result, started.elapsed()).await;
         match result {
             Ok((summary, _)) if a.json => println!(
                 "{}",
@@ -91,16 +130,15 @@ pub(super) async fn run(
             _ = tokio::time::sleep(a.interval) => {}
         }
     }
-    info!("coordinator stopped");
-    Ok(0)
 }
 
 fn print_summary(s: &ScanSummary) {
     println!(
-        "{}listed {} | new {} | changed {} | re-enqueued {} | unchanged {} | dead {} | unloadable {} | sent {} | send failed {} | generations in progress {} | replacements asked {} | manifest reads {} (checkpoints vouched for {})",
+        "{}listed {} | new {} | changed {} | re-enqueued {} | unchanged {} | dead {} | unloadable {} | sent {} | send failed {} | generations in progress {} | replacements asked {} | manifest reads {} (checkpoints vouched for {}) | ListObjectsV2 calls {}{}",
         if s.dry_run { "(dry run) " } else { "" },
         s.listed, s.new, s.changed, s.requeued, s.unchanged, s.dead, s.unloadable, s.sent, s.send_failed,
-        s.generations_in_progress, s.replacements_sent, s.read, s.vouched
+        s.generations_in_progress, s.replacements_sent, s.read, s.vouched, s.list_calls,
+        if s.tail_listing { " (each table from after its checkpoints)" } else { "" }
     );
 }
 

@@ -17,6 +17,7 @@
 
 pub mod check;
 pub mod dlq;
+pub mod events_status;
 pub mod ledger;
 pub mod moves;
 pub mod reconcile;
@@ -39,6 +40,8 @@ pub struct Ops {
     pub store: ManifestStore,
     pub source: Option<SourceLocation>,
     pub queue_url: Option<String>,
+    /// The S3 events queue, when events are on.
+    pub events_queue_url: Option<String>,
     pub ledger: Option<Ledger>,
     pub rules: Rules,
     pub policy: Policy,

@@ -451,6 +451,15 @@ fn entry(
     in_ledger: bool,
     now: OffsetDateTime,
 ) -> Entry {
+    let missed = item
+        .history
+        .iter()
+        .any(|h| h.contains(crate::events::MISSED_EVENT_NOTE));
+    let why = if missed {
+        format!("{why} ({})", crate::events::MISSED_EVENT_NOTE)
+    } else {
+        why
+    };
     Entry {
         reason,
         why,

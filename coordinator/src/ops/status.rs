@@ -111,6 +111,9 @@ pub struct StatusReport {
     pub tables: Vec<TableStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueDepths>,
+    /// The S3 events queue, when events are on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<super::events_status::EventsStatus>,
     /// Whether loaded bytes were read from the manifest (`--full`).
     pub full: bool,
     /// Full loads (generations) still loading.
@@ -362,6 +365,7 @@ pub async fn collect_at(
             None
         }
     };
+    let events = super::events_status::read(ops, source, now).await?;
     let (tables, total) = compute(&Inputs {
         open: &open,
         ledger: &stats,
@@ -390,6 +394,7 @@ pub async fn collect_at(
         total,
         tables,
         queue,
+        events,
         full: opts.full,
         generations: generations_in_progress(&open),
         notes,
@@ -416,8 +421,7 @@ fn eta_text(l: &TableStatus) -> String {
 
 /// The status, for a terminal.
 pub fn format(r: &StatusReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "Sluice status at {}: {}", r.at, r.source);
+    let mut out = format!("Sluice status at {}: {}\n", r.at, r.source);
     let _ = writeln!(
         out,
         "{:<24} {:>6} {:>6} {:>7} {:>8} {:>6} {:>5} {:>7}  {:<18} {:>12} {:>9} {:>8} {:>8}",
@@ -496,6 +500,7 @@ pub fn format(r: &StatusReport) -> String {
             }
         );
     }
+    out.push_str(&super::events_status::lines(r.events.as_ref()));
     format_tail(r, &mut out);
     out
 }
