@@ -289,6 +289,9 @@ pub async fn observe_tables(
     Ok(seen)
 }
 
+/// Landings kept per table: enough for the learned cadence.
+pub const KEEP_LANDINGS: usize = 4 * (LEARN_GAPS + 1);
+
 /// Landing times per table from a listing, as RFC 3339 texts (the newest
 /// `4 * (LEARN_GAPS + 1)` of each table suffice). Pure.
 pub fn landings<'a>(
@@ -300,7 +303,7 @@ pub fn landings<'a>(
             by.entry(table).or_default().push(t);
         }
     }
-    let keep = 4 * (LEARN_GAPS + 1);
+    let keep = KEEP_LANDINGS;
     for v in by.values_mut() {
         v.sort_unstable_by(|a, b| b.cmp(a));
         v.truncate(keep);

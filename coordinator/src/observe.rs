@@ -44,6 +44,10 @@ pub struct Observer {
     settings: MetricsSettings,
     server: Option<Server>,
     emf: Option<JoinHandle<()>>,
+    /// Landings per table from every pass so far (the newest few of each): a pass that lists
+    /// only past its checkpoints sees a table's new files only, and the gauges need its newest
+    /// landing and its cadence.
+    landed: std::sync::Mutex<std::collections::BTreeMap<String, Vec<time::OffsetDateTime>>>,
 }
 
 impl Observer {
@@ -85,6 +89,7 @@ pub async fn start(
         settings: settings.clone(),
         server,
         emf,
+        landed: Default::default(),
     })
 }
 
@@ -158,19 +163,34 @@ pub async fn pass(
         .map(|(table, secs)| (vec![table.clone()], *secs))
         .collect();
     m::set_all(&m::OLDEST_UNLOADED, &oldest);
-    freshness(ctx, &obs.settings.rules, plan).await;
+    let landed = {
+        let mut known = obs.landed.lock().expect("landings lock");
+        for (t, new) in &plan.backlog.landed {
+            let all = known.entry(t.clone()).or_default();
+            all.extend(new.iter().copied());
+            all.sort_unstable_by(|a, b| b.cmp(a));
+            all.dedup();
+            all.truncate(crate::freshness::KEEP_LANDINGS);
+        }
+        known.clone()
+    };
+    freshness(ctx, &obs.settings.rules, &landed).await;
     queue_depth(ctx, obs.settings.dlq_url.as_deref()).await;
 }
 
 /// Seconds since each table's last landing and last load, and tables per freshness state.
-async fn freshness(ctx: &ScanContext, rules: &sluice_common::rules::Rules, plan: &Plan) {
+async fn freshness(
+    ctx: &ScanContext,
+    rules: &sluice_common::rules::Rules,
+    landed: &std::collections::BTreeMap<String, Vec<time::OffsetDateTime>>,
+) {
     use crate::freshness::{self as f, Observed};
     use futures_util::StreamExt;
     let mut seen: std::collections::BTreeMap<String, Observed> = rules
         .configured_tables()
         .map(|t| (t.to_owned(), Observed::default()))
         .collect();
-    for (t, landed) in &plan.backlog.landed {
+    for (t, landed) in landed {
         seen.entry(t.clone()).or_default().landed = landed.clone();
     }
     let tables: Vec<String> = seen.keys().cloned().collect();
