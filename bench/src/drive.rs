@@ -25,6 +25,8 @@ pub struct DriveSpec {
     pub expect: u64,
     /// Messages to send while the run goes (see [`Feeder`]); None: they are all in the queue.
     pub feeder: Option<Feeder>,
+    /// Appended to every worker's arguments (e.g. batching flags being compared).
+    pub extra_args: Vec<String>,
 }
 
 /// Counts `file loaded` lines in a growing log, reading only what was appended.
@@ -169,6 +171,7 @@ pub async fn run(mut spec: DriveSpec, aws: &AwsClients) -> anyhow::Result<DriveR
                 "--log-format=json".to_owned(),
                 format!("--worker-id=bench-{i}"),
             ])
+            .args(&spec.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

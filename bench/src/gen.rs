@@ -9,6 +9,12 @@
 //! created_at timestamp, updated_at timestamptz, ship_date date, note text, address text`.
 //! Text holds quotes, commas, LF and CRLF newlines, tabs, backslashes, non-ASCII, the empty
 //! string and the string `NULL` (both quoted), and SQL NULLs.
+//!
+//! A *wide* full-load file (case 2b) has the same rows, byte for byte in their first 13 fields,
+//! plus six more: `code character(3)`, `state` (an enum of `new`, `open`, `held`, `closed`),
+//! `pickup time`, `lead interval`, `sizes integer[]`, `tags text[]`, in PostgreSQL's own text
+//! forms (what DMS writes for a PostgreSQL source), drawn from a generator of their own so that
+//! the first 13 fields stay those of the narrow file.
 
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
@@ -297,8 +303,99 @@ fn row(rng: &mut Rng, id: u64, line: &mut Line<'_>) {
     }
 }
 
-/// Writes a full-load file of `rows` rows with ids `start_id..start_id + rows`. Returns bytes.
-pub fn full_load(path: &Path, rows: u64, start_id: u64, seed: u64) -> io::Result<u64> {
+const STATES: [&str; 4] = ["new", "open", "held", "closed"];
+const CODES: [&str; 6] = ["USD", "EUR", "GBP", "CHF", "JP", "X"];
+const TAGS: [&str; 8] = [
+    "gift",
+    "fragile",
+    "express",
+    "a b",
+    "x,y",
+    "say \"hi\"",
+    "Zürich",
+    "NULL",
+];
+
+/// A `time`: `HH:MM:SS`, or with one to six fractional digits.
+fn time_of_day(rng: &mut Rng) -> String {
+    let s = rng.below(86_400);
+    let mut t = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    if rng.pct(40) {
+        let digits = 1 + rng.below(6) as usize;
+        let frac = rng.below(10u64.pow(digits as u32));
+        t.push_str(&format!(".{frac:0digits$}"));
+    }
+    t
+}
+
+/// An `interval` as PostgreSQL prints it (`IntervalStyle = postgres`).
+fn interval(rng: &mut Rng) -> String {
+    let s = rng.below(86_400);
+    let clock = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    match rng.below(6) {
+        0 => clock,
+        1 => format!("{} days {clock}", 2 + rng.below(30)),
+        2 => format!("1 day {clock}"),
+        3 => format!("{} mons {} days", 2 + rng.below(10), 1 + rng.below(27)),
+        4 => format!("-{clock}.{:06}", rng.below(1_000_000)),
+        _ => format!("{} years {} mons", 1 + rng.below(3), 2 + rng.below(10)),
+    }
+}
+
+/// A one-dimensional array literal of `n` elements, `NULL` elements included.
+fn array(rng: &mut Rng, n: u64, element: impl Fn(&mut Rng) -> String) -> String {
+    let items: Vec<String> = (0..n)
+        .map(|_| {
+            if rng.pct(5) {
+                "NULL".to_owned()
+            } else {
+                element(rng)
+            }
+        })
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// An element of a `text[]` literal, quoted where the array grammar needs it.
+fn tag(rng: &mut Rng) -> String {
+    let t = TAGS[rng.below(TAGS.len() as u64) as usize];
+    if t.bytes().any(|b| matches!(b, b' ' | b',' | b'"' | b'\\')) || t == "NULL" {
+        format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        t.to_owned()
+    }
+}
+
+/// A value, or (3% of the time) SQL NULL.
+fn maybe(rng: &mut Rng, line: &mut Line<'_>, v: String) {
+    if rng.pct(3) {
+        line.null();
+    } else {
+        line.text(&v);
+    }
+}
+
+/// Appends the six columns of the wide file for `id`, from a generator of their own.
+fn wide_extras(id: u64, seed: u64, line: &mut Line<'_>) {
+    let mut rng = Rng::new(seed ^ id.wrapping_mul(0x9E6C_63D0_676A_9A99) ^ 0x5749_4445);
+    let code = CODES[rng.below(CODES.len() as u64) as usize].to_owned();
+    maybe(&mut rng, line, code);
+    line.raw(STATES[rng.below(STATES.len() as u64) as usize]);
+    let t = time_of_day(&mut rng);
+    maybe(&mut rng, line, t);
+    let i = interval(&mut rng);
+    maybe(&mut rng, line, i);
+    let n = rng.below(5);
+    let sizes = array(&mut rng, n, |r| (r.below(2000) as i64 - 100).to_string());
+    maybe(&mut rng, line, sizes);
+    let n = rng.below(4);
+    let tags = array(&mut rng, n, tag);
+    maybe(&mut rng, line, tags);
+}
+
+/// Writes a full-load file of `rows` rows with ids `start_id..start_id + rows` (with the six
+/// more columns of case 2b when `wide`). Returns bytes.
+pub fn full_load(path: &Path, rows: u64, start_id: u64, seed: u64, wide: bool) -> io::Result<u64> {
     let mut rng = Rng::new(seed ^ start_id.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut buf = Vec::with_capacity(1 << 16);
@@ -310,6 +407,9 @@ pub fn full_load(path: &Path, rows: u64, start_id: u64, seed: u64) -> io::Result
                 first: true,
             };
             row(&mut rng, start_id + i, &mut line);
+            if wide {
+                wide_extras(start_id + i, seed, &mut line);
+            }
         }
         buf.push(b'\n');
         if buf.len() >= 1 << 15 {
@@ -461,6 +561,49 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "plain,\"a,b\",\"say \"\"hi\"\"\",\"\",\"NULL\",NULL,12.05"
         );
+    }
+
+    #[test]
+    fn wide_rows_are_the_narrow_rows_and_six_more_fields() {
+        // Three consecutive rows from one generator, as full_load writes them: the extras must
+        // not draw from it, or the rows after the first would change.
+        let render = |wide: bool| {
+            let mut rng = Rng::new(3);
+            (40..43)
+                .map(|id| {
+                    let mut out = Vec::new();
+                    let mut line = Line {
+                        out: &mut out,
+                        first: true,
+                    };
+                    row(&mut rng, id, &mut line);
+                    if wide {
+                        wide_extras(id, 3, &mut line);
+                    }
+                    String::from_utf8(out).unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        let (narrow, wide) = (render(false), render(true));
+        for (n, w) in narrow.iter().zip(&wide) {
+            let extra = w.strip_prefix(n.as_str()).expect("same first fields");
+            assert!(extra.starts_with(','), "{extra}");
+        }
+        assert_eq!(render(true), wide);
+    }
+
+    #[test]
+    fn array_elements_are_quoted_where_the_array_grammar_needs_it() {
+        let mut rng = Rng::new(1);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            seen.insert(tag(&mut rng));
+        }
+        assert!(seen.contains("gift"));
+        assert!(seen.contains("\"a b\""));
+        assert!(seen.contains("\"x,y\""));
+        assert!(seen.contains("\"say \\\"hi\\\"\""));
+        assert!(seen.contains("\"NULL\""));
     }
 
     #[test]

@@ -29,6 +29,9 @@ enum Cmd {
         start_id: u64,
         #[arg(long, default_value = "8")]
         seed: u64,
+        /// Six more columns (character(3), an enum, time, interval, integer[], text[]): case 2b.
+        #[arg(long)]
+        wide: bool,
         #[arg(long)]
         out: PathBuf,
     },
@@ -120,6 +123,10 @@ enum Cmd {
         /// Files that must be `loaded` in the manifest afterwards (default: the fed files).
         #[arg(long)]
         expect: Option<u64>,
+        /// More arguments for every `sluice-worker run`, split at whitespace (run.sh passes
+        /// `$SLUICE_BENCH_WORKER_ARGS`, e.g. "--batch-files 8 --batch-wait-ms 50").
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
+        worker_args: String,
         #[command(flatten)]
         feed: FeedArgs,
     },
@@ -231,10 +238,11 @@ async fn main() -> anyhow::Result<()> {
             rows,
             start_id,
             seed,
+            wide,
             out,
         } => {
             let started = Instant::now();
-            let bytes = gen::full_load(&out, rows, start_id, seed)?;
+            let bytes = gen::full_load(&out, rows, start_id, seed, wide)?;
             println!(
                 "rows={rows} bytes={bytes} secs={:.3}",
                 started.elapsed().as_secs_f64()
@@ -323,6 +331,7 @@ async fn main() -> anyhow::Result<()> {
             log_dir,
             moto_pid,
             expect,
+            worker_args,
             feed,
         } => {
             let aws = AwsClients::from_env().await;
@@ -339,6 +348,7 @@ async fn main() -> anyhow::Result<()> {
                     moto_pid,
                     expect,
                     feeder,
+                    extra_args: worker_args.split_whitespace().map(str::to_owned).collect(),
                 },
                 &aws,
             )
