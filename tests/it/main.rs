@@ -14,6 +14,7 @@ mod checkpoints;
 mod direct;
 mod failures;
 mod faults;
+mod fullload;
 mod generations;
 mod lakestate;
 mod loader;
