@@ -18,6 +18,7 @@ mod events;
 mod failures;
 mod faults;
 mod freshness;
+mod fullload;
 mod generations;
 mod lakestate;
 mod loader;

@@ -1,6 +1,8 @@
 //! The state schema (`--state-schema`, default `sluice`): the ledger that makes each file's
 //! effect happen once, the rejects, and the generations whose replacement ran. Its DDL and every
-//! statement on it, for the worker that writes it and the coordinator that reads it.
+//! statement on it, for the worker that writes it and the coordinator that reads it. The ledger
+//! is also the history of what wrote each target: an index by target table keeps a look at one
+//! table's files from reading the others'.
 //!
 //! Invariants: the schema's name is always quoted; keys, ETags and every other value are bound
 //! (`$n`), never spliced; the ledger's primary key is `(bucket, key, etag)`.
@@ -13,7 +15,8 @@ pub const BOOTSTRAP_DONE: &str = "\
 SELECT to_regclass(format('%I.generations', $1::text)) IS NOT NULL \
    AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
                 WHERE attrelid = to_regclass(format('%I.ledger', $1::text)) \
-                  AND attname = 'rows_superseded' AND NOT attisdropped)";
+                  AND attname = 'rows_superseded' AND NOT attisdropped) \
+   AND to_regclass(format('%I.ledger_target', $1::text)) IS NOT NULL";
 
 /// The state schema's tables. Run only when [`BOOTSTRAP_DONE`] says it is needed, under an
 /// advisory lock for the schema: its `ALTER TABLE`s take the ledger's exclusive lock.
@@ -38,6 +41,7 @@ ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS file_id bigint GENERATED ALWAYS 
 ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS file_time timestamptz;
 ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS rows_superseded bigint NOT NULL DEFAULT 0;
 CREATE UNIQUE INDEX IF NOT EXISTS ledger_file_id ON {s}.ledger (file_id);
+CREATE INDEX IF NOT EXISTS ledger_target ON {s}.ledger (target_table, file_id);
 CREATE TABLE IF NOT EXISTS {s}.rejects (
     bucket        text        NOT NULL,
     key           text        NOT NULL,
@@ -85,6 +89,24 @@ pub fn ledger_claim_sql(state_schema: &str) -> String {
         "INSERT INTO {}.ledger (bucket, key, etag, target_table, worker, file_time) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (bucket, key, etag) DO NOTHING RETURNING file_id",
         quote_ident(state_schema)
+    )
+}
+
+/// The files applied to target `$1` (its label, as [`ledger_claim_sql`] records it) other than
+/// file `$2`, oldest first, at most `$3` of them: `(bucket, key, file_id, file_time)`. None at
+/// all when any of them is surely not a full-load file (its key has no `/LOAD`): then the
+/// answer is already "not one generation", found at the first such row of the index rather
+/// than after the table's whole history. Which of the rest are full-load files, and of which
+/// generation, is for the caller to say by the key rule ([`crate::mapping::file_of`]). Rows of
+/// loads not committed yet are not seen.
+pub fn ledger_applied_sql(state_schema: &str) -> String {
+    let s = quote_ident(state_schema);
+    format!(
+        "SELECT bucket, key, file_id, file_time FROM {s}.ledger \
+         WHERE target_table = $1 AND file_id <> $2 \
+           AND NOT EXISTS (SELECT 1 FROM {s}.ledger \
+                            WHERE target_table = $1 AND file_id <> $2 AND strpos(key, '/LOAD') = 0) \
+         ORDER BY file_id LIMIT $3"
     )
 }
 
@@ -227,6 +249,7 @@ mod tests {
             ledger_under_sql(s),
             ledger_delete_sql(s),
             ledger_table_stats_sql(s),
+            ledger_applied_sql(s),
         ] {
             assert!(sql.contains("\"st\"\"ate\".ledger"), "{sql}");
             assert!(
@@ -267,5 +290,24 @@ mod tests {
         assert!(ledger_claim_sql("st\"x").starts_with("INSERT INTO \"st\"\"x\".ledger"));
         assert!(ledger_claim_sql("s").ends_with("RETURNING file_id"));
         assert!(bootstrap_sql("sluice").contains("PRIMARY KEY (bucket, key, etag)"));
+    }
+
+    #[test]
+    fn a_target_s_files_are_read_by_its_index_and_the_question_stops_at_the_first_other_file() {
+        let boot = bootstrap_sql("s");
+        assert!(boot.contains(
+            "CREATE INDEX IF NOT EXISTS ledger_target ON \"s\".ledger (target_table, file_id);"
+        ));
+        assert!(BOOTSTRAP_DONE.contains("format('%I.ledger_target', $1::text)) IS NOT NULL"));
+        let sql = ledger_applied_sql("s");
+        assert!(sql.starts_with("SELECT bucket, key, file_id, file_time FROM \"s\".ledger WHERE target_table = $1 AND file_id <> $2"), "{sql}");
+        assert!(
+            sql.contains("AND NOT EXISTS (SELECT 1 FROM \"s\".ledger"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("AND strpos(key, '/LOAD') = 0) ORDER BY file_id LIMIT $3"),
+            "{sql}"
+        );
     }
 }

@@ -9,7 +9,7 @@
 
 use super::commit::commit;
 use super::context::{Attempt, FileLoad, LoadContext, LoadOutcome, LoadStats};
-use super::direct::{direct_load, Copying};
+use super::direct::{direct_load, target_fits, Copying};
 use super::object::{get_object, open_body, Body};
 use super::parse::{copy_fast, start_parse, ParseRun};
 use super::prepare::{connect, lock_merges, prepared_target};
@@ -188,22 +188,19 @@ pub(super) async fn resolve_prepared(
     })
 }
 
-/// The direct path's plan for a full-load file: `Some` when the target has no rows at all.
+/// The direct path's plan for a full-load file: `Some` when the target has no rows at all, or
+/// only rows of the file's own generation ([`target_fits`]).
 async fn direct_plan(
     load: &FileLoad<'_>,
     txn: &deadpool_postgres::Transaction<'_>,
     target: &sql::TargetTable,
     file_id: i64,
 ) -> Result<Option<Direct>, WorkerError> {
-    let empty: bool = txn
-        .query_one(&sql::target_is_empty_sql(target), &[])
-        .await
-        .map_err(load.pg(&load.target_label))?
-        .get(0);
+    let fits = target_fits(load, txn, target, file_id).await?;
     let t = time::OffsetDateTime::from(load.file_time);
     let text = sluice_common::timefmt::format(t);
     let soft = load.soft().is_some();
-    Ok(empty.then(|| Direct {
+    Ok(fits.then(|| Direct {
         tail: format!("\t{text}\t{file_id}{}", if soft { "\tf" } else { "" }),
         file_time: text,
         file_time_micros: (t.unix_timestamp_nanos() / 1000) as i64,

@@ -263,11 +263,29 @@ pub fn merge_lock_sql(target: &TargetTable, timeout: std::time::Duration) -> Str
     )
 }
 
-/// Whether the target has no rows at all: the direct path's condition (see
-/// `encode::Direct`). Rows other transactions have not committed are not seen; a clash with
+/// Whether the target has no rows at all: the direct path's first condition (see
+/// `load::direct::target_fits`). Rows other transactions have not committed are not seen; a clash with
 /// them is a unique violation, after which the file loads by the staged path.
 pub fn target_is_empty_sql(target: &TargetTable) -> String {
     format!("SELECT NOT EXISTS (SELECT 1 FROM {})", target.qualified())
+}
+
+/// The ledger ids (`_sluice_file`) of the files that last wrote the target's first and last
+/// rows by primary key: two probes of the key's index, whatever the table's size. NULL where
+/// there is no row, or where no file wrote the row (a row written by hand).
+pub fn target_ends_sql(target: &TargetTable) -> String {
+    let t = target.qualified();
+    let desc = target
+        .key
+        .iter()
+        .map(|&i| format!("{} DESC", quote_ident(&target.columns[i].name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT (SELECT _sluice_file FROM {t} ORDER BY {} LIMIT 1), \
+                (SELECT _sluice_file FROM {t} ORDER BY {desc} LIMIT 1)",
+        key_list(target)
+    )
 }
 
 #[cfg(test)]
@@ -502,6 +520,17 @@ mod tests {
         a.oid = 16385;
         assert_ne!(a.merge_lock(), b.merge_lock());
         assert!(a.merge_lock() > 0);
+    }
+
+    #[test]
+    fn the_ends_of_a_table_are_read_through_its_key() {
+        let mut t = orders();
+        t.key = vec![0, 1];
+        assert_eq!(
+            target_ends_sql(&t),
+            "SELECT (SELECT _sluice_file FROM \"wh\".\"or\"\"ders\" ORDER BY \"id\", \"note\" LIMIT 1), \
+             (SELECT _sluice_file FROM \"wh\".\"or\"\"ders\" ORDER BY \"id\" DESC, \"note\" DESC LIMIT 1)"
+        );
     }
 
     #[test]
