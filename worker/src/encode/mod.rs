@@ -264,8 +264,9 @@ pub struct EncodeSpec<'a> {
     pub binary_stage: bool,
 }
 
-/// The direct path: a file of inserts only, into a table that had no rows (or only its own generation's), is copied into the
-/// target itself, each row with its system columns, so no stage and no merge are needed. Each
+/// The direct path: a file of inserts only, into a table that had no rows (or only its own
+/// generation's), is copied into the target itself, each row with its system columns, so no
+/// stage and no merge are needed. Each
 /// line is `record, version, file time, file id[, false], columns...`, matching
 /// `sql::direct_copy_sql`. The first record that is not an insert stops the parse
 /// ([`Parsed::not_insert`]): the loader then loads the file again by the staged path.
