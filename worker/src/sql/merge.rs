@@ -216,6 +216,8 @@ impl MergeText {
     /// least as new blocks a staged operation (for the partial images), or `None` when there are
     /// no tombstones (`none`, see [`MergeSpec::no_tombstones`]): then nothing blocks, nothing is
     /// unburied, and a tombstone is a plain insert (`last` holds one operation per key).
+    /// A delete applies to a row not newer than it (`_older`); it leaves a tombstone unless a
+    /// newer row exists (`_bury`, the `NOT EXISTS` of a newer row, NULL versions included).
     fn hard_ctes(&self, tombstones: &str, none: bool, ctes: &mut Vec<String>) -> Option<String> {
         let MergeText {
             t,
@@ -235,10 +237,22 @@ impl MergeText {
                 "NOT EXISTS (SELECT 1 FROM {tombstones} AS x WHERE {xm} AND {xv} >= {STAGED_VERSION})"
             )
         });
+        // The deletes' rows of the target, found once (one probe per key) for both the delete
+        // (by its row address, with the key for safety: a partitioned table repeats addresses)
+        // and the tombstone.
+        ctes.push(format!(
+            "dels AS MATERIALIZED (
+    SELECT {s_keys}, s._v, s._sluice_file_time, s._sluice_rec, s._sluice_file, t.ctid AS _tid,
+           t.ctid IS NOT NULL AND (t._sluice_version IS NULL OR {tv} <= {STAGED_VERSION}) AS _older,
+           NOT coalesce({tv} > {STAGED_VERSION}, false) AS _bury
+      FROM last AS s LEFT JOIN {t} AS t ON {km}
+     WHERE s._sluice_op = 'D'
+)"
+        ));
         ctes.push(format!(
             "deleted AS (
-    DELETE FROM {t} AS t USING last AS s
-     WHERE s._sluice_op = 'D' AND {km} AND (t._sluice_version IS NULL OR {tv} <= {STAGED_VERSION})
+    DELETE FROM {t} AS t USING dels AS s
+     WHERE s._older AND t.ctid = s._tid AND {km}
     RETURNING s._sluice_file AS file
 )"
         ));
@@ -253,9 +267,8 @@ impl MergeText {
         ctes.push(format!(
             "buried AS (
     INSERT INTO {tombstones} AS x ({key_list}, {SYS_LIST})
-    SELECT {s_keys}, {SYS_VALUES} FROM last AS s
-     WHERE s._sluice_op = 'D'
-       AND NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {km} AND {tv} > {STAGED_VERSION}){on_conflict}
+    SELECT {s_keys}, {SYS_VALUES} FROM dels AS s
+     WHERE s._bury{on_conflict}
     RETURNING x._sluice_file AS file
 )"
         ));

@@ -306,7 +306,8 @@ mod tests {
         assert!(sql.contains("WHERE (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (EXCLUDED._sluice_version, EXCLUDED._sluice_file_time, EXCLUDED._sluice_record))"), "{sql}");
         assert!(sql.contains("NOT EXISTS (SELECT 1 FROM \"st\".tombstones_16384 AS x WHERE x.\"id\" = s.\"id\" AND (x._sluice_version, x._sluice_file_time, x._sluice_record) >= (s._v, s._sluice_file_time, s._sluice_rec))"), "{sql}");
         // Delete: only an older row; the tombstone only where no newer row exists.
-        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING last AS s\n     WHERE s._sluice_op = 'D' AND t.\"id\" = s.\"id\" AND (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (s._v, s._sluice_file_time, s._sluice_rec))"), "{sql}");
+        assert!(sql.contains("t.ctid IS NOT NULL AND (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (s._v, s._sluice_file_time, s._sluice_rec)) AS _older,\n           NOT coalesce((t._sluice_version, t._sluice_file_time, t._sluice_record) > (s._v, s._sluice_file_time, s._sluice_rec), false) AS _bury\n      FROM last AS s LEFT JOIN \"wh\".\"or\"\"ders\" AS t ON t.\"id\" = s.\"id\"\n     WHERE s._sluice_op = 'D'"), "{sql}");
+        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING dels AS s\n     WHERE s._older AND t.ctid = s._tid AND t.\"id\" = s.\"id\""), "{sql}");
         assert!(
             sql.contains("INSERT INTO \"st\".tombstones_16384 AS x"),
             "{sql}"
@@ -353,7 +354,7 @@ mod tests {
         // Without tombstones: the tombstones of this merge's deletes are its only writes there.
         assert!(!without.contains("unburied"), "{without}");
         assert_eq!(without.matches("tombstones_16384").count(), 1, "{without}");
-        assert!(without.contains("INSERT INTO \"st\".tombstones_16384 AS x (\"id\", _sluice_version, _sluice_file_time, _sluice_record, _sluice_file)\n    SELECT s.\"id\", s._v, s._sluice_file_time, s._sluice_rec, s._sluice_file FROM last AS s\n     WHERE s._sluice_op = 'D'\n       AND NOT EXISTS (SELECT 1 FROM \"wh\".\"or\"\"ders\" AS t WHERE t.\"id\" = s.\"id\" AND (t._sluice_version, t._sluice_file_time, t._sluice_record) > (s._v, s._sluice_file_time, s._sluice_rec))\n    RETURNING x._sluice_file AS file"), "{without}");
+        assert!(without.contains("INSERT INTO \"st\".tombstones_16384 AS x (\"id\", _sluice_version, _sluice_file_time, _sluice_record, _sluice_file)\n    SELECT s.\"id\", s._v, s._sluice_file_time, s._sluice_rec, s._sluice_file FROM dels AS s\n     WHERE s._bury\n    RETURNING x._sluice_file AS file"), "{without}");
         assert!(
             without.contains(
                 "WHERE s._sluice_op <> 'D' AND s._full\n    ON CONFLICT (\"id\") DO UPDATE"
