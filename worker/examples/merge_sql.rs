@@ -32,6 +32,7 @@ fn main() {
             tombstones: "bench.tomb".into(),
         },
         partial: false,
+        no_tombstones: std::env::args().any(|a| a == "--no-tombstones"),
     });
     println!(
         "{};",

@@ -369,11 +369,21 @@ pub(super) async fn merge_stage(
     }
     let deletes = sql::Deletes::for_table(target, load.soft(), &load.ctx.state_schema);
     lock_merges(txn, target, load.key(), load.ctx.merge_lock_timeout).await?;
+    // Usually a table has no tombstones: then the merge need not look for them.
+    let no_tombstones = match &deletes {
+        sql::Deletes::Hard { tombstones } => !txn
+            .query_one(&sql::any_tombstone_sql(tombstones), &[])
+            .await
+            .map_err(&merge_err)?
+            .get::<_, bool>(0),
+        sql::Deletes::Soft { .. } => false,
+    };
     let merge_sql = sql::merge_sql(&sql::MergeSpec {
         target,
         file_columns: columns,
         deletes: deletes.clone(),
         partial,
+        no_tombstones,
     });
     let rows = txn.query(&merge_sql, &[]).await.map_err(&merge_err)?;
     let mut counts = std::collections::HashMap::with_capacity(rows.len());

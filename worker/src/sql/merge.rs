@@ -37,6 +37,17 @@ pub struct MergeSpec<'a> {
     pub deletes: Deletes,
     /// Whether the stage has partial `U` images (adds the patch statements).
     pub partial: bool,
+    /// Hard deletes only: the tombstone table had no rows when the caller checked, holding the
+    /// table's merge lock ([`any_tombstone_sql`]). Every statement of the merge sees the table
+    /// as it was then, so the tombstone checks, the unburying and the tombstones' conflict
+    /// handling are left out: exact, and cheaper.
+    pub no_tombstones: bool,
+}
+
+/// Whether the tombstone table `tombstones` has a row: one row, one boolean. Asked after the
+/// merge lock is taken (every tombstone writer holds it), it decides [`MergeSpec::no_tombstones`].
+pub fn any_tombstone_sql(tombstones: &str) -> String {
+    format!("SELECT EXISTS (SELECT 1 FROM {tombstones})")
 }
 
 /// The version triple of a row `r` of the target or the tombstones.
@@ -62,22 +73,32 @@ pub(super) const STAGED_VERSION: &str = "(s._v, s._sluice_file_time, s._sluice_r
 /// that loses is *superseded*: counted, not applied. The caller holds the table's merge lock,
 /// so merges of one table never interleave (two statements could otherwise both miss each
 /// other's uncommitted tombstone and row).
+///
+/// Cost: `last` is one sort of the stage; it comes out in key order, and the upserts read it
+/// in that order (so they carry no `ORDER BY`, which would sort it again: a CTE scan has no
+/// known order). With no tombstones ([`MergeSpec::no_tombstones`]) no statement reads the
+/// tombstone table.
 pub fn merge_sql(m: &MergeSpec<'_>) -> String {
     let x = MergeText::new(m);
     let mut ctes = vec![x.last_cte()];
-    // Per file: (inserted, updated, deleted, operations in `last`, applied, version) of each
-    // row a statement returns; the sums are the file's counts, superseded = last - applied.
+    // Per file and statement: (inserted, updated, deleted, operations in `last`, applied,
+    // newest version), counted where each statement's rows are (cheaper than one row each
+    // through the union); the sums are the file's counts, superseded = last - applied.
     let mut counted = vec![
-        "SELECT _sluice_file AS file, 0, 0, 0, 1, 0, _v FROM last".to_owned(),
-        "SELECT file, (inserted AND NOT gone)::int, (NOT inserted AND NOT gone)::int, gone::int, 0, 1, NULL FROM upserted".to_owned(),
+        "SELECT _sluice_file, 0, 0, 0, count(*), 0, max(_v) FROM last GROUP BY 1".to_owned(),
+        "SELECT file, count(*) FILTER (WHERE inserted AND NOT gone), count(*) FILTER (WHERE NOT inserted AND NOT gone), \
+         count(*) FILTER (WHERE gone), 0, count(*), NULL FROM upserted GROUP BY 1"
+            .to_owned(),
     ];
     // Partial images: the flag to clear (soft) or the tombstone check (hard).
     let (patch_flag, patch_tombstones) = match &m.deletes {
         Deletes::Hard { tombstones } => {
-            let tomb_blocks = x.hard_ctes(tombstones, &mut ctes);
-            counted.push("SELECT file, 0, 0, 1, 0, 0, NULL FROM deleted".to_owned());
-            counted.push("SELECT file, 0, 0, 0, 0, 1, NULL FROM buried".to_owned());
-            (None, Some(tomb_blocks))
+            let tomb_blocks = x.hard_ctes(tombstones, m.no_tombstones, &mut ctes);
+            counted
+                .push("SELECT file, 0, 0, count(*), 0, 0, NULL FROM deleted GROUP BY 1".to_owned());
+            counted
+                .push("SELECT file, 0, 0, 0, 0, count(*), NULL FROM buried GROUP BY 1".to_owned());
+            (None, tomb_blocks)
         }
         Deletes::Soft { flag } => {
             let f = quote_ident(flag);
@@ -91,8 +112,12 @@ pub fn merge_sql(m: &MergeSpec<'_>) -> String {
             patch_flag.as_deref(),
             patch_tombstones.as_deref(),
         );
-        counted.push("SELECT file, 0, 1, 0, 0, 1, NULL FROM patched".to_owned());
-        counted.push("SELECT file, 1, 0, 0, 0, 1, NULL FROM patched_new".to_owned());
+        counted.push(
+            "SELECT file, 0, count(*), 0, 0, count(*), NULL FROM patched GROUP BY 1".to_owned(),
+        );
+        counted.push(
+            "SELECT file, count(*), 0, 0, 0, count(*), NULL FROM patched_new GROUP BY 1".to_owned(),
+        );
     }
     format!(
         "WITH {}
@@ -167,12 +192,17 @@ impl MergeText {
         }
     }
 
-    /// The newest operation per key of the stage.
+    /// The newest operation per key of the stage, with only the columns the merge reads (not
+    /// the rejects' columns nor `_sluice_version`, which `_v` replaces): `last` is sorted and
+    /// then read once per statement, so every byte of its rows costs several times.
     fn last_cte(&self) -> String {
-        let key_list = &self.key_list;
+        let MergeText {
+            key_list, s_cols, ..
+        } = self;
         format!(
             "last AS MATERIALIZED (
-    SELECT DISTINCT ON ({key_list}) s.*, coalesce(s._sluice_version, s._sluice_file_time) AS _v,
+    SELECT DISTINCT ON ({key_list}) s._sluice_rec, s._sluice_op, s._sluice_keep, s._sluice_file_time, s._sluice_file,
+           {s_cols}, coalesce(s._sluice_version, s._sluice_file_time) AS _v,
            s._sluice_keep IS NULL OR cardinality(s._sluice_keep) = 0 AS _full
       FROM pg_temp.{STAGE} AS s
      WHERE s._sluice_op <> 'R'
@@ -183,8 +213,12 @@ impl MergeText {
     }
 
     /// Hard deletes: delete, bury, unbury and upsert; returns the condition that a tombstone at
-    /// least as new blocks a staged operation (for the partial images).
-    fn hard_ctes(&self, tombstones: &str, ctes: &mut Vec<String>) -> String {
+    /// least as new blocks a staged operation (for the partial images), or `None` when there are
+    /// no tombstones (`none`, see [`MergeSpec::no_tombstones`]): then nothing blocks, nothing is
+    /// unburied, and a tombstone is a plain insert (`last` holds one operation per key).
+    /// A delete applies to a row not newer than it (`_older`); it leaves a tombstone unless a
+    /// newer row exists (`_bury`, the `NOT EXISTS` of a newer row, NULL versions included).
+    fn hard_ctes(&self, tombstones: &str, none: bool, ctes: &mut Vec<String>) -> Option<String> {
         let MergeText {
             t,
             key_list,
@@ -198,47 +232,70 @@ impl MergeText {
         } = self;
         let xm = matching(&self.key, "x", "s");
         let xv = version_of("x");
-        let tomb_blocks = format!(
-            "NOT EXISTS (SELECT 1 FROM {tombstones} AS x WHERE {xm} AND {xv} >= {STAGED_VERSION})"
-        );
+        let tomb_blocks = (!none).then(|| {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM {tombstones} AS x WHERE {xm} AND {xv} >= {STAGED_VERSION})"
+            )
+        });
+        // The deletes' rows of the target, found once (one probe per key) for both the delete
+        // (by its row address, with the key for safety: a partitioned table repeats addresses)
+        // and the tombstone.
         ctes.push(format!(
-            "deleted AS (
-    DELETE FROM {t} AS t USING last AS s
-     WHERE s._sluice_op = 'D' AND {km} AND (t._sluice_version IS NULL OR {tv} <= {STAGED_VERSION})
-    RETURNING s._sluice_file AS file
+            "dels AS MATERIALIZED (
+    SELECT {s_keys}, s._v, s._sluice_file_time, s._sluice_rec, s._sluice_file, t.ctid AS _tid,
+           t.ctid IS NOT NULL AND (t._sluice_version IS NULL OR {tv} <= {STAGED_VERSION}) AS _older,
+           NOT coalesce({tv} > {STAGED_VERSION}, false) AS _bury
+      FROM last AS s LEFT JOIN {t} AS t ON {km}
+     WHERE s._sluice_op = 'D'
 )"
         ));
         ctes.push(format!(
+            "deleted AS (
+    DELETE FROM {t} AS t USING dels AS s
+     WHERE s._older AND t.ctid = s._tid AND {km}
+    RETURNING s._sluice_file AS file
+)"
+        ));
+        let on_conflict = if none {
+            String::new()
+        } else {
+            format!(
+                "\n    ON CONFLICT ({key_list}) DO UPDATE SET {SYS_SET}\n     WHERE {xv} < {ev}",
+                ev = version_of("EXCLUDED"),
+            )
+        };
+        ctes.push(format!(
             "buried AS (
     INSERT INTO {tombstones} AS x ({key_list}, {SYS_LIST})
-    SELECT {s_keys}, {SYS_VALUES} FROM last AS s
-     WHERE s._sluice_op = 'D'
-       AND NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {km} AND {tv} > {STAGED_VERSION})
-    ON CONFLICT ({key_list}) DO UPDATE SET {SYS_SET}
-     WHERE {xv} < {ev}
+    SELECT {s_keys}, {SYS_VALUES} FROM dels AS s
+     WHERE s._bury{on_conflict}
     RETURNING x._sluice_file AS file
-)",
-            ev = version_of("EXCLUDED"),
+)"
         ));
-        ctes.push(format!(
-            "unburied AS (
+        if !none {
+            ctes.push(format!(
+                "unburied AS (
     DELETE FROM {tombstones} AS x USING last AS s
      WHERE s._sluice_op <> 'D' AND {xm} AND {xv} < {STAGED_VERSION}
     RETURNING 1
 )"
-        ));
+            ));
+        }
         let updates: Vec<String> = self
             .non_key
             .iter()
             .map(|(_, c)| format!("{c} = EXCLUDED.{c}"))
             .chain(std::iter::once(SYS_SET.to_owned()))
             .collect();
+        let unblocked = tomb_blocks
+            .as_ref()
+            .map(|b| format!(" AND {b}"))
+            .unwrap_or_default();
         ctes.push(format!(
             "upserted AS (
     INSERT INTO {t} AS t ({col_list}, {SYS_LIST})
     SELECT {s_cols}, {SYS_VALUES} FROM last AS s
-     WHERE s._sluice_op <> 'D' AND s._full AND {tomb_blocks}
-     ORDER BY {s_keys}
+     WHERE s._sluice_op <> 'D' AND s._full{unblocked}
     ON CONFLICT ({key_list}) DO UPDATE SET {updates}
      WHERE {row_guard}
     RETURNING (t.xmax = 0) AS inserted, false AS gone, t._sluice_file AS file
@@ -253,7 +310,6 @@ impl MergeText {
         let MergeText {
             t,
             key_list,
-            s_keys,
             col_list,
             s_cols,
             row_guard,
@@ -271,7 +327,6 @@ impl MergeText {
     INSERT INTO {t} AS t ({col_list}, {f}, {SYS_LIST})
     SELECT {s_cols}, s._sluice_op = 'D', {SYS_VALUES} FROM last AS s
      WHERE s._full OR s._sluice_op = 'D'
-     ORDER BY {s_keys}
     ON CONFLICT ({key_list}) DO UPDATE SET {updates}
      WHERE {row_guard}
     RETURNING (t.xmax = 0) AS inserted, t.{f} AS gone, t._sluice_file AS file

@@ -32,7 +32,9 @@ pub mod evolve;
 mod merge;
 mod stage;
 
-pub use merge::{merge_sql, prune_tombstones_sql, replace_sql, Deletes, MergeSpec};
+pub use merge::{
+    any_tombstone_sql, merge_sql, prune_tombstones_sql, replace_sql, Deletes, MergeSpec,
+};
 use sluice_common::warehouse::{quote_ident, quote_literal, SystemColumn, SYSTEM_COLUMNS};
 pub use stage::{
     copy_stage_sql, create_stage_sql, direct_copy_sql, direct_guard_sql, resolve_partial_sql,
@@ -364,8 +366,9 @@ mod tests {
             file_columns: &[0, 2],
             deletes: hard(),
             partial: false,
+            no_tombstones: false,
         });
-        assert!(sql.contains("SELECT DISTINCT ON (\"id\") s.*, coalesce(s._sluice_version, s._sluice_file_time) AS _v"), "{sql}");
+        assert!(sql.contains("SELECT DISTINCT ON (\"id\") s._sluice_rec, s._sluice_op, s._sluice_keep, s._sluice_file_time, s._sluice_file,\n           s.\"id\", s.\"amount\", coalesce(s._sluice_version, s._sluice_file_time) AS _v"), "{sql}");
         assert!(sql.contains("ORDER BY \"id\", coalesce(s._sluice_version, s._sluice_file_time) DESC,\n              s._sluice_file_time DESC, s._sluice_file DESC, s._sluice_rec DESC"), "{sql}");
         assert!(
             !sql.contains('$'),
@@ -381,7 +384,8 @@ mod tests {
         assert!(sql.contains("WHERE (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (EXCLUDED._sluice_version, EXCLUDED._sluice_file_time, EXCLUDED._sluice_record))"), "{sql}");
         assert!(sql.contains("NOT EXISTS (SELECT 1 FROM \"st\".tombstones_16384 AS x WHERE x.\"id\" = s.\"id\" AND (x._sluice_version, x._sluice_file_time, x._sluice_record) >= (s._v, s._sluice_file_time, s._sluice_rec))"), "{sql}");
         // Delete: only an older row; the tombstone only where no newer row exists.
-        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING last AS s\n     WHERE s._sluice_op = 'D' AND t.\"id\" = s.\"id\" AND (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (s._v, s._sluice_file_time, s._sluice_rec))"), "{sql}");
+        assert!(sql.contains("t.ctid IS NOT NULL AND (t._sluice_version IS NULL OR (t._sluice_version, t._sluice_file_time, t._sluice_record) <= (s._v, s._sluice_file_time, s._sluice_rec)) AS _older,\n           NOT coalesce((t._sluice_version, t._sluice_file_time, t._sluice_record) > (s._v, s._sluice_file_time, s._sluice_rec), false) AS _bury\n      FROM last AS s LEFT JOIN \"wh\".\"or\"\"ders\" AS t ON t.\"id\" = s.\"id\"\n     WHERE s._sluice_op = 'D'"), "{sql}");
+        assert!(sql.contains("DELETE FROM \"wh\".\"or\"\"ders\" AS t USING dels AS s\n     WHERE s._older AND t.ctid = s._tid AND t.\"id\" = s.\"id\""), "{sql}");
         assert!(
             sql.contains("INSERT INTO \"st\".tombstones_16384 AS x"),
             "{sql}"
@@ -397,6 +401,51 @@ mod tests {
     }
 
     #[test]
+    fn with_no_tombstones_the_merge_never_reads_the_tombstone_table() {
+        let t = orders();
+        let spec = |no_tombstones| MergeSpec {
+            target: &t,
+            file_columns: &[0, 1, 2],
+            deletes: hard(),
+            partial: true,
+            no_tombstones,
+        };
+        let with = merge_sql(&spec(false));
+        let without = merge_sql(&spec(true));
+        for sql in [&with, &without] {
+            assert!(
+                !sql.contains("ORDER BY s."),
+                "`last` is already in key order: {sql}"
+            );
+        }
+        assert!(with.contains("unburied AS ("), "{with}");
+        assert!(
+            with.matches("NOT EXISTS (SELECT 1 FROM \"st\".tombstones_16384 AS x")
+                .count()
+                == 2,
+            "the upsert and the partial insert: {with}"
+        );
+        assert!(
+            with.contains("ON CONFLICT (\"id\") DO UPDATE SET _sluice_version"),
+            "{with}"
+        );
+        // Without tombstones: the tombstones of this merge's deletes are its only writes there.
+        assert!(!without.contains("unburied"), "{without}");
+        assert_eq!(without.matches("tombstones_16384").count(), 1, "{without}");
+        assert!(without.contains("INSERT INTO \"st\".tombstones_16384 AS x (\"id\", _sluice_version, _sluice_file_time, _sluice_record, _sluice_file)\n    SELECT s.\"id\", s._v, s._sluice_file_time, s._sluice_rec, s._sluice_file FROM dels AS s\n     WHERE s._bury\n    RETURNING x._sluice_file AS file"), "{without}");
+        assert!(
+            without.contains(
+                "WHERE s._sluice_op <> 'D' AND s._full\n    ON CONFLICT (\"id\") DO UPDATE"
+            ),
+            "{without}"
+        );
+        assert_eq!(
+            any_tombstone_sql("\"st\".tombstones_16384"),
+            "SELECT EXISTS (SELECT 1 FROM \"st\".tombstones_16384)"
+        );
+    }
+
+    #[test]
     fn soft_deletes_flag_the_row_and_keep_its_values() {
         let t = orders();
         let sql = merge_sql(&MergeSpec {
@@ -406,6 +455,7 @@ mod tests {
                 flag: "gone".into(),
             },
             partial: true,
+            no_tombstones: false,
         });
         assert!(!sql.contains("tombstones"), "{sql}");
         assert!(
@@ -431,6 +481,7 @@ mod tests {
             file_columns: &[0, 1],
             deletes: hard(),
             partial: false,
+            no_tombstones: false,
         });
         assert!(sql.contains("DISTINCT ON (\"id\", \"note\")"), "{sql}");
         assert!(
