@@ -52,6 +52,25 @@ pub(super) struct FieldAt<'a> {
     pub(super) op: u8,
 }
 
+impl<'a> FieldAt<'a> {
+    /// The context of a record's fields: its file's settings, number, line and operation.
+    pub(super) fn of(
+        spec: &super::EncodeSpec<'a>,
+        record: &crate::read::csv::Record<'_>,
+        number: u64,
+        op: u8,
+    ) -> Self {
+        FieldAt {
+            key: spec.key,
+            target: spec.target,
+            rules: spec.rules,
+            number,
+            line: record.line(),
+            op,
+        }
+    }
+}
+
 impl FieldAt<'_> {
     /// The value of `field`, which fills target column `col`; see the module's invariants.
     pub(super) fn value<'v>(&self, field: Field<'v>, col: usize) -> Result<Value<'v>, WorkerError> {

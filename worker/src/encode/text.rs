@@ -26,14 +26,7 @@ pub(super) fn encode_record(
     out: &mut Vec<u8>,
 ) -> Result<Done, WorkerError> {
     let op = operation(spec, layout, record, number)?;
-    let at = FieldAt {
-        key: spec.key,
-        target: spec.target,
-        rules: spec.rules,
-        number,
-        line: record.line(),
-        op,
-    };
+    let at = FieldAt::of(spec, record, number, op);
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{number}");
     out.push(b'\t');

@@ -534,14 +534,7 @@ impl Tuple<'_> {
             key: spec.key.to_owned(),
             record: number,
         };
-        let at = FieldAt {
-            key: spec.key,
-            target: spec.target,
-            rules: spec.rules,
-            number,
-            line: record.line(),
-            op: b'I',
-        };
+        let at = FieldAt::of(spec, record, number, b'I');
         let fields = 4 + usize::from(direct.soft) + layout.columns.len();
         out.extend_from_slice(&(fields as i16).to_be_bytes());
         int8(out, number as i64);

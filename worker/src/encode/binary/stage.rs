@@ -30,14 +30,7 @@ pub(in crate::encode) fn write_stage(
         record: number,
     };
     let op = operation(spec, layout, record, number)?;
-    let at = FieldAt {
-        key: spec.key,
-        target: spec.target,
-        rules: spec.rules,
-        number,
-        line: record.line(),
-        op,
-    };
+    let at = FieldAt::of(spec, record, number, op);
     let fields = 4 + layout.columns.len();
     out.extend_from_slice(&(fields as i16).to_be_bytes());
     super::int8(out, number as i64);
