@@ -10,15 +10,21 @@
 //! failed (nothing of it was applied), so a bad file fails alone with its own error and the
 //! others load.
 //!
+//! Through a database outage a batch is retried whole, in place, for `--db-retry-for` (its
+//! outage closes the receive loop's gate as a file's does), so the files it holds load in one
+//! transaction once the database is back; only then does it answer `None`.
+//!
 //! Invariants: at most one runner per table, so a worker never merges two batches of one table
 //! at once; every load, alone or batched, holds one of `--concurrency` load slots while it
 //! runs, so a worker never applies more at once than it did without batches; a runner stops
 //! when its table has nothing left, and at shutdown's abandon (the open transaction rolls
 //! back; the tasks see `None` and are abandoned themselves).
 
+use super::observe::Database;
 use crate::error::WorkerError;
 use crate::load::{load_batch, LoadContext, LoadOutcome};
 use sluice_common::message::FileMessage;
+use sluice_common::retry::{retry, Attempt, Policy};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +46,18 @@ pub(super) struct Gather {
     slots: Arc<Semaphore>,
     max_files: usize,
     wait: Duration,
+    /// The database as the receive loop knows it: a batch's outage closes its gate too.
+    database: Arc<Database>,
+    /// How long a batch is retried in place through a database outage (`--db-retry-for`).
+    retry_for: Duration,
+}
+
+/// What gathering needs from the worker's settings.
+pub(super) struct Settings {
+    pub concurrency: usize,
+    pub max_files: usize,
+    pub wait: Duration,
+    pub retry_for: Duration,
 }
 
 /// One table's files waiting for its runner.
@@ -62,14 +80,16 @@ impl Drop for Arriving {
 }
 
 impl Gather {
-    pub(super) fn new(concurrency: usize, max_files: usize, wait: Duration) -> Arc<Self> {
+    pub(super) fn new(settings: Settings, database: Arc<Database>) -> Arc<Self> {
         Arc::new(Gather {
             pending: Mutex::default(),
             arriving: AtomicUsize::new(0),
             news: Notify::new(),
-            slots: Arc::new(Semaphore::new(concurrency)),
-            max_files,
-            wait,
+            slots: Arc::new(Semaphore::new(settings.concurrency)),
+            max_files: settings.max_files,
+            wait: settings.wait,
+            database,
+            retry_for: settings.retry_for,
         })
     }
 
@@ -149,7 +169,7 @@ impl Gather {
             };
             let files = alone_if_repeated(files);
             if files.len() > 1 {
-                apply(ctx, table, files).await;
+                self.apply(ctx, table, files).await;
             } else {
                 for (_, tx) in files {
                     let _ = tx.send(None);
@@ -208,22 +228,53 @@ fn alone_if_repeated(
     kept
 }
 
-/// Applies a batch and answers each file; a failed batch answers `None` to all.
-async fn apply(ctx: &LoadContext, table: &str, files: Vec<(FileMessage, oneshot::Sender<Answer>)>) {
-    let (msgs, txs): (Vec<FileMessage>, Vec<_>) = files.into_iter().unzip();
-    let result: Result<Vec<LoadOutcome>, WorkerError> = load_batch(ctx, &msgs).await;
-    match result {
-        Ok(outcomes) => {
-            info!(table, files = msgs.len(), "batch committed");
-            for (tx, outcome) in txs.into_iter().zip(outcomes) {
-                let _ = tx.send(Some(outcome));
+impl Gather {
+    /// Applies a batch and answers each file; a failed batch answers `None` to all. Through a
+    /// database outage the batch is retried whole, in place, for `--db-retry-for` (as a file
+    /// alone is), so the backlog it holds loads in batches once the database is back.
+    async fn apply(
+        &self,
+        ctx: &LoadContext,
+        table: &str,
+        files: Vec<(FileMessage, oneshot::Sender<Answer>)>,
+    ) {
+        let (msgs, txs): (Vec<FileMessage>, Vec<_>) = files.into_iter().unzip();
+        let result: Result<Vec<LoadOutcome>, WorkerError> = retry(
+            "load_batch",
+            Policy::patient(self.retry_for),
+            || async {
+                let result = load_batch(ctx, &msgs).await;
+                match &result {
+                    Ok(_) => self.database.batch_loaded(),
+                    Err(e) => self.database.load_failed(e),
+                }
+                result.map_err(|e| {
+                    if e.outage().is_some() {
+                        Attempt::Transient(e)
+                    } else {
+                        Attempt::Permanent(e)
+                    }
+                })
+            },
+            |e, wait| {
+                warn!(table, error = %e, wait_ms = wait.as_millis() as u64,
+                "database outage, retrying the batch")
+            },
+        )
+        .await;
+        match result {
+            Ok(outcomes) => {
+                info!(table, files = msgs.len(), "batch committed");
+                for (tx, outcome) in txs.into_iter().zip(outcomes) {
+                    let _ = tx.send(Some(outcome));
+                }
             }
-        }
-        Err(e) => {
-            warn!(table, files = msgs.len(), error = %e, error_class = e.class(),
-                "batch failed, nothing applied; loading its files one by one");
-            for tx in txs {
-                let _ = tx.send(None);
+            Err(e) => {
+                warn!(table, files = msgs.len(), error = %e, error_class = e.class(),
+                    "batch failed, nothing applied; loading its files one by one");
+                for tx in txs {
+                    let _ = tx.send(None);
+                }
             }
         }
     }

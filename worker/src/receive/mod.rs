@@ -113,7 +113,15 @@ async fn start(
         store: ManifestStore::new(aws.dynamodb.clone(), cfg.manifest_table.clone()),
         sqs: aws.sqs.clone(),
         database: observer.database.clone(),
-        gather: gather::Gather::new(cfg.concurrency, cfg.batch_files, cfg.batch_wait),
+        gather: gather::Gather::new(
+            gather::Settings {
+                concurrency: cfg.concurrency,
+                max_files: cfg.batch_files,
+                wait: cfg.batch_wait,
+                retry_for: cfg.db_retry_for,
+            },
+            observer.database.clone(),
+        ),
         cfg,
     });
     Ok((shared, observer))

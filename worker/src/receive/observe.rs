@@ -230,20 +230,28 @@ impl Database {
     /// says so); a committed load shows the database takes loads.
     pub fn load_attempted(&self, result: &Result<LoadOutcome, WorkerError>) {
         match result {
-            Err(e) => {
-                if let Some(outage) = e.outage() {
-                    self.stale.mark();
-                    let mut seen = self.seen.lock().expect("outage lock");
-                    *seen = Some(Seen {
-                        outage,
-                        error: sluice_common::telemetry::scrub(&e.to_string()),
-                        at: Instant::now(),
-                    });
-                }
-            }
+            Err(e) => self.load_failed(e),
             Ok(LoadOutcome::Loaded(_)) => self.clear(),
             Ok(LoadOutcome::AlreadyApplied) => {}
         }
+    }
+
+    /// A load (of one file or a batch) failed: an outage closes the gate.
+    pub fn load_failed(&self, e: &WorkerError) {
+        if let Some(outage) = e.outage() {
+            self.stale.mark();
+            let mut seen = self.seen.lock().expect("outage lock");
+            *seen = Some(Seen {
+                outage,
+                error: sluice_common::telemetry::scrub(&e.to_string()),
+                at: Instant::now(),
+            });
+        }
+    }
+
+    /// A batch committed: the database takes loads.
+    pub fn batch_loaded(&self) {
+        self.clear();
     }
 
     fn seen(&self) -> Option<Seen> {
