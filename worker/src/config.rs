@@ -26,9 +26,12 @@ pub struct WorkerArgs {
     #[arg(long, env = "SLUICE_CONCURRENCY", default_value = "4")]
     pub concurrency: NonZeroUsize,
     /// Most CDC files of one table applied in one transaction (one stage, one merge); 1 loads
-    /// every file alone. A worker holds up to `concurrency` x this many messages at once.
-    #[arg(long, env = "SLUICE_BATCH_FILES", default_value = "10", value_parser = clap::value_parser!(u16).range(1..=100))]
+    /// every file alone. A worker holds up to `concurrency` + this many - 1 messages at once.
+    #[arg(long, env = "SLUICE_BATCH_FILES", default_value = "100", value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub batch_files: u16,
+    /// Most bytes (of the objects, as listed) in one batch; a file larger than this loads alone.
+    #[arg(long, env = "SLUICE_BATCH_MAX_BYTES", default_value = "268435456")]
+    pub batch_max_bytes: u64,
     /// Longest wait, in milliseconds, for more files of a table to join its batch; the wait
     /// ends as soon as no received message is still on its way to the batch.
     #[arg(long, env = "SLUICE_BATCH_WAIT_MS", default_value = "200")]
@@ -135,6 +138,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Most CDC files of one table per transaction (1: no batching).
     pub batch_files: usize,
+    /// Most object bytes per batch.
+    pub batch_max_bytes: u64,
     /// Longest wait for a batch to gather.
     pub batch_wait: Duration,
     pub exit_when_idle: Option<Duration>,
@@ -167,6 +172,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("database_url", &redact_url(&self.database_url))
             .field("concurrency", &self.concurrency)
             .field("batch_files", &self.batch_files)
+            .field("batch_max_bytes", &self.batch_max_bytes)
             .field("batch_wait", &self.batch_wait)
             .field("exit_when_idle", &self.exit_when_idle)
             .field("visibility_timeout", &self.visibility_timeout)
@@ -241,6 +247,7 @@ impl WorkerArgs {
             rules,
             concurrency: self.concurrency.get(),
             batch_files: usize::from(self.batch_files),
+            batch_max_bytes: self.batch_max_bytes,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
             exit_when_idle: self.exit_when_idle.map(Duration::from_secs),
             visibility_timeout: Duration::from_secs(self.visibility_timeout),

@@ -45,6 +45,7 @@ pub(super) struct Gather {
     news: Notify,
     slots: Arc<Semaphore>,
     max_files: usize,
+    max_bytes: u64,
     wait: Duration,
     /// The database as the receive loop knows it: a batch's outage closes its gate too.
     database: Arc<Database>,
@@ -56,6 +57,7 @@ pub(super) struct Gather {
 pub(super) struct Settings {
     pub concurrency: usize,
     pub max_files: usize,
+    pub max_bytes: u64,
     pub wait: Duration,
     pub retry_for: Duration,
 }
@@ -87,6 +89,7 @@ impl Gather {
             news: Notify::new(),
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             max_files: settings.max_files,
+            max_bytes: settings.max_bytes,
             wait: settings.wait,
             database,
             retry_for: settings.retry_for,
@@ -159,7 +162,8 @@ impl Gather {
                 let entry = pending
                     .get_mut(table)
                     .expect("a running table has an entry");
-                let n = entry.files.len().min(self.max_files);
+                let sizes = entry.files.iter().map(|(m, _)| m.size);
+                let n = batch_len(sizes, self.max_files, self.max_bytes);
                 let files: Vec<_> = entry.files.drain(..n).collect();
                 if files.is_empty() {
                     pending.remove(table);
@@ -209,6 +213,21 @@ impl Gather {
             }
         }
     }
+}
+
+/// How many of the waiting files (oldest first) the next batch takes: at most `max_files`,
+/// and no more bytes than `max_bytes` unless it is a single file. Pure.
+fn batch_len(sizes: impl Iterator<Item = i64>, max_files: usize, max_bytes: u64) -> usize {
+    let mut bytes = 0u64;
+    let mut n = 0;
+    for size in sizes.take(max_files) {
+        bytes = bytes.saturating_add(u64::try_from(size).unwrap_or(0));
+        if n > 0 && bytes > max_bytes {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// A file delivered twice (the same object version in two messages) is not batched with
@@ -277,5 +296,19 @@ impl Gather {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_len;
+
+    #[test]
+    fn a_batch_stops_at_its_file_count_or_its_bytes_but_takes_one_file_whatever_its_size() {
+        assert_eq!(batch_len([10, 10, 10].into_iter(), 100, 1000), 3);
+        assert_eq!(batch_len([10, 10, 10].into_iter(), 2, 1000), 2);
+        assert_eq!(batch_len([400, 400, 400].into_iter(), 100, 1000), 2);
+        assert_eq!(batch_len([5000, 1].into_iter(), 100, 1000), 1);
+        assert_eq!(batch_len(std::iter::empty(), 100, 1000), 0);
     }
 }

@@ -61,7 +61,7 @@ pub async fn run(
     let (shared, observer) = start(cfg, aws, &shutdown).await?;
     let mut receiver = Receiver {
         permits: Arc::new(Semaphore::new(
-            shared.cfg.concurrency * shared.cfg.batch_files,
+            shared.cfg.concurrency + shared.cfg.batch_files - 1,
         )),
         liveness: observer.liveness.clone(),
         shared,
@@ -117,6 +117,7 @@ async fn start(
             gather::Settings {
                 concurrency: cfg.concurrency,
                 max_files: cfg.batch_files,
+                max_bytes: cfg.batch_max_bytes,
                 wait: cfg.batch_wait,
                 retry_for: cfg.db_retry_for,
             },
@@ -132,7 +133,7 @@ struct Receiver {
     shared: Arc<Shared>,
     liveness: Arc<observe::Liveness>,
     shutdown: CancellationToken,
-    /// One per message held (`concurrency` x `batch_files`): taken before receiving, given back
+    /// One per message held (`concurrency` + `batch_files` - 1): taken before receiving, given back
     /// when the message is done. What is applied at once is bounded by the load slots
     /// (`gather.rs`), one per `concurrency`.
     permits: Arc<Semaphore>,
