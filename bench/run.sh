@@ -658,7 +658,7 @@ print("; ".join(f"{k}: {calls[k]} calls, {last[k] - first[k]:.1f} s" for k in or
 PY
 )
 echo "calls: $CALLS" >&2
-case_result 6 time c6p c6l "<=" 1.5 "coordinator pass over $MANY objects, $MANY_NEW of them new" "bare ListObjectsV2 of the prefix"
+case_result 6 time c6p c6l "<=" 0.2 "coordinator pass over $MANY objects, $MANY_NEW of them new" "bare ListObjectsV2 of the prefix"
 fi
 
 # ---------------------------------------------------------------------------------------------
