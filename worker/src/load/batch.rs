@@ -26,7 +26,7 @@
 //! Only CSV or Parquet CDC files of a table without `reject_rows` are batched (the rejects'
 //! slow path re-reads one file in segments; full-load files take the direct path).
 
-use super::commit::ledger_has;
+use super::commit::{in_ledger, ledger_has};
 use super::context::{FileLoad, LoadContext, LoadOutcome, LoadStats};
 use super::object::{open_body, Body};
 use super::parse::{copy_fast, start_parse};
@@ -72,14 +72,8 @@ pub async fn load_batch(
         if load.target_label != first.target_label {
             return Err(unfit(msg, "its target differs from the batch's"));
         }
-        let exists = client
-            .query(
-                &state::ledger_exists_sql(&ctx.state_schema),
-                &[&msg.bucket, &msg.key, &msg.etag],
-            )
-            .await
-            .map_err(load.pg(&load.target_label))?;
-        members.push(exists.is_empty().then(|| Member {
+        let applied = in_ledger(&client, ctx, msg, &load.target_label).await?;
+        members.push((!applied).then(|| Member {
             load,
             spooled: None,
             file_id: 0,

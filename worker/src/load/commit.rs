@@ -56,12 +56,22 @@ pub async fn ledger_has(ctx: &LoadContext, msg: &FileMessage) -> Result<bool, Wo
         .get()
         .await
         .map_err(|e| crate::db::pool_error(e, &msg.key, &table))?;
+    in_ledger(&client, ctx, msg, &table).await
+}
+
+/// Whether the ledger holds the file (`table`: the target, for errors), on `client`.
+pub(super) async fn in_ledger(
+    client: &tokio_postgres::Client,
+    ctx: &LoadContext,
+    msg: &FileMessage,
+    table: &str,
+) -> Result<bool, WorkerError> {
     let rows = client
         .query(
             &state::ledger_exists_sql(&ctx.state_schema),
             &[&msg.bucket, &msg.key, &msg.etag],
         )
         .await
-        .map_err(|e| db_error(e, &msg.key, &table, None))?;
+        .map_err(|e| db_error(e, &msg.key, table, None))?;
     Ok(!rows.is_empty())
 }

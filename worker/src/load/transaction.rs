@@ -7,7 +7,7 @@
 //! before `BEGIN`, [`super::object`]); hold the merge lock while the file streams in (it is
 //! taken after the `COPY`, so the slow part of loads of one table runs in parallel).
 
-use super::commit::commit;
+use super::commit::{commit, in_ledger};
 use super::context::{Attempt, FileLoad, LoadContext, LoadOutcome, LoadStats};
 use super::direct::{direct_load, target_fits, Copying};
 use super::object::{get_object, open_body, Body};
@@ -82,14 +82,7 @@ pub(super) async fn load_once(
     let load = load;
     let pg = load.pg(&load.target_label);
     let mut client = connect(ctx, load.key(), &load.target_label).await?;
-    let exists = client
-        .query(
-            &state::ledger_exists_sql(&ctx.state_schema),
-            &[&msg.bucket, &msg.key, &msg.etag],
-        )
-        .await
-        .map_err(&pg)?;
-    if !exists.is_empty() {
+    if in_ledger(&client, ctx, msg, &load.target_label).await? {
         return Ok(Attempt::Done(LoadOutcome::AlreadyApplied));
     }
     let (schema, table, soft) = (&load.schema, &load.table, load.soft());
@@ -198,7 +191,7 @@ async fn direct_plan(
 ) -> Result<Option<Direct>, WorkerError> {
     let fits = target_fits(load, txn, target, file_id).await?;
     let t = time::OffsetDateTime::from(load.file_time);
-    let text = sluice_common::timefmt::format(t);
+    let text = load.file_time_text();
     let soft = load.soft().is_some();
     Ok(fits.then(|| Direct {
         tail: format!("\t{text}\t{file_id}{}", if soft { "\tf" } else { "" }),
