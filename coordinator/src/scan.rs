@@ -11,7 +11,11 @@
 //! ([`sluice_common::checkpoint`]) vouch for the unchanged runs of the listing, and the pass
 //! reads (100 per `BatchGetItem`) only the pairs no checkpoint vouches for, plus every
 //! full-load (`LOAD`) file, whose item the generation bookkeeping needs. Then one query per
-//! unknown key (new or changed?), the open items from the sparse index, and one query for the
+//! unknown key (new or changed?), except for keys that sort after every key their table
+//! folder's checkpoints vouch for while no S3 events are read: no completed pass recorded
+//! those, so they are new (a rewrite recorded only by a pass that crashed before its
+//! checkpoints, or by a concurrent one, is then counted new, not changed: loaded all the same).
+//! Then the open items from the sparse index, and one query for the
 //! checkpoints. Once every listed pair is in the manifest, the pass writes the checkpoints of
 //! this listing. `--full` reads every listed pair (and rewrites the checkpoints): the answer
 //! if manifest items were ever deleted by hand.
@@ -25,6 +29,7 @@ use crate::error::CoordinatorError;
 use crate::generation::{plan_generations, GenerationPlan};
 use crate::listing::{list_objects, Listed};
 use crate::plan::{plan, Candidate, Plan, PlanInput, Policy};
+use crate::tail;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use sluice_common::checkpoint::{self, Checkpoint};
@@ -69,6 +74,10 @@ pub struct ScanSummary {
     pub read: usize,
     /// Listed pairs a checkpoint vouched for (not read).
     pub vouched: usize,
+    /// Unknown pairs whose key was queried for other ETags (new or changed?).
+    pub asked: usize,
+    /// Unknown pairs past their table folder's checkpoints, new without a query.
+    pub past_checkpoints: usize,
     /// Checkpoint items written or deleted.
     pub checkpoints_written: usize,
     /// `ListObjectsV2` calls of the listing.
@@ -104,6 +113,10 @@ pub struct Diff {
     pub checkpoints: Vec<Checkpoint>,
     pub read: usize,
     pub vouched: usize,
+    /// Unknown pairs whose key was queried for other ETags.
+    pub asked: usize,
+    /// Unknown pairs past their folder's checkpoints, taken as new without a query.
+    pub past: usize,
     /// Checkpoints of the pairs a tail listing left unlisted, kept as they are.
     pub carried: Vec<Checkpoint>,
     pub list_calls: usize,
@@ -188,7 +201,15 @@ pub async fn diff_with(ctx: &ScanContext, options: &PassOptions) -> Result<Diff,
         })
         .map(|(o, _)| o)
         .collect();
-    let others = keys_with_other_etags(ctx, unknown).await?;
+    // New or changed? A query per unknown key, but for keys past their folder's checkpoints
+    // when no S3 events are read: no completed pass recorded those ([`tail::past_vouched`]).
+    let ends = (!full && options.missed_event_grace.is_none())
+        .then(|| tail::vouched_ends(prefix, &checkpoints))
+        .unwrap_or_default();
+    let (unknown, past): (Vec<&Listed>, Vec<&Listed>) = unknown
+        .into_iter()
+        .partition(|o| !tail::past_vouched(&ends, prefix, &o.key));
+    let others = keys_with_other_etags(ctx, unknown.clone()).await?;
     let mut open = Vec::new();
     for status in [
         Status::Discovered,
@@ -225,6 +246,8 @@ pub async fn diff_with(ctx: &ScanContext, options: &PassOptions) -> Result<Diff,
     let vouched_count = vouched.iter().filter(|v| **v).count();
     Ok(Diff {
         read: pairs.len(),
+        asked: unknown.len(),
+        past: past.len(),
         vouched: vouched_count,
         listing,
         plan: p,
@@ -333,6 +356,8 @@ pub async fn pass(
     let mut summary = ScanSummary {
         read: d.read,
         vouched: d.vouched,
+        asked: d.asked,
+        past_checkpoints: d.past,
         listed: d.listing.len(),
         new: p.new.len(),
         changed: p.changed.len(),
@@ -396,6 +421,8 @@ pub async fn pass(
         replacements_sent = summary.replacements_sent,
         read = summary.read,
         vouched = summary.vouched,
+        asked = summary.asked,
+        past_checkpoints = summary.past_checkpoints,
         checkpoints_written = summary.checkpoints_written,
         list_calls = summary.list_calls,
         tail_listing = summary.tail_listing,

@@ -88,6 +88,49 @@ pub fn folder_start(lake_prefix: &str, checkpoints: &[Checkpoint]) -> FolderStar
     }
 }
 
+/// Whether a key names a full-load (`LOAD`) file.
+fn is_load_key(lake_prefix: &str, key: &str) -> bool {
+    matches!(map_key(lake_prefix, key), Ok(f) if matches!(f.kind, FileKind::FullLoad { .. }))
+}
+
+/// Where a key's kind of file ends in its table folder: the folder, and whether the files are
+/// full-load files (they sort after the CDC files of the same folder, and have checkpoints of
+/// their own: a checkpoint is cut at each change of file-name shape).
+type Run = (String, bool);
+
+/// The last key the checkpoints vouch for in each table folder, for its CDC files and for its
+/// full-load files apart.
+pub fn vouched_ends(lake_prefix: &str, checkpoints: &[Checkpoint]) -> BTreeMap<Run, String> {
+    let mut ends: BTreeMap<Run, String> = BTreeMap::new();
+    for c in checkpoints {
+        let Some(folder) = table_folder(lake_prefix, &c.start) else {
+            continue;
+        };
+        let end = ends
+            .entry((folder, is_load_key(lake_prefix, &c.start)))
+            .or_default();
+        if c.last > *end {
+            end.clone_from(&c.last);
+        }
+    }
+    ends
+}
+
+/// Whether `key` sorts after every key of its kind (CDC or full-load) that its table folder's
+/// checkpoints vouch for. False where there are no such checkpoints (a first pass, a new
+/// table): nothing is known there.
+///
+/// Every pass that completes writes checkpoints over every pair it listed, so such a key was
+/// recorded by no completed pass: only by one that crashed before its checkpoints, one running
+/// at the same time, or an S3 event.
+pub fn past_vouched(ends: &BTreeMap<Run, String>, lake_prefix: &str, key: &str) -> bool {
+    let Some(folder) = table_folder(lake_prefix, key) else {
+        return false;
+    };
+    ends.get(&(folder, is_load_key(lake_prefix, key)))
+        .is_some_and(|end| key > end.as_str())
+}
+
 /// A tail listing.
 #[derive(Debug, Default)]
 pub struct TailListing {
@@ -172,6 +215,36 @@ mod tests {
             count,
             digest: "d".into(),
         }
+    }
+
+    #[test]
+    fn a_key_is_past_the_vouched_keys_only_after_the_last_of_its_folder_and_kind() {
+        let other = Checkpoint {
+            start: "dms/s/u/20241028-000.csv".into(),
+            last: "dms/s/u/20241028-999.csv".into(),
+            count: 3,
+            digest: "d".into(),
+        };
+        let checkpoints = [
+            cp("20241028-000.csv", "20241028-500.csv", 200),
+            cp("20241029-000.csv", "20241029-500.csv", 200),
+            cp("LOAD00000001.csv", "LOAD00000004.csv", 4),
+            other,
+        ];
+        let ends = vouched_ends("dms/", &checkpoints);
+        assert_eq!(ends.len(), 3);
+        let past = |k: &str| past_vouched(&ends, "dms/", k);
+        assert!(past("dms/s/t/20241029-501.csv"));
+        assert!(past("dms/s/t/20241030-000.csv"));
+        assert!(!past("dms/s/t/20241029-500.csv"), "the last vouched key itself");
+        assert!(!past("dms/s/t/20241028-700.csv"), "inside a closed range");
+        // Full-load files sort after CDC files: they have their own end.
+        assert!(past("dms/s/t/LOAD00000005.csv"));
+        assert!(!past("dms/s/t/LOAD00000001.csv"), "a reload rewrites in place");
+        assert!(past("dms/s/u/20250101-000.csv"));
+        assert!(!past("dms/s/u/LOAD00000001.csv"), "no full-load checkpoint in u");
+        assert!(!past("dms/s/v/20241028-000.csv"), "a folder without checkpoints");
+        assert!(!past("dms/readme"));
     }
 
     #[test]

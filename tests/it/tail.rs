@@ -42,6 +42,8 @@ async fn a_tail_listing_lists_only_past_its_checkpoints_and_a_full_one_finds_a_r
         "{first:?}"
     );
     assert!(first.tail_listing);
+    // Without checkpoints nothing is known of a key: each one asked for other ETags.
+    assert_eq!((first.asked, first.past_checkpoints), (126, 0), "{first:?}");
 
     // Nothing new: t is listed after its 120 CDC files (its LOAD file, every pass); u's
     // checkpoint is small (5 < 100 keys), listed again.
@@ -65,6 +67,8 @@ async fn a_tail_listing_lists_only_past_its_checkpoints_and_a_full_one_finds_a_r
         "{after:?}"
     );
     assert_eq!(after.list_calls, 4, "{after:?}");
+    // Past every key t's checkpoints vouch for: new without a query for other ETags.
+    assert_eq!((after.asked, after.past_checkpoints), (0, 3), "{after:?}");
     // They are a checkpoint of their own, small: listed again (and read from none) until it
     // grows to 100 keys; the 120 before them are not listed again.
     let idle = tail_pass(&tb, true).await;
@@ -87,6 +91,8 @@ async fn a_tail_listing_lists_only_past_its_checkpoints_and_a_full_one_finds_a_r
         "{full:?}"
     );
     assert_eq!(full.list_calls, 1, "{full:?}");
+    // Inside a vouched range, an unknown pair is asked: that is how it is known changed.
+    assert_eq!((full.asked, full.past_checkpoints), (1, 0), "{full:?}");
     // The checkpoints the tail passes carried are still whole: the full pass read only the
     // rewritten range and the LOAD file, not every key.
     assert!(full.read < 129, "{full:?}");
