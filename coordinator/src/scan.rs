@@ -203,9 +203,11 @@ pub async fn diff_with(ctx: &ScanContext, options: &PassOptions) -> Result<Diff,
         .collect();
     // New or changed? A query per unknown key, but for keys past their folder's checkpoints
     // when no S3 events are read: no completed pass recorded those ([`tail::past_vouched`]).
-    let ends = (!full && options.missed_event_grace.is_none())
-        .then(|| tail::vouched_ends(prefix, &checkpoints))
-        .unwrap_or_default();
+    let ends = if !full && options.missed_event_grace.is_none() {
+        tail::vouched_ends(prefix, &checkpoints)
+    } else {
+        Default::default()
+    };
     let (unknown, past): (Vec<&Listed>, Vec<&Listed>) = unknown
         .into_iter()
         .partition(|o| !tail::past_vouched(&ends, prefix, &o.key));

@@ -236,14 +236,26 @@ mod tests {
         let past = |k: &str| past_vouched(&ends, "dms/", k);
         assert!(past("dms/s/t/20241029-501.csv"));
         assert!(past("dms/s/t/20241030-000.csv"));
-        assert!(!past("dms/s/t/20241029-500.csv"), "the last vouched key itself");
+        assert!(
+            !past("dms/s/t/20241029-500.csv"),
+            "the last vouched key itself"
+        );
         assert!(!past("dms/s/t/20241028-700.csv"), "inside a closed range");
         // Full-load files sort after CDC files: they have their own end.
         assert!(past("dms/s/t/LOAD00000005.csv"));
-        assert!(!past("dms/s/t/LOAD00000001.csv"), "a reload rewrites in place");
+        assert!(
+            !past("dms/s/t/LOAD00000001.csv"),
+            "a reload rewrites in place"
+        );
         assert!(past("dms/s/u/20250101-000.csv"));
-        assert!(!past("dms/s/u/LOAD00000001.csv"), "no full-load checkpoint in u");
-        assert!(!past("dms/s/v/20241028-000.csv"), "a folder without checkpoints");
+        assert!(
+            !past("dms/s/u/LOAD00000001.csv"),
+            "no full-load checkpoint in u"
+        );
+        assert!(
+            !past("dms/s/v/20241028-000.csv"),
+            "a folder without checkpoints"
+        );
         assert!(!past("dms/readme"));
     }
 

@@ -7,6 +7,7 @@
 //! visible again later, or left). Invariant: a message is deleted only after the COMMIT, or once
 //! the manifest has the failure (or the file's death), never before.
 
+use super::deleter;
 use super::gather::{Arriving, Gather};
 use super::observe;
 use super::settle::{self, Delay, Hand, Happened, Limits, Outcome, Settle, Write};
@@ -36,6 +37,8 @@ pub(super) struct Shared {
     pub database: Arc<observe::Database>,
     /// The batches being gathered and the load slots.
     pub gather: Arc<Gather>,
+    /// Message deletes, grouped while one call is out.
+    pub deleter: deleter::Deleter,
 }
 
 /// Handles one received message to its end.
@@ -520,17 +523,7 @@ async fn hand(shared: &Shared, receipt: &str, message: Hand) {
 }
 
 async fn delete(shared: &Shared, receipt: &str) {
-    if let Err(e) = shared
-        .sqs
-        .delete_message()
-        .queue_url(&shared.cfg.queue_url)
-        .receipt_handle(receipt)
-        .send()
-        .await
-    {
-        // Harmless: the message comes back and finds the ledger row.
-        warn!(error = %sluice_common::error::sdk_error_text(&e), "cannot delete message");
-    }
+    shared.deleter.submit(receipt.to_owned()).await;
 }
 
 async fn set_visibility(shared: &Shared, receipt: &str, delay: Delay) {

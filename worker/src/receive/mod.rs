@@ -12,9 +12,11 @@
 //! - `message.rs`: one message's life: parse, claim, heartbeat, load, settle.
 //! - `gather.rs`: a table's CDC files gathered into one transaction, and the load slots.
 //! - `settle.rs`: what happened -> what to do (manifest move, message, outcome), with no IO.
+//! - `deleter.rs`: message deletes, grouped while one call is out.
 //! - `visibility.rs`: the heartbeat that keeps a held message invisible.
 //! - `observe.rs`: metrics of a message's life, the `/metrics` and `/health` endpoint.
 
+mod deleter;
 mod gather;
 mod message;
 pub mod observe;
@@ -112,6 +114,7 @@ async fn start(
         },
         store: ManifestStore::new(aws.dynamodb.clone(), cfg.manifest_table.clone()),
         sqs: aws.sqs.clone(),
+        deleter: deleter::deleter(aws.sqs.clone(), cfg.queue_url.clone()),
         database: observer.database.clone(),
         gather: gather::Gather::new(
             gather::Settings {
