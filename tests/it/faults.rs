@@ -21,15 +21,46 @@ pub(crate) fn faults_url() -> String {
         .expect("SLUICE_TEST_FAULTS_URL is not set: run the tests through .ci/run")
 }
 
+/// Runs `pg_ctlcluster <faults cluster> <action>`. A loaded machine can make one attempt fail
+/// (a wait that runs out): the cluster's state decides whether it was done, then up to three
+/// attempts, and the tool's own words in the failure.
 fn pg_ctl(action: &[&str]) {
     let cluster = std::env::var("SLUICE_TEST_FAULTS_CLUSTER").expect("SLUICE_TEST_FAULTS_CLUSTER");
     let mut args: Vec<&str> = cluster.split_whitespace().collect();
     args.extend_from_slice(action);
-    let status = Command::new("pg_ctlcluster")
-        .args(&args)
-        .status()
-        .expect("pg_ctlcluster");
-    assert!(status.success(), "pg_ctlcluster {args:?}");
+    let mut said = String::new();
+    for attempt in 1..=3 {
+        let out = Command::new("pg_ctlcluster")
+            .args(&args)
+            .output()
+            .expect("pg_ctlcluster");
+        if out.status.success() {
+            return;
+        }
+        // A failed answer after the deed was done (a wait that ran out) counts as done.
+        let mut status: Vec<&str> = cluster.split_whitespace().collect();
+        status.push("status");
+        let running = Command::new("pg_ctlcluster")
+            .args(&status)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        match action[0] {
+            "start" if running => return,
+            "stop" if !running => return,
+            _ => {}
+        }
+        said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "pg_ctlcluster {args:?}, attempt {attempt}: {}: {said}",
+            out.status
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    panic!("pg_ctlcluster {args:?} failed three times: {said}");
 }
 
 /// Starts the `faults` cluster if an earlier test left it down, and waits until it answers.
