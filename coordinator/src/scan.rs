@@ -201,17 +201,8 @@ pub async fn diff_with(ctx: &ScanContext, options: &PassOptions) -> Result<Diff,
         })
         .map(|(o, _)| o)
         .collect();
-    // New or changed? A query per unknown key, but for keys past their folder's checkpoints
-    // when no S3 events are read: no completed pass recorded those ([`tail::past_vouched`]).
-    let ends = if !full && options.missed_event_grace.is_none() {
-        tail::vouched_ends(prefix, &checkpoints)
-    } else {
-        Default::default()
-    };
-    let (unknown, past): (Vec<&Listed>, Vec<&Listed>) = unknown
-        .into_iter()
-        .partition(|o| !tail::past_vouched(&ends, prefix, &o.key));
-    let others = keys_with_other_etags(ctx, unknown.clone()).await?;
+    let told = new_or_changed(ctx, options, &checkpoints, unknown).await?;
+    let others = told.changed;
     let mut open = Vec::new();
     for status in [
         Status::Discovered,
@@ -248,8 +239,8 @@ pub async fn diff_with(ctx: &ScanContext, options: &PassOptions) -> Result<Diff,
     let vouched_count = vouched.iter().filter(|v| **v).count();
     Ok(Diff {
         read: pairs.len(),
-        asked: unknown.len(),
-        past: past.len(),
+        asked: told.asked,
+        past: told.past,
         vouched: vouched_count,
         listing,
         plan: p,
@@ -258,6 +249,40 @@ pub async fn diff_with(ctx: &ScanContext, options: &PassOptions) -> Result<Diff,
         list_calls,
         tail_listing,
     })
+}
+
+/// New or changed? Keys of the `unknown` pairs that the manifest holds under another ETag, with
+/// the pairs asked and those taken as new unasked. A query per key, but for keys past their
+/// folder's checkpoints when no S3 events are read: no completed pass recorded those
+/// ([`tail::past_vouched`]).
+async fn new_or_changed(
+    ctx: &ScanContext,
+    options: &PassOptions,
+    checkpoints: &[Checkpoint],
+    unknown: Vec<&Listed>,
+) -> Result<Told, CoordinatorError> {
+    let prefix = &ctx.source.prefix;
+    let ends = if !options.full && options.missed_event_grace.is_none() {
+        tail::vouched_ends(prefix, checkpoints)
+    } else {
+        Default::default()
+    };
+    let (ask, past): (Vec<&Listed>, Vec<&Listed>) = unknown
+        .into_iter()
+        .partition(|o| !tail::past_vouched(&ends, prefix, &o.key));
+    Ok(Told {
+        asked: ask.len(),
+        past: past.len(),
+        changed: keys_with_other_etags(ctx, ask).await?,
+    })
+}
+
+/// What [`new_or_changed`] found.
+struct Told {
+    /// Keys the manifest holds under another ETag.
+    changed: HashSet<String>,
+    asked: usize,
+    past: usize,
 }
 
 /// Keys of `unknown` pairs that the manifest holds under another ETag (one query per key).
