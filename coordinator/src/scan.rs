@@ -1,9 +1,12 @@
 //! One coordinator pass: list the lake, diff it against the manifest, write the manifest first,
-//! then enqueue in batches of 10, then mark queued.
+//! then enqueue in batches of 10.
 //!
-//! Invariants: a message is sent only for an item already in the manifest (so a crash between
-//! the two leaves a `discovered` item that a later pass re-enqueues); `--dry-run` reads but
-//! writes nothing. Calls that are one per file or per batch run up to `CONCURRENT_CALLS` at a
+//! Invariants: a message is sent only for an item already in the manifest. A new file's item is
+//! written `queued` before its message is sent (one write per file: [`ManifestStore::record_queued`]),
+//! so a crash between the two leaves a `queued` item without a message, which a later pass
+//! sends again once it is stale (`--requeue-after`), as it does any stuck item; a send that
+//! fails is noted in the item's history. An open item sent again is marked `queued` after its
+//! send, with the message id. `--dry-run` reads but writes nothing. Calls that are one per file or per batch run up to `CONCURRENT_CALLS` at a
 //! time, each stage finishing before the next starts (all new items are written before the
 //! first message is sent).
 //!
@@ -347,7 +350,7 @@ pub async fn admit(ctx: &ScanContext, objects: &[Listed]) -> Result<Admitted, Co
     let p = plan(&input, ctx.policy);
     let to_send = record_new(ctx, &p).await?;
     record_unloadable(ctx, &p).await?;
-    let (sent, send_failed) = enqueue(ctx, &to_send).await?;
+    let (sent, send_failed) = enqueue(ctx, &to_send, Sending::Recorded).await?;
     let candidates = p.new.len() + p.changed.len();
     Ok(Admitted {
         recorded: to_send.len(),
@@ -406,13 +409,14 @@ pub async fn pass(
         return Ok((summary, d.plan));
     }
     // Manifest first: every new item is written before any message is sent.
-    let mut to_send = record_new(ctx, p).await?;
+    let to_send = record_new(ctx, p).await?;
     if let Some(grace) = options.missed_event_grace {
         summary.missed_events = crate::events::note_missed(ctx, &to_send, grace).await;
     }
+    let mut again = Vec::new();
     for item in &p.requeue {
         match message_for_item(&ctx.source, item) {
-            Some(m) => to_send.push(m),
+            Some(m) => again.push(m),
             None => warn!(key = %item.key, "open item no longer maps to a table; not re-enqueued"),
         }
     }
@@ -432,7 +436,9 @@ pub async fn pass(
         )
         .await?;
     give_up(ctx, p).await?;
-    (summary.sent, summary.send_failed) = enqueue(ctx, &to_send).await?;
+    let (sent, failed) = enqueue(ctx, &to_send, Sending::Recorded).await?;
+    let (sent_again, failed_again) = enqueue(ctx, &again, Sending::Again).await?;
+    (summary.sent, summary.send_failed) = (sent + sent_again, failed + failed_again);
     summary.replacements_sent = generations(ctx, &p.generations).await?;
     info!(
         listed = summary.listed,
@@ -458,12 +464,13 @@ pub async fn pass(
     Ok((summary, d.plan))
 }
 
-/// Writes the new and changed files' items (`discovered`); returns the messages of those this
-/// pass wrote (an item another coordinator wrote first is its to send).
+/// Writes the new and changed files' items, `queued` (their messages are sent next); returns
+/// the messages of those this pass wrote (an item another coordinator wrote first is its to
+/// send).
 async fn record_new(ctx: &ScanContext, p: &Plan) -> Result<Vec<FileMessage>, CoordinatorError> {
     let messages = stream::iter(p.new.iter().chain(&p.changed))
         .map(|c| async move {
-            let recorded = ctx.store.record_discovered(&new_file(ctx, c)).await?;
+            let recorded = ctx.store.record_queued(&new_file(ctx, c)).await?;
             Ok::<_, sluice_common::error::Error>(recorded.then(|| message_for(ctx, c)))
         })
         .buffered(CONCURRENT_CALLS)
@@ -515,32 +522,32 @@ async fn give_up(ctx: &ScanContext, p: &Plan) -> Result<(), CoordinatorError> {
     Ok(())
 }
 
-/// Sends the messages, 10 per call, and marks each sent file `queued`; batches and marks run
-/// side by side. Returns the messages sent and those that failed (the next pass retries them).
+/// Whose messages [`enqueue`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// Files this call recorded `queued` ([`record_new`]): nothing to mark once sent; one whose
+    /// send fails gets a note in its history, and a later pass sends it again once stale.
+    Recorded,
+    /// Open items sent again: each sent one is marked `queued` (`Enqueue`) with its message id.
+    Again,
+}
+
+/// Sends the messages, 10 per call; for [`Sending::Again`], marks each sent file `queued`
+/// (batches and marks run side by side). Returns the messages sent and those that failed.
 async fn enqueue(
     ctx: &ScanContext,
     to_send: &[FileMessage],
+    sending: Sending,
 ) -> Result<(usize, usize), CoordinatorError> {
     let batches: Vec<(usize, usize)> = stream::iter(to_send.chunks(10))
         .map(|batch| async move {
             let (sent, failed) = send_batch(&ctx.sqs, &ctx.queue_url, batch).await;
-            let n = sent.len();
-            stream::iter(sent)
-                .map(|(m, message_id)| async move {
-                    let changes = Changes {
-                        message_id: Some(message_id),
-                        ..Changes::default()
-                    };
-                    // Refused means a worker already claimed it: fine.
-                    ctx.store
-                        .transition(&m.key, &m.etag, Transition::Enqueue, changes)
-                        .await
-                        .map(|_| ())
-                })
-                .buffer_unordered(CONCURRENT_CALLS)
-                .try_collect::<Vec<()>>()
-                .await?;
-            Ok::<_, sluice_common::error::Error>((n, failed))
+            let counts = (sent.len(), failed.len());
+            match sending {
+                Sending::Again => mark_queued(ctx, sent).await?,
+                Sending::Recorded => note_unsent(ctx, failed).await?,
+            }
+            Ok::<_, sluice_common::error::Error>(counts)
         })
         .buffer_unordered(CONCURRENT_CALLS / 4)
         .try_collect()
@@ -548,6 +555,45 @@ async fn enqueue(
     Ok(batches
         .into_iter()
         .fold((0, 0), |(s, f), (sent, failed)| (s + sent, f + failed)))
+}
+
+/// Marks sent files `queued`, with their message ids.
+async fn mark_queued(
+    ctx: &ScanContext,
+    sent: Vec<(FileMessage, String)>,
+) -> Result<(), sluice_common::error::Error> {
+    stream::iter(sent)
+        .map(|(m, message_id)| async move {
+            let changes = Changes {
+                message_id: Some(message_id),
+                ..Changes::default()
+            };
+            // Refused means a worker already claimed it: fine.
+            ctx.store
+                .transition(&m.key, &m.etag, Transition::Enqueue, changes)
+                .await
+                .map(|_| ())
+        })
+        .buffer_unordered(CONCURRENT_CALLS)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(|_| ())
+}
+
+/// Notes in each recorded file's history that its message was not sent, and why.
+async fn note_unsent(
+    ctx: &ScanContext,
+    failed: Vec<(FileMessage, String)>,
+) -> Result<(), sluice_common::error::Error> {
+    for (m, why) in failed {
+        let note = format!(
+            "message not sent ({why}); a pass sends it again once the item is stale (--requeue-after)"
+        );
+        ctx.store
+            .annotate(&m.key, &m.etag, &[], Some(&note))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Names each generation's files in the manifest, and asks a worker to replace the rows of
@@ -659,12 +705,12 @@ pub fn message_for_item(source: &SourceLocation, item: &ManifestItem) -> Option<
     })
 }
 
-/// Sends up to 10 messages; returns the sent ones with their ids, and the count that failed.
+/// Sends up to 10 messages; returns the sent ones with their ids, and the failed ones with why.
 pub async fn send_batch(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     batch: &[FileMessage],
-) -> (Vec<(FileMessage, String)>, usize) {
+) -> (Vec<(FileMessage, String)>, Vec<(FileMessage, String)>) {
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
     let entries: Vec<SendMessageBatchRequestEntry> = batch
         .iter()
@@ -683,31 +729,30 @@ pub async fn send_batch(
         .set_entries(Some(entries))
         .send()
         .await;
+    let entry = |id: &str| id.parse::<usize>().ok().and_then(|i| batch.get(i)).cloned();
     match result {
         Ok(out) => {
-            for f in out.failed() {
-                warn!(
-                    entry = f.id(),
-                    code = f.code(),
-                    message = f.message().unwrap_or_default(),
-                    "message not sent; the next pass retries it"
-                );
-            }
+            let failed = out
+                .failed()
+                .iter()
+                .filter_map(|f| {
+                    let why = format!("{}: {}", f.code(), f.message().unwrap_or_default());
+                    warn!(entry = f.id(), error = %why, "message not sent");
+                    Some((entry(f.id())?, why))
+                })
+                .collect();
             let sent = out
                 .successful()
                 .iter()
-                .filter_map(|s| {
-                    s.id()
-                        .parse::<usize>()
-                        .ok()
-                        .map(|i| (batch[i].clone(), s.message_id().to_owned()))
-                })
+                .filter_map(|s| Some((entry(s.id())?, s.message_id().to_owned())))
                 .collect();
-            (sent, out.failed().len())
+            (sent, failed)
         }
         Err(e) => {
-            warn!(error = %sluice_common::error::sdk_error_text(&e), count = batch.len(), "batch not sent; the next pass retries it");
-            (Vec::new(), batch.len())
+            let why = sluice_common::error::sdk_error_text(&e);
+            warn!(error = %why, count = batch.len(), "batch not sent");
+            let failed = batch.iter().map(|m| (m.clone(), why.clone())).collect();
+            (Vec::new(), failed)
         }
     }
 }

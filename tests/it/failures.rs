@@ -1,5 +1,6 @@
 //! Failures are recorded, precise and contained: unknown tables, bad records, bad values, a
-//! coordinator that died between the manifest write and the send, a worker killed mid-file.
+//! coordinator that died between the manifest write and the send, a send that failed, a worker
+//! killed mid-file.
 
 use crate::support::{database_url, TestBed, WorkerProcess};
 use sluice_common::manifest::NewFile;
@@ -122,14 +123,15 @@ async fn coordinator_crash_between_manifest_write_and_send_is_repaired() {
     tb.sql("CREATE TABLE {s}.c (id int PRIMARY KEY)").await;
     let key = tb.key("c/LOAD00000001.csv");
     let etag = tb.put(&key, "1\n2\n").await;
-    // What a coordinator that died right after the manifest write leaves behind.
+    // What a coordinator that died right after the manifest write leaves behind: the item,
+    // `queued` (a pass writes it so before it sends), and no message.
     let listed = sluice_coordinator::scan::list(&tb.scan_context(Duration::ZERO))
         .await
         .unwrap();
     let o = &listed[0];
     assert!(tb
         .manifest
-        .record_discovered(&NewFile {
+        .record_queued(&NewFile {
             bucket: tb.bucket.clone(),
             key: key.clone(),
             etag: etag.clone(),
@@ -159,6 +161,42 @@ async fn coordinator_crash_between_manifest_write_and_send_is_repaired() {
     tb.drain(&[]).await;
     assert_eq!(tb.status(&key, &etag).await, Some(Status::Loaded));
     assert_eq!(tb.count("SELECT count(*) FROM {s}.c").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_pass_could_not_send_is_noted_and_sent_again() {
+    let tb = TestBed::new("unsent").await;
+    tb.sql("CREATE TABLE {s}.u (id int PRIMARY KEY)").await;
+    let key = tb.key("u/LOAD00000001.csv");
+    let etag = tb.put(&key, "1\n2\n3\n").await;
+    // The queue is not there: every send fails.
+    let mut gone = tb.scan_context(Duration::from_secs(600));
+    gone.queue_url = format!("{}-missing", tb.queue_url);
+    let (first, _) = sluice_coordinator::scan::scan(&gone, false).await.unwrap();
+    assert_eq!(
+        (first.new, first.sent, first.send_failed),
+        (1, 0, 1),
+        "{first:?}"
+    );
+    let item = tb.item(&key, &etag).await;
+    assert_eq!(item.status, Some(Status::Queued));
+    let note = item.history.last().unwrap();
+    assert!(
+        note.contains("message not sent (") && note.contains("--requeue-after"),
+        "{:?}",
+        item.history
+    );
+    assert!(item.message_id.is_none());
+    assert_eq!(tb.queue_depth(&tb.queue_url).await, (0, 0));
+    // Once stale, a pass sends it again and marks it, with the message id; it loads.
+    let (again, _) = sluice_coordinator::scan::scan(&tb.scan_context(Duration::ZERO), false)
+        .await
+        .unwrap();
+    assert_eq!((again.requeued, again.sent), (1, 1), "{again:?}");
+    assert!(tb.item(&key, &etag).await.message_id.is_some());
+    tb.drain(&[]).await;
+    assert_eq!(tb.status(&key, &etag).await, Some(Status::Loaded));
+    assert_eq!(tb.count("SELECT count(*) FROM {s}.u").await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

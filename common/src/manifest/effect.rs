@@ -266,8 +266,8 @@ pub fn note_entry(note: &str, now: &str) -> String {
 pub struct NewItem {
     /// Its base ([`base_attributes`]), `discovered`, no attempt yet, and its times.
     pub attributes: Vec<(&'static str, Value)>,
-    /// Its history's first entry.
-    pub history: String,
+    /// Its history's first entries.
+    pub history: Vec<String>,
 }
 
 /// The item of `file` discovered at `now`.
@@ -284,7 +284,32 @@ pub fn discovered(file: &NewFile, now: &str) -> NewItem {
     ]);
     NewItem {
         attributes,
-        history: format!("{now} {status}"),
+        history: vec![format!("{now} {status}")],
+    }
+}
+
+/// The item of `file` discovered at `now` and enqueued in the same step: the `discovered`
+/// item ([`discovered`]) with the `queued` status and `enqueued_at` of [`Transition::Enqueue`],
+/// and both entries in its history. A pass writes this before it sends the file's message, so
+/// a file in the queue always has its item (one write where `Discover` then `Enqueue` make two).
+pub fn discovered_and_queued(file: &NewFile, now: &str) -> NewItem {
+    let discovered = discovered(file, now);
+    let status = Transition::Enqueue.target();
+    let mut attributes: Vec<(&'static str, Value)> = discovered
+        .attributes
+        .into_iter()
+        .map(|(attr, v)| match attr {
+            "status" | "open" => (attr, s(status.as_str())),
+            "status_at" => (attr, s(&format!("{status}#{now}"))),
+            _ => (attr, v),
+        })
+        .collect();
+    attributes.push(("enqueued_at", s(now)));
+    let mut history = discovered.history;
+    history.push(format!("{now} {status}"));
+    NewItem {
+        attributes,
+        history,
     }
 }
 
@@ -574,11 +599,34 @@ mod tests {
         assert_eq!(get("status"), Some(&s("discovered")));
         assert_eq!(get("attempts"), Some(&Value::N(0)));
         assert_eq!(get("status_at"), Some(&s(&format!("discovered#{NOW}"))));
-        assert_eq!(item.history, format!("{NOW} discovered"));
+        assert_eq!(item.history, [format!("{NOW} discovered")]);
         assert!(discovered(&file(""), NOW)
             .attributes
             .iter()
             .all(|(a, _)| *a != "table"));
+    }
+
+    #[test]
+    fn an_item_discovered_and_queued_at_once_says_both() {
+        let item = discovered_and_queued(&file("s.t"), NOW);
+        let get = |attr| {
+            item.attributes
+                .iter()
+                .find(|(a, _)| *a == attr)
+                .map(|(_, v)| v)
+        };
+        assert_eq!(get("status"), Some(&s("queued")));
+        assert_eq!(get("open"), Some(&s("queued")));
+        assert_eq!(get("status_at"), Some(&s(&format!("queued#{NOW}"))));
+        assert_eq!(get("enqueued_at"), Some(&s(NOW)));
+        assert_eq!(get("discovered_at"), Some(&s(NOW)));
+        assert_eq!(get("attempts"), Some(&Value::N(0)));
+        assert_eq!(
+            item.history,
+            [format!("{NOW} discovered"), format!("{NOW} queued")]
+        );
+        let plain = discovered(&file("s.t"), NOW);
+        assert_eq!(item.attributes.len(), plain.attributes.len() + 1);
     }
 
     #[test]

@@ -146,13 +146,25 @@ impl ManifestStore {
     /// Writes a newly discovered object version. Ok(false) when it already exists (another
     /// coordinator won the race), which is not an error.
     pub async fn record_discovered(&self, file: &NewFile) -> Result<bool, Error> {
-        let new = effect::discovered(file, &timefmt::now());
+        self.record_new(file, effect::discovered(file, &timefmt::now()))
+            .await
+    }
+
+    /// Records a new object version as `queued` at once, as [`Self::record_discovered`] does
+    /// `discovered`: for a file whose message is sent next ([`effect::discovered_and_queued`]).
+    pub async fn record_queued(&self, file: &NewFile) -> Result<bool, Error> {
+        self.record_new(file, effect::discovered_and_queued(file, &timefmt::now()))
+            .await
+    }
+
+    async fn record_new(&self, file: &NewFile, new: effect::NewItem) -> Result<bool, Error> {
         let mut item: HashMap<String, AttributeValue> = new
             .attributes
             .iter()
             .map(|(attr, v)| ((*attr).to_owned(), attribute(v)))
             .collect();
-        item.insert("history".into(), AttributeValue::L(vec![s(&new.history)]));
+        let history = new.history.iter().map(|h| s(h)).collect();
+        item.insert("history".into(), AttributeValue::L(history));
         let result = self
             .client
             .put_item()

@@ -392,7 +392,7 @@ async fn send_all(
 ) -> Result<(), CoordinatorError> {
     for batch in messages.chunks(10) {
         let (sent, failed) = send_batch(&ops.aws.sqs, queue_url, batch).await;
-        result.send_failed += failed;
+        result.send_failed += failed.len();
         for (m, id) in sent {
             result.sent += 1;
             // false: a worker already took it, which is fine.
