@@ -362,6 +362,16 @@ fn skipped(item: &ManifestItem, in_lake: bool) -> Skipped {
     }
 }
 
+/// Whether a pass noted that the item's message could not be sent, and no message was sent
+/// since (a sent one leaves its id on the item, by the pass or the claiming worker).
+fn unsent(item: &ManifestItem) -> bool {
+    item.message_id.is_none()
+        && item
+            .history
+            .iter()
+            .any(|h| h.contains("message not sent ("))
+}
+
 /// Why a stuck, failed or dead file (its data not in the ledger) is not loaded, and what
 /// happens next. None for statuses that are not a reason (loaded, skipped).
 fn why_not_loaded(
@@ -385,6 +395,9 @@ fn why_not_loaded(
                     e.class
                 ),
                 (Status::Discovered, _) => "discovered but never enqueued".to_owned(),
+                (Status::Queued, None) if unsent(item) => {
+                    "queued, but its message was not sent (see the history)".to_owned()
+                }
                 (Status::Queued, None) => "queued, no worker took it".to_owned(),
                 _ => "loading, its worker may have died".to_owned(),
             };
@@ -883,6 +896,39 @@ mod tests {
             r.entries[0].why.contains(
                 "queued, handed back during a database outage (database_read_only): waiting for the database"
             ),
+            "{}",
+            r.entries[0].why
+        );
+    }
+
+    #[test]
+    fn a_file_whose_message_was_not_sent_says_so() {
+        let mut queued = item("dms/s/t/1.csv", Status::Queued, "2024-10-29T11:00:00.000Z");
+        queued.history = vec![
+            "2024-10-29T11:00:00.000Z discovered".into(),
+            "2024-10-29T11:00:00.000Z queued".into(),
+            "2024-10-29T11:00:00.100Z message not sent (QueueDoesNotExist: gone); a pass sends it again once the item is stale (--requeue-after)".into(),
+        ];
+        let case = |q: ManifestItem| Case {
+            listing: vec![obj("dms/s/t/1.csv")],
+            open: vec![q],
+            ledger: HashSet::new(),
+            looked_up: HashMap::new(),
+            configured: vec![],
+        };
+        let r = case(queued.clone()).run();
+        assert!(
+            r.entries[0]
+                .why
+                .contains("queued, but its message was not sent (see the history)"),
+            "{}",
+            r.entries[0].why
+        );
+        // Sent since (the id of the message is on the item): waiting for a worker again.
+        queued.message_id = Some("m-2".into());
+        let r = case(queued).run();
+        assert!(
+            r.entries[0].why.contains("queued, no worker took it"),
             "{}",
             r.entries[0].why
         );
