@@ -71,8 +71,13 @@ pub async fn note_missed(ctx: &ScanContext, recorded: &[FileMessage], grace: Dur
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventObject {
     pub bucket: String,
-    /// Decoded (a bucket notification URL-encodes its keys; EventBridge does not).
+    /// Decoded for a bucket notification (which URL-encodes its keys); as written for an
+    /// EventBridge event.
     pub key: String,
+    /// For an EventBridge event whose key reads differently once URL-decoded (it holds `+` or
+    /// `%XX`): the decoded reading. Which of the two S3 holds is asked of S3 ([`resolve`]):
+    /// the key is taken from the event, never guessed.
+    pub decoded: Option<String>,
     /// Bare ETag.
     pub etag: String,
     pub size: i64,
@@ -176,13 +181,19 @@ fn object_of(
     encoded: bool,
 ) -> Result<EventObject, String> {
     let raw = text(o, &["key"])?;
-    let key = if encoded { url_decode(&raw)? } else { raw };
+    let (key, decoded) = if encoded {
+        (url_decode(&raw)?, None)
+    } else {
+        let decoded = url_decode(&raw).ok().filter(|d| *d != raw);
+        (raw, decoded)
+    };
     // EventBridge writes `etag` (moto `eTag`); bucket notifications `eTag`.
     let etag = text(o, &["etag"]).or_else(|_| text(o, &["eTag"]))?;
     let size = o.get("size").and_then(Value::as_i64).unwrap_or(0);
     Ok(EventObject {
         bucket,
         key,
+        decoded,
         etag: bare_etag(&etag),
         size,
         time,
@@ -218,6 +229,58 @@ pub fn url_decode(s: &str) -> Result<String, String> {
         i += 1;
     }
     String::from_utf8(out).map_err(|_| format!("key {s:?} is not UTF-8 once decoded"))
+}
+
+/// The key an event names, where it can be read two ways ([`EventObject::decoded`]): the one
+/// S3 lists with the event's ETag, as written first, then decoded. One `ListObjectsV2` call per
+/// reading, only for such keys. When S3 holds neither (the object is gone, or the listing
+/// failed), the key stays as written: the file then fails as missing and the listing finds
+/// nothing, as for any object deleted after its event.
+pub async fn resolve(ctx: &ScanContext, mut o: EventObject) -> EventObject {
+    let Some(decoded) = o.decoded.take() else {
+        return o;
+    };
+    // Only in the lake: the coordinator may list nothing else (and drops the rest anyway).
+    let in_lake = |k: &String| o.bucket == ctx.source.bucket && k.starts_with(&ctx.source.prefix);
+    let candidates: Vec<String> = [o.key.clone(), decoded]
+        .into_iter()
+        .filter(in_lake)
+        .collect();
+    for candidate in candidates {
+        match holds(&ctx.s3, &o.bucket, &candidate, &o.etag).await {
+            Ok(true) => {
+                o.key = candidate;
+                return o;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(bucket = %o.bucket, key = %candidate, error = %e, "cannot tell how an event's key reads; taken as written");
+                return o;
+            }
+        }
+    }
+    o
+}
+
+/// Whether S3 lists `key` with the ETag `etag` (bare).
+async fn holds(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    etag: &str,
+) -> Result<bool, String> {
+    let out = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(key)
+        .max_keys(1)
+        .send()
+        .await
+        .map_err(|e| sluice_common::error::sdk_error_text(&e))?;
+    Ok(out
+        .contents()
+        .first()
+        .is_some_and(|c| c.key() == Some(key) && c.e_tag().map(bare_etag).as_deref() == Some(etag)))
 }
 
 /// An object of an event as the listing would have shown it, or why it is dropped.
@@ -332,6 +395,7 @@ pub async fn poll(ctx: &ScanContext, q: &EventsQueue) -> Result<EventsSummary, C
             }
             Ok(Event::Created(list)) => {
                 for o in list {
+                    let o = resolve(ctx, o).await;
                     match classify(&ctx.source, &o) {
                         Ok(l) => {
                             // The same pair twice in one receive: the second is a duplicate.
@@ -490,8 +554,9 @@ mod tests {
             objects,
             vec![EventObject {
                 bucket: "lake".into(),
-                // EventBridge keys are not URL-encoded: taken as they are.
+                // As written, and the decoded reading: S3 is asked which one it holds.
                 key: "dms/s/t/a+b%20.csv".into(),
+                decoded: Some("dms/s/t/a b .csv".into()),
                 etag: "abc".into(),
                 size: 5,
                 time: "2021-11-12T00:00:00.000Z".into(),
@@ -499,6 +564,13 @@ mod tests {
         );
         let moto = body.replace("\"etag\"", "\"eTag\"");
         assert!(matches!(parse(&moto), Ok(Event::Created(_))));
+        // A key that reads one way only, or whose decoding is no key, is taken as written.
+        for (key, decoded) in [("dms/s/t/ab.csv", None), ("dms/s/t/a%zz.csv", None)] {
+            let Ok(Event::Created(o)) = parse(&body.replace("dms/s/t/a+b%20.csv", key)) else {
+                panic!("{key}")
+            };
+            assert_eq!((o[0].key.as_str(), o[0].decoded.as_deref()), (key, decoded));
+        }
         let deleted = body.replace("Object Created", "Object Deleted");
         assert_eq!(parse(&deleted), Ok(Event::Other("not_created")));
     }
@@ -514,6 +586,7 @@ mod tests {
         };
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0].key, "dms/s/t/a bé.csv");
+        assert_eq!(objects[0].decoded, None);
         assert_eq!(objects[0].etag, "e1");
         assert!(objects[0].time.starts_with("2024-10-29T11:00:00"));
         let test_event = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"lake"}"#;
@@ -539,6 +612,7 @@ mod tests {
         let o = |bucket: &str, key: &str| EventObject {
             bucket: bucket.into(),
             key: key.into(),
+            decoded: None,
             etag: "e".into(),
             size: 1,
             time: "t".into(),

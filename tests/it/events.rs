@@ -1,7 +1,8 @@
 //! S3 event notifications end to end (moto delivers them through EventBridge and as bucket
 //! notifications): a file is loaded with no listing pass, repeated, late and out-of-order
 //! events enqueue each file once, a lost event is caught by the next listing, what is outside
-//! the lake is dropped and what cannot be parsed goes to the events dead-letter queue.
+//! the lake is dropped and what cannot be parsed goes to the events dead-letter queue, and a
+//! key with `+` or a space is recorded as S3 holds it, however the event wrote it.
 
 use crate::support::{cdc_name, TestBed};
 use sluice_common::manifest::Status;
@@ -315,4 +316,53 @@ async fn a_missed_event_is_noted_and_status_shows_the_events_queue() {
         "{}",
         status::format(&s)
     );
+}
+
+/// An EventBridge `Object Created` event for `key` as written in the event.
+fn eventbridge_event(tb: &TestBed, key: &str, etag: &str) -> String {
+    serde_json::json!({
+        "version": "0", "id": "e", "detail-type": "Object Created", "source": "aws.s3",
+        "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "version": "0", "bucket": {"name": tb.bucket},
+            "object": {"key": key, "size": 6, "etag": etag},
+            "reason": "PutObject"
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eventbridge_key_with_a_plus_or_a_space_is_recorded_as_s3_holds_it() {
+    let tb = TestBed::new("evkeys").await;
+    tb.sql("CREATE TABLE {s}.t (id int PRIMARY KEY, v text)")
+        .await;
+    let (q, _) = events_queue(&tb, false).await;
+    let stem = |n: i64| cdc_name(n).trim_end_matches(".csv").to_owned();
+    // A space in the key, the event URL-encoding it (as bucket notifications do)...
+    let spaced = tb.key(&format!("t/{} x.csv", stem(0)));
+    let spaced_etag = tb.put(&spaced, "I,1,a\n").await;
+    let spaced_as_sent = spaced.replace(' ', "+");
+    // ...and a `+` that is part of the key, the event writing it as it is.
+    let plus = tb.key(&format!("t/{}+y.csv", stem(1000)));
+    let plus_etag = tb.put(&plus, "I,2,b\n").await;
+    send(
+        &tb,
+        &q.url,
+        &eventbridge_event(&tb, &spaced_as_sent, &spaced_etag),
+    )
+    .await;
+    send(&tb, &q.url, &eventbridge_event(&tb, &plus, &plus_etag)).await;
+    let s = poll_all(&tb, &q).await;
+    assert_eq!((s.received, s.enqueued), (2, 2), "{s:?}");
+    assert_eq!(tb.status(&spaced, &spaced_etag).await, Some(Status::Queued));
+    assert_eq!(tb.status(&plus, &plus_etag).await, Some(Status::Queued));
+    // Nothing under a reading S3 does not hold.
+    for wrong in [spaced_as_sent, plus.replace('+', " ")] {
+        let items = tb.manifest.etags_of(&wrong).await.unwrap();
+        assert!(items.is_empty(), "{wrong}: {items:?}");
+    }
+    let run = tb.drain(&[]).await;
+    assert_eq!((run.loaded, run.failed), (2, 0), "{run:?}");
 }
