@@ -568,6 +568,13 @@ mod tests {
         assert_eq!(u.history, format!("{NOW} queued (retry by bob)"));
     }
 
+    fn attribute_of<'a>(item: &'a NewItem, attr: &str) -> Option<&'a Value> {
+        item.attributes
+            .iter()
+            .find(|(a, _)| *a == attr)
+            .map(|(_, v)| v)
+    }
+
     #[test]
     fn a_discovered_item_starts_its_story() {
         let item = discovered(&file("s.t"), NOW);
@@ -590,12 +597,7 @@ mod tests {
                 "status_at"
             ]
         );
-        let get = |attr| {
-            item.attributes
-                .iter()
-                .find(|(a, _)| *a == attr)
-                .map(|(_, v)| v)
-        };
+        let get = |attr| attribute_of(&item, attr);
         assert_eq!(get("status"), Some(&s("discovered")));
         assert_eq!(get("attempts"), Some(&Value::N(0)));
         assert_eq!(get("status_at"), Some(&s(&format!("discovered#{NOW}"))));
@@ -609,12 +611,7 @@ mod tests {
     #[test]
     fn an_item_discovered_and_queued_at_once_says_both() {
         let item = discovered_and_queued(&file("s.t"), NOW);
-        let get = |attr| {
-            item.attributes
-                .iter()
-                .find(|(a, _)| *a == attr)
-                .map(|(_, v)| v)
-        };
+        let get = |attr| attribute_of(&item, attr);
         assert_eq!(get("status"), Some(&s("queued")));
         assert_eq!(get("open"), Some(&s("queued")));
         assert_eq!(get("status_at"), Some(&s(&format!("queued#{NOW}"))));
