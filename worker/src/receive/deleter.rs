@@ -82,11 +82,20 @@ impl<T: Send + 'static> Grouper<T> {
 
     /// Sends groups until nothing is pending.
     async fn send_all(self) {
+        // Should this task end early (a panic, the runtime shutting down), the next delete must
+        // start a sender again, and those waiting must not wait forever: their deletes are
+        // dropped, as a failed call's are.
+        let mut reset = Reset {
+            inner: &self.inner,
+            armed: true,
+        };
         loop {
             let group: Vec<(T, oneshot::Sender<()>)> = {
                 let mut s = self.inner.state.lock().expect("grouper state");
                 if s.pending.is_empty() {
+                    // Under the lock: a delete that comes next starts a sender of its own.
                     s.sending = false;
+                    reset.armed = false;
                     return;
                 }
                 let n = s.pending.len().min(self.inner.max);
@@ -98,6 +107,27 @@ impl<T: Send + 'static> Grouper<T> {
                 let _ = w.send(());
             }
         }
+    }
+}
+
+/// Ends a sending task's turn when it ends early: nothing is being sent, and what waits is let
+/// go. Disarmed when the task ends normally (it then leaves `sending` false itself).
+struct Reset<'a, T> {
+    inner: &'a Inner<T>,
+    armed: bool,
+}
+
+impl<T> Drop for Reset<'_, T> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut s = match self.inner.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        s.sending = false;
+        s.pending.clear();
     }
 }
 
@@ -221,6 +251,26 @@ mod tests {
         let mut all: Vec<u32> = groups.into_iter().flatten().collect();
         all.sort_unstable();
         assert_eq!(all, (0..=15).collect::<Vec<_>>(), "each item sent once");
+    }
+
+    #[tokio::test]
+    async fn a_send_that_panics_lets_its_waiters_go_and_the_next_item_is_sent() {
+        let groups: Groups = Arc::new(StdMutex::new(Vec::new()));
+        let g = groups.clone();
+        let grouper = Grouper::new(10, move |items: Vec<u32>| {
+            let g = g.clone();
+            async move {
+                if items.contains(&0) {
+                    panic!("the first call fails hard");
+                }
+                g.lock().unwrap().push(items);
+            }
+        });
+        grouper.submit(0).await;
+        // Without the reset, the second delete would wait for a sender that is gone.
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), grouper.submit(1));
+        next.await.expect("the next delete is sent");
+        assert_eq!(*groups.lock().unwrap(), vec![vec![1]]);
     }
 
     #[tokio::test]
