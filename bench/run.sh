@@ -274,6 +274,15 @@ drive() {
     --manifest-table "$SLUICE_MANIFEST_TABLE" --log-dir "$LOGS/$log" --moto-pid "$MOTO_PID" \
     --worker-args "$WORKER_ARGS" "$@"
 }
+# Sluice loading the files under a prefix through a queue and manifest of their own: one pass
+# (which must send <files> messages), a checkpoint, then the workers until every file is loaded.
+sluice_load() { # name, prefix, files, drive options...
+  local name=$1 prefix=$2 files=$3; shift 3
+  fresh_queue "$name"
+  scan "$prefix" "$files"
+  checkpoint
+  drive "$name" --expect "$files" "$@"
+}
 
 # ---------------------------------------------------------------------------------------------
 say "data (deterministic; regenerated only when the sizes change) in $DATA; cases: $CASES"
@@ -345,14 +354,17 @@ $(ddl bench_copy.orders)
 SQL
 fi
 # The orders table of Sluice's cases, empty, with a fresh state schema (ledger).
-reset_orders() {
+# A Sluice target created anew (by its DDL function, `ddl` unless named), with no bookkeeping
+# schema: every run starts from an empty table that Sluice has never seen.
+fresh_table() { # table, DDL function
   q >/dev/null <<SQL
 SET client_min_messages = warning;
-DROP TABLE IF EXISTS bench.orders;
+DROP TABLE IF EXISTS $1;
 DROP SCHEMA IF EXISTS bench_state CASCADE;
-$(ddl bench.orders)
+$("${2:-ddl}" "$1")
 SQL
 }
+reset_orders() { fresh_table bench.orders; }
 copy_orders() { # table, file
   q -c "TRUNCATE $1"
   checkpoint
@@ -378,10 +390,7 @@ if has 2; then
   say "case 2: Sluice, the same file from S3, one message, one worker"
   for r in $(seq "$RUNS"); do
     reset_orders
-    fresh_queue "full-$r"
-    scan full/ 1
-    checkpoint
-    out=$(drive "full-$r" --expect 1)
+    out=$(sluice_load "full-$r" full/ 1)
     record c2 "$(field secs "$out")"
     for k in peak_rss_kb copy_ms merge_ms commit_ms worker_cpu pg_cpu moto_cpu; do record "c2_$k" "$(field $k "$out")"; done
     echo "run $r: $out; direct: $(direct_files "full-$r") of 1" >&2
@@ -463,10 +472,7 @@ cdc_case() { # case, name (data folder and S3 prefix), files, target
   hand_merge_sql "$DATA/$name" >"$hand"
   for r in $(seq "$RUNS"); do
     restore_orders
-    fresh_queue "$name-$r"
-    scan "$name/" "$files"
-    checkpoint
-    out=$(drive "$name-$r" --expect "$files")
+    out=$(sluice_load "$name-$r" "$name/" "$files")
     record "c${c}s" "$(field secs "$out")"
     for k in peak_rss_kb copy_ms merge_ms commit_ms worker_cpu pg_cpu rows_superseded; do record "c${c}s_$k" "$(field $k "$out")"; done
     echo "run $r sluice: $out" >&2
@@ -497,16 +503,8 @@ if has 2b; then
   q -c "SET client_min_messages = warning" -c "$(ddl_wide bench_copy.wide_orders)" >/dev/null
   for r in $(seq "$RUNS"); do
     record c2bh "$(copy_orders bench_copy.wide_orders "$DATA/wide.csv")"
-    q >/dev/null <<SQL
-SET client_min_messages = warning;
-DROP TABLE IF EXISTS bench.wide_orders;
-DROP SCHEMA IF EXISTS bench_state CASCADE;
-$(ddl_wide bench.wide_orders)
-SQL
-    fresh_queue "wide-$r"
-    scan wide/ 1
-    checkpoint
-    out=$(drive "wide-$r" --expect 1)
+    fresh_table bench.wide_orders ddl_wide
+    out=$(sluice_load "wide-$r" wide/ 1)
     record c2bs "$(field secs "$out")"
     record c2b_direct "$(direct_files "wide-$r")"
     echo "run $r: \\copy $(last c2bh) s; sluice: $out; direct: $(last c2b_direct) of 1" >&2
@@ -529,16 +527,8 @@ if has 7; then
     t0=$(now)
     q -f "$multi_sql"
     record c7h "$(since "$t0")"
-    q >/dev/null <<SQL
-SET client_min_messages = warning;
-DROP TABLE IF EXISTS bench.multi_orders;
-DROP SCHEMA IF EXISTS bench_state CASCADE;
-$(ddl bench.multi_orders)
-SQL
-    fresh_queue "multi-$r"
-    scan multi/ "$MULTI_FILES"
-    checkpoint
-    out=$(drive "multi-$r" --expect "$MULTI_FILES")
+    fresh_table bench.multi_orders
+    out=$(sluice_load "multi-$r" multi/ "$MULTI_FILES")
     record c7s "$(field secs "$out")"
     record c7_direct "$(direct_files "multi-$r")"
     echo "run $r: \\copy $(last c7h) s; sluice: $out; direct: $(last c7_direct) of $MULTI_FILES" >&2
@@ -552,12 +542,7 @@ if has 5; then
   say "case 5: $SMALL_FILES CDC files of $SMALL_ROWS rows; workers: $WORKER_COUNTS"
   for n in $WORKER_COUNTS; do
     for r in $(seq "$RUNS"); do
-      q >/dev/null <<SQL
-SET client_min_messages = warning;
-DROP TABLE IF EXISTS bench.small_orders;
-DROP SCHEMA IF EXISTS bench_state CASCADE;
-$(ddl bench.small_orders)
-SQL
+      fresh_table bench.small_orders
       fresh_queue "small-$n-$r"
       checkpoint
       out=$(drive "small-$n-$r" --workers "$n" --feed-bucket "$BUCKET" --feed-prefix small/ --window "$WINDOW")
@@ -670,16 +655,8 @@ if has rss; then
   done
   BIG_BYTES=$(cat "$DATA"/big*.csv | wc -c)
   BIG_FILE_BYTES=$(stat -c %s "$DATA/big.csv")
-  q >/dev/null <<SQL
-SET client_min_messages = warning;
-DROP TABLE IF EXISTS bench.big_orders;
-DROP SCHEMA IF EXISTS bench_state CASCADE;
-$(ddl bench.big_orders)
-SQL
-  fresh_queue big
-  scan big/ 4
-  checkpoint
-  out=$(drive big --expect 4 --concurrency 4)
+  fresh_table bench.big_orders
+  out=$(sluice_load big big/ 4 --concurrency 4)
   record big_secs "$(field secs "$out")"
   record big_rss "$(field peak_rss_kb "$out")"
   echo "$out" >&2

@@ -51,7 +51,7 @@ pub struct FolderStart {
 
 /// The start of one table folder's listing, from its checkpoints.
 pub fn folder_start(lake_prefix: &str, checkpoints: &[Checkpoint]) -> FolderStart {
-    let is_load = |c: &Checkpoint| matches!(map_key(lake_prefix, &c.start), Ok(f) if matches!(f.kind, FileKind::FullLoad { .. }));
+    let is_load = |c: &Checkpoint| is_load_key(lake_prefix, &c.start);
     let bound = checkpoints
         .iter()
         .filter(|c| is_load(c))

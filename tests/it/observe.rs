@@ -182,6 +182,20 @@ async fn scrape(addr: &str) -> String {
     body
 }
 
+/// A coordinator's metrics once it counts `passes` good passes (at most a minute).
+async fn scrape_after_passes(addr: &str, passes: u32) -> String {
+    let started = Instant::now();
+    loop {
+        let text = scrape(addr).await;
+        let done = sample(&text, "sluice_coordinator_passes_total{result=\"ok\"}").unwrap_or(0.0);
+        if done >= f64::from(passes) {
+            return text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The EMF documents among printed lines, each checked against the format's rules.
 fn emf_documents(lines: &[String], keys: &[String]) -> Vec<Value> {
     let docs: Vec<Value> = lines
@@ -488,15 +502,7 @@ async fn metrics_and_emf_lines_match_what_happened() {
         &["run", "--interval=1s", "--metrics-addr=127.0.0.1:0"],
     ));
     let addr = c.endpoint().await;
-    let started = Instant::now();
-    let text = loop {
-        let text = scrape(&addr).await;
-        if sample(&text, "sluice_coordinator_passes_total{result=\"ok\"}").unwrap_or(0.0) >= 2.0 {
-            break text;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{text}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let text = scrape_after_passes(&addr, 2).await;
     let items_table = format!("{}.items", tb.schema);
     let things_table = format!("{}.things", tb.schema);
     assert_eq!(
@@ -874,16 +880,8 @@ async fn freshness_gauges_in_prometheus_and_emf() {
         "--metrics-addr=127.0.0.1:0",
     ]));
     let addr = c.endpoint().await;
-    let started = Instant::now();
-    let text = loop {
-        let text = scrape(&addr).await;
-        // A pass's gauges are set after its count: two passes, the first one's are all there.
-        if sample(&text, "sluice_coordinator_passes_total{result=\"ok\"}").unwrap_or(0.0) >= 2.0 {
-            break text;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{text}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // A pass's gauges are set after its count: two passes, the first one's are all there.
+    let text = scrape_after_passes(&addr, 2).await;
     let _ = std::fs::remove_file(&rules);
     for gauge in ["since_landed", "since_loaded"] {
         let v = sample(
