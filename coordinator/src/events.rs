@@ -312,6 +312,9 @@ pub struct EventsSummary {
     pub enqueued: usize,
     /// Objects the manifest already held (a repeated or late event, or a pass got there first).
     pub duplicate: usize,
+    /// Objects whose key the manifest held under another ETag: a file rewritten in place,
+    /// counted as a pass counts it (`sluice_coordinator_files_changed_total`).
+    pub changed: usize,
     /// Objects and events naming nothing to load, by reason.
     pub dropped: BTreeMap<&'static str, usize>,
     /// Messages that could not be parsed (left for the dead-letter queue).
@@ -418,6 +421,7 @@ pub async fn poll(ctx: &ScanContext, q: &EventsQueue) -> Result<EventsSummary, C
         // An error here leaves every event of the batch to come back.
         let a = admit(ctx, &listed).await?;
         summary.enqueued = a.sent;
+        summary.changed = a.changed;
         summary.send_failed = a.send_failed;
         summary.duplicate += a.duplicate;
     }
@@ -498,6 +502,7 @@ fn count(s: &EventsSummary) {
         s.dropped.values().sum::<usize>() as u64,
     );
     m::inc(&m::EVENTS, &["unparseable"], s.unparseable as u64);
+    m::inc(&m::FILES_CHANGED, &[], s.changed as u64);
     if let Some(age) = s.newest_age_secs {
         m::set(&m::NEWEST_EVENT_AGE, &[], age);
     }

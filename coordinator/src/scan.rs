@@ -272,7 +272,7 @@ async fn new_or_changed(
     };
     let (ask, past): (Vec<&Listed>, Vec<&Listed>) = unknown
         .into_iter()
-        .partition(|o| !tail::past_vouched(&ends, prefix, &o.key));
+        .partition(|o| !tail::past_vouched(&ends, prefix, o));
     Ok(Told {
         asked: ask.len(),
         past: past.len(),
@@ -311,8 +311,10 @@ async fn keys_with_other_etags(
 /// What [`admit`] did with the objects it was given.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Admitted {
-    /// Items this call wrote (`discovered`), new or changed files.
+    /// Items this call wrote (`queued`), new or changed files.
     pub recorded: usize,
+    /// Of the candidates, those whose key the manifest holds under another ETag (a rewrite).
+    pub changed: usize,
     /// Messages sent for them (the rest wait in `discovered` for the pass's re-enqueue).
     pub sent: usize,
     pub send_failed: usize,
@@ -354,6 +356,7 @@ pub async fn admit(ctx: &ScanContext, objects: &[Listed]) -> Result<Admitted, Co
     let candidates = p.new.len() + p.changed.len();
     Ok(Admitted {
         recorded: to_send.len(),
+        changed: p.changed.len(),
         sent,
         send_failed,
         duplicate: p.unchanged + candidates - to_send.len(),
@@ -580,6 +583,10 @@ async fn mark_queued(
         .map(|_| ())
 }
 
+/// How the history note of a file whose message a pass could not send begins (`skipped` reads
+/// it).
+pub const UNSENT_NOTE: &str = "message not sent";
+
 /// Notes in each recorded file's history that its message was not sent, and why.
 async fn note_unsent(
     ctx: &ScanContext,
@@ -587,7 +594,7 @@ async fn note_unsent(
 ) -> Result<(), sluice_common::error::Error> {
     for (m, why) in failed {
         let note = format!(
-            "message not sent ({why}); a pass sends it again once the item is stale (--requeue-after)"
+            "{UNSENT_NOTE} ({why}); a pass sends it again once the item is stale (--requeue-after)"
         );
         ctx.store
             .annotate(&m.key, &m.etag, &[], Some(&note))

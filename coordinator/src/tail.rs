@@ -116,19 +116,26 @@ pub fn vouched_ends(lake_prefix: &str, checkpoints: &[Checkpoint]) -> BTreeMap<R
     ends
 }
 
-/// Whether `key` sorts after every key of its kind (CDC or full-load) that its table folder's
-/// checkpoints vouch for. False where there are no such checkpoints (a first pass, a new
-/// table): nothing is known there.
+/// Whether a listed object's key sorts after every key of its kind (CDC or full-load) that its
+/// table folder's checkpoints vouch for. False where there are no such checkpoints (a first
+/// pass, a new table), and for a key that names no file: nothing is known there.
 ///
 /// Every pass that completes writes checkpoints over every pair it listed, so such a key was
 /// recorded by no completed pass: only by one that crashed before its checkpoints, one running
 /// at the same time, or an S3 event.
-pub fn past_vouched(ends: &BTreeMap<Run, String>, lake_prefix: &str, key: &str) -> bool {
-    let Some(folder) = table_folder(lake_prefix, key) else {
+pub fn past_vouched(ends: &BTreeMap<Run, String>, lake_prefix: &str, o: &Listed) -> bool {
+    if ends.is_empty() {
+        return false;
+    }
+    let Ok(file) = &o.file else {
         return false;
     };
-    ends.get(&(folder, is_load_key(lake_prefix, key)))
-        .is_some_and(|end| key > end.as_str())
+    let Some(folder) = table_folder(lake_prefix, &o.key) else {
+        return false;
+    };
+    let load = matches!(file.kind, FileKind::FullLoad { .. });
+    ends.get(&(folder, load))
+        .is_some_and(|end| o.key.as_str() > end.as_str())
 }
 
 /// A tail listing.
@@ -233,7 +240,7 @@ mod tests {
         ];
         let ends = vouched_ends("dms/", &checkpoints);
         assert_eq!(ends.len(), 3);
-        let past = |k: &str| past_vouched(&ends, "dms/", k);
+        let past = |k: &str| past_vouched(&ends, "dms/", &Listed::new("dms/", k, "e", 1, "t"));
         assert!(past("dms/s/t/20241029-501.csv"));
         assert!(past("dms/s/t/20241030-000.csv"));
         assert!(

@@ -57,6 +57,7 @@ async fn poll_all(tb: &TestBed, q: &EventsQueue) -> EventsSummary {
         total.received += s.received;
         total.enqueued += s.enqueued;
         total.duplicate += s.duplicate;
+        total.changed += s.changed;
         total.unparseable += s.unparseable;
         total.send_failed += s.send_failed;
         total.newest_age_secs = s.newest_age_secs.or(total.newest_age_secs);
@@ -129,6 +130,12 @@ async fn a_file_put_in_s3_is_loaded_with_no_listing_pass() {
     // The listing that follows finds the file known: nothing new.
     let pass = tb.scan().await;
     assert_eq!((pass.listed, pass.new, pass.sent), (1, 0, 0), "{pass:?}");
+    // The file rewritten in place: its event enqueues the new version, counted as a change.
+    let rewritten = tb.put(&key, "U,1,rewritten\n").await;
+    assert_ne!(rewritten, etag);
+    let s = poll_all(&tb, &q).await;
+    assert_eq!((s.enqueued, s.changed), (1, 1), "{s:?}");
+    assert_eq!(tb.status(&key, &rewritten).await, Some(Status::Queued));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

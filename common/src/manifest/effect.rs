@@ -293,24 +293,17 @@ pub fn discovered(file: &NewFile, now: &str) -> NewItem {
 /// and both entries in its history. A pass writes this before it sends the file's message, so
 /// a file in the queue always has its item (one write where `Discover` then `Enqueue` make two).
 pub fn discovered_and_queued(file: &NewFile, now: &str) -> NewItem {
-    let discovered = discovered(file, now);
-    let status = Transition::Enqueue.target();
-    let mut attributes: Vec<(&'static str, Value)> = discovered
-        .attributes
-        .into_iter()
-        .map(|(attr, v)| match attr {
-            "status" | "open" => (attr, s(status.as_str())),
-            "status_at" => (attr, s(&format!("{status}#{now}"))),
-            _ => (attr, v),
-        })
-        .collect();
-    attributes.push(("enqueued_at", s(now)));
-    let mut history = discovered.history;
-    history.push(format!("{now} {status}"));
-    NewItem {
-        attributes,
-        history,
+    let mut item = discovered(file, now);
+    let enqueue = effect(Transition::Enqueue, &Changes::default(), now).update;
+    // The move's attributes laid over the new item's: each replaces its namesake or is added.
+    for (attr, v) in enqueue.set {
+        match item.attributes.iter_mut().find(|(a, _)| *a == attr) {
+            Some(slot) => slot.1 = v,
+            None => item.attributes.push((attr, v)),
+        }
     }
+    item.history.push(enqueue.history);
+    item
 }
 
 /// The attributes of a new item, `key` and `etag` first. `table` is an index key, so it is left

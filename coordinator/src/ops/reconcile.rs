@@ -365,11 +365,8 @@ fn skipped(item: &ManifestItem, in_lake: bool) -> Skipped {
 /// Whether a pass noted that the item's message could not be sent, and no message was sent
 /// since (a sent one leaves its id on the item, by the pass or the claiming worker).
 fn unsent(item: &ManifestItem) -> bool {
-    item.message_id.is_none()
-        && item
-            .history
-            .iter()
-            .any(|h| h.contains("message not sent ("))
+    let note = format!("{} (", crate::scan::UNSENT_NOTE);
+    item.message_id.is_none() && item.history.iter().any(|h| h.contains(&note))
 }
 
 /// Why a stuck, failed or dead file (its data not in the ledger) is not loaded, and what

@@ -197,7 +197,7 @@ pub(super) async fn direct_load(
         sql::Deletes::Hard { tombstones } => {
             // Usually there are none: then nothing to compare, and no scan of the new rows.
             let any: bool = txn
-                .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {tombstones})"), &[])
+                .query_one(&sql::any_tombstone_sql(&tombstones), &[])
                 .await
                 .map_err(pg)?
                 .get(0);

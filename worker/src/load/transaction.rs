@@ -30,11 +30,16 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
     // A record the direct path cannot take may show as soon as the layout (an empty file) or
     // in the middle of the COPY: either way nothing was applied. The staged path is tried in
     // binary, then, if a value has no exact binary form, in text.
+    // Only a full-load file can go direct; for any other, the first attempt is the binary
+    // stage, and a value it cannot take sends the file to the text stage at once (trying the
+    // binary stage again would meet the same value: a third read of the file).
     let unfit = |e: &WorkerError| matches!(e, WorkerError::DirectUnfit { .. });
-    match load_once(ctx, msg, Way::DIRECT).await {
-        Ok(Attempt::Done(outcome)) => return Ok(outcome),
-        Err(e) if !unfit(&e) => return Err(e),
-        Ok(Attempt::Staged) | Err(_) => {}
+    if matches!(msg.file.kind, FileKind::FullLoad { .. }) {
+        match load_once(ctx, msg, Way::DIRECT).await {
+            Ok(Attempt::Done(outcome)) => return Ok(outcome),
+            Err(e) if !unfit(&e) => return Err(e),
+            Ok(Attempt::Staged) | Err(_) => {}
+        }
     }
     let staged = match load_once(ctx, msg, Way::STAGED_BINARY).await {
         Err(e) if unfit(&e) => load_once(ctx, msg, Way::STAGED_TEXT).await?,

@@ -268,7 +268,8 @@ impl Gather {
                     Err(e) => self.database.load_failed(e),
                 }
                 result.map_err(|e| {
-                    if e.outage().is_some() {
+                    // As a file alone: an outage that waiting can end, not refused credentials.
+                    if e.outage().is_some_and(crate::error::Outage::retry_in_place) {
                         Attempt::Transient(e)
                     } else {
                         Attempt::Permanent(e)
