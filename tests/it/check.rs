@@ -115,6 +115,13 @@ async fn check_reports_each_rule_that_does_not_fit_its_table() {
     let tb = TestBed::new("check").await;
     let s = tb.schema.clone();
     let hidden = format!("{s}_hidden");
+    // A table of PostgreSQL's longest name, and a rule naming it with more: equal once cut to
+    // 63 bytes, so the rule names a table that does not exist.
+    let long = "l".repeat(63);
+    tb.sql(&format!(
+        "CREATE TABLE {{s}}.\"{long}\" (id int PRIMARY KEY, v text); ALTER TABLE {{s}}.\"{long}\" {SYSTEM};"
+    ))
+    .await;
     tb.sql(&format!(
         "CREATE TABLE {{s}}.orders (id int PRIMARY KEY, customer text NOT NULL, \
              amount numeric(12,2), note text NOT NULL DEFAULT '');
@@ -172,6 +179,9 @@ null = ""
 
 [tables."src.hidden"]
 target = "{hidden}.t"
+
+[tables."{s}.{long}xyz"]
+null = ""
 "#
     );
 
@@ -201,6 +211,7 @@ target = "{hidden}.t"
         e(t("people"), "document.rescue"),
         e(t("peoples"), "target"),
         e(t("v"), "target"),
+        e(t(&format!("{long}xyz")), "target"),
         e("src.hidden".into(), "privileges"),
         e("src.hidden".into(), "privileges"),
         e("src.hidden".into(), "system columns"),
@@ -212,7 +223,7 @@ target = "{hidden}.t"
         "{}",
         serde_json::to_string_pretty(&r).unwrap()
     );
-    assert_eq!(r["errors"], 14);
+    assert_eq!(r["errors"], 15);
     assert_eq!(r["warnings"], 1);
 
     // Each message says what does not fit, and what exists instead.
@@ -295,7 +306,7 @@ target = "{hidden}.t"
         .iter()
         .any(|f| f["table"] == t("good").as_str()));
     let tables = r["tables"].as_array().unwrap();
-    assert_eq!(tables.len(), 9, "{tables:#?}");
+    assert_eq!(tables.len(), 10, "{tables:#?}");
     let stray = tables.iter().find(|x| x["table"] == t("peoples")).unwrap();
     assert_eq!(stray["configured"], false);
 
@@ -331,7 +342,7 @@ target = "{hidden}.t"
     );
     assert_eq!(
         *lines.last().unwrap(),
-        "checked 9 tables as role sluice_restricted: 1 fit; 14 errors, 1 warning, 7 notes",
+        "checked 10 tables as role sluice_restricted: 1 fit; 15 errors, 1 warning, 8 notes",
         "{text}"
     );
     // As the owner, the worker could add the system columns itself: that is a note.

@@ -137,8 +137,11 @@ pub const STAGE: &str = "sluice_stage";
 /// table's oid, `NOT NULL`, and whether its type is an enum; then the type under any domains
 /// (`format_type`, enum), an array's element (its oid, the type under any domains, enum) and
 /// the session setting the text input of `money` or `interval` depends on (see [`BaseType`]).
-/// Parameters: `$1` schema, `$2` table, compared as `text` so that a name longer than
-/// PostgreSQL's 63-byte limit never matches a truncated one.
+/// Parameters: `$1` schema, `$2` table. The names are found through the catalog's index on
+/// `(relname, relnamespace)` (cast to `name`, which truncates at PostgreSQL's 63-byte limit) and
+/// then compared as `text`, so that a longer name never matches a truncated one. Compared as
+/// `text` alone the lookup reads all of `pg_class` for every file: 17 ms in a database of
+/// 116,000 relations.
 pub const CATALOG_COLUMNS: &str = "\
 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
        coalesce((SELECT k.ord FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
@@ -169,7 +172,8 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
        SELECT bt.typelem AS elem, typid, typmod FROM d ORDER BY depth DESC LIMIT 1) e ON true \
   LEFT JOIN pg_catalog.pg_type et ON et.oid = e.typid \
   LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary \
- WHERE n.nspname::text = $1 AND c.relname::text = $2 AND c.relkind IN ('r', 'p') \
+ WHERE n.nspname = $1::text::name AND c.relname = $2::text::name \
+   AND n.nspname::text = $1::text AND c.relname::text = $2::text AND c.relkind IN ('r', 'p') \
    AND a.attgenerated = '' \
  ORDER BY a.attnum";
 
@@ -586,7 +590,10 @@ mod tests {
 
     #[test]
     fn catalog_lookup_binds_names() {
-        assert!(CATALOG_COLUMNS.contains("n.nspname::text = $1 AND c.relname::text = $2"));
+        assert!(
+            CATALOG_COLUMNS.contains("n.nspname::text = $1::text AND c.relname::text = $2::text")
+        );
+        assert!(CATALOG_COLUMNS.contains("c.relname = $2::text::name"));
         assert!(CATALOG_COLUMNS.contains("a.attnotnull, t.typtype = 'e' AS is_enum,"));
     }
 }

@@ -25,7 +25,8 @@ SELECT c.oid, c.relkind::text, \
        pg_has_role($3::name, c.relowner, 'USAGE') \
   FROM pg_catalog.pg_class c \
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
- WHERE n.nspname::text = $1 AND c.relname::text = $2";
+ WHERE n.nspname = $1::text::name AND c.relname = $2::text::name \
+   AND n.nspname::text = $1::text AND c.relname::text = $2::text";
 
 /// A table's columns (`$1` its oid), in ordinal order, with their primary-key positions.
 const COLUMNS: &str = "\
