@@ -102,6 +102,42 @@ async fn a_tables_files_apply_in_one_transaction_with_a_ledger_row_each() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_only_postgresql_reads_stages_the_batch_in_text_still_one_transaction() {
+    let tb = TestBed::new("batch-text").await;
+    tb.sql(T).await;
+    let mut files = cdc_files(&tb, 4).await;
+    // A number with a leading `+`: PostgreSQL's input reads it, the binary encoders refuse it.
+    let key = tb.key(&format!("t/{}", cdc_name(40)));
+    let etag = tb.put(&key, "I,40,plus,+7\nU,31,\"w, 31\",+8\n").await;
+    files.push((key, etag));
+    tb.scan().await;
+    let run = tb
+        .drain(&[
+            "--concurrency=2",
+            "--batch-files=10",
+            "--batch-wait-ms=10000",
+        ])
+        .await;
+    assert_eq!(run.loaded, 5, "{run:?}");
+    for (key, etag) in &files {
+        assert_eq!(tb.status(key, etag).await, Some(Status::Loaded), "{key}");
+        assert_eq!(tb.ledger_count(key).await, 1, "{key}");
+    }
+    // Not one by one: the five files in one transaction.
+    assert_eq!(transactions(&tb).await, 1);
+    assert_eq!(
+        tb.rows("SELECT id::text, v, n::text FROM {s}.t WHERE id IN (30, 31, 40) ORDER BY id")
+            .await,
+        vec![
+            vec![Some("30".into()), Some("v, 30".into()), Some("3".into())],
+            vec![Some("31".into()), Some("w, 31".into()), Some("8".into())],
+            vec![Some("40".into()), Some("plus".into()), Some("7".into())],
+        ]
+    );
+    assert_eq!(tb.count("SELECT count(*) FROM {s}.t").await, 41);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_file_in_a_batch_fails_alone_with_its_own_error() {
     let tb = TestBed::new("batch-bad").await;
     tb.sql(T).await;

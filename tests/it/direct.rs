@@ -297,8 +297,8 @@ async fn refused_alike(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
     let tb = TestBed::new("direct-binary").await;
-    // Odd values that only PostgreSQL should read: each sends the direct load to the staged
-    // path, with the same result.
+    // Odd values that only PostgreSQL should read: each makes the binary attempt step aside,
+    // and the file loads direct in text, with the same result as the staged path.
     let mut odds = vec![
         None,
         Some("5,1,1,1,1.005,NaN,1,1,2024-01-01,2024-01-01 00:00:00,2024-01-01 00:00:00,NULL,NULL,NULL,NULL,x,x,x,x,ok,00:00:00,08:00:2b:01:02:03,10.0.0.1,10.0.0.0/8,00:00:00+00"),
@@ -377,7 +377,9 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
             tb.put_and_load(&ctx, &tb.key(&format!("{b}/LOAD00000001.csv")), &body)
                 .await,
         );
-        assert_eq!(sa.direct, odd.is_none(), "{odd:?}");
+        // An odd spelling makes the binary attempt step aside: direct again, in text.
+        let way = if odd.is_none() { "binary" } else { "text" };
+        assert_eq!((sa.path(), sa.copy_format()), ("direct", way), "{odd:?}");
         assert!(!sb.direct);
         let cols = "id, i2::text, i8::text, n::text, n2::text, r::text, d::text, b::text, \
                     day::text, ts::text, tstz::text, u::text, encode(bin, 'hex'), j::text, \
@@ -529,6 +531,27 @@ async fn binary_direct_copy_stores_exactly_what_postgresql_text_input_stores() {
         .await,
     );
     assert!(pt.direct);
+    // A value only PostgreSQL reads (a leading `+`): the binary attempt steps aside, and the
+    // file goes direct again, in text, rather than staged.
+    tb.sql("CREATE TABLE {s}.plus (id int PRIMARY KEY, n int)")
+        .await;
+    let plus = stats(
+        tb.put_and_load(&ctx, &tb.key("plus/LOAD00000001.csv"), "1,5\n2,+7\n")
+            .await,
+    );
+    assert_eq!(
+        (plus.path(), plus.copy_format()),
+        ("direct", "text"),
+        "{plus:?}"
+    );
+    assert_eq!(
+        tb.rows("SELECT id::text, n::text FROM {s}.plus ORDER BY id")
+            .await,
+        vec![
+            vec![Some("1".to_owned()), Some("5".to_owned())],
+            vec![Some("2".to_owned()), Some("7".to_owned())]
+        ]
+    );
     assert_eq!(
         tb.rows("SELECT id::text, p::text FROM {s}.pt ORDER BY id")
             .await,

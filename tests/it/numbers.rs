@@ -43,9 +43,9 @@ const CASES: [Case; 17] = [
     case("big_int8", "bigint", "1152921504606846977"),
 ];
 
-/// Whether the direct path's binary encoder takes the case (`worker/src/binary.rs` sends
-/// numerics with an exponent and 19-digit integers the staged way, and one such value takes
-/// the whole file with it).
+/// Whether the direct path's binary encoder takes the case (`worker/src/encode/binary/` sends
+/// numerics with an exponent and 19-digit integers to text, and one such value takes the whole
+/// file with it).
 fn strict(c: &Case) -> bool {
     match c.ty {
         "numeric" => !c.json.contains(['e', 'E']),

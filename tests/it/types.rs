@@ -2,8 +2,9 @@
 //! IPv6 `inet`/`cidr`, `money`, `xml`, domains (nested, over arrays, array elements) and
 //! one-dimensional arrays. A full-load file into an empty table must store exactly what the
 //! staged path (PostgreSQL's own text input) stores, value by value; a value only PostgreSQL
-//! reads sends the file the staged way, which proves the direct load was binary (a text-format
-//! direct `COPY` reads every value itself and never steps aside for one).
+//! reads makes the binary attempt step aside and the file load direct in text, which proves the
+//! direct load was binary (a text-format direct `COPY` reads every value itself and never steps
+//! aside for one).
 
 use crate::support::{database_url, TestBed};
 use sluice_worker::load::{load_file, LoadContext, LoadOutcome, LoadStats};
@@ -138,13 +139,17 @@ async fn types(tb: &TestBed) {
 }
 
 /// Loads `body` into an empty table (the direct path) and into one with a row (the staged
-/// path): whether the first went direct, and both tables' rows, every value as text.
+/// path): the first's path and `COPY` format, and both tables' rows, every value as text.
 async fn both_ways(
     tb: &TestBed,
     ctx: &LoadContext,
     name: &str,
     body: &str,
-) -> (bool, Vec<Vec<Option<String>>>, Vec<Vec<Option<String>>>) {
+) -> (
+    (&'static str, &'static str),
+    Vec<Vec<Option<String>>>,
+    Vec<Vec<Option<String>>>,
+) {
     let (a, b) = (format!("{name}_a"), format!("{name}_b"));
     tb.sql(&format!(
         "CREATE TABLE {{s}}.{a} {TABLE}; CREATE TABLE {{s}}.{b} {TABLE}; \
@@ -168,7 +173,7 @@ async fn both_ways(
         )
     };
     (
-        sa.direct,
+        (sa.path(), sa.copy_format()),
         tb.rows(&select(&a)).await,
         tb.rows(&select(&b)).await,
     )
@@ -179,8 +184,8 @@ async fn dms_types_load_in_binary_exactly_as_text_input_reads_them() {
     let tb = TestBed::new("types-binary").await;
     types(&tb).await;
     let ctx = tb.load_context("").await;
-    let (direct, a, b) = both_ways(&tb, &ctx, "plain", &body(None)).await;
-    assert!(direct);
+    let (way, a, b) = both_ways(&tb, &ctx, "plain", &body(None)).await;
+    assert_eq!(way, ("direct", "binary"));
     assert_eq!(a.len(), ROWS.len());
     assert_eq!(a, b);
     // Values as PostgreSQL's text input reads them, for the edges.
@@ -229,7 +234,7 @@ async fn dms_types_load_in_binary_exactly_as_text_input_reads_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spellings_only_postgresql_reads_send_the_file_the_staged_way() {
+async fn spellings_only_postgresql_reads_send_the_file_direct_in_text() {
     let tb = TestBed::new("types-odd").await;
     types(&tb).await;
     let ctx = tb.load_context("").await;
@@ -259,9 +264,9 @@ async fn spellings_only_postgresql_reads_send_the_file_the_staged_way() {
         ("di", "{ 1 }"),
     ];
     for (n, (column, value)) in odd.into_iter().enumerate() {
-        let (direct, a, b) =
+        let (way, a, b) =
             both_ways(&tb, &ctx, &format!("o{n}"), &body(Some((column, value)))).await;
-        assert!(!direct, "{column} {value}");
+        assert_eq!(way, ("direct", "text"), "{column} {value}");
         assert_eq!(a.len(), ROWS.len() + 1);
         assert_eq!(a, b, "{column} {value}");
     }

@@ -173,11 +173,17 @@ pub enum WorkerError {
         value: String,
     },
 
-    /// Internal to the loader: a record the direct path cannot write (not an insert, or a value
-    /// only PostgreSQL should read). The loader loads the file by the staged path instead; this
-    /// never reaches the manifest.
-    #[error("record {record} of {key} does not fit the direct path")]
-    DirectUnfit { key: String, record: u64 },
+    /// Internal to the loader: a record the direct path or the binary stage cannot write. With
+    /// `value`, one of its values has no exact binary form (only PostgreSQL's own input should
+    /// read it): the file is read again in text. Without, the record or the file does not fit
+    /// the direct path (not an insert; no rows): the file loads by the staged path. Never
+    /// reaches the manifest.
+    #[error("record {record} of {key} does not fit the direct path or the binary stage")]
+    DirectUnfit {
+        key: String,
+        record: u64,
+        value: bool,
+    },
 
     /// Internal to the loader: a file that cannot join the batch it was gathered into (its
     /// columns differ from the first file's). The batch's files are loaded one by one instead;

@@ -258,10 +258,11 @@ pub struct EncodeSpec<'a> {
     pub segmented: bool,
     /// Write rows for `COPY` straight into the target (see [`Direct`]) instead of the stage.
     pub direct: Option<&'a Direct>,
-    /// Write the stage's rows in binary where every staged column has a binary type (never with
-    /// rejects: their rows are text); a value without an exact binary form then ends the
-    /// attempt, and the loader stages the file again in text.
-    pub binary_stage: bool,
+    /// Write the rows (the stage's, or the target's on the direct path) in binary where every
+    /// column has a binary type (never with rejects: their rows are text); a value without an
+    /// exact binary form then ends the attempt ([`WorkerError::DirectUnfit`] with `value`), and
+    /// the loader reads the file again in text.
+    pub try_binary: bool,
 }
 
 /// The direct path: a file of inserts only, into a table that had no rows (or only its own
@@ -520,11 +521,10 @@ impl<'s, 't> Parse<'s, 't> {
         }
     }
 
-    /// Sends the layout (in the binary format on the direct path when every column has a
+    /// Sends the layout (in the binary format, where the spec tries it, when every column has a
     /// binary type), then the rejects held until then; false when the receiver is gone.
     fn announce(&mut self, mut l: Layout) -> bool {
-        let stage_binary = self.spec.binary_stage && !self.spec.rejects() && !self.spec.segmented;
-        if self.spec.direct.is_some() || stage_binary {
+        if self.spec.try_binary && !self.spec.rejects() && !self.spec.segmented {
             l.binary = binary::column_types(self.spec.target, &l.columns);
             if l.binary.is_some() {
                 self.output.out.extend_from_slice(binary::HEADER);
@@ -551,6 +551,7 @@ impl<'s, 't> Parse<'s, 't> {
                 return Err(WorkerError::DirectUnfit {
                     key: self.spec.key.to_owned(),
                     record: 0,
+                    value: false,
                 });
             }
             if !self.announce(l) {
@@ -614,6 +615,7 @@ fn encode_record(
         return Err(WorkerError::DirectUnfit {
             key: spec.key.to_owned(),
             record: number,
+            value: false,
         });
     }
     let Some(doc) = &l.document else {
@@ -754,7 +756,7 @@ mod tests {
             max_record_bytes: 1 << 20,
             segmented: false,
             direct: None,
-            binary_stage: false,
+            try_binary: false,
         };
         let parsed = encode(input.as_bytes(), &spec, &tx)?;
         drop(tx);
@@ -904,7 +906,7 @@ mod tests {
             max_record_bytes: 8 << 20,
             segmented: false,
             direct: None,
-            binary_stage: false,
+            try_binary: false,
         };
         // 3 MiB of commas after a good record: its reject row (6 MiB of hex) goes out in
         // chunks of about CHUNK_BYTES, never as one piece.
@@ -955,7 +957,7 @@ mod tests {
             max_record_bytes: 1 << 20,
             segmented: false,
             direct: None,
-            binary_stage: false,
+            try_binary: false,
         };
         max_file_fields(&spec, None)
     }
@@ -994,7 +996,7 @@ mod tests {
             max_record_bytes: 1024,
             segmented: false,
             direct: None,
-            binary_stage: false,
+            try_binary: false,
         };
         let e = encode(&b"1,a\x00b\n"[..], &spec, &tx).unwrap_err();
         assert!(
@@ -1231,7 +1233,7 @@ x,y
             max_record_bytes: 1024,
             segmented: false,
             direct: None,
-            binary_stage: false,
+            try_binary: false,
         };
         let (tx, mut rx) = mpsc::channel(64);
         // A bad first record (wrong count), NUL, NULL into NOT NULL, then good ones.
@@ -1299,7 +1301,7 @@ x,y
                 max_record_bytes: 1024,
                 segmented: false,
                 direct: None,
-                binary_stage: false,
+                try_binary: false,
             };
             let parsed = encode(input, &spec, &tx);
             parsed.map(|p| (p.repaired, String::from_utf8(collect(&mut rx).0).unwrap()))
@@ -1337,7 +1339,7 @@ x,y
             max_record_bytes: 1024,
             segmented: false,
             direct: None,
-            binary_stage: false,
+            try_binary: false,
         };
         encode(&b"1,\x80 \x93quoted\x94 \xe9\x81\n"[..], &spec, &tx).unwrap();
         let text = String::from_utf8(collect(&mut rx).0).unwrap();
@@ -1377,7 +1379,7 @@ x,y
             max_record_bytes: 1 << 20,
             segmented: true,
             direct: None,
-            binary_stage: false,
+            try_binary: false,
         };
         let mut input = String::new();
         for i in 1..=2500 {

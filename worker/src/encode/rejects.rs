@@ -207,7 +207,8 @@ mod tests {
         );
         assert!(!is_record_error(&WorkerError::DirectUnfit {
             key: "k".into(),
-            record: 1
+            record: 1,
+            value: true,
         }));
     }
 }

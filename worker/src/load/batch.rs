@@ -21,7 +21,8 @@
 //! Anything a batch cannot take ends it with an error and nothing applied: a file whose
 //! columns differ from the first file's ([`WorkerError::BatchUnfit`]), a bad record, a value
 //! PostgreSQL refuses, a lost connection. The caller then loads the files one by one
-//! ([`super::load_file`]), where a bad file fails alone with its own error.
+//! ([`super::load_file`]), where a bad file fails alone with its own error. A value the binary
+//! stage cannot take exactly is not such a thing: the batch is staged again in text.
 //!
 //! Only CSV or Parquet CDC files of a table without `reject_rows` are batched (the rejects'
 //! slow path re-reads one file in segments; full-load files take the direct path).
@@ -60,15 +61,32 @@ struct Member<'a> {
 /// Applies `msgs` (CDC files of one source table, each at most once) in one transaction.
 /// Returns each file's outcome in the order given; an error means nothing was applied and the
 /// files should be loaded one by one.
+///
+/// The stage is binary where every column has a binary form; a value with no exact binary form
+/// (one only PostgreSQL's own input reads) stages the whole batch again in text, still one
+/// transaction. Every file is read again either way: the first transaction rolled back.
 pub async fn load_batch(
     ctx: &LoadContext,
     msgs: &[FileMessage],
+) -> Result<Vec<LoadOutcome>, WorkerError> {
+    match load_batch_staged(ctx, msgs, true).await {
+        Err(WorkerError::DirectUnfit { .. }) => load_batch_staged(ctx, msgs, false).await,
+        other => other,
+    }
+}
+
+/// [`load_batch`], its stage in binary where it can be (`binary`) or in text.
+async fn load_batch_staged(
+    ctx: &LoadContext,
+    msgs: &[FileMessage],
+    binary: bool,
 ) -> Result<Vec<LoadOutcome>, WorkerError> {
     let first = FileLoad::new(ctx, &msgs[0])?;
     let mut client = connect(ctx, first.key(), &first.target_label).await?;
     let mut members: Vec<Option<Member<'_>>> = Vec::with_capacity(msgs.len());
     for msg in msgs {
-        let load = FileLoad::new(ctx, msg)?;
+        let mut load = FileLoad::new(ctx, msg)?;
+        load.try_binary = binary;
         if load.target_label != first.target_label {
             return Err(unfit(msg, "its target differs from the batch's"));
         }

@@ -174,8 +174,8 @@ pub(super) struct FileLoad<'a> {
     pub file_time: SystemTime,
     pub source: Source,
     /// Stage the file in binary where every column has a binary type (see
-    /// `encode::EncodeSpec::binary_stage`).
-    pub binary_stage: bool,
+    /// `encode::EncodeSpec::try_binary`).
+    pub try_binary: bool,
 }
 
 impl<'a> FileLoad<'a> {
@@ -200,7 +200,7 @@ impl<'a> FileLoad<'a> {
             rules,
             schema,
             table,
-            binary_stage: true,
+            try_binary: true,
         })
     }
 

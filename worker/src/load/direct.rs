@@ -20,8 +20,9 @@
 //! costs one attempt, rolled back: the file streams once more.
 //!
 //! Must not: apply anything it cannot take exactly (a record that is not an insert, a value
-//! only PostgreSQL should read, a key already there): it ends with [`Attempt::Staged`], the
-//! transaction rolls back, and the file loads by the staged path with the same result.
+//! only PostgreSQL should read, a key already there): it ends with [`Attempt::Staged`], or for
+//! a value with `WorkerError::DirectUnfit` (the caller tries the direct path again in text), the
+//! transaction rolls back, and the file loads with the same result.
 
 use super::commit::commit;
 use super::context::FileLoad;
@@ -179,7 +180,8 @@ pub(super) async fn direct_load(
     let parsed = run.finish(msg, compression).await;
     let lines = parsed.as_ref().map(|p| p.lines.clone()).unwrap_or_default();
     let parsed = match parsed {
-        Err(WorkerError::DirectUnfit { .. }) => return Ok(Attempt::Staged),
+        // The record or the file does not fit (a value that does goes back to the caller).
+        Err(WorkerError::DirectUnfit { value: false, .. }) => return Ok(Attempt::Staged),
         other => other?,
     };
     if let Err(e) = copy_result {

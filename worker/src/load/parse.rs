@@ -46,7 +46,7 @@ pub(super) fn start_parse(
     let (bucket, key) = (msg.bucket.clone(), msg.key.clone());
     let max_record_bytes = ctx.max_record_bytes;
     let max_decompressed = ctx.max_decompressed_bytes;
-    let binary_stage = load.binary_stage;
+    let try_binary = load.try_binary;
     let failed = source_failed.clone();
     let parser = tokio::task::spawn_blocking(move || {
         let spec = EncodeSpec {
@@ -56,7 +56,7 @@ pub(super) fn start_parse(
             max_record_bytes,
             segmented,
             direct: direct.as_ref(),
-            binary_stage,
+            try_binary,
         };
         let body = match body {
             Body::Spooled(file) => return encode_parquet(file, &bucket, &spec, &tx),

@@ -27,23 +27,34 @@ use std::time::{Duration, Instant};
 
 /// Applies one file. Errors say whether retrying can help.
 pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutcome, WorkerError> {
-    // A record the direct path cannot take may show as soon as the layout (an empty file) or
-    // in the middle of the COPY: either way nothing was applied. The staged path is tried in
-    // binary, then, if a value has no exact binary form, in text.
-    // Only a full-load file can go direct; for any other, the first attempt is the binary
-    // stage, and a value it cannot take sends the file to the text stage at once (trying the
-    // binary stage again would meet the same value: a third read of the file).
+    // Only a full-load file can go direct. A record the direct path cannot take may show as
+    // soon as the layout (an empty file) or in the middle of the COPY: either way nothing was
+    // applied, and the file loads by the staged path. A value with no exact binary form is met
+    // again by every binary attempt, so the next attempt reads the file in text: the direct
+    // path in text (PostgreSQL reads the value), or the stage in text. Each attempt is one
+    // more read of the object.
     let unfit = |e: &WorkerError| matches!(e, WorkerError::DirectUnfit { .. });
+    let unfit_value = |e: &WorkerError| matches!(e, WorkerError::DirectUnfit { value: true, .. });
+    let mut binary = true;
     if matches!(msg.file.kind, FileKind::FullLoad { .. }) {
-        match load_once(ctx, msg, Way::DIRECT).await {
+        let mut attempt = load_once(ctx, msg, Way::DIRECT).await;
+        if matches!(&attempt, Err(e) if unfit_value(e)) {
+            binary = false;
+            attempt = load_once(ctx, msg, Way::DIRECT_TEXT).await;
+        }
+        match attempt {
             Ok(Attempt::Done(outcome)) => return Ok(outcome),
             Err(e) if !unfit(&e) => return Err(e),
             Ok(Attempt::Staged) | Err(_) => {}
         }
     }
-    let staged = match load_once(ctx, msg, Way::STAGED_BINARY).await {
-        Err(e) if unfit(&e) => load_once(ctx, msg, Way::STAGED_TEXT).await?,
-        other => other?,
+    let staged = if binary {
+        match load_once(ctx, msg, Way::STAGED_BINARY).await {
+            Err(e) if unfit(&e) => load_once(ctx, msg, Way::STAGED_TEXT).await?,
+            other => other?,
+        }
+    } else {
+        load_once(ctx, msg, Way::STAGED_TEXT).await?
     };
     match staged {
         Attempt::Done(outcome) => Ok(outcome),
@@ -56,7 +67,7 @@ pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutco
 pub(super) struct Way {
     /// The direct path, where the file fits it.
     pub direct: bool,
-    /// A binary `COPY` into the stage, where every column has a binary type.
+    /// A binary `COPY` (into the target or the stage), where every column has a binary type.
     pub binary: bool,
 }
 
@@ -64,6 +75,10 @@ impl Way {
     const DIRECT: Way = Way {
         direct: true,
         binary: true,
+    };
+    const DIRECT_TEXT: Way = Way {
+        direct: true,
+        binary: false,
     };
     const STAGED_BINARY: Way = Way {
         direct: false,
@@ -83,7 +98,7 @@ pub(super) async fn load_once(
     way: Way,
 ) -> Result<Attempt, WorkerError> {
     let mut load = FileLoad::new(ctx, msg)?;
-    load.binary_stage = way.binary;
+    load.try_binary = way.binary;
     let load = load;
     let pg = load.pg(&load.target_label);
     let mut client = connect(ctx, load.key(), &load.target_label).await?;

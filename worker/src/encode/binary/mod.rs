@@ -533,6 +533,7 @@ impl Tuple<'_> {
         let unfit = || WorkerError::DirectUnfit {
             key: spec.key.to_owned(),
             record: number,
+            value: true,
         };
         let at = FieldAt::of(spec, record, number, b'I');
         let fields = 4 + usize::from(direct.soft) + layout.columns.len();

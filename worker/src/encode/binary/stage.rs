@@ -28,6 +28,7 @@ pub(in crate::encode) fn write_stage(
     let unfit = || WorkerError::DirectUnfit {
         key: spec.key.to_owned(),
         record: number,
+        value: true,
     };
     let op = operation(spec, layout, record, number)?;
     let at = FieldAt::of(spec, record, number, op);
