@@ -178,6 +178,47 @@ async fn a_bad_file_in_a_batch_fails_alone_with_its_own_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_gone_from_s3_fails_alone_and_the_rest_of_its_batch_loads() {
+    let tb = TestBed::new("batch-gone").await;
+    tb.sql(T).await;
+    let files = cdc_files(&tb, 7).await;
+    tb.scan().await;
+    // Deleted between listing and loading, in the middle of the batch: its GET, made ahead
+    // of its turn while earlier files are copied, fails at its turn.
+    let (gone, gone_etag) = files[3].clone();
+    tb.aws
+        .s3
+        .delete_object()
+        .bucket(&tb.bucket)
+        .key(&gone)
+        .send()
+        .await
+        .unwrap();
+    let run = tb
+        .drain(&[
+            "--concurrency=1",
+            "--batch-files=10",
+            "--batch-wait-ms=10000",
+            "--max-attempts=1",
+        ])
+        .await;
+    assert_eq!((run.loaded, run.loaded + run.failed), (6, 7), "{run:?}");
+    let item = tb.item(&gone, &gone_etag).await;
+    assert_eq!(item.status, Some(Status::Failed), "{item:?}");
+    let e = item.error.expect("the missing file's error is recorded");
+    assert_eq!(e.class, "object_missing", "{e:?}");
+    assert!(e.message.contains(&gone), "{}", e.message);
+    assert_eq!(tb.ledger_count(&gone).await, 0);
+    for (key, etag) in files.iter().filter(|(k, _)| *k != gone) {
+        assert_eq!(tb.status(key, etag).await, Some(Status::Loaded), "{key}");
+        assert_eq!(tb.ledger_count(key).await, 1, "{key}");
+    }
+    // File 3's inserts (ids 30..39) are missing; file 4 inserts 40..49 and updates 30..39,
+    // which it therefore inserts, with its own values.
+    assert_eq!(tb.count("SELECT count(*) FROM {s}.t").await, 70);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_the_batch_commit_and_the_manifest_leaves_each_file_loaded_once() {
     let tb = TestBed::new("batch-crash").await;
     tb.sql(T).await;

@@ -10,6 +10,7 @@
 //!     INSERT each file's ledger row ON CONFLICT DO NOTHING   -> no file_id: left out
 //!     CREATE TEMP TABLE sluice_stage (... _sluice_file_time, _sluice_file)
 //!     per file: the stage's file columns' defaults := its time and file_id; COPY it in
+//!               (CSV objects: GETs started a few files ahead, `object::Fetches`)
 //!     lock the table's merges; one merge of the whole stage; counts per file
 //!     UPDATE each ledger row with its counts
 //!   COMMIT
@@ -29,7 +30,7 @@
 
 use super::commit::{in_ledger, ledger_has};
 use super::context::{FileLoad, LoadContext, LoadOutcome, LoadStats};
-use super::object::{open_body, Body};
+use super::object::{open_body, Body, Fetches};
 use super::parse::{copy_fast, start_parse};
 use super::prepare::{connect, prepared_target};
 use super::transaction::{claim, merge_stage, resolve_prepared};
@@ -189,13 +190,26 @@ async fn fill_stage(
 ) -> Result<Option<Stage>, WorkerError> {
     let mut stage: Option<Stage> = None;
     let applied = members.iter().flatten().count();
-    for m in members.iter_mut().flatten() {
-        let (ctx, msg) = (m.load.ctx, m.load.msg);
+    let Some(ctx) = members.iter().flatten().map(|m| m.load.ctx).next() else {
+        return Ok(None);
+    };
+    // CSV objects are fetched a few ahead (Parquet objects were spooled before BEGIN).
+    let wanted = members
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| m.as_ref().map(|m| (i, m)))
+        .filter(|(_, m)| m.spooled.is_none())
+        .map(|(i, m)| (i, m.load.msg.clone()))
+        .collect();
+    let mut fetches = Fetches::start(ctx, wanted);
+    for (index, m) in members.iter_mut().enumerate() {
+        let Some(m) = m else { continue };
+        let msg = m.load.msg;
         let pg = m.load.pg(&m.load.target_label);
         let started = Instant::now();
         let body = match m.spooled.take() {
             Some(body) => body,
-            None => open_body(ctx, msg, m.load.source.format).await?.0,
+            None => fetches.take(index, &msg.key).await?,
         };
         let mut run = start_parse(&m.load, body, target, false, None);
         let layout = run.layout(msg, m.load.source.compression).await?;

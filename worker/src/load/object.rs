@@ -44,6 +44,83 @@ pub(super) async fn open_body(
     Ok((Body::Spooled(file), Some(again)))
 }
 
+/// How many CSV objects of a batch are asked of S3 ahead of the one being copied.
+const FETCH_AHEAD: usize = 4;
+
+/// The GETs of a batch's CSV objects, [`FETCH_AHEAD`] objects ahead of the one being copied, so
+/// that each GET's wait for S3 (its first byte) overlaps the `COPY` of the objects before it:
+/// one by one, a batch of 100 small files waits 100 times. Each GET ahead holds an open
+/// response whose body is read only at its turn, so there are few. Dropped (the batch ended,
+/// or failed), it aborts the GETs still out.
+pub(super) struct Fetches {
+    s3: aws_sdk_s3::Client,
+    /// The objects to fetch, by their index in the batch, in the order they are copied.
+    wanted: Vec<(usize, FileMessage)>,
+    /// How many of `wanted` were asked of S3, and how many taken.
+    started: usize,
+    taken: usize,
+    out: tokio::task::JoinSet<(usize, Result<Body, WorkerError>)>,
+    arrived: std::collections::HashMap<usize, Result<Body, WorkerError>>,
+}
+
+impl Fetches {
+    /// Starts the first GETs of `wanted` (index in the batch, message).
+    pub fn start(ctx: &LoadContext, wanted: Vec<(usize, FileMessage)>) -> Self {
+        let mut fetches = Fetches {
+            s3: ctx.s3.clone(),
+            wanted,
+            started: 0,
+            taken: 0,
+            out: tokio::task::JoinSet::new(),
+            arrived: std::collections::HashMap::new(),
+        };
+        fetches.top_up();
+        fetches
+    }
+
+    fn top_up(&mut self) {
+        while self.started < self.wanted.len() && self.started - self.taken < FETCH_AHEAD {
+            let (index, msg) = self.wanted[self.started].clone();
+            let s3 = self.s3.clone();
+            self.out.spawn(async move {
+                let body = get_object(&s3, &msg).await;
+                (index, body.map(|b| Body::Stream(Box::new(b))))
+            });
+            self.started += 1;
+        }
+    }
+
+    /// The object of batch member `index` (one of `wanted`, taken in their order), once S3
+    /// answered. A GET task that did not end (a panic) fails the batch, whose files then load
+    /// one by one.
+    pub async fn take(&mut self, index: usize, key: &str) -> Result<Body, WorkerError> {
+        loop {
+            if let Some(body) = self.arrived.remove(&index) {
+                self.taken += 1;
+                self.top_up();
+                return body;
+            }
+            match self.out.join_next().await {
+                Some(Ok((i, body))) => {
+                    self.arrived.insert(i, body);
+                }
+                Some(Err(e)) => {
+                    return Err(WorkerError::BatchUnfit {
+                        key: key.to_owned(),
+                        reason: format!("its GET stopped: {e}"),
+                    })
+                }
+                None => {
+                    return Err(WorkerError::BatchUnfit {
+                        key: key.to_owned(),
+                        reason: "it was not fetched with the batch".to_owned(),
+                    })
+                }
+            }
+        }
+    }
+}
+
 /// Downloads a Parquet object's `body` whole to a temporary file, before its transaction
 /// begins. Memory stays bounded: the body is copied through a 64 KiB buffer. The file is
 /// unlinked as soon as it is created, so it disappears when its last handle closes, whatever
