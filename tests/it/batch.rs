@@ -4,6 +4,7 @@
 
 use crate::support::{cdc_name, TestBed, WorkerProcess};
 use sluice_common::manifest::Status;
+use sluice_worker::RunSummary;
 
 const T: &str = "CREATE TABLE {s}.t (id int PRIMARY KEY, v text, n int)";
 
@@ -36,6 +37,22 @@ async fn cdc_files(tb: &TestBed, n: usize) -> Vec<(String, String)> {
     files
 }
 
+/// Drains with batches of up to 10 files and a long gathering wait (the batch closes as soon
+/// as every received message is in it, however slow the shared test services are), and `more`.
+async fn drain_batched(tb: &TestBed, more: &[&str]) -> RunSummary {
+    let mut args = vec!["--batch-files=10", "--batch-wait-ms=10000"];
+    args.extend_from_slice(more);
+    tb.drain(&args).await
+}
+
+/// Each file `loaded` in the manifest, with one ledger row.
+async fn loaded_once<'a>(tb: &TestBed, files: impl IntoIterator<Item = &'a (String, String)>) {
+    for (key, etag) in files {
+        assert_eq!(tb.status(key, etag).await, Some(Status::Loaded), "{key}");
+        assert_eq!(tb.ledger_count(key).await, 1, "{key}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tables_files_apply_in_one_transaction_with_a_ledger_row_each() {
     let tb = TestBed::new("batch").await;
@@ -44,18 +61,9 @@ async fn a_tables_files_apply_in_one_transaction_with_a_ledger_row_each() {
     tb.scan().await;
     // A long gathering wait: the batch closes as soon as every received message is in it,
     // however slow the shared test services are.
-    let run = tb
-        .drain(&[
-            "--concurrency=2",
-            "--batch-files=10",
-            "--batch-wait-ms=10000",
-        ])
-        .await;
+    let run = drain_batched(&tb, &["--concurrency=2"]).await;
     assert_eq!(run.loaded, 8, "{run:?}");
-    for (key, etag) in &files {
-        assert_eq!(tb.status(key, etag).await, Some(Status::Loaded), "{key}");
-        assert_eq!(tb.ledger_count(key).await, 1, "{key}");
-    }
+    loaded_once(&tb, &files).await;
     // One receive gets all 8 messages: one transaction, a ledger row per file.
     assert_eq!(transactions(&tb).await, 1);
     assert_eq!(tb.count("SELECT count(*) FROM {s}.t").await, 80);
@@ -111,18 +119,9 @@ async fn a_value_only_postgresql_reads_stages_the_batch_in_text_still_one_transa
     let etag = tb.put(&key, "I,40,plus,+7\nU,31,\"w, 31\",+8\n").await;
     files.push((key, etag));
     tb.scan().await;
-    let run = tb
-        .drain(&[
-            "--concurrency=2",
-            "--batch-files=10",
-            "--batch-wait-ms=10000",
-        ])
-        .await;
+    let run = drain_batched(&tb, &["--concurrency=2"]).await;
     assert_eq!(run.loaded, 5, "{run:?}");
-    for (key, etag) in &files {
-        assert_eq!(tb.status(key, etag).await, Some(Status::Loaded), "{key}");
-        assert_eq!(tb.ledger_count(key).await, 1, "{key}");
-    }
+    loaded_once(&tb, &files).await;
     // Not one by one: the five files in one transaction.
     assert_eq!(transactions(&tb).await, 1);
     assert_eq!(
@@ -146,14 +145,7 @@ async fn a_bad_file_in_a_batch_fails_alone_with_its_own_error() {
     let bad_etag = tb.put(&bad, "I,900,ok,1\nI,901,not a number,zwei\n").await;
     files.push((bad.clone(), bad_etag.clone()));
     tb.scan().await;
-    let run = tb
-        .drain(&[
-            "--concurrency=1",
-            "--batch-files=10",
-            "--batch-wait-ms=10000",
-            "--max-attempts=1",
-        ])
-        .await;
+    let run = drain_batched(&tb, &["--concurrency=1", "--max-attempts=1"]).await;
     assert_eq!(
         (run.loaded, run.loaded + run.failed + run.dead),
         (5, 6),
@@ -194,14 +186,7 @@ async fn an_object_gone_from_s3_fails_alone_and_the_rest_of_its_batch_loads() {
         .send()
         .await
         .unwrap();
-    let run = tb
-        .drain(&[
-            "--concurrency=1",
-            "--batch-files=10",
-            "--batch-wait-ms=10000",
-            "--max-attempts=1",
-        ])
-        .await;
+    let run = drain_batched(&tb, &["--concurrency=1", "--max-attempts=1"]).await;
     assert_eq!((run.loaded, run.loaded + run.failed), (6, 7), "{run:?}");
     let item = tb.item(&gone, &gone_etag).await;
     assert_eq!(item.status, Some(Status::Failed), "{item:?}");
@@ -209,10 +194,7 @@ async fn an_object_gone_from_s3_fails_alone_and_the_rest_of_its_batch_loads() {
     assert_eq!(e.class, "object_missing", "{e:?}");
     assert!(e.message.contains(&gone), "{}", e.message);
     assert_eq!(tb.ledger_count(&gone).await, 0);
-    for (key, etag) in files.iter().filter(|(k, _)| *k != gone) {
-        assert_eq!(tb.status(key, etag).await, Some(Status::Loaded), "{key}");
-        assert_eq!(tb.ledger_count(key).await, 1, "{key}");
-    }
+    loaded_once(&tb, files.iter().filter(|(k, _)| *k != gone)).await;
     // File 3's inserts (ids 30..39) are missing; file 4 inserts 40..49 and updates 30..39,
     // which it therefore inserts, with its own values.
     assert_eq!(tb.count("SELECT count(*) FROM {s}.t").await, 70);
