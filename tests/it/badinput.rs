@@ -461,14 +461,7 @@ async fn each_kind_of_bad_input_is_a_distinct_recorded_outcome() {
     let gone = put("LOAD0000000A.csv");
     let gone_etag = tb.put(&gone, "1,a\n").await;
     tb.scan().await;
-    tb.aws
-        .s3
-        .delete_object()
-        .bucket(&tb.bucket)
-        .key(&gone)
-        .send()
-        .await
-        .unwrap();
+    tb.delete(&gone).await;
     tb.drain(&[config.as_str(), "--max-record-bytes=1024"])
         .await;
 

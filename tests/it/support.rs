@@ -134,6 +134,18 @@ impl TestBed {
         sluice_common::message::bare_etag(out.e_tag().unwrap_or_default())
     }
 
+    /// Deletes the object at `key` (as if it went between a listing and its load).
+    pub async fn delete(&self, key: &str) {
+        self.aws
+            .s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("delete {key}: {e:?}"));
+    }
+
     pub fn scan_context(&self, requeue_after: Duration) -> ScanContext {
         ScanContext {
             s3: self.aws.s3.clone(),
