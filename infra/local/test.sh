@@ -24,6 +24,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== the test beds' schemas left by earlier runs (it_*), dropped one by one"
+# Each test makes its own schemas and leaves them, for a look after a failure; the next run
+# drops those the tests' role owns (not the few a test makes as the restricted role), so a
+# machine that runs the tests again and again keeps a small catalog.
+psql -X -At -v ON_ERROR_STOP=1 "$SLUICE_DATABASE_URL" \
+  -c "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE;', nspname) FROM pg_catalog.pg_namespace
+       WHERE nspname LIKE 'it\_%' AND pg_has_role(nspowner, 'USAGE')" |
+  PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$SLUICE_DATABASE_URL" >/dev/null
 echo "== build binaries (the integration tests start sluice-worker as a process)"
 cargo build --workspace --bins --quiet
 echo "== tests"
