@@ -71,7 +71,9 @@ pub async fn load_batch(
     msgs: &[FileMessage],
 ) -> Result<Vec<LoadOutcome>, WorkerError> {
     match load_batch_staged(ctx, msgs, true).await {
-        Err(WorkerError::DirectUnfit { .. }) => load_batch_staged(ctx, msgs, false).await,
+        Err(WorkerError::DirectUnfit { value: true, .. }) => {
+            load_batch_staged(ctx, msgs, false).await
+        }
         other => other,
     }
 }
@@ -120,7 +122,7 @@ async fn load_batch_staged(
         }
     }
     let target = resolve_prepared(&first, &txn, prepared_oid).await?;
-    let Some(stage) = fill_stage(&txn, &target, &mut members).await? else {
+    let Some(stage) = fill_stage(ctx, &txn, &target, &mut members).await? else {
         // Every file was applied by another session meanwhile.
         drop(txn);
         return Ok(vec![LoadOutcome::AlreadyApplied; msgs.len()]);
@@ -184,32 +186,28 @@ struct Stage {
 /// Creates the stage and copies every claimed file into it, each under its own time and
 /// `file_id`; None when no file is left to apply.
 async fn fill_stage(
+    ctx: &LoadContext,
     txn: &deadpool_postgres::Transaction<'_>,
     target: &sql::TargetTable,
     members: &mut [Option<Member<'_>>],
 ) -> Result<Option<Stage>, WorkerError> {
     let mut stage: Option<Stage> = None;
     let applied = members.iter().flatten().count();
-    let Some(ctx) = members.iter().flatten().map(|m| m.load.ctx).next() else {
-        return Ok(None);
-    };
     // CSV objects are fetched a few ahead (Parquet objects were spooled before BEGIN).
     let wanted = members
         .iter()
-        .enumerate()
-        .filter_map(|(i, m)| m.as_ref().map(|m| (i, m)))
-        .filter(|(_, m)| m.spooled.is_none())
-        .map(|(i, m)| (i, m.load.msg.clone()))
+        .flatten()
+        .filter(|m| m.spooled.is_none())
+        .map(|m| m.load.msg.clone())
         .collect();
     let mut fetches = Fetches::start(ctx, wanted);
-    for (index, m) in members.iter_mut().enumerate() {
-        let Some(m) = m else { continue };
+    for m in members.iter_mut().flatten() {
         let msg = m.load.msg;
         let pg = m.load.pg(&m.load.target_label);
         let started = Instant::now();
         let body = match m.spooled.take() {
             Some(body) => body,
-            None => fetches.take(index, &msg.key).await?,
+            None => fetches.next(&msg.key).await?,
         };
         let mut run = start_parse(&m.load, body, target, false, None);
         let layout = run.layout(msg, m.load.source.compression).await?;

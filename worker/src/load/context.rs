@@ -173,8 +173,8 @@ pub(super) struct FileLoad<'a> {
     /// The file's own time ([`file_time`]): its rows' version without a timestamp column.
     pub file_time: SystemTime,
     pub source: Source,
-    /// Stage the file in binary where every column has a binary type (see
-    /// `encode::EncodeSpec::try_binary`).
+    /// Write the rows (into the stage, or the target on the direct path) in binary where every
+    /// column has a binary type (see `encode::EncodeSpec::try_binary`).
     pub try_binary: bool,
 }
 

@@ -54,69 +54,58 @@ const FETCH_AHEAD: usize = 4;
 /// or failed), it aborts the GETs still out.
 pub(super) struct Fetches {
     s3: aws_sdk_s3::Client,
-    /// The objects to fetch, by their index in the batch, in the order they are copied.
-    wanted: Vec<(usize, FileMessage)>,
-    /// How many of `wanted` were asked of S3, and how many taken.
-    started: usize,
-    taken: usize,
-    out: tokio::task::JoinSet<(usize, Result<Body, WorkerError>)>,
-    arrived: std::collections::HashMap<usize, Result<Body, WorkerError>>,
+    /// The objects not asked for yet, in the order they are copied.
+    waiting: std::vec::IntoIter<FileMessage>,
+    /// The GETs out, in the same order.
+    out: std::collections::VecDeque<tokio::task::JoinHandle<Result<Body, WorkerError>>>,
 }
 
 impl Fetches {
-    /// Starts the first GETs of `wanted` (index in the batch, message).
-    pub fn start(ctx: &LoadContext, wanted: Vec<(usize, FileMessage)>) -> Self {
+    /// Starts the first GETs of `wanted`, the objects in the order they will be taken.
+    pub fn start(ctx: &LoadContext, wanted: Vec<FileMessage>) -> Self {
         let mut fetches = Fetches {
             s3: ctx.s3.clone(),
-            wanted,
-            started: 0,
-            taken: 0,
-            out: tokio::task::JoinSet::new(),
-            arrived: std::collections::HashMap::new(),
+            waiting: wanted.into_iter(),
+            out: std::collections::VecDeque::new(),
         };
         fetches.top_up();
         fetches
     }
 
     fn top_up(&mut self) {
-        while self.started < self.wanted.len() && self.started - self.taken < FETCH_AHEAD {
-            let (index, msg) = self.wanted[self.started].clone();
+        while self.out.len() < FETCH_AHEAD {
+            let Some(msg) = self.waiting.next() else {
+                return;
+            };
             let s3 = self.s3.clone();
-            self.out.spawn(async move {
-                let body = get_object(&s3, &msg).await;
-                (index, body.map(|b| Body::Stream(Box::new(b))))
-            });
-            self.started += 1;
+            self.out.push_back(tokio::spawn(async move {
+                let body = get_object(&s3, &msg).await?;
+                Ok(Body::Stream(Box::new(body)))
+            }));
         }
     }
 
-    /// The object of batch member `index` (one of `wanted`, taken in their order), once S3
-    /// answered. A GET task that did not end (a panic) fails the batch, whose files then load
-    /// one by one.
-    pub async fn take(&mut self, index: usize, key: &str) -> Result<Body, WorkerError> {
-        loop {
-            if let Some(body) = self.arrived.remove(&index) {
-                self.taken += 1;
-                self.top_up();
-                return body;
-            }
-            match self.out.join_next().await {
-                Some(Ok((i, body))) => {
-                    self.arrived.insert(i, body);
-                }
-                Some(Err(e)) => {
-                    return Err(WorkerError::BatchUnfit {
-                        key: key.to_owned(),
-                        reason: format!("its GET stopped: {e}"),
-                    })
-                }
-                None => {
-                    return Err(WorkerError::BatchUnfit {
-                        key: key.to_owned(),
-                        reason: "it was not fetched with the batch".to_owned(),
-                    })
-                }
-            }
+    /// The next object (`key`, for errors), once S3 answered. A GET task that did not end (a
+    /// panic) fails the batch, whose files then load one by one.
+    pub async fn next(&mut self, key: &str) -> Result<Body, WorkerError> {
+        let unfit = |reason: String| WorkerError::BatchUnfit {
+            key: key.to_owned(),
+            reason,
+        };
+        let get = self
+            .out
+            .pop_front()
+            .ok_or_else(|| unfit("it was not fetched with the batch".to_owned()))?;
+        self.top_up();
+        get.await
+            .unwrap_or_else(|e| Err(unfit(format!("its GET stopped: {e}"))))
+    }
+}
+
+impl Drop for Fetches {
+    fn drop(&mut self) {
+        for get in &self.out {
+            get.abort();
         }
     }
 }

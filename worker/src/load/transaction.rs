@@ -27,38 +27,29 @@ use std::time::{Duration, Instant};
 
 /// Applies one file. Errors say whether retrying can help.
 pub async fn load_file(ctx: &LoadContext, msg: &FileMessage) -> Result<LoadOutcome, WorkerError> {
-    // Only a full-load file can go direct. A record the direct path cannot take may show as
-    // soon as the layout (an empty file) or in the middle of the COPY: either way nothing was
-    // applied, and the file loads by the staged path. A value with no exact binary form is met
-    // again by every binary attempt, so the next attempt reads the file in text: the direct
-    // path in text (PostgreSQL reads the value), or the stage in text. Each attempt is one
-    // more read of the object.
-    let unfit = |e: &WorkerError| matches!(e, WorkerError::DirectUnfit { .. });
-    let unfit_value = |e: &WorkerError| matches!(e, WorkerError::DirectUnfit { value: true, .. });
-    let mut binary = true;
-    if matches!(msg.file.kind, FileKind::FullLoad { .. }) {
-        let mut attempt = load_once(ctx, msg, Way::DIRECT).await;
-        if matches!(&attempt, Err(e) if unfit_value(e)) {
-            binary = false;
-            attempt = load_once(ctx, msg, Way::DIRECT_TEXT).await;
-        }
-        match attempt {
-            Ok(Attempt::Done(outcome)) => return Ok(outcome),
-            Err(e) if !unfit(&e) => return Err(e),
-            Ok(Attempt::Staged) | Err(_) => {}
-        }
-    }
-    let staged = if binary {
-        match load_once(ctx, msg, Way::STAGED_BINARY).await {
-            Err(e) if unfit(&e) => load_once(ctx, msg, Way::STAGED_TEXT).await?,
-            other => other?,
-        }
-    } else {
-        load_once(ctx, msg, Way::STAGED_TEXT).await?
+    // First the direct path where the file fits it (only a full-load file can), in binary where
+    // every column has a binary form. A record or a file the direct path cannot take (not an
+    // insert, no rows, a key already there) sends the file the staged way; a value with no
+    // exact binary form sends it to text (the direct path in text, where PostgreSQL reads the
+    // value, or the stage in text), as every binary attempt would meet it again. Nothing was
+    // applied by an attempt that ends so. Each retry clears one of `way`'s two flags, so a file
+    // is read at most three times.
+    let mut way = Way {
+        direct: true,
+        binary: true,
     };
-    match staged {
-        Attempt::Done(outcome) => Ok(outcome),
-        Attempt::Staged => unreachable!("the staged path always ends"),
+    loop {
+        match load_once(ctx, msg, way).await {
+            Ok(Attempt::Done(outcome)) => return Ok(outcome),
+            Ok(Attempt::Staged) | Err(WorkerError::DirectUnfit { value: false, .. })
+                if way.direct =>
+            {
+                way.direct = false
+            }
+            Err(WorkerError::DirectUnfit { value: true, .. }) if way.binary => way.binary = false,
+            Ok(Attempt::Staged) => unreachable!("the staged path always ends"),
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -69,25 +60,6 @@ pub(super) struct Way {
     pub direct: bool,
     /// A binary `COPY` (into the target or the stage), where every column has a binary type.
     pub binary: bool,
-}
-
-impl Way {
-    const DIRECT: Way = Way {
-        direct: true,
-        binary: true,
-    };
-    const DIRECT_TEXT: Way = Way {
-        direct: true,
-        binary: false,
-    };
-    const STAGED_BINARY: Way = Way {
-        direct: false,
-        binary: true,
-    };
-    const STAGED_TEXT: Way = Way {
-        direct: false,
-        binary: false,
-    };
 }
 
 /// One attempt at a file: the staged path, or the direct path where `way` allows it and the

@@ -1,11 +1,13 @@
 //! Message deletes, grouped: while one delete call is out, the deletes that arrive wait for it
 //! and go together in the next call (`DeleteMessageBatch`, at most 10 a call). A delete that
-//! finds no call out is sent at once, so grouping never adds a wait: it only saves calls when
-//! files settle together, as the files of a batch do.
+//! finds no call out is sent at once, so a lone file waits for nothing; files that settle
+//! together, as a batch's do, take one call per 10 instead of one each, made one after
+//! another (the last of 100 waits for 10 calls).
 //!
-//! Invariant: every receipt handed to [`Deleter::delete`] is sent in exactly one call, and its
-//! caller returns only after that call answered. A delete that fails is logged and dropped:
-//! the message comes back after its visibility timeout and finds the file's ledger row.
+//! Invariant: every receipt handed to [`Grouper::submit`] is sent in at most one call, and its
+//! caller returns only after that call answered, or once the sender ended early (a panic: the
+//! receipts still waiting are dropped unsent). A delete that fails or is dropped is logged or
+//! let go: the message comes back after its visibility timeout and finds the file's ledger row.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -180,7 +182,6 @@ async fn delete_group(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipts: Vec<
         Ok(out) => {
             for f in out.failed() {
                 warn!(
-                    entry = f.id(),
                     code = f.code(),
                     message = f.message().unwrap_or_default(),
                     "cannot delete message; it comes back and finds the ledger row"

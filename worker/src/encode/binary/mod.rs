@@ -22,7 +22,8 @@
 //!
 //! [`Tuple`] writes one insert of the direct path as a binary tuple, with the same value
 //! checks as the text format ([`super::field`]). Must not: guess a value's meaning (a text it
-//! cannot encode exactly ends the direct path, [`WorkerError::DirectUnfit`]).
+//! cannot encode exactly ends the binary attempt, [`WorkerError::DirectUnfit`] with `value`,
+//! and the loader reads the file again in text).
 
 mod array;
 mod net;
@@ -522,7 +523,7 @@ pub(super) struct Tuple<'a> {
 impl Tuple<'_> {
     /// One insert as a binary `COPY` tuple: record, version, file time, file id, the
     /// soft-delete flag where there is one, then the columns. A value the binary form cannot
-    /// take exactly ends the direct path ([`WorkerError::DirectUnfit`]).
+    /// take exactly ends the binary attempt ([`WorkerError::DirectUnfit`] with `value`).
     pub(super) fn write(
         &self,
         record: &Record<'_>,
