@@ -233,12 +233,13 @@ pub fn url_decode(s: &str) -> Result<String, String> {
 
 /// The key an event names, where it can be read two ways ([`EventObject::decoded`]): the one
 /// S3 lists with the event's ETag, as written first, then decoded. One `ListObjectsV2` call per
-/// reading, only for such keys. When S3 holds neither (the object is gone, or the listing
-/// failed), the key stays as written: the file then fails as missing and the listing finds
-/// nothing, as for any object deleted after its event.
-pub async fn resolve(ctx: &ScanContext, mut o: EventObject) -> EventObject {
+/// reading, only for such keys. When S3 holds neither (the object is gone), the key stays as
+/// written: the file then fails as missing and the listing finds nothing, as for any object
+/// deleted after its event. A listing that fails is an error: the event is asked again later
+/// rather than recorded under a reading that may be wrong.
+pub async fn resolve(ctx: &ScanContext, mut o: EventObject) -> Result<EventObject, String> {
     let Some(decoded) = o.decoded.take() else {
-        return o;
+        return Ok(o);
     };
     // Only in the lake: the coordinator may list nothing else (and drops the rest anyway).
     let in_lake = |k: &String| o.bucket == ctx.source.bucket && k.starts_with(&ctx.source.prefix);
@@ -247,19 +248,12 @@ pub async fn resolve(ctx: &ScanContext, mut o: EventObject) -> EventObject {
         .filter(in_lake)
         .collect();
     for candidate in candidates {
-        match holds(&ctx.s3, &o.bucket, &candidate, &o.etag).await {
-            Ok(true) => {
-                o.key = candidate;
-                return o;
-            }
-            Ok(false) => {}
-            Err(e) => {
-                warn!(bucket = %o.bucket, key = %candidate, error = %e, "cannot tell how an event's key reads; taken as written");
-                return o;
-            }
+        if holds(&ctx.s3, &o.bucket, &candidate, &o.etag).await? {
+            o.key = candidate;
+            return Ok(o);
         }
     }
-    o
+    Ok(o)
 }
 
 /// Whether S3 lists `key` with the ETag `etag` (bare).
@@ -397,8 +391,25 @@ pub async fn poll(ctx: &ScanContext, q: &EventsQueue) -> Result<EventsSummary, C
                 handled.push(handle.to_owned());
             }
             Ok(Event::Created(list)) => {
+                let mut resolved = Vec::with_capacity(list.len());
+                let mut unread = None;
                 for o in list {
-                    let o = resolve(ctx, o).await;
+                    let (bucket, key) = (o.bucket.clone(), o.key.clone());
+                    match resolve(ctx, o).await {
+                        Ok(o) => resolved.push(o),
+                        Err(e) => {
+                            unread = Some((bucket, key, e));
+                            break;
+                        }
+                    }
+                }
+                if let Some((bucket, key, e)) = unread {
+                    // Not handled: the event comes back after its visibility timeout.
+                    warn!(%bucket, %key, error = %e,
+                        "cannot tell how an event's key reads; the event is read again later");
+                    continue;
+                }
+                for o in resolved {
                     match classify(&ctx.source, &o) {
                         Ok(l) => {
                             // The same pair twice in one receive: the second is a duplicate.

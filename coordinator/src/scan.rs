@@ -315,7 +315,7 @@ pub struct Admitted {
     pub recorded: usize,
     /// Of the candidates, those whose key the manifest holds under another ETag (a rewrite).
     pub changed: usize,
-    /// Messages sent for them (the rest wait in `discovered` for the pass's re-enqueue).
+    /// Messages sent for them (the rest wait, `queued` with a note, to be sent again once stale).
     pub sent: usize,
     pub send_failed: usize,
     /// Pairs the manifest already held, or that another writer recorded first.
@@ -548,7 +548,7 @@ async fn enqueue(
             let counts = (sent.len(), failed.len());
             match sending {
                 Sending::Again => mark_queued(ctx, sent).await?,
-                Sending::Recorded => note_unsent(ctx, failed).await?,
+                Sending::Recorded => note_unsent(ctx, failed).await,
             }
             Ok::<_, sluice_common::error::Error>(counts)
         })
@@ -587,20 +587,19 @@ async fn mark_queued(
 /// it).
 pub const UNSENT_NOTE: &str = "message not sent";
 
-/// Notes in each recorded file's history that its message was not sent, and why.
-async fn note_unsent(
-    ctx: &ScanContext,
-    failed: Vec<(FileMessage, String)>,
-) -> Result<(), sluice_common::error::Error> {
+/// Notes in each recorded file's history that its message was not sent, and why. A note that
+/// cannot be written is logged, not a failed pass: the item is `queued` all the same and is
+/// sent again once stale.
+async fn note_unsent(ctx: &ScanContext, failed: Vec<(FileMessage, String)>) {
     for (m, why) in failed {
         let note = format!(
             "{UNSENT_NOTE} ({why}); a pass sends it again once the item is stale (--requeue-after)"
         );
-        ctx.store
-            .annotate(&m.key, &m.etag, &[], Some(&note))
-            .await?;
+        if let Err(e) = ctx.store.annotate(&m.key, &m.etag, &[], Some(&note)).await {
+            warn!(key = %m.key, etag = %m.etag, error = %e,
+                "message not sent, and the note saying so not written; the item is sent again once stale");
+        }
     }
-    Ok(())
 }
 
 /// Names each generation's files in the manifest, and asks a worker to replace the rows of

@@ -373,3 +373,49 @@ async fn an_eventbridge_key_with_a_plus_or_a_space_is_recorded_as_s3_holds_it() 
     let run = tb.drain(&[]).await;
     assert_eq!((run.loaded, run.failed), (2, 0), "{run:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_key_s3_cannot_be_asked_about_is_read_again_later() {
+    let tb = TestBed::new("evunread").await;
+    let (q, _) = events_queue(&tb, false).await;
+    let stem = cdc_name(0).trim_end_matches(".csv").to_owned();
+    let spaced = tb.key(&format!("t/{stem} x.csv"));
+    let etag = tb.put(&spaced, "I,1,a\n").await;
+    let as_sent = spaced.replace(' ', "+");
+    send(&tb, &q.url, &eventbridge_event(&tb, &as_sent, &etag)).await;
+    // S3 cannot be reached to tell the two readings apart (nothing listens on port 1).
+    let mut ctx = tb.scan_context(Duration::from_secs(600));
+    ctx.s3 = aws_sdk_s3::Client::from_conf(
+        tb.aws_via("http://127.0.0.1:1")
+            .s3
+            .config()
+            .to_builder()
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let s = poll(&ctx, &q).await.expect("poll events");
+    assert_eq!((s.received, s.enqueued), (1, 0), "{s:?}");
+    // Nothing recorded under either reading, and the event not deleted: it comes back.
+    for key in [&spaced, &as_sent] {
+        let items = tb.manifest.etags_of(key).await.unwrap();
+        assert!(items.is_empty(), "{key}: {items:?}");
+    }
+    let attrs = tb
+        .aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&q.url)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .unwrap();
+    let in_flight = attrs
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        })
+        .cloned();
+    assert_eq!(in_flight.as_deref(), Some("1"));
+}

@@ -260,11 +260,11 @@ pub fn note_entry(note: &str, now: &str) -> String {
     format!("{now} {}", cap_text(&scrub(note), HISTORY_TEXT_MAX))
 }
 
-/// A newly discovered object version's item (written only where none exists,
-/// [`Transition::Discover`]).
+/// A new object version's item, written only where none exists: `discovered`
+/// ([`Transition::Discover`], [`discovered`]) or already `queued` ([`discovered_and_queued`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewItem {
-    /// Its base ([`base_attributes`]), `discovered`, no attempt yet, and its times.
+    /// Its base ([`base_attributes`]), its status, no attempt yet, and its times.
     pub attributes: Vec<(&'static str, Value)>,
     /// Its history's first entries.
     pub history: Vec<String>,

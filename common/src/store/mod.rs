@@ -178,8 +178,9 @@ impl ManifestStore {
     }
 
     /// Sets (`Some`) or removes (`None`) attributes of an existing item without changing its
-    /// status, appending `note` to its history. Only for the generation bookkeeping
-    /// (`generation`, `replace_sent_at`, `replaced_at`, `rows_removed`).
+    /// status, appending `note` to its history: the generation bookkeeping (`generation`,
+    /// `replace_sent_at`, `replaced_at`, `rows_removed`), and notes alone (a message not sent,
+    /// an event missed).
     pub async fn annotate(
         &self,
         key: &str,

@@ -13,7 +13,9 @@ use sluice_common::config::redact_url;
 use sluice_common::postgres::error_text;
 
 /// The relation of that name, with the role's privileges on it (`$1` schema, `$2` table,
-/// `$3` role). "Can alter" is ownership as PostgreSQL checks it for `ALTER TABLE`: the owner,
+/// `$3` role), found as the worker finds it (`sluice_worker::sql::CATALOG_COLUMNS`): through
+/// `pg_class`'s name index (the names cast to `name`, which cuts them at 63 bytes), then
+/// compared as `text`, so a longer name never matches a cut one. "Can alter" is ownership as PostgreSQL checks it for `ALTER TABLE`: the owner,
 /// a member inheriting the owner's privileges, or a superuser.
 const RELATION: &str = "\
 SELECT c.oid, c.relkind::text, \
