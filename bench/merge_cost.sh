@@ -88,6 +88,8 @@ if [ "$(id -u)" = 0 ]; then
   checkpoint="runuser -u postgres -- psql -X -q -p $SLUICE_PG_PORT -c CHECKPOINT"
 elif sudo -n -u postgres true 2>/dev/null; then
   checkpoint="sudo -n -u postgres psql -X -q -p $SLUICE_PG_PORT -c CHECKPOINT"
+else
+  echo "merge_cost: cannot run CHECKPOINT as postgres here; the statements run without one" >&2
 fi
 script=$(mktemp)
 trap 'rm -f "$script"' EXIT

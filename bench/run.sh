@@ -353,7 +353,6 @@ CREATE TYPE bench_types.order_state AS ENUM ('new', 'open', 'held', 'closed');
 $(ddl bench_copy.orders)
 SQL
 fi
-# The orders table of Sluice's cases, empty, with a fresh state schema (ledger).
 # A Sluice target created anew (by its DDL function, `ddl` unless named), with no bookkeeping
 # schema: every run starts from an empty table that Sluice has never seen.
 fresh_table() { # table, DDL function
@@ -364,6 +363,7 @@ DROP SCHEMA IF EXISTS bench_state CASCADE;
 $("${2:-ddl}" "$1")
 SQL
 }
+# The orders table of Sluice's cases, empty, with a fresh state schema (ledger).
 reset_orders() { fresh_table bench.orders; }
 copy_orders() { # table, file
   q -c "TRUNCATE $1"

@@ -25,12 +25,17 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== the test beds' schemas left by earlier runs (it_*), dropped one by one"
-# Each test makes its own schemas and leaves them, for a look after a failure; the next run
-# drops those the tests' role owns (not the few a test makes as the restricted role), so a
-# machine that runs the tests again and again keeps a small catalog.
+# Each test makes its own schemas (`it_<label>_<pid>_<n>_<random>`, `..._state`) and leaves
+# them, for a look after a failure; the next run drops those the tests' role may drop (not the
+# few a test makes as the restricted role), so a machine that runs the tests again and again keeps
+# a small catalog. Schemas of a test process still running (another run on this database) stay.
+live=$(ls /proc | grep -E '^[0-9]+$' | tr '\n' ' ')
 psql -X -At -v ON_ERROR_STOP=1 "$SLUICE_DATABASE_URL" \
-  -c "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE;', nspname) FROM pg_catalog.pg_namespace
-       WHERE nspname LIKE 'it\_%' AND pg_has_role(nspowner, 'USAGE')" |
+  -c "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname LIKE 'it\_%' AND pg_has_role(nspowner, 'USAGE')" |
+  awk -v live="$live" '
+    BEGIN { n = split(live, p, " "); for (i = 1; i <= n; i++) alive[p[i]] = 1 }
+    match($0, /_[0-9]+_[0-9]+_[0-9]+(_[a-z_]+)?$/) { split(substr($0, RSTART + 1), f, "_"); if (f[1] in alive) next }
+    { printf "DROP SCHEMA IF EXISTS \"%s\" CASCADE;\n", $0 }' |
   PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$SLUICE_DATABASE_URL" >/dev/null
 echo "== build binaries (the integration tests start sluice-worker as a process)"
 cargo build --workspace --bins --quiet
