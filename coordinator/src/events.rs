@@ -256,6 +256,23 @@ pub async fn resolve(ctx: &ScanContext, mut o: EventObject) -> Result<EventObjec
     Ok(o)
 }
 
+/// Every object of one event, resolved ([`resolve`]); None (logged) when one cannot be.
+async fn resolve_all(ctx: &ScanContext, list: Vec<EventObject>) -> Option<Vec<EventObject>> {
+    let mut resolved = Vec::with_capacity(list.len());
+    for o in list {
+        let (bucket, key) = (o.bucket.clone(), o.key.clone());
+        match resolve(ctx, o).await {
+            Ok(o) => resolved.push(o),
+            Err(e) => {
+                warn!(%bucket, %key, error = %e,
+                    "cannot tell how an event's key reads; the event is read again later");
+                return None;
+            }
+        }
+    }
+    Some(resolved)
+}
+
 /// Whether S3 lists `key` with the ETag `etag` (bare).
 async fn holds(
     s3: &aws_sdk_s3::Client,
@@ -391,24 +408,10 @@ pub async fn poll(ctx: &ScanContext, q: &EventsQueue) -> Result<EventsSummary, C
                 handled.push(handle.to_owned());
             }
             Ok(Event::Created(list)) => {
-                let mut resolved = Vec::with_capacity(list.len());
-                let mut unread = None;
-                for o in list {
-                    let (bucket, key) = (o.bucket.clone(), o.key.clone());
-                    match resolve(ctx, o).await {
-                        Ok(o) => resolved.push(o),
-                        Err(e) => {
-                            unread = Some((bucket, key, e));
-                            break;
-                        }
-                    }
-                }
-                if let Some((bucket, key, e)) = unread {
-                    // Not handled: the event comes back after its visibility timeout.
-                    warn!(%bucket, %key, error = %e,
-                        "cannot tell how an event's key reads; the event is read again later");
+                // Not handled when a key cannot be resolved: the event comes back.
+                let Some(resolved) = resolve_all(ctx, list).await else {
                     continue;
-                }
+                };
                 for o in resolved {
                     match classify(&ctx.source, &o) {
                         Ok(l) => {
